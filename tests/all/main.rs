@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per topic.
+
+mod analytic;
+mod des;
+#[cfg(feature = "model")]
+mod gpt;
+mod scenario;
+mod sim;
