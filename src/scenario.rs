@@ -1,1 +1,32 @@
-//! TODO
+//! Scenario files: one TOML file describes an experiment — the clients, the serving
+//! system and the workload — and drives both backends (the simulator and the real server).
+//!
+//! A file is parsed, overridden (`--set path=value`), checked against the schema (unknown
+//! keys are rejected with the list of valid ones) and validated (every bad value names its
+//! path and the fix) before anything runs. See [`Scenario`] for every field, its unit and
+//! its default; `models/*.toml` are worked examples.
+//!
+//! ```toml
+//! [system]
+//! cores = 4
+//! [worker]
+//! handler = "sync"
+//! threads = 40
+//! lock = "gil"
+//! [clients]
+//! kind = "closed"
+//! users = 50
+//! [cost]
+//! token_locked_ms = 1.667
+//! token_free_ms = 2.333
+//! ```
+
+mod load;
+mod types;
+mod validate;
+
+pub use load::{Override, ScenarioError};
+pub use types::{
+    Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind,
+    Run, Scenario, System, Worker, Workload,
+};

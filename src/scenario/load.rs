@@ -1,0 +1,191 @@
+//! Reading a scenario: TOML text → overrides → schema → files → validation.
+
+use super::Scenario;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Why a scenario could not be loaded. Every message names the file or field and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key is unknown or a value has the wrong type.
+    #[error("{field}: {message}")]
+    Schema {
+        /// Dotted path of the field (`worker.threads`).
+        field: String,
+        /// What is wrong, and the valid keys or values.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{field} {message}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: String,
+        /// The rule and the value given (`must be ≥ 1, got 0`).
+        message: String,
+    },
+    /// A `--set` argument is malformed.
+    #[error("--set {arg}: {message}")]
+    Override {
+        /// The argument as given.
+        arg: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ScenarioError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ScenarioError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+/// One `--set path=value`: a dotted path into the scenario and a TOML value
+/// (`worker.threads=8`, `worker.lock=gil`, `cost.token_free_ms={dist="exponential",mean=2}`).
+/// A value that is not valid TOML is taken as a string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// Dotted path (`worker.threads`).
+    pub path: String,
+    /// The value.
+    pub value: toml::Value,
+}
+
+impl FromStr for Override {
+    type Err = ScenarioError;
+
+    fn from_str(arg: &str) -> Result<Self, Self::Err> {
+        let err = |message: &str| ScenarioError::Override { arg: arg.into(), message: message.into() };
+        let (path, raw) = arg.split_once('=').ok_or_else(|| err("expected PATH=VALUE, e.g. worker.threads=8"))?;
+        let path = path.trim();
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(err("the path must be dotted keys, e.g. worker.threads"));
+        }
+        let raw = raw.trim();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+        Ok(Override { path: path.to_owned(), value })
+    }
+}
+
+impl Override {
+    /// Sets this value in a TOML table, creating intermediate tables.
+    fn apply(&self, root: &mut toml::Table) -> Result<(), ScenarioError> {
+        let keys: Vec<&str> = self.path.split('.').collect();
+        let (last, parents) = keys.split_last().expect("paths are non-empty");
+        let mut table = root;
+        for (i, key) in parents.iter().enumerate() {
+            let entry = table
+                .entry(key.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| ScenarioError::Override {
+                arg: format!("{}=…", self.path),
+                message: format!("`{}` is a value, not a table", keys[..=i].join(".")),
+            })?;
+        }
+        table.insert(last.to_string(), self.value.clone());
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Loads a scenario file, applies `overrides` in order, and validates the result.
+    pub fn load(path: &Path, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut scenario = Self::parse(&text, path, base, overrides)?;
+        if scenario.name.is_none() {
+            scenario.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        Ok(scenario)
+    }
+
+    /// Parses scenario text; `origin` names it in errors and relative paths resolve
+    /// against `base`.
+    pub fn parse(
+        text: &str,
+        origin: &Path,
+        base: &Path,
+        overrides: &[Override],
+    ) -> Result<Scenario, ScenarioError> {
+        let mut table = toml::from_str::<toml::Table>(text).map_err(|e| ScenarioError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        for o in overrides {
+            o.apply(&mut table)?;
+        }
+        Self::from_table(table, base)
+    }
+
+    /// Builds a scenario from a TOML table (after overrides) and validates it.
+    pub fn from_table(table: toml::Table, base: &Path) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario =
+            serde_path_to_error::deserialize(table).map_err(|e| ScenarioError::Schema {
+                field: schema_path(&e),
+                message: e.inner().to_string(),
+            })?;
+        scenario.base_dir = base.to_owned();
+        scenario.load_files()?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Reads the sample files of empirical distributions.
+    fn load_files(&mut self) -> Result<(), ScenarioError> {
+        let base = self.base_dir.clone();
+        for (field, dist) in self.dists_mut() {
+            dist.load_files(&base).map_err(|e| ScenarioError::invalid(field, format!(": {e}")))?;
+        }
+        if let Some(trace) = &self.clients.trace {
+            let times = crate::workload::read_samples(&base.join(trace))
+                .map_err(|e| ScenarioError::invalid("clients.trace", format!(": {e}")))?;
+            if let Some(i) = times.windows(2).position(|w| w[1] < w[0]) {
+                return Err(ScenarioError::invalid(
+                    "clients.trace",
+                    format!(": arrival times must not decrease (value {} after {})", times[i + 1], times[i]),
+                ));
+            }
+            if times.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
+                return Err(ScenarioError::invalid("clients.trace", ": arrival times must be finite and ≥ 0"));
+            }
+            self.clients.trace_ms = times;
+        }
+        if self.cost.calibration.is_some() {
+            return Err(ScenarioError::invalid(
+                "cost.calibration",
+                "is not read by this version; give the costs in [cost] instead",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A value with every field at its default.
+    pub fn defaults() -> Scenario {
+        Scenario::deserialize(toml::Value::Table(toml::Table::new())).expect("defaults deserialize")
+    }
+}
+
+fn schema_path(e: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." || path.is_empty() { "scenario".into() } else { path }
+}

@@ -1,0 +1,326 @@
+//! The typed scenario: every field with its unit and default.
+
+use crate::workload::Dist;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// One experiment: clients, serving system, workload, costs and run lengths.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// A short name for reports. By default, the file name.
+    pub name: Option<String>,
+    /// Free text: what the scenario models and where its numbers come from.
+    pub description: Option<String>,
+    /// Hardware and processes.
+    pub system: System,
+    /// One worker process: handler, threadpool, lock.
+    pub worker: Worker,
+    /// Who sends requests, and when.
+    pub clients: Clients,
+    /// What each request asks for.
+    pub workload: Workload,
+    /// What each request costs.
+    pub cost: Cost,
+    /// Batching of requests into one forward pass.
+    pub batching: Batching,
+    /// Run lengths, replications and the seed.
+    pub run: Run,
+    /// The directory relative paths in the file are resolved against (set by the loader).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[system]`: the machine and the processes on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct System {
+    /// CPU cores shared by every thread of every worker [count]. By default, 1.
+    pub cores: u32,
+    /// Worker processes, each with its own event loop, threadpool, lock and copy of the
+    /// weights [count]. By default, 1.
+    pub workers: u32,
+    /// How requests are spread over workers. By default, `round-robin`.
+    pub balancer: Balancer,
+}
+
+impl Default for System {
+    fn default() -> Self {
+        Self { cores: 1, workers: 1, balancer: Balancer::RoundRobin }
+    }
+}
+
+/// How a request (or a connection) is assigned to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balancer {
+    /// Workers in turn, per request.
+    RoundRobin,
+    /// A uniformly random worker, per request.
+    Random,
+    /// The worker with the fewest requests in it (lowest index on ties).
+    LeastOutstanding,
+    /// What SO_REUSEPORT does: each connection is hashed to a worker, regardless of load.
+    /// A closed-loop user keeps its connection; open-loop and burst requests each hash anew.
+    Hash,
+}
+
+/// `[worker]`: one worker process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Worker {
+    /// How the handler runs. By default, `sync`.
+    pub handler: Handler,
+    /// Threadpool size [threads]. By default, 40 (anyio's default).
+    pub threads: u32,
+    /// The process-wide lock held during interpreter work. By default, `none`.
+    pub lock: LockKind,
+    /// `gil` only: how long a waiter waits before it asks the holder to drop the lock [ms].
+    /// By default, 5 (CPython's `sys.getswitchinterval()`).
+    pub switch_interval_ms: f64,
+    /// Requests admitted into one worker at once (queued or in service); beyond it a request
+    /// is refused (HTTP 503) [requests]. By default, 1024.
+    pub queue_limit: u32,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Self {
+            handler: Handler::Sync,
+            threads: 40,
+            lock: LockKind::None,
+            switch_interval_ms: 5.0,
+            queue_limit: 1024,
+        }
+    }
+}
+
+/// How a request's handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handler {
+    /// A `def` handler: the event loop hands the request to a threadpool thread (FIFO).
+    Sync,
+    /// An `async def` handler that blocks: the whole request runs on the event-loop thread,
+    /// so the worker serves one request at a time whatever its threadpool size.
+    AsyncBlocking,
+    /// An `async def` handler that awaits a threadpool thread (`to_thread`).
+    AsyncOffload,
+}
+
+/// The process-wide lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockKind {
+    /// No lock: interpreter work runs in parallel, bounded by cores.
+    None,
+    /// A fair mutex: FIFO hand-off, a holder keeps it until it releases.
+    Mutex,
+    /// CPython's GIL: FIFO hand-off, and a waiter that has waited `switch_interval_ms`
+    /// without any hand-off asks the holder to drop it at its next switch point.
+    Gil,
+}
+
+/// `[clients]`: the arrival process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Clients {
+    /// `closed`, `open`, `burst` or `trace`. By default, `closed`.
+    pub kind: ClientKind,
+    /// `closed`: concurrent users, each waiting for its reply before thinking and sending
+    /// again [users]. By default, 1.
+    pub users: u32,
+    /// `closed`: think time between a reply and the next request [ms]. By default, 0.
+    pub think_ms: Dist,
+    /// `open`: offered rate [requests/s]. By default, 1.
+    pub rate_rps: f64,
+    /// `open`: `poisson` (exponential gaps) or `constant` (equal gaps). By default, `poisson`.
+    pub arrivals: Arrivals,
+    /// `burst`: requests sent at t = 0 [requests]. By default, 50.
+    pub burst: u32,
+    /// `trace`: a CSV file of arrival times [ms] in its first column (header optional),
+    /// relative to the scenario file.
+    pub trace: Option<PathBuf>,
+    /// `trace`: the arrival times read from `trace` [ms] (filled by the loader).
+    #[serde(skip)]
+    pub trace_ms: Vec<f64>,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self {
+            kind: ClientKind::Closed,
+            users: 1,
+            think_ms: Dist::Const(0.0),
+            rate_rps: 1.0,
+            arrivals: Arrivals::Poisson,
+            burst: 50,
+            trace: None,
+            trace_ms: Vec::new(),
+        }
+    }
+}
+
+/// Kinds of client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientKind {
+    /// Users that wait for their reply.
+    Closed,
+    /// Arrivals that do not wait; latency counts from the intended send time.
+    Open,
+    /// N requests at t = 0.
+    Burst,
+    /// Arrival times from a file.
+    Trace,
+}
+
+/// Gaps between open-loop arrivals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arrivals {
+    /// Exponential gaps (a Poisson process).
+    Poisson,
+    /// Equal gaps of 1 / rate.
+    Constant,
+}
+
+/// `[workload]`: what each request asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Tokens generated per request (draws are rounded to whole tokens) [tokens].
+    /// By default, 20.
+    pub new_tokens: Dist,
+    /// Length of the prompt the real load generator sends [characters]. By default, 40.
+    pub prompt_chars: u32,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self { new_tokens: Dist::Const(20.0), prompt_chars: 40 }
+    }
+}
+
+/// `[cost]`: CPU work per request, split by whether it holds the lock. Each is a
+/// distribution (see [`Dist`]); all default to 0.
+///
+/// A request's life: the event loop reads and parses it (`loop_in_ms`), a handler thread
+/// runs `request_locked_ms` then `request_free_ms`, then for every token
+/// `token_locked_ms` and `token_free_ms` in `release_points` alternating slices, and the
+/// loop writes the reply (`loop_out_ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cost {
+    /// Event-loop work before dispatch: accept, read, parse [ms].
+    pub loop_in_ms: Dist,
+    /// Event-loop work after the handler: serialize, write [ms].
+    pub loop_out_ms: Dist,
+    /// Whether event-loop work needs the lock (true for a Python server). By default, true.
+    pub loop_lock: bool,
+    /// Handler work per request holding the lock (tokenize, orchestration) [ms].
+    pub request_locked_ms: Dist,
+    /// Handler work per request without the lock (prompt prefill matmuls) [ms].
+    pub request_free_ms: Dist,
+    /// Work per generated token holding the lock (interpreter work) [ms].
+    pub token_locked_ms: Dist,
+    /// Work per generated token without the lock (the matmuls) [ms].
+    pub token_free_ms: Dist,
+    /// Lock release points per token: the token's locked and free work alternate in this
+    /// many slices [count]. By default, 1.
+    pub release_points: u32,
+    /// CPU cost of handing the lock to a waiting thread — the wake-up and context switch the
+    /// receiving thread pays before it runs [µs]. By default, 0.
+    pub handoff_us: f64,
+    /// A calibration file (JSON, from `servesim calibrate`) that supplies every cost this
+    /// table leaves unset, relative to the scenario file. By default, none.
+    pub calibration: Option<PathBuf>,
+}
+
+impl Default for Cost {
+    fn default() -> Self {
+        let zero = Dist::Const(0.0);
+        Self {
+            loop_in_ms: zero.clone(),
+            loop_out_ms: zero.clone(),
+            loop_lock: true,
+            request_locked_ms: zero.clone(),
+            request_free_ms: zero.clone(),
+            token_locked_ms: zero.clone(),
+            token_free_ms: zero,
+            release_points: 1,
+            handoff_us: 0.0,
+            calibration: None,
+        }
+    }
+}
+
+/// `[batching]`: requests batched into one forward pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batching {
+    /// `none`, `static` or `continuous`. By default, `none`.
+    pub mode: BatchingMode,
+    /// Largest batch [requests]. By default, 8.
+    pub max_batch: u32,
+    /// `static`: a partial batch goes when its oldest request has waited this long [ms].
+    /// By default, 5.
+    pub max_wait_ms: f64,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self { mode: BatchingMode::None, max_batch: 8, max_wait_ms: 5.0 }
+    }
+}
+
+/// Batching schedulers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchingMode {
+    /// One request per forward pass.
+    None,
+    /// Dynamic batching: a full batch goes at once, a partial one after `max_wait_ms`.
+    Static,
+    /// Iteration-level: sequences join and leave at token-step boundaries.
+    Continuous,
+}
+
+/// `[run]`: how long, how often, from which seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Run {
+    /// Completed requests measured per replication, after warm-up (`burst`: every
+    /// request) [requests]. By default, 10000.
+    pub requests: u64,
+    /// Completed requests discarded at the start of each replication [requests].
+    /// By default, 1000.
+    pub warmup_requests: u64,
+    /// Independent replications; confidence intervals come from their spread [count].
+    /// By default, 5.
+    pub replications: u32,
+    /// Base seed; replication r uses streams derived from (seed, r). By default, 1.
+    pub seed: u64,
+    /// Bound on simulated time per replication, so an overloaded system still stops [s].
+    /// By default, 86400.
+    pub max_sim_s: f64,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Self {
+            requests: 10_000,
+            warmup_requests: 1_000,
+            replications: 5,
+            seed: 1,
+            max_sim_s: 86_400.0,
+        }
+    }
+}
+
+impl Scenario {
+    /// The name for reports: `name`, or else "scenario".
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("scenario")
+    }
+}

@@ -1,0 +1,149 @@
+//! Per-replication accounting: warm-up deletion, the measurement window, latency and wait
+//! statistics, and time-averaged occupancy for utilizations and Little's law.
+
+use super::clients::Clients;
+use super::{Figures, Replication, Utilization, Waits};
+use crate::des::{Nanos, ns_to_ms, ns_to_s};
+use crate::scenario::{Handler, Scenario};
+use crate::stats::LatencyHistogram;
+
+/// Cumulative counters read at the window's start and end.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) t: Nanos,
+    pub(crate) busy_core_ns: f64,
+    pub(crate) lock_held_ns: f64,
+}
+
+pub(crate) struct Metrics {
+    warmup: u64,
+    target: u64,
+    total: Option<u64>,
+    completed: u64,
+    rejected: u64,
+    measured: u64,
+    in_system: u64,
+    hist: LatencyHistogram,
+    wait_sums: [u128; 3],
+    window: Option<Snapshot>,
+    area_in_system: f64,
+    area_pool: f64,
+    area_loops: f64,
+    cores: f64,
+    workers: f64,
+    pool_threads: f64,
+    locked: bool,
+    blocking: bool,
+}
+
+impl Metrics {
+    pub(crate) fn new(sc: &Scenario) -> Self {
+        let total = Clients::total(sc);
+        // Finite processes are measured whole: no warm-up, every request counts.
+        let (warmup, target) = match total {
+            Some(n) => (0, n),
+            None => (sc.run.warmup_requests, sc.run.requests),
+        };
+        Self {
+            warmup,
+            target,
+            total,
+            completed: 0,
+            rejected: 0,
+            measured: 0,
+            in_system: 0,
+            hist: LatencyHistogram::new(),
+            wait_sums: [0; 3],
+            window: (warmup == 0).then(Snapshot::default),
+            area_in_system: 0.0,
+            area_pool: 0.0,
+            area_loops: 0.0,
+            cores: f64::from(sc.system.cores),
+            workers: f64::from(sc.system.workers),
+            pool_threads: f64::from(sc.system.workers * sc.worker.threads),
+            locked: sc.worker.lock != crate::scenario::LockKind::None,
+            blocking: sc.worker.handler == Handler::AsyncBlocking,
+        }
+    }
+
+    /// Accumulates occupancy over `[from, to)` when inside the window.
+    #[inline]
+    pub(crate) fn integrate(&mut self, from: Nanos, to: Nanos, busy_pool: u32, busy_loops: u32) {
+        if self.window.is_some() && to > from {
+            let dt = (to - from) as f64;
+            self.area_in_system += dt * self.in_system as f64;
+            self.area_pool += dt * f64::from(busy_pool);
+            self.area_loops += dt * f64::from(busy_loops);
+        }
+    }
+
+    pub(crate) fn admit(&mut self) {
+        self.in_system += 1;
+    }
+
+    pub(crate) fn reject(&mut self) {
+        self.rejected += 1;
+    }
+
+    /// Records a completion; returns true when it ends the warm-up (the caller then opens
+    /// the window with a snapshot).
+    pub(crate) fn complete(&mut self, latency: Nanos, waits: [Nanos; 3]) -> bool {
+        self.in_system -= 1;
+        self.completed += 1;
+        if self.window.is_none() {
+            return self.completed == self.warmup;
+        }
+        self.measured += 1;
+        self.hist.record(latency);
+        for (sum, w) in self.wait_sums.iter_mut().zip(waits) {
+            *sum += u128::from(w);
+        }
+        false
+    }
+
+    pub(crate) fn start_window(&mut self, at: Snapshot) {
+        self.window = Some(at);
+    }
+
+    /// Whether the run has measured what it needs.
+    pub(crate) fn done(&self) -> bool {
+        match self.total {
+            Some(n) => self.completed + self.rejected >= n,
+            None => self.measured >= self.target,
+        }
+    }
+
+    pub(crate) fn finish(self, end: Snapshot, events: u64, truncated: bool) -> Replication {
+        let start = self.window.unwrap_or(end);
+        let span = end.t.saturating_sub(start.t) as f64;
+        let per_span = |x: f64| if span > 0.0 { x / span } else { 0.0 };
+        let n = self.measured.max(1) as f64;
+        let wait_ms = |i: usize| ns_to_ms((self.wait_sums[i] as f64 / n) as Nanos);
+        let throughput_rps = per_span(self.measured as f64) * 1e9;
+        let latency_ms = self.hist.summary();
+        let mean_in_system = per_span(self.area_in_system);
+        let little = throughput_rps * latency_ms.mean / 1e3;
+        let little_residual = if mean_in_system > 0.0 { (mean_in_system - little).abs() / mean_in_system } else { 0.0 };
+        let figures = Figures {
+            throughput_rps,
+            latency_ms,
+            waits_ms: Waits { thread: wait_ms(0), lock: wait_ms(1), event_loop: wait_ms(2) },
+            utilization: Utilization {
+                cores: per_span(end.busy_core_ns - start.busy_core_ns) / self.cores,
+                lock: if self.locked { per_span(end.lock_held_ns - start.lock_held_ns) / self.workers } else { 0.0 },
+                threads: if self.blocking { 0.0 } else { per_span(self.area_pool) / self.pool_threads },
+                event_loop: per_span(self.area_loops) / self.workers,
+            },
+            mean_in_system,
+            little_residual,
+        };
+        Replication {
+            figures,
+            completed: self.measured,
+            rejected: self.rejected,
+            events,
+            sim_time_s: ns_to_s(end.t),
+            truncated,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! A request's work as a sequence of CPU steps, each with or without the lock, drawn
+//! lazily from the request's own random stream (so a request costs the same in every
+//! configuration of a sweep: common random numbers).
+
+use crate::des::{Nanos, StreamRng};
+use crate::scenario::{LockKind, Scenario};
+use crate::workload::Sampler;
+
+/// Most tokens one request may generate: a bound on any draw of `workload.new_tokens`.
+pub(crate) const MAX_TOKENS: f64 = 1_000_000.0;
+
+/// The cost samplers of a scenario, built once per run.
+pub(crate) struct CostModel {
+    loop_in: Sampler,
+    loop_out: Sampler,
+    req_locked: Sampler,
+    req_free: Sampler,
+    tok_locked: Sampler,
+    tok_free: Sampler,
+    tokens: Sampler,
+    /// Whether loop work holds the lock.
+    loop_locks: bool,
+    /// Whether handler work marked "locked" holds the lock.
+    handler_locks: bool,
+    slices: u32,
+}
+
+impl CostModel {
+    pub(crate) fn new(s: &Scenario) -> Self {
+        let c = &s.cost;
+        let has_lock = s.worker.lock != LockKind::None;
+        Self {
+            loop_in: c.loop_in_ms.sampler(),
+            loop_out: c.loop_out_ms.sampler(),
+            req_locked: c.request_locked_ms.sampler(),
+            req_free: c.request_free_ms.sampler(),
+            tok_locked: c.token_locked_ms.sampler(),
+            tok_free: c.token_free_ms.sampler(),
+            tokens: s.workload.new_tokens.sampler(),
+            loop_locks: has_lock && c.loop_lock,
+            handler_locks: has_lock,
+            slices: c.release_points,
+        }
+    }
+
+    /// Tokens for a new request.
+    pub(crate) fn draw_tokens(&self, rng: &mut StreamRng) -> u32 {
+        self.tokens.sample(rng).round().clamp(0.0, MAX_TOKENS) as u32
+    }
+}
+
+/// What a thread runs for a request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Job {
+    /// Loop work before dispatch.
+    LoopIn,
+    /// The handler on a pool thread.
+    Handler,
+    /// Loop work after the handler.
+    LoopOut,
+    /// `async-blocking`: everything on the loop thread.
+    Whole,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    LoopIn,
+    ReqLocked,
+    ReqFree,
+    TokenStart,
+    TokLocked,
+    TokFree,
+    LoopOut,
+    End,
+}
+
+/// One CPU step: work [ns] and whether it holds the lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Step {
+    pub(crate) work_ns: f64,
+    pub(crate) locked: bool,
+}
+
+/// One request in the system.
+pub(crate) struct Request {
+    /// Closed-loop user (or 0).
+    pub(crate) client: u32,
+    /// Worker it was sent to.
+    pub(crate) worker: u32,
+    /// Intended arrival time.
+    pub(crate) arrival: Nanos,
+    /// When its current wait began.
+    pub(crate) wait_start: Nanos,
+    /// Time spent waiting for a pool thread, the lock and the loop [ns].
+    pub(crate) waits: [Nanos; 3],
+    rng: StreamRng,
+    tokens_left: u32,
+    slice: u32,
+    slice_locked_ms: f64,
+    slice_free_ms: f64,
+    phase: Phase,
+    job: Job,
+}
+
+/// Index of each wait in [`Request::waits`].
+pub(crate) const WAIT_THREAD: usize = 0;
+/// Lock wait.
+pub(crate) const WAIT_LOCK: usize = 1;
+/// Event-loop wait.
+pub(crate) const WAIT_LOOP: usize = 2;
+
+impl Request {
+    pub(crate) fn new(client: u32, worker: u32, arrival: Nanos, mut rng: StreamRng, cost: &CostModel) -> Self {
+        let tokens_left = cost.draw_tokens(&mut rng);
+        Self {
+            client,
+            worker,
+            arrival,
+            wait_start: arrival,
+            waits: [0; 3],
+            rng,
+            tokens_left,
+            slice: 0,
+            slice_locked_ms: 0.0,
+            slice_free_ms: 0.0,
+            phase: Phase::End,
+            job: Job::LoopIn,
+        }
+    }
+
+    /// Begins `job`: the next [`Request::next_step`] calls walk through its steps.
+    pub(crate) fn begin(&mut self, job: Job) {
+        self.job = job;
+        self.phase = match job {
+            Job::LoopIn | Job::Whole => Phase::LoopIn,
+            Job::Handler => Phase::ReqLocked,
+            Job::LoopOut => Phase::LoopOut,
+        };
+    }
+
+    /// The job in progress.
+    pub(crate) fn job(&self) -> Job {
+        self.job
+    }
+
+    /// The next step of non-zero work of the current job, or `None` when the job is done.
+    pub(crate) fn next_step(&mut self, cost: &CostModel) -> Option<Step> {
+        loop {
+            let (work_ms, locked) = match self.phase {
+                Phase::End => return None,
+                Phase::LoopIn => {
+                    self.phase = if self.job == Job::Whole { Phase::ReqLocked } else { Phase::End };
+                    (cost.loop_in.sample(&mut self.rng), cost.loop_locks)
+                }
+                Phase::ReqLocked => {
+                    self.phase = Phase::ReqFree;
+                    (cost.req_locked.sample(&mut self.rng), cost.handler_locks)
+                }
+                Phase::ReqFree => {
+                    self.phase = Phase::TokenStart;
+                    (cost.req_free.sample(&mut self.rng), false)
+                }
+                Phase::TokenStart => {
+                    self.start_token(cost);
+                    continue;
+                }
+                Phase::TokLocked => {
+                    self.phase = Phase::TokFree;
+                    (self.slice_locked_ms, cost.handler_locks)
+                }
+                Phase::TokFree => {
+                    self.slice += 1;
+                    if self.slice == cost.slices {
+                        self.tokens_left -= 1;
+                        self.phase = Phase::TokenStart;
+                    } else {
+                        self.phase = Phase::TokLocked;
+                    }
+                    (self.slice_free_ms, false)
+                }
+                Phase::LoopOut => {
+                    self.phase = Phase::End;
+                    (cost.loop_out.sample(&mut self.rng), cost.loop_locks)
+                }
+            };
+            let work_ns = work_ms * 1e6;
+            if work_ns > 0.0 {
+                return Some(Step { work_ns, locked });
+            }
+        }
+    }
+
+    /// Draws the next token's costs, or ends the handler when no token is left.
+    fn start_token(&mut self, cost: &CostModel) {
+        if self.tokens_left == 0 {
+            self.phase = if self.job == Job::Whole { Phase::LoopOut } else { Phase::End };
+            return;
+        }
+        let k = f64::from(cost.slices);
+        self.slice_locked_ms = cost.tok_locked.sample(&mut self.rng) / k;
+        self.slice_free_ms = cost.tok_free.sample(&mut self.rng) / k;
+        self.slice = 0;
+        self.phase = Phase::TokLocked;
+    }
+}

@@ -1,0 +1,419 @@
+//! The serving system on the event engine: clients, balancer, per-worker event loop,
+//! threadpool and lock, and processor-sharing cores shared by every thread.
+
+use super::clients::Clients;
+use super::cpu::Cpu;
+use super::lock::Lock;
+use super::metrics::{Metrics, Snapshot};
+use super::request::{CostModel, Job, Request, Step, WAIT_LOCK, WAIT_LOOP, WAIT_THREAD};
+use super::Replication;
+use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, s};
+use crate::scenario::{Balancer, Handler, LockKind, Scenario};
+use rand::RngExt;
+use std::collections::VecDeque;
+
+/// No request.
+const NONE: u32 = u32::MAX;
+
+/// Scheduled events (CPU completions are not events: the processor-sharing cores are asked
+/// for their next finish directly).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ev {
+    /// Client `client` sends a request.
+    Arrive { client: u32 },
+    /// `gil`: a waiter's switch interval ran out; `switches` is the lock's hand-off count
+    /// when it started this interval.
+    GilCheck { thread: u32, wait_id: u32, switches: u64 },
+}
+
+struct Thread {
+    worker: u32,
+    req: u32,
+    holds_lock: bool,
+    /// Work of the locked step waiting for the lock [ns].
+    pending_ns: f64,
+    /// Incremented at each lock wait, so stale switch-interval checks are ignored.
+    wait_id: u32,
+    waiting: bool,
+}
+
+struct Worker {
+    loop_thread: u32,
+    loop_busy: bool,
+    loop_queue: VecDeque<(u32, Job)>,
+    idle_pool: Vec<u32>,
+    pool_queue: VecDeque<u32>,
+    lock: Lock,
+    outstanding: u32,
+}
+
+/// One replication of one scenario.
+pub(crate) struct System<'a> {
+    sc: &'a Scenario,
+    cost: CostModel,
+    now: Nanos,
+    queue: EventQueue<Ev>,
+    cpu: Cpu,
+    threads: Vec<Thread>,
+    workers: Vec<Worker>,
+    reqs: Vec<Request>,
+    free_reqs: Vec<u32>,
+    clients: Clients,
+    metrics: Metrics,
+    req_seed: u64,
+    balancer_rng: StreamRng,
+    round_robin: u32,
+    handoff_ns: f64,
+    switch_interval: Nanos,
+    busy_pool: u32,
+    busy_loops: u32,
+    events: u64,
+}
+
+impl<'a> System<'a> {
+    pub(crate) fn new(sc: &'a Scenario, replication: u32) -> Self {
+        let streams = RngStreams::new(sc.run.seed, replication);
+        let nworkers = sc.system.workers;
+        let per_worker = 1 + sc.worker.threads;
+        let mut threads = Vec::with_capacity((nworkers * per_worker) as usize);
+        let mut workers = Vec::with_capacity(nworkers as usize);
+        for w in 0..nworkers {
+            let first = threads.len() as u32;
+            for _ in 0..per_worker {
+                threads.push(Thread { worker: w, req: NONE, holds_lock: false, pending_ns: 0.0, wait_id: 0, waiting: false });
+            }
+            workers.push(Worker {
+                loop_thread: first,
+                loop_busy: false,
+                loop_queue: VecDeque::new(),
+                idle_pool: (first + 1..first + per_worker).rev().collect(),
+                pool_queue: VecDeque::new(),
+                lock: Lock::default(),
+                outstanding: 0,
+            });
+        }
+        let mut balancer_rng = streams.stream("balancer");
+        let clients = Clients::new(sc, &streams, &mut balancer_rng);
+        Self {
+            sc,
+            cost: CostModel::new(sc),
+            now: 0,
+            queue: EventQueue::new(),
+            cpu: Cpu::new(sc.system.cores, threads.len()),
+            threads,
+            workers,
+            reqs: Vec::new(),
+            free_reqs: Vec::new(),
+            clients,
+            metrics: Metrics::new(sc),
+            req_seed: streams.seed_of("request"),
+            balancer_rng,
+            round_robin: 0,
+            handoff_ns: sc.cost.handoff_us * 1e3,
+            switch_interval: ms(sc.worker.switch_interval_ms),
+            busy_pool: 0,
+            busy_loops: 0,
+            events: 0,
+        }
+    }
+
+    /// Runs until enough requests are measured, every request of a finite arrival process
+    /// is done, or `run.max_sim_s` passes.
+    pub(crate) fn run(mut self) -> Replication {
+        self.clients.start(&mut self.queue);
+        let limit = s(self.sc.run.max_sim_s);
+        let mut truncated = false;
+        while !self.metrics.done() {
+            let t_cpu = self.cpu.next_finish();
+            let t_ev = self.queue.peek_time();
+            let (t, is_cpu) = match (t_cpu, t_ev) {
+                (Some(c), Some(e)) => if c <= e { (c, true) } else { (e, false) },
+                (Some(c), None) => (c, true),
+                (None, Some(e)) => (e, false),
+                (None, None) => break,
+            };
+            if t > limit {
+                truncated = true;
+                break;
+            }
+            self.advance(t);
+            self.events += 1;
+            if is_cpu {
+                let th = self.cpu.pop_finished().or_else(|| self.cpu.pop_earliest()).expect("a thread finishes");
+                self.run_thread(th);
+            } else {
+                let (_, ev) = self.queue.pop().expect("peeked");
+                self.handle(ev);
+            }
+        }
+        let end = self.snapshot();
+        self.metrics.finish(end, self.events, truncated)
+    }
+
+    fn advance(&mut self, t: Nanos) {
+        self.metrics.integrate(self.now, t, self.busy_pool, self.busy_loops);
+        self.now = t;
+        self.cpu.advance(t);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            t: self.now,
+            busy_core_ns: self.cpu.busy_core_ns(),
+            lock_held_ns: self.workers.iter().map(|w| w.lock.held_ns(self.now) as f64).sum(),
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Arrive { client } => self.arrive(client),
+            Ev::GilCheck { thread, wait_id, switches } => self.gil_check(thread, wait_id, switches),
+        }
+    }
+
+    fn arrive(&mut self, client: u32) {
+        if let Some(next) = self.clients.next_arrival() {
+            self.queue.push(next, Ev::Arrive { client });
+        }
+        let w = self.pick_worker(client);
+        if self.workers[w as usize].outstanding >= self.sc.worker.queue_limit {
+            self.metrics.reject();
+            return;
+        }
+        let key = self.clients.request_key(client);
+        let rng = RngStreams::keyed_from(self.req_seed, key);
+        let req = Request::new(client, w, self.now, rng, &self.cost);
+        let r = match self.free_reqs.pop() {
+            Some(r) => {
+                self.reqs[r as usize] = req;
+                r
+            }
+            None => {
+                self.reqs.push(req);
+                (self.reqs.len() - 1) as u32
+            }
+        };
+        self.workers[w as usize].outstanding += 1;
+        self.metrics.admit();
+        let job = if self.sc.worker.handler == Handler::AsyncBlocking { Job::Whole } else { Job::LoopIn };
+        self.enqueue_loop(w, r, job);
+    }
+
+    fn pick_worker(&mut self, client: u32) -> u32 {
+        let n = self.sc.system.workers;
+        match self.sc.system.balancer {
+            _ if n == 1 => 0,
+            Balancer::RoundRobin => {
+                self.round_robin = (self.round_robin + 1) % n;
+                self.round_robin
+            }
+            Balancer::Random => self.balancer_rng.random_range(0..n),
+            Balancer::LeastOutstanding => (0..n).min_by_key(|&w| self.workers[w as usize].outstanding).unwrap_or(0),
+            Balancer::Hash => match self.clients.connection_worker(client) {
+                Some(w) => w,
+                None => self.balancer_rng.random_range(0..n),
+            },
+        }
+    }
+
+    fn enqueue_loop(&mut self, w: u32, r: u32, job: Job) {
+        self.reqs[r as usize].wait_start = self.now;
+        let worker = &mut self.workers[w as usize];
+        if worker.loop_busy {
+            worker.loop_queue.push_back((r, job));
+            return;
+        }
+        worker.loop_busy = true;
+        self.busy_loops += 1;
+        let th = worker.loop_thread;
+        self.assign(th, r, job, WAIT_LOOP);
+        self.run_thread(th);
+    }
+
+    /// Gives request `r` to thread `th` as `job`, closing the request's current wait.
+    fn assign(&mut self, th: u32, r: u32, job: Job, wait: usize) {
+        let req = &mut self.reqs[r as usize];
+        req.waits[wait] += self.now - req.wait_start;
+        req.begin(job);
+        self.threads[th as usize].req = r;
+    }
+
+    /// Moves thread `th` forward: starts its next step, or finishes its job and takes the
+    /// next one, until it has CPU work, waits for the lock, or is idle.
+    fn run_thread(&mut self, th: u32) {
+        loop {
+            let r = self.threads[th as usize].req;
+            match self.reqs[r as usize].next_step(&self.cost) {
+                Some(step) => {
+                    self.start_step(th, step);
+                    return;
+                }
+                None => {
+                    if self.threads[th as usize].holds_lock {
+                        self.release_lock(th);
+                    }
+                    if !self.job_done(th) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_step(&mut self, th: u32, step: Step) {
+        let t = &self.threads[th as usize];
+        if !step.locked {
+            if t.holds_lock {
+                self.release_lock(th);
+            }
+            self.cpu.start(th, step.work_ns);
+            return;
+        }
+        if t.holds_lock {
+            self.cpu.start(th, step.work_ns);
+            return;
+        }
+        let w = t.worker as usize;
+        if self.workers[w].lock.try_take(th, self.now) {
+            self.threads[th as usize].holds_lock = true;
+            self.cpu.start(th, step.work_ns);
+        } else {
+            self.wait_for_lock(th, step.work_ns);
+        }
+    }
+
+    fn wait_for_lock(&mut self, th: u32, work_ns: f64) {
+        let t = &mut self.threads[th as usize];
+        t.pending_ns = work_ns;
+        t.waiting = true;
+        t.wait_id = t.wait_id.wrapping_add(1);
+        let (w, r, wait_id) = (t.worker as usize, t.req as usize, t.wait_id);
+        self.reqs[r].wait_start = self.now;
+        let lock = &mut self.workers[w].lock;
+        lock.wait(th);
+        if self.sc.worker.lock == LockKind::Gil {
+            let switches = lock.switches();
+            self.queue.push(self.now + self.switch_interval, Ev::GilCheck { thread: th, wait_id, switches });
+        }
+    }
+
+    /// Releases `th`'s lock; the first waiter, if any, gets it and starts its step after
+    /// paying the hand-off.
+    fn release_lock(&mut self, th: u32) {
+        let w = self.threads[th as usize].worker as usize;
+        self.threads[th as usize].holds_lock = false;
+        if let Some(next) = self.workers[w].lock.release(self.now) {
+            let t = &mut self.threads[next as usize];
+            t.holds_lock = true;
+            t.waiting = false;
+            let (r, work) = (t.req as usize, t.pending_ns + self.handoff_ns);
+            let req = &mut self.reqs[r];
+            req.waits[WAIT_LOCK] += self.now - req.wait_start;
+            self.cpu.start(next, work);
+        }
+    }
+
+    /// CPython's drop request: if no hand-off happened during the waiter's interval, the
+    /// holder releases at its next switch point (here: at once) and queues again.
+    fn gil_check(&mut self, th: u32, wait_id: u32, switches: u64) {
+        let t = &self.threads[th as usize];
+        if !t.waiting || t.wait_id != wait_id {
+            return;
+        }
+        let w = t.worker as usize;
+        let lock = &self.workers[w].lock;
+        if lock.switches() != switches {
+            let switches = lock.switches();
+            self.queue.push(self.now + self.switch_interval, Ev::GilCheck { thread: th, wait_id, switches });
+            return;
+        }
+        let holder = lock.holder().expect("a waiter implies a holder");
+        let remaining = self.cpu.preempt(holder);
+        self.release_lock(holder);
+        self.wait_for_lock(holder, remaining);
+    }
+
+    /// The job on `th` is done. Returns whether `th` took another job.
+    fn job_done(&mut self, th: u32) -> bool {
+        let r = self.threads[th as usize].req;
+        let w = self.reqs[r as usize].worker;
+        match self.reqs[r as usize].job() {
+            Job::LoopIn => {
+                self.dispatch(w, r);
+                self.next_loop_job(w)
+            }
+            Job::Handler => {
+                self.enqueue_loop(w, r, Job::LoopOut);
+                self.next_pool_job(w, th)
+            }
+            Job::LoopOut | Job::Whole => {
+                self.complete(r);
+                self.next_loop_job(w)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, w: u32, r: u32) {
+        let worker = &mut self.workers[w as usize];
+        match worker.idle_pool.pop() {
+            Some(th) => {
+                self.busy_pool += 1;
+                self.assign(th, r, Job::Handler, WAIT_THREAD);
+                self.run_thread(th);
+            }
+            None => {
+                worker.pool_queue.push_back(r);
+                self.reqs[r as usize].wait_start = self.now;
+            }
+        }
+    }
+
+    fn next_pool_job(&mut self, w: u32, th: u32) -> bool {
+        let worker = &mut self.workers[w as usize];
+        match worker.pool_queue.pop_front() {
+            Some(r) => {
+                self.assign(th, r, Job::Handler, WAIT_THREAD);
+                true
+            }
+            None => {
+                worker.idle_pool.push(th);
+                self.threads[th as usize].req = NONE;
+                self.busy_pool -= 1;
+                false
+            }
+        }
+    }
+
+    fn next_loop_job(&mut self, w: u32) -> bool {
+        let worker = &mut self.workers[w as usize];
+        let th = worker.loop_thread;
+        match worker.loop_queue.pop_front() {
+            Some((r, job)) => {
+                self.assign(th, r, job, WAIT_LOOP);
+                true
+            }
+            None => {
+                worker.loop_busy = false;
+                self.threads[th as usize].req = NONE;
+                self.busy_loops -= 1;
+                false
+            }
+        }
+    }
+
+    fn complete(&mut self, r: u32) {
+        let req = &self.reqs[r as usize];
+        self.workers[req.worker as usize].outstanding -= 1;
+        let client = req.client;
+        let latency = self.now - req.arrival;
+        let waits = req.waits;
+        self.free_reqs.push(r);
+        if self.metrics.complete(latency, waits) {
+            let snap = self.snapshot();
+            self.metrics.start_window(snap);
+        }
+        if let Some(next) = self.clients.after_reply(client, self.now) {
+            self.queue.push(next, Ev::Arrive { client });
+        }
+    }
+}
