@@ -1,7 +1,9 @@
 //! Command-line interface: one file per subcommand under `cli/`.
 
+mod common;
 #[cfg(feature = "model")]
 mod model;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Predict throughput and latency with the discrete-event simulator.
+    Simulate(simulate::SimulateArgs),
     /// Inspect or (re)generate the Mini-GPT weights.
     #[cfg(feature = "model")]
     Model(model::ModelArgs),
@@ -25,6 +29,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
+        Command::Simulate(args) => simulate::run(args),
         #[cfg(feature = "model")]
         Command::Model(args) => model::run(args),
     };

@@ -20,4 +20,4 @@ mod time;
 
 pub use queue::EventQueue;
 pub use rng::{RngStreams, StreamRng};
-pub use time::{Nanos, ms, ns_to_ms, ns_to_s, s, us};
+pub use time::{Nanos, ceil_ns, ms, ns_to_ms, ns_to_s, round_ns, s, us};

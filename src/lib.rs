@@ -15,12 +15,14 @@
 //! * [`sim`] — the serving system (cores, lock, event loop, threadpool, workers) on [`des`].
 //! * [`analytic`] — closed forms the simulator is checked against (Erlang C, MVA, USL…).
 //! * [`stats`] — summaries, percentiles and confidence intervals shared by both backends.
+//! * [`experiment`] — the commands (simulate, measure, validate…) as library calls.
 //! * [`workload`] — distributions and arrival processes.
 //! * `gpt`, `server`, `load`, `plot` — the real model, server, load generator and figures
 //!   (behind the default features `model`, `server`, `load` and `plot`).
 
 pub mod analytic;
 pub mod des;
+pub mod experiment;
 pub mod scenario;
 pub mod sim;
 pub mod stats;

@@ -121,6 +121,12 @@ pub struct Replication {
     pub figures: Figures,
     /// Requests measured (after warm-up).
     pub completed: u64,
+    /// Requests sent by clients, warm-up included.
+    pub arrived: u64,
+    /// Requests completed, warm-up included.
+    pub finished: u64,
+    /// Requests still in the system at the end.
+    pub in_system: u64,
     /// Requests refused because a worker held `worker.queue_limit` requests.
     pub rejected: u64,
     /// Events processed.

@@ -2,7 +2,7 @@
 //! t = 0, or a trace of arrival times. Each draws from its own random stream.
 
 use super::system::Ev;
-use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms};
+use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, round_ns};
 use crate::scenario::{Arrivals, Balancer, ClientKind, Scenario};
 use crate::workload::Sampler;
 use rand::RngExt;
@@ -92,7 +92,7 @@ impl Clients {
             self.gap_ns
         };
         self.last_arrival += gap;
-        self.last_arrival.round() as Nanos
+        round_ns(self.last_arrival)
     }
 
     /// Called as `client` sends: the time of the process's next arrival, for processes

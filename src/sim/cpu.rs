@@ -6,7 +6,7 @@
 //! `v = v0 + w`, however often the rate changes in between. Changing the number of runnable
 //! threads only changes the rate; nothing in the heap is touched.
 
-use crate::des::Nanos;
+use crate::des::{Nanos, ceil_ns};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -116,7 +116,7 @@ impl Cpu {
         self.drop_stale();
         let top = self.heap.peek()?;
         let left = (top.vfinish - self.v).max(0.0);
-        Some(self.last + (left / self.rate()).ceil() as Nanos)
+        Some(self.last + ceil_ns(left / self.rate()))
     }
 
     /// Removes and returns a thread whose work is done at the current time, if any. Call

@@ -1,12 +1,16 @@
-//! The per-worker lock: a fair lock with FIFO hand-off. In `gil` mode the simulator adds
-//! CPython's drop request on top (see `system.rs`): a waiter that has waited a switch
-//! interval with no hand-off in between makes the holder release it.
+//! The per-worker lock: a fair lock with FIFO hand-off, and in `gil` mode CPython's drop
+//! request: once a thread has waited a switch interval with no hand-off in between, the
+//! holder releases at its next switch point and queues again.
+//!
+//! The interval runs from the later of the holder's acquisition and the arrival of the
+//! first thread that waits during its tenure: the *drop deadline*. (CPython arms a timer
+//! per waiter, so a waiter from an earlier tenure may fire up to one interval later; the
+//! real server implements the same deadline rule as this simulator.)
 
 use crate::des::Nanos;
 use std::collections::VecDeque;
 
 /// One worker's lock.
-#[derive(Default)]
 pub(crate) struct Lock {
     holder: Option<u32>,
     waiters: VecDeque<u32>,
@@ -14,9 +18,26 @@ pub(crate) struct Lock {
     switches: u64,
     held_since: Nanos,
     held_ns: u64,
+    /// `gil`: the switch interval.
+    interval: Option<Nanos>,
+    /// When the holder must drop the lock (`Nanos::MAX`: no deadline).
+    deadline: Nanos,
 }
 
 impl Lock {
+    /// A free lock; `switch_interval` is `Some` for the GIL.
+    pub(crate) fn new(switch_interval: Option<Nanos>) -> Self {
+        Self {
+            holder: None,
+            waiters: VecDeque::new(),
+            switches: 0,
+            held_since: 0,
+            held_ns: 0,
+            interval: switch_interval,
+            deadline: Nanos::MAX,
+        }
+    }
+
     /// Takes the lock if it is free.
     #[inline]
     pub(crate) fn try_take(&mut self, thread: u32, now: Nanos) -> bool {
@@ -28,9 +49,22 @@ impl Lock {
         true
     }
 
-    /// Queues `thread` behind the current waiters.
-    pub(crate) fn wait(&mut self, thread: u32) {
+    /// Queues `thread` behind the current waiters; the first waiter of a tenure starts the
+    /// drop deadline.
+    pub(crate) fn wait(&mut self, thread: u32, now: Nanos) {
+        if self.waiters.is_empty() {
+            self.arm(now);
+        }
         self.waiters.push_back(thread);
+    }
+
+    fn arm(&mut self, now: Nanos) {
+        self.deadline = self.interval.map_or(Nanos::MAX, |i| now.saturating_add(i));
+    }
+
+    /// When the holder must drop the lock, if it must.
+    pub(crate) fn deadline(&self) -> Nanos {
+        self.deadline
     }
 
     /// Releases the lock; the first waiter, if any, becomes the holder and is returned.
@@ -41,10 +75,16 @@ impl Lock {
             Some(next) => {
                 self.holder = Some(next);
                 self.switches += 1;
+                if self.waiters.is_empty() {
+                    self.deadline = Nanos::MAX;
+                } else {
+                    self.arm(now);
+                }
                 Some(next)
             }
             None => {
                 self.holder = None;
+                self.deadline = Nanos::MAX;
                 self.held_ns += now - self.held_since;
                 None
             }
@@ -57,6 +97,7 @@ impl Lock {
     }
 
     /// Hand-offs so far.
+    #[cfg(test)]
     pub(crate) fn switches(&self) -> u64 {
         self.switches
     }
@@ -76,11 +117,12 @@ mod tests {
 
     #[test]
     fn fifo_hand_off_and_held_time() {
-        let mut l = Lock::default();
+        let mut l = Lock::new(None);
         assert!(l.try_take(1, 0));
         assert!(!l.try_take(2, 5));
-        l.wait(2);
-        l.wait(3);
+        l.wait(2, 5);
+        l.wait(3, 6);
+        assert_eq!(l.deadline(), Nanos::MAX);
         assert_eq!(l.release(10), Some(2));
         assert_eq!(l.release(20), Some(3));
         assert_eq!(l.switches(), 2);
@@ -88,5 +130,21 @@ mod tests {
         assert_eq!(l.held_ns(100), 30);
         assert!(l.try_take(4, 100));
         assert_eq!(l.held_ns(110), 40);
+    }
+
+    #[test]
+    fn gil_deadline_runs_from_first_waiter_or_tenure_start() {
+        let mut l = Lock::new(Some(100));
+        assert!(l.try_take(1, 0));
+        assert_eq!(l.deadline(), Nanos::MAX, "no waiter, no deadline");
+        l.wait(2, 30);
+        l.wait(3, 50);
+        assert_eq!(l.deadline(), 130, "first waiter of the tenure");
+        assert_eq!(l.release(60), Some(2));
+        assert_eq!(l.deadline(), 160, "waiters left: the new tenure's start");
+        assert_eq!(l.release(70), Some(3));
+        assert_eq!(l.deadline(), Nanos::MAX, "nobody waits");
+        l.wait(1, 80);
+        assert_eq!(l.deadline(), 180);
     }
 }

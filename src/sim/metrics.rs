@@ -15,6 +15,14 @@ pub(crate) struct Snapshot {
     pub(crate) lock_held_ns: f64,
 }
 
+/// Counts kept by the system itself, independently of [`Metrics`], so conservation of
+/// requests can be checked.
+pub(crate) struct Counts {
+    pub(crate) events: u64,
+    pub(crate) arrived: u64,
+    pub(crate) live: u64,
+}
+
 pub(crate) struct Metrics {
     warmup: u64,
     target: u64,
@@ -113,7 +121,7 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn finish(self, end: Snapshot, events: u64, truncated: bool) -> Replication {
+    pub(crate) fn finish(self, end: Snapshot, count: Counts, truncated: bool) -> Replication {
         let start = self.window.unwrap_or(end);
         let span = end.t.saturating_sub(start.t) as f64;
         let per_span = |x: f64| if span > 0.0 { x / span } else { 0.0 };
@@ -140,8 +148,11 @@ impl Metrics {
         Replication {
             figures,
             completed: self.measured,
+            arrived: count.arrived,
+            finished: self.completed,
+            in_system: count.live,
             rejected: self.rejected,
-            events,
+            events: count.events,
             sim_time_s: ns_to_s(end.t),
             truncated,
         }

@@ -2,7 +2,7 @@
 //! lazily from the request's own random stream (so a request costs the same in every
 //! configuration of a sweep: common random numbers).
 
-use crate::des::{Nanos, StreamRng};
+use crate::des::{Nanos, StreamRng, round_ns};
 use crate::scenario::{LockKind, Scenario};
 use crate::workload::Sampler;
 
@@ -45,7 +45,7 @@ impl CostModel {
 
     /// Tokens for a new request.
     pub(crate) fn draw_tokens(&self, rng: &mut StreamRng) -> u32 {
-        self.tokens.sample(rng).round().clamp(0.0, MAX_TOKENS) as u32
+        round_ns(self.tokens.sample(rng).min(MAX_TOKENS)) as u32
     }
 }
 

@@ -4,7 +4,7 @@
 use super::clients::Clients;
 use super::cpu::Cpu;
 use super::lock::Lock;
-use super::metrics::{Metrics, Snapshot};
+use super::metrics::{Counts, Metrics, Snapshot};
 use super::request::{CostModel, Job, Request, Step, WAIT_LOCK, WAIT_LOOP, WAIT_THREAD};
 use super::Replication;
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, s};
@@ -15,15 +15,20 @@ use std::collections::VecDeque;
 /// No request.
 const NONE: u32 = u32::MAX;
 
-/// Scheduled events (CPU completions are not events: the processor-sharing cores are asked
-/// for their next finish directly).
+/// Scheduled events. CPU completions and GIL drop deadlines are not queued: the
+/// processor-sharing cores and the locks are asked for their next time directly.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Ev {
     /// Client `client` sends a request.
     Arrive { client: u32 },
-    /// `gil`: a waiter's switch interval ran out; `switches` is the lock's hand-off count
-    /// when it started this interval.
-    GilCheck { thread: u32, wait_id: u32, switches: u64 },
+}
+
+/// What happens next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Cpu,
+    Event,
+    GilDrop,
 }
 
 struct Thread {
@@ -32,9 +37,6 @@ struct Thread {
     holds_lock: bool,
     /// Work of the locked step waiting for the lock [ns].
     pending_ns: f64,
-    /// Incremented at each lock wait, so stale switch-interval checks are ignored.
-    wait_id: u32,
-    waiting: bool,
 }
 
 struct Worker {
@@ -64,10 +66,14 @@ pub(crate) struct System<'a> {
     balancer_rng: StreamRng,
     round_robin: u32,
     handoff_ns: f64,
-    switch_interval: Nanos,
+    /// Whether loop work is always zero, so requests bypass the (never busy) loop thread.
+    loop_free: bool,
+    /// The earliest GIL drop deadline of any worker, and that worker.
+    gil_next: (Nanos, u32),
     busy_pool: u32,
     busy_loops: u32,
     events: u64,
+    arrived: u64,
 }
 
 impl<'a> System<'a> {
@@ -76,11 +82,12 @@ impl<'a> System<'a> {
         let nworkers = sc.system.workers;
         let per_worker = 1 + sc.worker.threads;
         let mut threads = Vec::with_capacity((nworkers * per_worker) as usize);
+        let gil_interval = (sc.worker.lock == LockKind::Gil).then(|| ms(sc.worker.switch_interval_ms));
         let mut workers = Vec::with_capacity(nworkers as usize);
         for w in 0..nworkers {
             let first = threads.len() as u32;
             for _ in 0..per_worker {
-                threads.push(Thread { worker: w, req: NONE, holds_lock: false, pending_ns: 0.0, wait_id: 0, waiting: false });
+                threads.push(Thread { worker: w, req: NONE, holds_lock: false, pending_ns: 0.0 });
             }
             workers.push(Worker {
                 loop_thread: first,
@@ -88,7 +95,7 @@ impl<'a> System<'a> {
                 loop_queue: VecDeque::new(),
                 idle_pool: (first + 1..first + per_worker).rev().collect(),
                 pool_queue: VecDeque::new(),
-                lock: Lock::default(),
+                lock: Lock::new(gil_interval),
                 outstanding: 0,
             });
         }
@@ -110,10 +117,12 @@ impl<'a> System<'a> {
             balancer_rng,
             round_robin: 0,
             handoff_ns: sc.cost.handoff_us * 1e3,
-            switch_interval: ms(sc.worker.switch_interval_ms),
+            gil_next: (Nanos::MAX, 0),
+            loop_free: sc.cost.loop_in_ms.is_zero() && sc.cost.loop_out_ms.is_zero(),
             busy_pool: 0,
             busy_loops: 0,
             events: 0,
+            arrived: 0,
         }
     }
 
@@ -124,30 +133,42 @@ impl<'a> System<'a> {
         let limit = s(self.sc.run.max_sim_s);
         let mut truncated = false;
         while !self.metrics.done() {
-            let t_cpu = self.cpu.next_finish();
-            let t_ev = self.queue.peek_time();
-            let (t, is_cpu) = match (t_cpu, t_ev) {
-                (Some(c), Some(e)) => if c <= e { (c, true) } else { (e, false) },
-                (Some(c), None) => (c, true),
-                (None, Some(e)) => (e, false),
-                (None, None) => break,
-            };
+            let mut next = (Nanos::MAX, Next::Cpu);
+            for (t, kind) in [
+                (self.cpu.next_finish(), Next::Cpu),
+                (self.queue.peek_time(), Next::Event),
+                (Some(self.gil_next.0), Next::GilDrop),
+            ] {
+                if let Some(t) = t.filter(|&t| t < next.0) {
+                    next = (t, kind);
+                }
+            }
+            let (t, kind) = next;
+            if t == Nanos::MAX {
+                break;
+            }
             if t > limit {
                 truncated = true;
                 break;
             }
             self.advance(t);
             self.events += 1;
-            if is_cpu {
-                let th = self.cpu.pop_finished().or_else(|| self.cpu.pop_earliest()).expect("a thread finishes");
-                self.run_thread(th);
-            } else {
-                let (_, ev) = self.queue.pop().expect("peeked");
-                self.handle(ev);
+            match kind {
+                Next::Cpu => {
+                    let th = self.cpu.pop_finished().or_else(|| self.cpu.pop_earliest()).expect("a thread finishes");
+                    self.run_thread(th);
+                }
+                Next::Event => {
+                    let (_, Ev::Arrive { client }) = self.queue.pop().expect("peeked");
+                    self.arrive(client);
+                }
+                Next::GilDrop => self.gil_drop(self.gil_next.1),
             }
         }
         let end = self.snapshot();
-        self.metrics.finish(end, self.events, truncated)
+        let live = (self.reqs.len() - self.free_reqs.len()) as u64;
+        let counts = Counts { events: self.events, arrived: self.arrived, live };
+        self.metrics.finish(end, counts, truncated)
     }
 
     fn advance(&mut self, t: Nanos) {
@@ -164,14 +185,8 @@ impl<'a> System<'a> {
         }
     }
 
-    fn handle(&mut self, ev: Ev) {
-        match ev {
-            Ev::Arrive { client } => self.arrive(client),
-            Ev::GilCheck { thread, wait_id, switches } => self.gil_check(thread, wait_id, switches),
-        }
-    }
-
     fn arrive(&mut self, client: u32) {
+        self.arrived += 1;
         if let Some(next) = self.clients.next_arrival() {
             self.queue.push(next, Ev::Arrive { client });
         }
@@ -195,8 +210,11 @@ impl<'a> System<'a> {
         };
         self.workers[w as usize].outstanding += 1;
         self.metrics.admit();
-        let job = if self.sc.worker.handler == Handler::AsyncBlocking { Job::Whole } else { Job::LoopIn };
-        self.enqueue_loop(w, r, job);
+        match self.sc.worker.handler {
+            Handler::AsyncBlocking => self.enqueue_loop(w, r, Job::Whole),
+            Handler::Sync | Handler::AsyncOffload if self.loop_free => self.dispatch(w, r),
+            Handler::Sync | Handler::AsyncOffload => self.enqueue_loop(w, r, Job::LoopIn),
+        }
     }
 
     fn pick_worker(&mut self, client: u32) -> u32 {
@@ -285,15 +303,24 @@ impl<'a> System<'a> {
     fn wait_for_lock(&mut self, th: u32, work_ns: f64) {
         let t = &mut self.threads[th as usize];
         t.pending_ns = work_ns;
-        t.waiting = true;
-        t.wait_id = t.wait_id.wrapping_add(1);
-        let (w, r, wait_id) = (t.worker as usize, t.req as usize, t.wait_id);
+        let (w, r) = (t.worker as usize, t.req as usize);
         self.reqs[r].wait_start = self.now;
-        let lock = &mut self.workers[w].lock;
-        lock.wait(th);
-        if self.sc.worker.lock == LockKind::Gil {
-            let switches = lock.switches();
-            self.queue.push(self.now + self.switch_interval, Ev::GilCheck { thread: th, wait_id, switches });
+        self.workers[w].lock.wait(th, self.now);
+        self.update_gil_next(w);
+    }
+
+    /// Keeps `gil_next` the earliest drop deadline after worker `w`'s lock changed.
+    fn update_gil_next(&mut self, w: usize) {
+        let d = self.workers[w].lock.deadline();
+        if d <= self.gil_next.0 {
+            self.gil_next = (d, w as u32);
+        } else if self.gil_next.1 as usize == w {
+            self.gil_next = (Nanos::MAX, 0);
+            for (i, wk) in self.workers.iter().enumerate() {
+                if wk.lock.deadline() < self.gil_next.0 {
+                    self.gil_next = (wk.lock.deadline(), i as u32);
+                }
+            }
         }
     }
 
@@ -302,10 +329,11 @@ impl<'a> System<'a> {
     fn release_lock(&mut self, th: u32) {
         let w = self.threads[th as usize].worker as usize;
         self.threads[th as usize].holds_lock = false;
-        if let Some(next) = self.workers[w].lock.release(self.now) {
+        let handed = self.workers[w].lock.release(self.now);
+        self.update_gil_next(w);
+        if let Some(next) = handed {
             let t = &mut self.threads[next as usize];
             t.holds_lock = true;
-            t.waiting = false;
             let (r, work) = (t.req as usize, t.pending_ns + self.handoff_ns);
             let req = &mut self.reqs[r];
             req.waits[WAIT_LOCK] += self.now - req.wait_start;
@@ -313,21 +341,10 @@ impl<'a> System<'a> {
         }
     }
 
-    /// CPython's drop request: if no hand-off happened during the waiter's interval, the
-    /// holder releases at its next switch point (here: at once) and queues again.
-    fn gil_check(&mut self, th: u32, wait_id: u32, switches: u64) {
-        let t = &self.threads[th as usize];
-        if !t.waiting || t.wait_id != wait_id {
-            return;
-        }
-        let w = t.worker as usize;
-        let lock = &self.workers[w].lock;
-        if lock.switches() != switches {
-            let switches = lock.switches();
-            self.queue.push(self.now + self.switch_interval, Ev::GilCheck { thread: th, wait_id, switches });
-            return;
-        }
-        let holder = lock.holder().expect("a waiter implies a holder");
+    /// CPython's drop request: the deadline passed, so the holder of worker `w`'s lock
+    /// releases at its next switch point (here: at once) and queues again.
+    fn gil_drop(&mut self, w: u32) {
+        let holder = self.workers[w as usize].lock.holder().expect("a deadline implies a holder");
         let remaining = self.cpu.preempt(holder);
         self.release_lock(holder);
         self.wait_for_lock(holder, remaining);
@@ -343,7 +360,11 @@ impl<'a> System<'a> {
                 self.next_loop_job(w)
             }
             Job::Handler => {
-                self.enqueue_loop(w, r, Job::LoopOut);
+                if self.loop_free {
+                    self.complete(r);
+                } else {
+                    self.enqueue_loop(w, r, Job::LoopOut);
+                }
                 self.next_pool_job(w, th)
             }
             Job::LoopOut | Job::Whole => {

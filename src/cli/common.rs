@@ -1,0 +1,31 @@
+//! Arguments shared by the commands that read a scenario.
+
+use anyhow::Context;
+use clap::Args;
+use servesim::scenario::{Override, Scenario};
+use std::path::PathBuf;
+
+/// A scenario file and overrides.
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// Scenario file (TOML), e.g. models/seed-sync.toml.
+    pub file: PathBuf,
+
+    /// Override any field: --set worker.threads=8 --set worker.lock=gil
+    /// (values are TOML: numbers, "strings" or bare words, { dist = "exponential", mean = 2 }).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<Override>,
+}
+
+impl ScenarioArgs {
+    /// Loads and validates the scenario with the overrides, then `extra` ones.
+    pub fn load(&self, extra: &[Override]) -> anyhow::Result<Scenario> {
+        let all: Vec<Override> = self.set.iter().chain(extra).cloned().collect();
+        Scenario::load(&self.file, &all).with_context(|| format!("in scenario {}", self.file.display()))
+    }
+}
+
+/// An override built from a dedicated flag (`--seed 7` is `--set run.seed=7`).
+pub fn flag_override(path: &str, value: impl Into<toml::Value>) -> Override {
+    Override { path: path.to_owned(), value: value.into() }
+}
