@@ -27,6 +27,6 @@ mod validate;
 
 pub use load::{Override, ScenarioError};
 pub use types::{
-    Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind,
-    Run, Scenario, System, Worker, Workload,
+    Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind, Run, Scenario,
+    System, Worker, Workload,
 };

@@ -191,10 +191,8 @@ pub fn run_replication(sc: &Scenario, replication: u32) -> Result<Replication, S
 /// Runs `run.replications` independent replications (in parallel) and aggregates them.
 pub fn simulate(sc: &Scenario) -> Result<SimReport, SimError> {
     check_supported(sc)?;
-    let reps: Vec<Replication> = (0..sc.run.replications)
-        .into_par_iter()
-        .map(|r| system::System::new(sc, r).run())
-        .collect();
+    let reps: Vec<Replication> =
+        (0..sc.run.replications).into_par_iter().map(|r| system::System::new(sc, r).run()).collect();
     Ok(aggregate(sc, &reps))
 }
 

@@ -72,7 +72,8 @@ impl FromStr for Override {
 
     fn from_str(arg: &str) -> Result<Self, Self::Err> {
         let err = |message: &str| ScenarioError::Override { arg: arg.into(), message: message.into() };
-        let (path, raw) = arg.split_once('=').ok_or_else(|| err("expected PATH=VALUE, e.g. worker.threads=8"))?;
+        let (path, raw) =
+            arg.split_once('=').ok_or_else(|| err("expected PATH=VALUE, e.g. worker.threads=8"))?;
         let path = path.trim();
         if path.is_empty() || path.split('.').any(str::is_empty) {
             return Err(err("the path must be dotted keys, e.g. worker.threads"));
@@ -93,9 +94,8 @@ impl Override {
         let (last, parents) = keys.split_last().expect("paths are non-empty");
         let mut table = root;
         for (i, key) in parents.iter().enumerate() {
-            let entry = table
-                .entry(key.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry =
+                table.entry(key.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             table = entry.as_table_mut().ok_or_else(|| ScenarioError::Override {
                 arg: format!("{}=…", self.path),
                 message: format!("`{}` is a value, not a table", keys[..=i].join(".")),
@@ -139,11 +139,8 @@ impl Scenario {
 
     /// Builds a scenario from a TOML table (after overrides) and validates it.
     pub fn from_table(table: toml::Table, base: &Path) -> Result<Scenario, ScenarioError> {
-        let mut scenario: Scenario =
-            serde_path_to_error::deserialize(table).map_err(|e| ScenarioError::Schema {
-                field: schema_path(&e),
-                message: e.inner().to_string(),
-            })?;
+        let mut scenario: Scenario = serde_path_to_error::deserialize(table)
+            .map_err(|e| ScenarioError::Schema { field: schema_path(&e), message: e.inner().to_string() })?;
         scenario.base_dir = base.to_owned();
         scenario.load_files()?;
         scenario.validate()?;
@@ -166,7 +163,10 @@ impl Scenario {
                 ));
             }
             if times.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
-                return Err(ScenarioError::invalid("clients.trace", ": arrival times must be finite and ≥ 0"));
+                return Err(ScenarioError::invalid(
+                    "clients.trace",
+                    ": arrival times must be finite and ≥ 0",
+                ));
             }
             self.clients.trace_ms = times;
         }

@@ -308,13 +308,7 @@ pub struct Run {
 
 impl Default for Run {
     fn default() -> Self {
-        Self {
-            requests: 10_000,
-            warmup_requests: 1_000,
-            replications: 5,
-            seed: 1,
-            max_sim_s: 86_400.0,
-        }
+        Self { requests: 10_000, warmup_requests: 1_000, replications: 5, seed: 1, max_sim_s: 86_400.0 }
     }
 }
 

@@ -8,11 +8,7 @@ use crate::workload::Dist;
 const MAX_COUNT: u64 = 1_000_000;
 
 fn at_least<T: PartialOrd + std::fmt::Display>(field: &str, v: T, min: T) -> Result<(), ScenarioError> {
-    if v >= min {
-        Ok(())
-    } else {
-        Err(ScenarioError::invalid(field, format!("must be ≥ {min}, got {v}")))
-    }
+    if v >= min { Ok(()) } else { Err(ScenarioError::invalid(field, format!("must be ≥ {min}, got {v}"))) }
 }
 
 fn count(field: &str, v: u64, min: u64) -> Result<(), ScenarioError> {
@@ -77,7 +73,20 @@ impl Scenario {
     fn validate_clients(&self) -> Result<(), ScenarioError> {
         let k = &self.clients;
         match k.kind {
-            ClientKind::Closed => count("clients.users", k.users.into(), 1),
+            ClientKind::Closed => {
+                count("clients.users", k.users.into(), 1)?;
+                if k.users > self.worker.queue_limit {
+                    return Err(ScenarioError::invalid(
+                        "clients.users",
+                        format!(
+                            "({}) exceeds worker.queue_limit ({}): one worker could be sent more \
+                             requests than it admits; raise worker.queue_limit",
+                            k.users, self.worker.queue_limit
+                        ),
+                    ));
+                }
+                Ok(())
+            }
             ClientKind::Open => positive("clients.rate_rps", k.rate_rps),
             ClientKind::Burst => count("clients.burst", k.burst.into(), 1),
             ClientKind::Trace => match &k.trace {

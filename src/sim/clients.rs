@@ -42,7 +42,11 @@ impl Clients {
             think: c.think_ms.sampler(),
             think_rngs: (0..users).map(|u| RngStreams::keyed_from(think_seed, u.into())).collect(),
             sent: vec![0; users as usize],
-            conn_worker: if hashed { (0..users).map(|_| balancer_rng.random_range(0..workers)).collect() } else { Vec::new() },
+            conn_worker: if hashed {
+                (0..users).map(|_| balancer_rng.random_range(0..workers)).collect()
+            } else {
+                Vec::new()
+            },
             gap_ns: 1e9 / c.rate_rps,
             poisson: c.arrivals == Arrivals::Poisson,
             arrivals_rng: streams.stream("arrivals"),

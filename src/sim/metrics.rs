@@ -131,14 +131,19 @@ impl Metrics {
         let latency_ms = self.hist.summary();
         let mean_in_system = per_span(self.area_in_system);
         let little = throughput_rps * latency_ms.mean / 1e3;
-        let little_residual = if mean_in_system > 0.0 { (mean_in_system - little).abs() / mean_in_system } else { 0.0 };
+        let little_residual =
+            if mean_in_system > 0.0 { (mean_in_system - little).abs() / mean_in_system } else { 0.0 };
         let figures = Figures {
             throughput_rps,
             latency_ms,
             waits_ms: Waits { thread: wait_ms(0), lock: wait_ms(1), event_loop: wait_ms(2) },
             utilization: Utilization {
                 cores: per_span(end.busy_core_ns - start.busy_core_ns) / self.cores,
-                lock: if self.locked { per_span(end.lock_held_ns - start.lock_held_ns) / self.workers } else { 0.0 },
+                lock: if self.locked {
+                    per_span(end.lock_held_ns - start.lock_held_ns) / self.workers
+                } else {
+                    0.0
+                },
                 threads: if self.blocking { 0.0 } else { per_span(self.area_pool) / self.pool_threads },
                 event_loop: per_span(self.area_loops) / self.workers,
             },

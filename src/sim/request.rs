@@ -110,7 +110,13 @@ pub(crate) const WAIT_LOCK: usize = 1;
 pub(crate) const WAIT_LOOP: usize = 2;
 
 impl Request {
-    pub(crate) fn new(client: u32, worker: u32, arrival: Nanos, mut rng: StreamRng, cost: &CostModel) -> Self {
+    pub(crate) fn new(
+        client: u32,
+        worker: u32,
+        arrival: Nanos,
+        mut rng: StreamRng,
+        cost: &CostModel,
+    ) -> Self {
         let tokens_left = cost.draw_tokens(&mut rng);
         Self {
             client,

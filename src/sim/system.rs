@@ -1,12 +1,12 @@
 //! The serving system on the event engine: clients, balancer, per-worker event loop,
 //! threadpool and lock, and processor-sharing cores shared by every thread.
 
+use super::Replication;
 use super::clients::Clients;
 use super::cpu::Cpu;
 use super::lock::Lock;
 use super::metrics::{Counts, Metrics, Snapshot};
 use super::request::{CostModel, Job, Request, Step, WAIT_LOCK, WAIT_LOOP, WAIT_THREAD};
-use super::Replication;
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, s};
 use crate::scenario::{Balancer, Handler, LockKind, Scenario};
 use rand::RngExt;
@@ -155,7 +155,11 @@ impl<'a> System<'a> {
             self.events += 1;
             match kind {
                 Next::Cpu => {
-                    let th = self.cpu.pop_finished().or_else(|| self.cpu.pop_earliest()).expect("a thread finishes");
+                    let th = self
+                        .cpu
+                        .pop_finished()
+                        .or_else(|| self.cpu.pop_earliest())
+                        .expect("a thread finishes");
                     self.run_thread(th);
                 }
                 Next::Event => {
@@ -226,7 +230,9 @@ impl<'a> System<'a> {
                 self.round_robin
             }
             Balancer::Random => self.balancer_rng.random_range(0..n),
-            Balancer::LeastOutstanding => (0..n).min_by_key(|&w| self.workers[w as usize].outstanding).unwrap_or(0),
+            Balancer::LeastOutstanding => {
+                (0..n).min_by_key(|&w| self.workers[w as usize].outstanding).unwrap_or(0)
+            }
             Balancer::Hash => match self.clients.connection_worker(client) {
                 Some(w) => w,
                 None => self.balancer_rng.random_range(0..n),

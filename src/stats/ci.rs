@@ -27,9 +27,7 @@ impl Estimate {
 /// The 0.975 quantile of Student's t with `dof` degrees of freedom (`dof ≥ 1`).
 pub fn student_t_975(dof: usize) -> f64 {
     let dof = dof.max(1) as f64;
-    StudentsT::new(0.0, 1.0, dof)
-        .map(|t| t.inverse_cdf(0.975))
-        .unwrap_or(f64::NAN)
+    StudentsT::new(0.0, 1.0, dof).map(|t| t.inverse_cdf(0.975)).unwrap_or(f64::NAN)
 }
 
 /// Mean and 95% CI half-width of `samples` (replication means, batch means…).
@@ -42,29 +40,17 @@ pub fn mean_ci95(samples: &[f64]) -> Estimate {
     }
     let mean = samples.iter().sum::<f64>() / n as f64;
     if n < 2 {
-        return Estimate {
-            mean,
-            half_width: 0.0,
-            n,
-        };
+        return Estimate { mean, half_width: 0.0, n };
     }
     let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
     let half_width = student_t_975(n - 1) * (var / n as f64).sqrt();
-    Estimate {
-        mean,
-        half_width,
-        n,
-    }
+    Estimate { mean, half_width, n }
 }
 
 /// Signed relative error of a prediction against a measurement: `(pred − meas) / meas`.
 /// `NaN` when the measurement is 0.
 pub fn relative_error(predicted: f64, measured: f64) -> f64 {
-    if measured == 0.0 {
-        f64::NAN
-    } else {
-        (predicted - measured) / measured
-    }
+    if measured == 0.0 { f64::NAN } else { (predicted - measured) / measured }
 }
 
 /// Field-by-field mean and 95% CI half-width of a list of records with numeric fields
@@ -141,10 +127,8 @@ mod tests {
             x: f64,
             inner: Inner,
         }
-        let recs: Vec<Rec> = [1.0, 2.0, 3.0, 4.0, 5.0]
-            .iter()
-            .map(|&v| Rec { x: v, inner: Inner { a: 10.0 * v } })
-            .collect();
+        let recs: Vec<Rec> =
+            [1.0, 2.0, 3.0, 4.0, 5.0].iter().map(|&v| Rec { x: v, inner: Inner { a: 10.0 * v } }).collect();
         let (mean, half) = mean_ci95_fields(&recs);
         assert_eq!(mean, Rec { x: 3.0, inner: Inner { a: 30.0 } });
         assert!((half.x - 1.9632).abs() < TOL);

@@ -105,11 +105,7 @@ impl Dist {
     /// Checks every parameter; the error says which and what it must be.
     pub fn validate(&self) -> Result<(), DistError> {
         let check = |kind, param, ok: bool, rule, got| {
-            if ok && f64::is_finite(got) {
-                Ok(())
-            } else {
-                Err(DistError::Param { kind, param, rule, got })
-            }
+            if ok && f64::is_finite(got) { Ok(()) } else { Err(DistError::Param { kind, param, rule, got }) }
         };
         match *self {
             Dist::Const(v) => check("const", "value", v >= 0.0, "≥ 0", v),
@@ -210,11 +206,7 @@ impl Dist {
 }
 
 fn mean_of(samples: &[f64]) -> f64 {
-    if samples.is_empty() {
-        0.0
-    } else {
-        samples.iter().sum::<f64>() / samples.len() as f64
-    }
+    if samples.is_empty() { 0.0 } else { samples.iter().sum::<f64>() / samples.len() as f64 }
 }
 
 /// Reads the first column of a CSV file as numbers: one value per line, blank lines and
@@ -323,18 +315,16 @@ impl Table {
                 mean: need(self.mean, "lognormal", "mean")?,
                 cv: need(self.cv, "lognormal", "cv")?,
             },
-            "gamma" => Dist::Gamma {
-                mean: need(self.mean, "gamma", "mean")?,
-                cv: need(self.cv, "gamma", "cv")?,
-            },
+            "gamma" => {
+                Dist::Gamma { mean: need(self.mean, "gamma", "mean")?, cv: need(self.cv, "gamma", "cv")? }
+            }
             "uniform" => Dist::Uniform {
                 min: need(self.min, "uniform", "min")?,
                 max: need(self.max, "uniform", "max")?,
             },
-            "empirical" => Dist::Empirical {
-                file: self.file,
-                samples: self.samples.unwrap_or_default().into(),
-            },
+            "empirical" => {
+                Dist::Empirical { file: self.file, samples: self.samples.unwrap_or_default().into() }
+            }
             other => return Err(DistError::UnknownKind(other.to_owned())),
         };
         dist.validate()?;

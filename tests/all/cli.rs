@@ -1,0 +1,88 @@
+//! The `servesim` binary: JSON contract, reproducibility, and errors on stderr.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn servesim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_servesim"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run servesim")
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = servesim(args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Exactly one JSON value on stdout.
+    let mut values = serde_json::Deserializer::from_str(&text).into_iter::<Value>();
+    let first = values.next().expect("a JSON value").expect("valid JSON");
+    assert!(values.next().is_none(), "more than one JSON value on stdout");
+    first
+}
+
+const QUICK: [&str; 6] =
+    ["--set", "run.requests=3000", "--set", "run.warmup_requests=300", "--replications", "3"];
+
+#[test]
+fn simulate_json_has_the_contract_keys() {
+    let mut args = vec!["simulate", "models/seed-sync.toml", "--json"];
+    args.extend(QUICK);
+    let v = json(&args);
+    for key in ["throughput_rps", "completed", "events", "sim_wall_s", "events_per_sec"] {
+        assert!(v[key].is_number(), "{key} missing in {v}");
+    }
+    for key in ["mean", "p50", "p95", "p99"] {
+        assert!(v["latency_ms"][key].is_number(), "latency_ms.{key}");
+        assert!(v["ci95"]["latency_ms"][key].is_number(), "ci95.latency_ms.{key}");
+    }
+    for key in ["cores", "lock", "threads"] {
+        assert!(v["utilization"][key].is_number(), "utilization.{key}");
+    }
+    assert_eq!(v["completed"], 9000);
+    assert_eq!(v["stability"]["bottleneck"], "lock");
+}
+
+#[test]
+fn same_seed_gives_identical_output_apart_from_timing() {
+    let strip = |mut v: Value| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("sim_wall_s");
+        o.remove("events_per_sec");
+        v
+    };
+    let mut args = vec!["simulate", "models/mmc.toml", "--json", "--seed", "42"];
+    args.extend(QUICK);
+    assert_eq!(strip(json(&args)), strip(json(&args)));
+}
+
+#[test]
+fn table_is_the_default_output() {
+    let mut args = vec!["simulate", "models/seed-async-blocking.toml"];
+    args.extend(QUICK);
+    let out = servesim(&args);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("throughput") && text.contains("latency p95"), "{text}");
+    assert!(text.contains("bottleneck: EventLoop"), "{text}");
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_a_message_on_stderr() {
+    for (args, want) in [
+        (vec!["simulate", "models/nope.toml"], "cannot read scenario"),
+        (
+            vec!["simulate", "models/mmc.toml", "--set", "worker.threads=0"],
+            "worker.threads must be ≥ 1, got 0",
+        ),
+        (vec!["simulate", "models/mmc.toml", "--set", "threads"], "expected PATH=VALUE"),
+        (vec!["simulate", "models/mmc.toml", "--replications", "0"], "run.replications must be ≥ 1"),
+        (vec!["simulate", "models/mmc.toml", "--set", "batching.mode=static"], "batching.mode"),
+    ] {
+        let out = servesim(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+}
