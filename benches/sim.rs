@@ -1,7 +1,45 @@
-//! Benchmarks (filled in by their issue).
-use criterion::{Criterion, criterion_group, criterion_main};
+//! Simulator speed: customers per second on the M/M/4 model (`models/mmc.toml`, one
+//! replication of 1,000,000 customers) and requests per second on the GIL scenario
+//! (`models/seed-sync.toml`, one replication of 10,000 requests).
+//!
+//! Run: `cargo bench --bench sim`. Criterion reports the throughput in elements/s
+//! (customers or requests per second of wall time, one core).
 
-fn placeholder(_c: &mut Criterion) {}
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use servesim::scenario::{Override, Scenario};
+use servesim::sim;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
 
-criterion_group!(benches, placeholder);
+fn load(file: &str, sets: &[&str]) -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
+    let sets: Vec<Override> = sets.iter().map(|s| s.parse().unwrap()).collect();
+    Scenario::load(&path, &sets).unwrap()
+}
+
+fn bench(c: &mut Criterion, name: &str, sc: &Scenario, items: u64) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(items));
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    g.bench_function("one replication", |b| {
+        b.iter(|| {
+            let r = sim::run_replication(black_box(sc), 0).unwrap();
+            assert_eq!(r.finished, items);
+            r
+        })
+    });
+    g.finish();
+}
+
+fn simulator(c: &mut Criterion) {
+    let customers = 1_000_000;
+    let mmc = load("mmc.toml", &["run.requests=1000000", "run.warmup_requests=0"]);
+    bench(c, "mmc: customers", &mmc, customers);
+    let requests = 10_000;
+    let gil = load("seed-sync.toml", &["run.requests=10000", "run.warmup_requests=0"]);
+    bench(c, "seed-sync: requests", &gil, requests);
+}
+
+criterion_group!(benches, simulator);
 criterion_main!(benches);
