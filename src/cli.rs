@@ -4,6 +4,7 @@ mod common;
 #[cfg(feature = "model")]
 mod model;
 mod simulate;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +21,10 @@ struct Cli {
 enum Command {
     /// Predict throughput and latency with the discrete-event simulator.
     Simulate(simulate::SimulateArgs),
+    /// Simulate a grid of configurations in parallel (CSV, JSON, plots; shardable).
+    Sweep(sweep::SweepArgs),
+    /// Join the shard outputs of one sweep.
+    Merge(sweep::MergeArgs),
     /// Inspect or (re)generate the Mini-GPT weights.
     #[cfg(feature = "model")]
     Model(model::ModelArgs),
@@ -30,14 +35,32 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Simulate(args) => simulate::run(args),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Merge(args) => sweep::run_merge(args),
         #[cfg(feature = "model")]
         Command::Model(args) => model::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by ": ", skipping a cause whose text the message before it
+/// already ends with (errors that print their source themselves).
+fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -19,5 +19,5 @@ mod rng;
 mod time;
 
 pub use queue::EventQueue;
-pub use rng::{RngStreams, StreamRng};
+pub use rng::{RngStreams, StreamRng, fnv1a};
 pub use time::{Nanos, ceil_ns, ms, ns_to_ms, ns_to_s, round_ns, s, us};

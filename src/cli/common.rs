@@ -1,8 +1,7 @@
 //! Arguments shared by the commands that read a scenario.
 
-use anyhow::Context;
 use clap::Args;
-use servesim::scenario::{Override, Scenario};
+use servesim::scenario::{Override, Scenario, ScenarioError};
 use std::path::PathBuf;
 
 /// A scenario file and overrides.
@@ -21,7 +20,11 @@ impl ScenarioArgs {
     /// Loads and validates the scenario with the overrides, then `extra` ones.
     pub fn load(&self, extra: &[Override]) -> anyhow::Result<Scenario> {
         let all: Vec<Override> = self.set.iter().chain(extra).cloned().collect();
-        Scenario::load(&self.file, &all).with_context(|| format!("in scenario {}", self.file.display()))
+        Scenario::load(&self.file, &all).map_err(|e| match e {
+            // These already name the file.
+            ScenarioError::Read { .. } | ScenarioError::Syntax { .. } => anyhow::Error::new(e),
+            other => anyhow::Error::new(other).context(format!("in scenario {}", self.file.display())),
+        })
     }
 }
 

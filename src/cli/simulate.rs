@@ -36,7 +36,9 @@ pub struct SimulateArgs {
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let mut extra = Vec::new();
     if let Some(seed) = args.seed {
-        extra.push(flag_override("run.seed", seed as i64));
+        let seed =
+            anyhow::Context::context(i64::try_from(seed), "--seed must be at most 9223372036854775807")?;
+        extra.push(flag_override("run.seed", seed));
     }
     if let Some(r) = args.replications {
         extra.push(flag_override("run.replications", i64::from(r)));

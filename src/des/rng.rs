@@ -21,9 +21,10 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// FNV-1a over the name: stable across platforms and releases (unlike `std`'s hasher).
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+/// FNV-1a, 64 bits: a hash that is stable across platforms and releases (unlike `std`'s
+/// hasher), for stream names and fingerprints.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The streams of one replication.
@@ -40,7 +41,7 @@ impl RngStreams {
 
     /// The seed of the stream named `name`.
     pub fn seed_of(&self, name: &str) -> u64 {
-        mix(self.root ^ name_hash(name))
+        mix(self.root ^ fnv1a(name.as_bytes()))
     }
 
     /// The stream named `name`.

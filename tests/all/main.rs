@@ -7,3 +7,4 @@ mod des;
 mod gpt;
 mod scenario;
 mod sim;
+mod sweep;

@@ -1,0 +1,132 @@
+//! Sweeps: grids, common random numbers, shards and merge, and refusals that write nothing.
+
+use servesim::experiment::grid::{Axis, Grid, Shard};
+use servesim::experiment::{self, SweepPlan};
+use servesim::scenario::Override;
+use std::path::{Path, PathBuf};
+
+fn model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
+}
+
+fn quick() -> Vec<Override> {
+    ["run.requests=1500", "run.warmup_requests=100", "run.replications=3"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+fn grid(axes: &[&str]) -> Grid {
+    Grid::new(axes.iter().map(|a| a.parse::<Axis>().unwrap()).collect()).unwrap()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("servesim-sweep-{name}-{}", std::process::id()))
+}
+
+#[test]
+fn points_share_random_numbers() {
+    // Without a lock the switch interval changes nothing, so with common random numbers the
+    // two points are identical, not merely close.
+    let g = grid(&["worker.switch_interval_ms=1,50"]);
+    let mut sets = quick();
+    sets.push("worker.lock=none".parse().unwrap());
+    let out =
+        SweepPlan::new(&model("seed-sync.toml"), &sets, g, Shard::default()).unwrap().run(&|| {}).unwrap();
+    assert_eq!(out.points.len(), 2);
+    assert_eq!(out.points[0].report, out.points[1].report);
+}
+
+#[test]
+fn shards_merge_into_the_whole_sweep() {
+    let g = grid(&["clients.users=1,4,16", "worker.threads=1,8"]);
+    let file = model("seed-sync.toml");
+    let whole = SweepPlan::new(&file, &quick(), g.clone(), Shard::default()).unwrap().run(&|| {}).unwrap();
+    let dirs: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let shard = Shard { index: i, count: 4 };
+            let out = SweepPlan::new(&file, &quick(), g.clone(), shard).unwrap().run(&|| {}).unwrap();
+            let dir = tmp(&format!("shard{i}"));
+            out.write(&dir).unwrap();
+            dir
+        })
+        .collect();
+    let merged = experiment::merge(&dirs).unwrap();
+    assert_eq!(merged.points, whole.points);
+    assert_eq!(merged.sweep, whole.sweep);
+    // One missing shard, a duplicate, and a shard of another sweep are refused.
+    let e = experiment::merge(&dirs[..3]).unwrap_err().to_string();
+    assert!(e.contains("shards [3] of 4 are missing"), "{e}");
+    let e = experiment::merge(&[dirs[0].clone(), dirs[0].clone()]).unwrap_err().to_string();
+    assert!(e.contains("shard 0 is given twice"), "{e}");
+    let other = SweepPlan::new(&file, &quick(), grid(&["clients.users=1,2"]), Shard { index: 1, count: 4 })
+        .unwrap()
+        .run(&|| {})
+        .unwrap();
+    let odir = tmp("other");
+    other.write(&odir).unwrap();
+    let e = experiment::merge(&[dirs[0].clone(), odir.clone()]).unwrap_err().to_string();
+    assert!(e.contains("merge only shards of one sweep"), "{e}");
+    for d in dirs.iter().chain([&odir]) {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn csv_has_one_row_per_point_with_ci_columns() {
+    let out =
+        SweepPlan::new(&model("seed-sync.toml"), &quick(), grid(&["clients.users=1,2,3"]), Shard::default())
+            .unwrap()
+            .run(&|| {})
+            .unwrap();
+    let csv = out.csv();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for col in [
+        "index",
+        "clients.users",
+        "throughput_rps",
+        "ci95.throughput_rps",
+        "latency_ms.p95",
+        "ci95.latency_ms.p95",
+    ] {
+        assert!(header.contains(&col), "{col} missing from {header:?}");
+    }
+    assert_eq!(lines.count(), 3);
+}
+
+#[test]
+fn bad_sweeps_are_refused_before_anything_runs() {
+    let file = model("seed-sync.toml");
+    let e = SweepPlan::new(&file, &quick(), grid(&["worker.thread=1,2"]), Shard::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("point 0 (worker.thread=1)") && e.contains("unknown field `thread`"), "{e}");
+    let e = SweepPlan::new(&file, &quick(), grid(&["worker.threads=1,0"]), Shard::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("point 1") && e.contains("worker.threads must be ≥ 1, got 0"), "{e}");
+}
+
+#[test]
+fn cli_refusals_write_nothing() {
+    let out_dir = tmp("refused");
+    for args in [
+        vec!["sweep", "models/seed-sync.toml"],
+        vec!["sweep", "models/seed-sync.toml", "--sweep", "worker.nope=1,2"],
+        vec!["sweep", "models/seed-sync.toml", "--sweep", "clients.users=1,2", "--shard", "2/2"],
+        vec!["merge", "/nonexistent-shard"],
+    ] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
+            .args(&args)
+            .args(["--out", out_dir.to_str().unwrap()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?}");
+        assert!(!String::from_utf8_lossy(&o.stderr).is_empty());
+        assert!(!out_dir.exists(), "{args:?} wrote {}", out_dir.display());
+    }
+}
