@@ -1,6 +1,13 @@
-//! Experiments: the commands users run, as library calls — simulate, and (with the real
-//! backend) measure, calibrate, validate and sweep — and their reports.
+//! Experiments: the commands users run, as library calls — simulate, sweep and merge, and
+//! (with the real backend) measure, calibrate and validate — and their reports.
 
+pub mod grid;
+mod merge;
+pub mod report;
 mod simulate;
+mod sweep;
+mod sweep_output;
 
+pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};
+pub use sweep::{PointResult, SweepError, SweepInfo, SweepOutput, SweepPlan, default_out, label};
