@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand under `cli/`.
 
+mod capacity;
 mod common;
 #[cfg(feature = "model")]
 mod model;
@@ -25,6 +26,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Join the shard outputs of one sweep.
     Merge(sweep::MergeArgs),
+    /// Find the cheapest configuration that holds a rate within a latency SLO.
+    Capacity(capacity::CapacityArgs),
     /// Inspect or (re)generate the Mini-GPT weights.
     #[cfg(feature = "model")]
     Model(model::ModelArgs),
@@ -37,6 +40,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Merge(args) => sweep::run_merge(args),
+        Command::Capacity(args) => capacity::run(args),
         #[cfg(feature = "model")]
         Command::Model(args) => model::run(args),
     };

@@ -1,6 +1,7 @@
 //! Experiments: the commands users run, as library calls — simulate, sweep and merge, and
 //! (with the real backend) measure, calibrate and validate — and their reports.
 
+mod capacity;
 pub mod grid;
 mod merge;
 pub mod report;
@@ -8,6 +9,10 @@ mod simulate;
 mod sweep;
 mod sweep_output;
 
+pub use capacity::{
+    Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, Planner, Slo, SloMetric,
+    Verdict, parse_memory_mb,
+};
 pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};
 pub use sweep::{PointResult, SweepError, SweepInfo, SweepOutput, SweepPlan, default_out, label};

@@ -42,11 +42,15 @@ pub struct System {
     pub workers: u32,
     /// How requests are spread over workers. By default, `round-robin`.
     pub balancer: Balancer,
+    /// Resident memory of one worker process: its copy of the weights plus the runtime [MB].
+    /// Capacity planning multiplies it by `workers`. By default, 16 (the Mini-GPT's
+    /// 0.4 MB of weights in a ~16 MB process).
+    pub worker_memory_mb: f64,
 }
 
 impl Default for System {
     fn default() -> Self {
-        Self { cores: 1, workers: 1, balancer: Balancer::RoundRobin }
+        Self { cores: 1, workers: 1, balancer: Balancer::RoundRobin, worker_memory_mb: 16.0 }
     }
 }
 
