@@ -21,10 +21,12 @@
 //! token_free_ms = 2.333
 //! ```
 
+mod calibration;
 mod load;
 mod types;
 mod validate;
 
+pub use calibration::{BatchStep, CALIBRATION_FORMAT, Calibration, Machine, Samples};
 pub use load::{Override, ScenarioError};
 pub use types::{
     Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind, Run, Scenario,

@@ -170,11 +170,9 @@ impl Scenario {
             }
             self.clients.trace_ms = times;
         }
-        if self.cost.calibration.is_some() {
-            return Err(ScenarioError::invalid(
-                "cost.calibration",
-                "is not read by this version; give the costs in [cost] instead",
-            ));
+        if let Some(file) = self.cost.calibration.clone() {
+            let path = base.join(file);
+            super::Calibration::read(&path)?.apply(self, &path)?;
         }
         Ok(())
     }

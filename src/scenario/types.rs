@@ -209,10 +209,10 @@ impl Default for Workload {
 /// `[cost]`: CPU work per request, split by whether it holds the lock. Each is a
 /// distribution (see [`Dist`]); all default to 0.
 ///
-/// A request's life: the event loop reads and parses it (`loop_in_ms`), a handler thread
-/// runs `request_locked_ms` then `request_free_ms`, then for every token
-/// `token_locked_ms` and `token_free_ms` in `release_points` alternating slices, and the
-/// loop writes the reply (`loop_out_ms`).
+/// A request's life: the event loop reads and parses it (`loop_in_free_ms`, then
+/// `loop_in_ms`), a handler thread runs `request_locked_ms` then `request_free_ms`, then for
+/// every token `token_locked_ms` and `token_free_ms` in `release_points` alternating
+/// slices, and the loop writes the reply (`loop_out_ms`, then `loop_out_free_ms`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cost {
@@ -220,8 +220,14 @@ pub struct Cost {
     pub loop_in_ms: Dist,
     /// Event-loop work after the handler: serialize, write [ms].
     pub loop_out_ms: Dist,
-    /// Whether event-loop work needs the lock (true for a Python server). By default, true.
+    /// Whether `loop_in_ms` and `loop_out_ms` need the lock (true for a Python server).
+    /// By default, true.
     pub loop_lock: bool,
+    /// Event-loop work before dispatch that never holds the lock — native code such as an
+    /// HTTP parser in C or Rust [ms].
+    pub loop_in_free_ms: Dist,
+    /// Event-loop work after the handler that never holds the lock [ms].
+    pub loop_out_free_ms: Dist,
     /// Handler work per request holding the lock (tokenize, orchestration) [ms].
     pub request_locked_ms: Dist,
     /// Handler work per request without the lock (prompt prefill matmuls) [ms].
@@ -236,9 +242,13 @@ pub struct Cost {
     /// CPU cost of handing the lock to a waiting thread — the wake-up and context switch the
     /// receiving thread pays before it runs [µs]. By default, 0.
     pub handoff_us: f64,
-    /// A calibration file (JSON, from `servesim calibrate`) that supplies every cost this
-    /// table leaves unset, relative to the scenario file. By default, none.
+    /// A calibration file (JSON, from `servesim calibrate`), relative to the scenario file:
+    /// the real server's own measured costs, added to the emulated work this table sets
+    /// (see [`crate::scenario::Calibration`]). By default, none.
     pub calibration: Option<PathBuf>,
+    /// The calibration read from `calibration` (filled by the loader).
+    #[serde(skip)]
+    pub calibrated: Option<std::sync::Arc<super::Calibration>>,
 }
 
 impl Default for Cost {
@@ -248,6 +258,8 @@ impl Default for Cost {
             loop_in_ms: zero.clone(),
             loop_out_ms: zero.clone(),
             loop_lock: true,
+            loop_in_free_ms: zero.clone(),
+            loop_out_free_ms: zero.clone(),
             request_locked_ms: zero.clone(),
             request_free_ms: zero.clone(),
             token_locked_ms: zero.clone(),
@@ -255,6 +267,7 @@ impl Default for Cost {
             release_points: 1,
             handoff_us: 0.0,
             calibration: None,
+            calibrated: None,
         }
     }
 }

@@ -37,13 +37,15 @@ fn non_negative(field: &str, v: f64) -> Result<(), ScenarioError> {
 
 impl Scenario {
     /// Every distribution of the scenario with its dotted path.
-    pub fn dists_mut(&mut self) -> [(&'static str, &mut Dist); 8] {
+    pub fn dists_mut(&mut self) -> [(&'static str, &mut Dist); 10] {
         let c = &mut self.cost;
         [
             ("clients.think_ms", &mut self.clients.think_ms),
             ("workload.new_tokens", &mut self.workload.new_tokens),
             ("cost.loop_in_ms", &mut c.loop_in_ms),
             ("cost.loop_out_ms", &mut c.loop_out_ms),
+            ("cost.loop_in_free_ms", &mut c.loop_in_free_ms),
+            ("cost.loop_out_free_ms", &mut c.loop_out_free_ms),
             ("cost.request_locked_ms", &mut c.request_locked_ms),
             ("cost.request_free_ms", &mut c.request_free_ms),
             ("cost.token_locked_ms", &mut c.token_locked_ms),

@@ -45,13 +45,14 @@ pub fn stability(sc: &Scenario) -> Stability {
     let handler_locked = c.request_locked_ms.mean() + tokens * c.token_locked_ms.mean();
     let handler = handler_locked + c.request_free_ms.mean() + tokens * c.token_free_ms.mean();
     let loop_work = c.loop_in_ms.mean() + c.loop_out_ms.mean();
-    let demand_ms = handler + loop_work;
+    let loop_free = c.loop_in_free_ms.mean() + c.loop_out_free_ms.mean();
+    let demand_ms = handler + loop_work + loop_free;
     let workers = f64::from(sc.system.workers);
     let has_lock = sc.worker.lock != LockKind::None;
     let lock_ms = if has_lock { handler_locked + if c.loop_lock { loop_work } else { 0.0 } } else { 0.0 };
     let (loop_ms, pool_ms) = match sc.worker.handler {
         Handler::AsyncBlocking => (demand_ms, 0.0),
-        Handler::Sync | Handler::AsyncOffload => (loop_work, handler),
+        Handler::Sync | Handler::AsyncOffload => (loop_work + loop_free, handler),
     };
     let bound = |servers: f64, d_ms: f64| if d_ms > 0.0 { servers * 1e3 / d_ms } else { f64::INFINITY };
     let candidates = [

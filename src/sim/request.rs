@@ -11,8 +11,10 @@ pub(crate) const MAX_TOKENS: f64 = 1_000_000.0;
 
 /// The cost samplers of a scenario, built once per run.
 pub(crate) struct CostModel {
+    loop_in_free: Sampler,
     loop_in: Sampler,
     loop_out: Sampler,
+    loop_out_free: Sampler,
     req_locked: Sampler,
     req_free: Sampler,
     tok_locked: Sampler,
@@ -30,8 +32,10 @@ impl CostModel {
         let c = &s.cost;
         let has_lock = s.worker.lock != LockKind::None;
         Self {
+            loop_in_free: c.loop_in_free_ms.sampler(),
             loop_in: c.loop_in_ms.sampler(),
             loop_out: c.loop_out_ms.sampler(),
+            loop_out_free: c.loop_out_free_ms.sampler(),
             req_locked: c.request_locked_ms.sampler(),
             req_free: c.request_free_ms.sampler(),
             tok_locked: c.token_locked_ms.sampler(),
@@ -64,6 +68,7 @@ pub(crate) enum Job {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
+    LoopInFree,
     LoopIn,
     ReqLocked,
     ReqFree,
@@ -71,6 +76,7 @@ enum Phase {
     TokLocked,
     TokFree,
     LoopOut,
+    LoopOutFree,
     End,
 }
 
@@ -138,7 +144,7 @@ impl Request {
     pub(crate) fn begin(&mut self, job: Job) {
         self.job = job;
         self.phase = match job {
-            Job::LoopIn | Job::Whole => Phase::LoopIn,
+            Job::LoopIn | Job::Whole => Phase::LoopInFree,
             Job::Handler => Phase::ReqLocked,
             Job::LoopOut => Phase::LoopOut,
         };
@@ -154,6 +160,10 @@ impl Request {
         loop {
             let (work_ms, locked) = match self.phase {
                 Phase::End => return None,
+                Phase::LoopInFree => {
+                    self.phase = Phase::LoopIn;
+                    (cost.loop_in_free.sample(&mut self.rng), false)
+                }
                 Phase::LoopIn => {
                     self.phase = if self.job == Job::Whole { Phase::ReqLocked } else { Phase::End };
                     (cost.loop_in.sample(&mut self.rng), cost.loop_locks)
@@ -185,8 +195,12 @@ impl Request {
                     (self.slice_free_ms, false)
                 }
                 Phase::LoopOut => {
-                    self.phase = Phase::End;
+                    self.phase = Phase::LoopOutFree;
                     (cost.loop_out.sample(&mut self.rng), cost.loop_locks)
+                }
+                Phase::LoopOutFree => {
+                    self.phase = Phase::End;
+                    (cost.loop_out_free.sample(&mut self.rng), false)
                 }
             };
             let work_ns = work_ms * 1e6;

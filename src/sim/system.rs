@@ -66,8 +66,8 @@ pub(crate) struct System<'a> {
     balancer_rng: StreamRng,
     round_robin: u32,
     handoff_ns: f64,
-    /// Whether loop work is always zero, so requests bypass the (never busy) loop thread.
-    loop_free: bool,
+    /// Whether all loop work is zero, so requests bypass the (never busy) loop thread.
+    loop_idle: bool,
     /// The earliest GIL drop deadline of any worker, and that worker.
     gil_next: (Nanos, u32),
     busy_pool: u32,
@@ -118,7 +118,14 @@ impl<'a> System<'a> {
             round_robin: 0,
             handoff_ns: sc.cost.handoff_us * 1e3,
             gil_next: (Nanos::MAX, 0),
-            loop_free: sc.cost.loop_in_ms.is_zero() && sc.cost.loop_out_ms.is_zero(),
+            loop_idle: [
+                &sc.cost.loop_in_ms,
+                &sc.cost.loop_out_ms,
+                &sc.cost.loop_in_free_ms,
+                &sc.cost.loop_out_free_ms,
+            ]
+            .iter()
+            .all(|d| d.is_zero()),
             busy_pool: 0,
             busy_loops: 0,
             events: 0,
@@ -216,7 +223,7 @@ impl<'a> System<'a> {
         self.metrics.admit();
         match self.sc.worker.handler {
             Handler::AsyncBlocking => self.enqueue_loop(w, r, Job::Whole),
-            Handler::Sync | Handler::AsyncOffload if self.loop_free => self.dispatch(w, r),
+            Handler::Sync | Handler::AsyncOffload if self.loop_idle => self.dispatch(w, r),
             Handler::Sync | Handler::AsyncOffload => self.enqueue_loop(w, r, Job::LoopIn),
         }
     }
@@ -366,7 +373,7 @@ impl<'a> System<'a> {
                 self.next_loop_job(w)
             }
             Job::Handler => {
-                if self.loop_free {
+                if self.loop_idle {
                     self.complete(r);
                 } else {
                     self.enqueue_loop(w, r, Job::LoopOut);

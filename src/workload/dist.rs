@@ -9,6 +9,7 @@
 //! new_tokens = { dist = "uniform", min = 10, max = 30 }
 //! request_free_ms = { dist = "empirical", file = "samples.csv" }   # one value per line
 //! request_free_ms = { dist = "empirical", samples = [1.0, 1.2, 0.9] }
+//! request_free_ms = { dist = "sum", of = [0.5, { dist = "exponential", mean = 1.0 }] }
 //! ```
 //!
 //! Samplers come from `rand_distr`; they are built once and draw from any `rand::Rng`.
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The kinds a scenario may name in `dist = "…"`.
-const KINDS: &[&str] = &["const", "exponential", "lognormal", "gamma", "uniform", "empirical"];
+const KINDS: &[&str] = &["const", "exponential", "lognormal", "gamma", "uniform", "empirical", "sum"];
 
 /// A distribution of a non-negative value.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +64,9 @@ pub enum Dist {
         /// The samples; filled from `file` by [`Dist::load_files`].
         samples: Arc<[f64]>,
     },
+    /// The sum of independent draws of several distributions (e.g. a calibrated cost plus
+    /// emulated work).
+    Sum(Vec<Dist>),
 }
 
 /// Why a distribution is invalid or could not be loaded.
@@ -128,6 +132,12 @@ impl Dist {
                     None => Ok(()),
                 }
             }
+            Dist::Sum(ref parts) => {
+                if parts.is_empty() {
+                    return Err(DistError::Missing { kind: "sum", param: "of" });
+                }
+                parts.iter().try_for_each(Dist::validate)
+            }
         }
     }
 
@@ -140,6 +150,7 @@ impl Dist {
             Dist::Gamma { .. } => "gamma",
             Dist::Uniform { .. } => "uniform",
             Dist::Empirical { .. } => "empirical",
+            Dist::Sum(_) => "sum",
         }
     }
 
@@ -150,6 +161,7 @@ impl Dist {
             Dist::Exponential { mean } | Dist::LogNormal { mean, .. } | Dist::Gamma { mean, .. } => *mean,
             Dist::Uniform { min, max } => (min + max) / 2.0,
             Dist::Empirical { samples, .. } => mean_of(samples),
+            Dist::Sum(parts) => parts.iter().map(Dist::mean).sum(),
         }
     }
 
@@ -167,23 +179,41 @@ impl Dist {
             Dist::Empirical { samples, .. } => {
                 samples.iter().map(|s| (s - m).powi(2)).sum::<f64>() / samples.len() as f64
             }
+            // Independent parts: variances add.
+            Dist::Sum(parts) => parts.iter().map(|p| p.scv() * p.mean().powi(2)).sum(),
         };
         var / (m * m)
     }
 
     /// Whether every draw is 0.
     pub fn is_zero(&self) -> bool {
-        matches!(self, Dist::Const(v) if *v == 0.0)
+        match self {
+            Dist::Const(v) => *v == 0.0,
+            Dist::Sum(parts) => parts.iter().all(Dist::is_zero),
+            _ => false,
+        }
+    }
+
+    /// `self + other` (independent draws), dropping parts that are always 0.
+    pub fn plus(self, other: Dist) -> Dist {
+        match (self.is_zero(), other.is_zero()) {
+            (_, true) => self,
+            (true, false) => other,
+            (false, false) => Dist::Sum(vec![self, other]),
+        }
     }
 
     /// Reads the samples of an `empirical` distribution that names a file, relative to `base`.
     pub fn load_files(&mut self, base: &Path) -> Result<(), DistError> {
-        if let Dist::Empirical { file: Some(file), samples } = self {
-            let path = base.join(file.as_path());
-            *samples = read_samples(&path)?.into();
-            self.validate()?;
+        match self {
+            Dist::Empirical { file: Some(file), samples } => {
+                let path = base.join(file.as_path());
+                *samples = read_samples(&path)?.into();
+                self.validate()
+            }
+            Dist::Sum(parts) => parts.iter_mut().try_for_each(|p| p.load_files(base)),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// A sampler for this distribution. The distribution must be valid.
@@ -200,6 +230,7 @@ impl Dist {
             }
             Dist::Uniform { min, max } => Inner::Uniform(min, max - min),
             Dist::Empirical { ref samples, .. } => Inner::Empirical(samples.clone()),
+            Dist::Sum(ref parts) => Inner::Sum(parts.iter().map(Dist::sampler).collect()),
         };
         Sampler(inner)
     }
@@ -244,6 +275,7 @@ enum Inner {
     Gamma(Gamma<f64>),
     Uniform(f64, f64),
     Empirical(Arc<[f64]>),
+    Sum(Vec<Sampler>),
 }
 
 impl Sampler {
@@ -257,6 +289,7 @@ impl Sampler {
             Inner::Gamma(d) => d.sample(rng),
             Inner::Uniform(lo, width) => lo + width * rng.random::<f64>(),
             Inner::Empirical(s) => s[rng.random_range(0..s.len())],
+            Inner::Sum(parts) => parts.iter().map(|p| p.sample(rng)).sum(),
         }
     }
 
@@ -286,6 +319,7 @@ impl Serialize for Dist {
             }
             Dist::Empirical { file: Some(f), .. } => map.serialize_entry("file", f)?,
             Dist::Empirical { samples, .. } => map.serialize_entry("samples", &samples[..])?,
+            Dist::Sum(parts) => map.serialize_entry("of", parts)?,
         }
         map.end()
     }
@@ -303,6 +337,7 @@ struct Table {
     max: Option<f64>,
     file: Option<PathBuf>,
     samples: Option<Vec<f64>>,
+    of: Option<Vec<Dist>>,
 }
 
 impl Table {
@@ -325,6 +360,7 @@ impl Table {
             "empirical" => {
                 Dist::Empirical { file: self.file, samples: self.samples.unwrap_or_default().into() }
             }
+            "sum" => Dist::Sum(self.of.ok_or(DistError::Missing { kind: "sum", param: "of" })?),
             other => return Err(DistError::UnknownKind(other.to_owned())),
         };
         dist.validate()?;
@@ -423,6 +459,17 @@ mod tests {
             let m = (0..n).map(|_| s.sample(&mut rng)).sum::<f64>() / n as f64;
             assert!((m - 2.0).abs() / 2.0 < MEAN_TOL, "{d:?}: {m}");
         }
+    }
+
+    #[test]
+    fn sums_add_means_and_variances() {
+        let d = parse("x = { dist = \"sum\", of = [1.0, { dist = \"exponential\", mean = 2.0 }] }").unwrap();
+        assert_eq!(d.mean(), 3.0);
+        assert!((d.scv() - 4.0 / 9.0).abs() < 1e-12);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let s = d.sampler();
+        assert!((0..1000).all(|_| s.sample(&mut rng) >= 1.0));
+        assert!(parse("x = { dist = \"sum\" }").unwrap_err().contains("needs `of`"));
     }
 
     #[test]

@@ -147,3 +147,42 @@ fn files_are_read_relative_to_the_scenario() {
     assert!(e.contains("cannot read scenario") && e.contains("missing.toml"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_calibration_adds_measured_costs_to_emulated_ones() {
+    use servesim::scenario::{CALIBRATION_FORMAT, Calibration};
+    let dir = std::env::temp_dir().join(format!("servesim-cal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cal = Calibration {
+        format: CALIBRATION_FORMAT,
+        kernels_per_token: 13,
+        loop_in_ms: vec![0.02, 0.04],
+        loop_out_ms: vec![0.01],
+        request_locked_ms: vec![0.1],
+        request_free_ms: vec![0.2],
+        token_locked_ms: vec![0.003, 0.005],
+        token_free_ms: vec![0.01],
+        handoff_us: 7.0,
+        ..Calibration::default()
+    };
+    std::fs::write(dir.join("cal.json"), serde_json::to_string(&cal).unwrap()).unwrap();
+    let text = "[cost]\ncalibration = \"cal.json\"\ntoken_locked_ms = 0.05\nhandoff_us = 1.0\n";
+    std::fs::write(dir.join("s.toml"), text).unwrap();
+    let sc = Scenario::load(&dir.join("s.toml"), &[]).unwrap();
+    let c = &sc.cost;
+    assert!((c.token_locked_ms.mean() - 0.054).abs() < 1e-12, "measured 0.004 + emulated 0.05");
+    assert!((c.token_free_ms.mean() - 0.01).abs() < 1e-12);
+    assert!((c.loop_in_free_ms.mean() - 0.03).abs() < 1e-12, "the server's loop work takes no lock");
+    assert!(c.loop_in_ms.is_zero());
+    assert_eq!(c.release_points, 13);
+    assert_eq!(c.handoff_us, 8.0);
+    assert_eq!(c.calibrated.as_deref(), Some(&cal));
+
+    std::fs::write(dir.join("cal.json"), "{\"format\": 99}").unwrap();
+    let e = Scenario::load(&dir.join("s.toml"), &[]).unwrap_err().to_string();
+    assert!(e.contains("cost.calibration") && e.contains("cal.json"), "{e}");
+    std::fs::remove_file(dir.join("cal.json")).unwrap();
+    let e = Scenario::load(&dir.join("s.toml"), &[]).unwrap_err().to_string();
+    assert!(e.contains("servesim calibrate"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,133 @@
+//! Calibration files: the real server's own costs, measured on one machine by
+//! `servesim calibrate`, that a scenario references with `cost.calibration = "…"`.
+//!
+//! The real server runs the real model plus the emulated work the scenario's `[cost]` table
+//! asks for. A calibration holds only the real part — samples of each cost component with
+//! the emulated work switched off — so one calibration serves every point of a validation,
+//! whatever emulated work each point adds. Loading a scenario with a calibration adds the
+//! two: `token_locked_ms` becomes *calibrated + emulated*, and so on; the server's loop work
+//! (native code, no lock) goes to `loop_in_free_ms` / `loop_out_free_ms`; `release_points`
+//! becomes the model's kernels per token (the server releases the lock around each), and
+//! `handoff_us` adds the measured lock hand-off cost.
+
+use super::{Scenario, ScenarioError};
+use crate::workload::Dist;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The format version this build reads and writes.
+pub const CALIBRATION_FORMAT: u32 = 1;
+
+/// Where a calibration was taken.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Host name.
+    pub hostname: String,
+    /// CPU model, from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// Operating system and kernel.
+    pub os: String,
+    /// When it was taken (RFC 3339, UTC).
+    pub date: String,
+}
+
+/// Samples of one cost component [ms].
+pub type Samples = Vec<f64>;
+
+/// Step cost of the batched model at one batch size.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchStep {
+    /// Sequences in the batch.
+    pub batch: u32,
+    /// Work per step holding the lock [ms] (samples).
+    pub locked_ms: Samples,
+    /// Work per step without the lock — the batched matmuls [ms] (samples).
+    pub free_ms: Samples,
+}
+
+/// A calibration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Format version ([`CALIBRATION_FORMAT`]).
+    pub format: u32,
+    /// The machine.
+    pub machine: Machine,
+    /// How it was taken (free text: requests, prompt, CPUs pinned…).
+    pub method: String,
+    /// Matmul kernels per generated token: the lock release points per token.
+    pub kernels_per_token: u32,
+    /// Event-loop work per request before dispatch, without the lock [ms].
+    pub loop_in_ms: Samples,
+    /// Event-loop work per request after the handler, without the lock [ms].
+    pub loop_out_ms: Samples,
+    /// Handler work per request holding the lock (tokenize, prefill outside kernels) [ms].
+    pub request_locked_ms: Samples,
+    /// Handler work per request inside kernels (prefill matmuls) [ms].
+    pub request_free_ms: Samples,
+    /// Work per generated token holding the lock (model code outside kernels) [ms].
+    pub token_locked_ms: Samples,
+    /// Work per generated token inside kernels (matmuls) [ms].
+    pub token_free_ms: Samples,
+    /// CPU cost of one lock hand-off to a waiting thread [µs].
+    pub handoff_us: f64,
+    /// Batched-step costs by batch size (empty when not measured).
+    #[serde(default)]
+    pub batch_steps: Vec<BatchStep>,
+}
+
+fn samples(path: &Path, field: &str, s: &Samples) -> Result<Dist, ScenarioError> {
+    let bad =
+        |m: String| ScenarioError::invalid("cost.calibration", format!(": {}: {field} {m}", path.display()));
+    if s.is_empty() {
+        return Err(bad("has no samples; run servesim calibrate again".into()));
+    }
+    if let Some(x) = s.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
+        return Err(bad(format!("has a sample {x}; samples must be finite and ≥ 0")));
+    }
+    Ok(Dist::Empirical { file: None, samples: s.clone().into() })
+}
+
+impl Calibration {
+    /// Reads and checks a calibration file.
+    pub fn read(path: &Path) -> Result<Calibration, ScenarioError> {
+        let err =
+            |m: String| ScenarioError::invalid("cost.calibration", format!(": {}: {m}", path.display()));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(format!("{e}; run `servesim calibrate --out {}` first", path.display())))?;
+        let cal: Calibration =
+            serde_json::from_str(&text).map_err(|e| err(format!("not a calibration file: {e}")))?;
+        if cal.format != CALIBRATION_FORMAT {
+            return Err(err(format!(
+                "format {} is not the format {CALIBRATION_FORMAT} this version reads; calibrate again",
+                cal.format
+            )));
+        }
+        if cal.kernels_per_token == 0 || !(cal.handoff_us.is_finite() && cal.handoff_us >= 0.0) {
+            return Err(err("kernels_per_token must be ≥ 1 and handoff_us ≥ 0".into()));
+        }
+        Ok(cal)
+    }
+
+    /// Adds the calibrated costs to the scenario's emulated ones (see the module docs).
+    pub fn apply(self, sc: &mut Scenario, path: &Path) -> Result<(), ScenarioError> {
+        let c = &mut sc.cost;
+        let add = |d: &mut Dist, field: &str, s: &Samples| -> Result<(), ScenarioError> {
+            *d = samples(path, field, s)?.plus(std::mem::replace(d, Dist::Const(0.0)));
+            Ok(())
+        };
+        add(&mut c.loop_in_free_ms, "loop_in_ms", &self.loop_in_ms)?;
+        add(&mut c.loop_out_free_ms, "loop_out_ms", &self.loop_out_ms)?;
+        add(&mut c.request_locked_ms, "request_locked_ms", &self.request_locked_ms)?;
+        add(&mut c.request_free_ms, "request_free_ms", &self.request_free_ms)?;
+        add(&mut c.token_locked_ms, "token_locked_ms", &self.token_locked_ms)?;
+        add(&mut c.token_free_ms, "token_free_ms", &self.token_free_ms)?;
+        c.release_points = self.kernels_per_token;
+        c.handoff_us += self.handoff_us;
+        c.calibrated = Some(Arc::new(self));
+        Ok(())
+    }
+}
