@@ -5,6 +5,7 @@ use super::sweep::{PointResult, SweepOutput};
 use std::path::{Path, PathBuf};
 
 /// A figure of a point and its CI half-width.
+#[cfg(feature = "plot")]
 type Metric = fn(&PointResult) -> (f64, f64);
 
 impl SweepOutput {
@@ -29,15 +30,14 @@ impl SweepOutput {
         let json = serde_json::to_vec_pretty(self).unwrap_or_default();
         let files = vec![(dir.join("sweep.json"), json), (dir.join("sweep.csv"), self.csv().into_bytes())];
         write_all(&files)?;
-        let mut written: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
+        let written: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
         #[cfg(feature = "plot")]
-        if self.shard.count == 1 {
-            written.extend(self.plots(dir)?);
-        }
+        let written = if self.shard.count == 1 { [written, self.plots(dir)?].concat() } else { written };
         Ok(written)
     }
 
     /// Numeric value of parameter `k` at a point, if it is a number.
+    #[cfg(feature = "plot")]
     fn numeric(p: &PointResult, k: usize) -> Option<f64> {
         p.params.get(k).and_then(|(_, v)| v.parse::<f64>().ok())
     }
