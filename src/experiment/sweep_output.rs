@@ -1,7 +1,9 @@
 //! Files of a sweep: `sweep.json`, `sweep.csv` and, for one or two swept parameters, plots.
 
 use super::report::{WriteError, csv_text, write_all};
-use super::sweep::{PointResult, SweepOutput};
+#[cfg(feature = "plot")]
+use super::sweep::PointResult;
+use super::sweep::SweepOutput;
 use std::path::{Path, PathBuf};
 
 /// A figure of a point and its CI half-width.
