@@ -45,6 +45,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batch;
 mod bounds;
 mod clients;
 mod cpu;
@@ -55,7 +56,7 @@ mod system;
 
 pub use bounds::{Bottleneck, Stability, stability};
 
-use crate::scenario::{BatchingMode, ClientKind, Scenario};
+use crate::scenario::{ClientKind, Scenario};
 use crate::stats::{LatencySummary, mean_ci95_fields};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,8 @@ pub struct Figures {
     pub mean_in_system: f64,
     /// `|L − X·R| / L`: how far the run is from Little's law (edge effects only).
     pub little_residual: f64,
+    /// Mean sequences per batched step (0 without batching).
+    pub mean_batch: f64,
 }
 
 /// The result of one replication.
@@ -163,12 +166,6 @@ pub struct SimReport {
 
 /// Checks that the scenario is one the simulator models.
 pub fn check_supported(sc: &Scenario) -> Result<(), SimError> {
-    if sc.batching.mode != BatchingMode::None {
-        return Err(SimError::Unsupported {
-            field: "batching.mode",
-            message: "only `none` is simulated in this version".into(),
-        });
-    }
     let b = stability(sc);
     let instant = b.demand_ms == 0.0 && sc.clients.think_ms.mean() == 0.0;
     if instant && sc.clients.kind == ClientKind::Closed {

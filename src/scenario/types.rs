@@ -272,7 +272,14 @@ impl Default for Cost {
     }
 }
 
-/// `[batching]`: requests batched into one forward pass.
+/// `[batching]`: requests batched into one forward pass by a scheduler thread per worker.
+///
+/// With batching on, the event loop hands each parsed request to the worker's scheduler
+/// (instead of the threadpool). Each step advances every sequence of the batch by one
+/// token and costs `step_locked_ms + B·seq_locked_ms` holding the lock, then
+/// `step_free_ms + B·seq_free_ms` without it, for a batch of B; a sequence joining pays its
+/// `request_locked_ms` / `request_free_ms` (prefill) in the step it joins. The per-token
+/// `token_*` costs are not used. With a calibration, the measured step costs are added.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Batching {
@@ -283,11 +290,28 @@ pub struct Batching {
     /// `static`: a partial batch goes when its oldest request has waited this long [ms].
     /// By default, 5.
     pub max_wait_ms: f64,
+    /// Work per step holding the lock, whatever the batch size [ms]. By default, 0.
+    pub step_locked_ms: Dist,
+    /// Work per step without the lock, whatever the batch size [ms]. By default, 0.
+    pub step_free_ms: Dist,
+    /// Work per step and per sequence holding the lock [ms]. By default, 0.
+    pub seq_locked_ms: Dist,
+    /// Work per step and per sequence without the lock [ms]. By default, 0.
+    pub seq_free_ms: Dist,
 }
 
 impl Default for Batching {
     fn default() -> Self {
-        Self { mode: BatchingMode::None, max_batch: 8, max_wait_ms: 5.0 }
+        let zero = Dist::Const(0.0);
+        Self {
+            mode: BatchingMode::None,
+            max_batch: 8,
+            max_wait_ms: 5.0,
+            step_locked_ms: zero.clone(),
+            step_free_ms: zero.clone(),
+            seq_locked_ms: zero.clone(),
+            seq_free_ms: zero,
+        }
     }
 }
 

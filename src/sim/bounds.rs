@@ -2,7 +2,8 @@
 //! resource that sets it, and whether an open system is offered more (Lazowska et al.,
 //! "Quantitative System Performance", §5.2, asymptotic bounds).
 
-use crate::scenario::{ClientKind, Handler, LockKind, Scenario};
+use super::request::StepCost;
+use crate::scenario::{BatchingMode, ClientKind, Handler, LockKind, Scenario};
 use serde::{Deserialize, Serialize};
 
 /// The resource that bounds throughput.
@@ -17,6 +18,8 @@ pub enum Bottleneck {
     Threads,
     /// A worker's event-loop thread.
     EventLoop,
+    /// A worker's batch scheduler (one thread running batched steps).
+    Batcher,
     /// Nothing: requests cost no work.
     None,
 }
@@ -50,9 +53,24 @@ pub fn stability(sc: &Scenario) -> Stability {
     let workers = f64::from(sc.system.workers);
     let has_lock = sc.worker.lock != LockKind::None;
     let lock_ms = if has_lock { handler_locked + if c.loop_lock { loop_work } else { 0.0 } } else { 0.0 };
+    let batching = sc.batching.mode != BatchingMode::None;
     let (loop_ms, pool_ms) = match sc.worker.handler {
+        _ if batching => (loop_work + loop_free, 0.0),
         Handler::AsyncBlocking => (demand_ms, 0.0),
         Handler::Sync | Handler::AsyncOffload => (loop_work + loop_free, handler),
+    };
+    // Batching: the scheduler thread spends, per request, its prefill plus its share of
+    // `tokens` full steps (a full batch is the most a step can share).
+    let (batch_ms, lock_ms, demand_ms) = if batching {
+        let b = sc.batching.max_batch;
+        let (l, f) = StepCost::mean_ms(sc, b);
+        let prefill = c.request_locked_ms.mean() + c.request_free_ms.mean();
+        let per_req = prefill + tokens * (l + f) / f64::from(b);
+        let locked = c.request_locked_ms.mean() + tokens * l / f64::from(b);
+        let lock_ms = if has_lock { locked + if c.loop_lock { loop_work } else { 0.0 } } else { 0.0 };
+        (per_req, lock_ms, per_req + loop_work + loop_free)
+    } else {
+        (0.0, lock_ms, demand_ms)
     };
     let bound = |servers: f64, d_ms: f64| if d_ms > 0.0 { servers * 1e3 / d_ms } else { f64::INFINITY };
     let candidates = [
@@ -60,6 +78,7 @@ pub fn stability(sc: &Scenario) -> Stability {
         (Bottleneck::Lock, bound(workers, lock_ms)),
         (Bottleneck::Threads, bound(workers * f64::from(sc.worker.threads), pool_ms)),
         (Bottleneck::EventLoop, bound(workers, loop_ms)),
+        (Bottleneck::Batcher, bound(workers, batch_ms)),
     ];
     let (bottleneck, capacity_rps) = candidates
         .into_iter()

@@ -19,6 +19,8 @@ pub(crate) struct Snapshot {
 /// requests can be checked.
 pub(crate) struct Counts {
     pub(crate) events: u64,
+    /// Batched steps run and the sum of their sizes.
+    pub(crate) batch_steps: (u64, u64),
     pub(crate) arrived: u64,
     pub(crate) live: u64,
 }
@@ -149,6 +151,10 @@ impl Metrics {
             },
             mean_in_system,
             little_residual,
+            mean_batch: match count.batch_steps {
+                (0, _) => 0.0,
+                (n, sum) => sum as f64 / n as f64,
+            },
         };
         Replication {
             figures,

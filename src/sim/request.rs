@@ -5,6 +5,7 @@
 use crate::des::{Nanos, StreamRng, round_ns};
 use crate::scenario::{LockKind, Scenario};
 use crate::workload::Sampler;
+use rand::RngExt;
 
 /// Most tokens one request may generate: a bound on any draw of `workload.new_tokens`.
 pub(crate) const MAX_TOKENS: f64 = 1_000_000.0;
@@ -20,6 +21,8 @@ pub(crate) struct CostModel {
     tok_locked: Sampler,
     tok_free: Sampler,
     tokens: Sampler,
+    /// Batched steps.
+    pub(crate) step: StepCost,
     /// Whether loop work holds the lock.
     loop_locks: bool,
     /// Whether handler work marked "locked" holds the lock.
@@ -41,6 +44,7 @@ impl CostModel {
             tok_locked: c.token_locked_ms.sampler(),
             tok_free: c.token_free_ms.sampler(),
             tokens: s.workload.new_tokens.sampler(),
+            step: StepCost::new(s),
             loop_locks: has_lock && c.loop_lock,
             handler_locks: has_lock,
             slices: c.release_points,
@@ -50,6 +54,103 @@ impl CostModel {
     /// Tokens for a new request.
     pub(crate) fn draw_tokens(&self, rng: &mut StreamRng) -> u32 {
         round_ns(self.tokens.sample(rng).min(MAX_TOKENS)) as u32
+    }
+}
+
+/// Calibrated step costs at one batch size: samples and their means [ms].
+struct Measured {
+    batch: f64,
+    locked: Vec<f64>,
+    free: Vec<f64>,
+    mean: (f64, f64),
+}
+
+/// The cost of one batched step as a function of the batch size.
+pub(crate) struct StepCost {
+    step_locked: Sampler,
+    step_free: Sampler,
+    seq_locked: Sampler,
+    seq_free: Sampler,
+    /// Calibrated steps, by batch size.
+    measured: Vec<Measured>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+impl StepCost {
+    fn new(s: &Scenario) -> Self {
+        let b = &s.batching;
+        let steps = s.cost.calibrated.as_ref().map(|c| c.batch_steps.as_slice()).unwrap_or_default();
+        let mut measured: Vec<Measured> = steps
+            .iter()
+            .filter(|st| !st.locked_ms.is_empty() && st.locked_ms.len() == st.free_ms.len())
+            .map(|st| Measured {
+                batch: f64::from(st.batch),
+                mean: (mean(&st.locked_ms), mean(&st.free_ms)),
+                locked: st.locked_ms.clone(),
+                free: st.free_ms.clone(),
+            })
+            .collect();
+        measured.sort_by(|a, b| a.batch.total_cmp(&b.batch));
+        Self {
+            step_locked: b.step_locked_ms.sampler(),
+            step_free: b.step_free_ms.sampler(),
+            seq_locked: b.seq_locked_ms.sampler(),
+            seq_free: b.seq_free_ms.sampler(),
+            measured,
+        }
+    }
+
+    /// Mean calibrated (locked, free) step cost at batch size `b` [ms]: piecewise linear
+    /// between measured sizes, extended linearly beyond them.
+    fn interpolated_ms(&self, b: f64) -> (f64, f64) {
+        let m = &self.measured;
+        match m.len() {
+            0 => (0.0, 0.0),
+            1 => m[0].mean,
+            n => {
+                let i = m.partition_point(|x| x.batch < b).clamp(1, n - 1);
+                let (a, c) = (&m[i - 1], &m[i]);
+                let t = (b - a.batch) / (c.batch - a.batch);
+                let lerp = |x: f64, y: f64| (x + (y - x) * t).max(0.0);
+                (lerp(a.mean.0, c.mean.0), lerp(a.mean.1, c.mean.1))
+            }
+        }
+    }
+
+    /// A calibrated draw at batch size `b` [ms]: one measured step at the nearest size,
+    /// scaled to the interpolated mean at `b`.
+    fn measured_ms(&self, b: f64, rng: &mut StreamRng) -> (f64, f64) {
+        let Some(near) =
+            self.measured.iter().min_by(|x, y| (x.batch - b).abs().total_cmp(&(y.batch - b).abs()))
+        else {
+            return (0.0, 0.0);
+        };
+        let (il, if_) = self.interpolated_ms(b);
+        let k = rng.random_range(0..near.locked.len());
+        let scale = |x: f64, m: f64, want: f64| if m > 0.0 { x * want / m } else { want };
+        (scale(near.locked[k], near.mean.0, il), scale(near.free[k], near.mean.1, if_))
+    }
+
+    /// Locked and free work of one step of `b` sequences [ns].
+    pub(crate) fn draw_ns(&self, b: u32, rng: &mut StreamRng) -> (f64, f64) {
+        let bf = f64::from(b);
+        let (ml, mf) = self.measured_ms(bf, rng);
+        let locked = self.step_locked.sample(rng) + bf * self.seq_locked.sample(rng) + ml;
+        let free = self.step_free.sample(rng) + bf * self.seq_free.sample(rng) + mf;
+        (locked * 1e6, free * 1e6)
+    }
+
+    /// Mean locked and free work of one step of `b` sequences [ms].
+    pub(crate) fn mean_ms(s: &Scenario, b: u32) -> (f64, f64) {
+        let (bf, bt) = (f64::from(b), &s.batching);
+        let (ml, mf) = Self::new(s).interpolated_ms(bf);
+        (
+            bt.step_locked_ms.mean() + bf * bt.seq_locked_ms.mean() + ml,
+            bt.step_free_ms.mean() + bf * bt.seq_free_ms.mean() + mf,
+        )
     }
 }
 
@@ -153,6 +254,23 @@ impl Request {
     /// The job in progress.
     pub(crate) fn job(&self) -> Job {
         self.job
+    }
+
+    /// Tokens still to generate.
+    pub(crate) fn tokens_left(&self) -> u32 {
+        self.tokens_left
+    }
+
+    /// One token generated (batched decoding).
+    pub(crate) fn token_done(&mut self) {
+        self.tokens_left = self.tokens_left.saturating_sub(1);
+    }
+
+    /// The per-request handler work — the prefill of a sequence joining a batch — as
+    /// (locked, free) [ns].
+    pub(crate) fn draw_prefill_ns(&mut self, cost: &CostModel) -> (f64, f64) {
+        let locked = cost.req_locked.sample(&mut self.rng) * 1e6;
+        (locked, cost.req_free.sample(&mut self.rng) * 1e6)
     }
 
     /// The next step of non-zero work of the current job, or `None` when the job is done.

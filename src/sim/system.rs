@@ -2,18 +2,19 @@
 //! threadpool and lock, and processor-sharing cores shared by every thread.
 
 use super::Replication;
+use super::batch::Batcher;
 use super::clients::Clients;
 use super::cpu::Cpu;
 use super::lock::Lock;
 use super::metrics::{Counts, Metrics, Snapshot};
 use super::request::{CostModel, Job, Request, Step, WAIT_LOCK, WAIT_LOOP, WAIT_THREAD};
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, s};
-use crate::scenario::{Balancer, Handler, LockKind, Scenario};
+use crate::scenario::{Balancer, BatchingMode, Handler, LockKind, Scenario};
 use rand::RngExt;
 use std::collections::VecDeque;
 
 /// No request.
-const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 
 /// Scheduled events. CPU completions and GIL drop deadlines are not queued: the
 /// processor-sharing cores and the locks are asked for their next time directly.
@@ -21,6 +22,9 @@ const NONE: u32 = u32::MAX;
 pub(crate) enum Ev {
     /// Client `client` sends a request.
     Arrive { client: u32 },
+    /// `static` batching: worker `worker`'s oldest waiting request has waited
+    /// `max_wait_ms` (ignored unless `stamp` is still the batcher's).
+    BatchTimeout { worker: u32, stamp: u32 },
 }
 
 /// What happens next.
@@ -31,43 +35,49 @@ enum Next {
     GilDrop,
 }
 
-struct Thread {
-    worker: u32,
-    req: u32,
-    holds_lock: bool,
+pub(super) struct Thread {
+    pub(super) worker: u32,
+    pub(super) req: u32,
+    pub(super) holds_lock: bool,
     /// Work of the locked step waiting for the lock [ns].
-    pending_ns: f64,
+    pub(super) pending_ns: f64,
+    /// Whether this is the worker's batch scheduler.
+    pub(super) batcher: bool,
 }
 
-struct Worker {
+pub(super) struct Worker {
     loop_thread: u32,
     loop_busy: bool,
     loop_queue: VecDeque<(u32, Job)>,
     idle_pool: Vec<u32>,
     pool_queue: VecDeque<u32>,
-    lock: Lock,
+    pub(super) lock: Lock,
     outstanding: u32,
+    /// The batch scheduler, when batching is on.
+    pub(super) batcher: Option<Batcher>,
 }
 
 /// One replication of one scenario.
 pub(crate) struct System<'a> {
-    sc: &'a Scenario,
-    cost: CostModel,
-    now: Nanos,
-    queue: EventQueue<Ev>,
-    cpu: Cpu,
-    threads: Vec<Thread>,
-    workers: Vec<Worker>,
-    reqs: Vec<Request>,
+    pub(super) sc: &'a Scenario,
+    pub(super) cost: CostModel,
+    pub(super) now: Nanos,
+    pub(super) queue: EventQueue<Ev>,
+    pub(super) cpu: Cpu,
+    pub(super) threads: Vec<Thread>,
+    pub(super) workers: Vec<Worker>,
+    pub(super) reqs: Vec<Request>,
     free_reqs: Vec<u32>,
     clients: Clients,
-    metrics: Metrics,
+    pub(super) metrics: Metrics,
     req_seed: u64,
     balancer_rng: StreamRng,
     round_robin: u32,
     handoff_ns: f64,
     /// Whether all loop work is zero, so requests bypass the (never busy) loop thread.
-    loop_idle: bool,
+    pub(super) loop_idle: bool,
+    /// Random stream of batched step costs.
+    pub(super) batch_rng: StreamRng,
     /// The earliest GIL drop deadline of any worker, and that worker.
     gil_next: (Nanos, u32),
     busy_pool: u32,
@@ -81,14 +91,31 @@ impl<'a> System<'a> {
         let streams = RngStreams::new(sc.run.seed, replication);
         let nworkers = sc.system.workers;
         let per_worker = 1 + sc.worker.threads;
+        let batching = sc.batching.mode != BatchingMode::None;
         let mut threads = Vec::with_capacity((nworkers * per_worker) as usize);
         let gil_interval = (sc.worker.lock == LockKind::Gil).then(|| ms(sc.worker.switch_interval_ms));
         let mut workers = Vec::with_capacity(nworkers as usize);
         for w in 0..nworkers {
             let first = threads.len() as u32;
             for _ in 0..per_worker {
-                threads.push(Thread { worker: w, req: NONE, holds_lock: false, pending_ns: 0.0 });
+                threads.push(Thread {
+                    worker: w,
+                    req: NONE,
+                    holds_lock: false,
+                    pending_ns: 0.0,
+                    batcher: false,
+                });
             }
+            let batcher = batching.then(|| {
+                threads.push(Thread {
+                    worker: w,
+                    req: NONE,
+                    holds_lock: false,
+                    pending_ns: 0.0,
+                    batcher: true,
+                });
+                Batcher::new(threads.len() as u32 - 1)
+            });
             workers.push(Worker {
                 loop_thread: first,
                 loop_busy: false,
@@ -97,6 +124,7 @@ impl<'a> System<'a> {
                 pool_queue: VecDeque::new(),
                 lock: Lock::new(gil_interval),
                 outstanding: 0,
+                batcher,
             });
         }
         let mut balancer_rng = streams.stream("balancer");
@@ -114,6 +142,7 @@ impl<'a> System<'a> {
             clients,
             metrics: Metrics::new(sc),
             req_seed: streams.seed_of("request"),
+            batch_rng: streams.stream("batch"),
             balancer_rng,
             round_robin: 0,
             handoff_ns: sc.cost.handoff_us * 1e3,
@@ -169,16 +198,21 @@ impl<'a> System<'a> {
                         .expect("a thread finishes");
                     self.run_thread(th);
                 }
-                Next::Event => {
-                    let (_, Ev::Arrive { client }) = self.queue.pop().expect("peeked");
-                    self.arrive(client);
-                }
+                Next::Event => match self.queue.pop().expect("peeked").1 {
+                    Ev::Arrive { client } => self.arrive(client),
+                    Ev::BatchTimeout { worker, stamp } => self.batch_timeout(worker, stamp),
+                },
                 Next::GilDrop => self.gil_drop(self.gil_next.1),
             }
         }
         let end = self.snapshot();
         let live = (self.reqs.len() - self.free_reqs.len()) as u64;
-        let counts = Counts { events: self.events, arrived: self.arrived, live };
+        let batch_steps = self
+            .workers
+            .iter()
+            .filter_map(|w| w.batcher.as_ref())
+            .fold((0, 0), |(n, sum), b| (n + b.steps, sum + b.batch_sum));
+        let counts = Counts { events: self.events, batch_steps, arrived: self.arrived, live };
         self.metrics.finish(end, counts, truncated)
     }
 
@@ -222,6 +256,13 @@ impl<'a> System<'a> {
         self.workers[w as usize].outstanding += 1;
         self.metrics.admit();
         match self.sc.worker.handler {
+            _ if self.workers[w as usize].batcher.is_some() => {
+                if self.loop_idle {
+                    self.batch_submit(w, r);
+                } else {
+                    self.enqueue_loop(w, r, Job::LoopIn);
+                }
+            }
             Handler::AsyncBlocking => self.enqueue_loop(w, r, Job::Whole),
             Handler::Sync | Handler::AsyncOffload if self.loop_idle => self.dispatch(w, r),
             Handler::Sync | Handler::AsyncOffload => self.enqueue_loop(w, r, Job::LoopIn),
@@ -271,7 +312,12 @@ impl<'a> System<'a> {
 
     /// Moves thread `th` forward: starts its next step, or finishes its job and takes the
     /// next one, until it has CPU work, waits for the lock, or is idle.
-    fn run_thread(&mut self, th: u32) {
+    pub(super) fn run_thread(&mut self, th: u32) {
+        let t = &self.threads[th as usize];
+        if t.batcher {
+            self.batch_cpu_done(t.worker);
+            return;
+        }
         loop {
             let r = self.threads[th as usize].req;
             match self.reqs[r as usize].next_step(&self.cost) {
@@ -291,7 +337,7 @@ impl<'a> System<'a> {
         }
     }
 
-    fn start_step(&mut self, th: u32, step: Step) {
+    pub(super) fn start_step(&mut self, th: u32, step: Step) {
         let t = &self.threads[th as usize];
         if !step.locked {
             if t.holds_lock {
@@ -313,11 +359,13 @@ impl<'a> System<'a> {
         }
     }
 
-    fn wait_for_lock(&mut self, th: u32, work_ns: f64) {
+    pub(super) fn wait_for_lock(&mut self, th: u32, work_ns: f64) {
         let t = &mut self.threads[th as usize];
         t.pending_ns = work_ns;
-        let (w, r) = (t.worker as usize, t.req as usize);
-        self.reqs[r].wait_start = self.now;
+        let (w, r) = (t.worker as usize, t.req);
+        if r != NONE {
+            self.reqs[r as usize].wait_start = self.now;
+        }
         self.workers[w].lock.wait(th, self.now);
         self.update_gil_next(w);
     }
@@ -339,7 +387,7 @@ impl<'a> System<'a> {
 
     /// Releases `th`'s lock; the first waiter, if any, gets it and starts its step after
     /// paying the hand-off.
-    fn release_lock(&mut self, th: u32) {
+    pub(super) fn release_lock(&mut self, th: u32) {
         let w = self.threads[th as usize].worker as usize;
         self.threads[th as usize].holds_lock = false;
         let handed = self.workers[w].lock.release(self.now);
@@ -347,9 +395,11 @@ impl<'a> System<'a> {
         if let Some(next) = handed {
             let t = &mut self.threads[next as usize];
             t.holds_lock = true;
-            let (r, work) = (t.req as usize, t.pending_ns + self.handoff_ns);
-            let req = &mut self.reqs[r];
-            req.waits[WAIT_LOCK] += self.now - req.wait_start;
+            let (r, work) = (t.req, t.pending_ns + self.handoff_ns);
+            if r != NONE {
+                let req = &mut self.reqs[r as usize];
+                req.waits[WAIT_LOCK] += self.now - req.wait_start;
+            }
             self.cpu.start(next, work);
         }
     }
@@ -369,21 +419,30 @@ impl<'a> System<'a> {
         let w = self.reqs[r as usize].worker;
         match self.reqs[r as usize].job() {
             Job::LoopIn => {
-                self.dispatch(w, r);
+                if self.workers[w as usize].batcher.is_some() {
+                    self.batch_submit(w, r);
+                } else {
+                    self.dispatch(w, r);
+                }
                 self.next_loop_job(w)
             }
             Job::Handler => {
-                if self.loop_idle {
-                    self.complete(r);
-                } else {
-                    self.enqueue_loop(w, r, Job::LoopOut);
-                }
+                self.reply(w, r);
                 self.next_pool_job(w, th)
             }
             Job::LoopOut | Job::Whole => {
                 self.complete(r);
                 self.next_loop_job(w)
             }
+        }
+    }
+
+    /// The handler of `r` is done: the loop writes the reply.
+    pub(super) fn reply(&mut self, w: u32, r: u32) {
+        if self.loop_idle {
+            self.complete(r);
+        } else {
+            self.enqueue_loop(w, r, Job::LoopOut);
         }
     }
 

@@ -77,7 +77,11 @@ fn bad_input_exits_non_zero_with_a_message_on_stderr() {
         ),
         (vec!["simulate", "models/mmc.toml", "--set", "threads"], "expected PATH=VALUE"),
         (vec!["simulate", "models/mmc.toml", "--replications", "0"], "run.replications must be ≥ 1"),
-        (vec!["simulate", "models/mmc.toml", "--set", "batching.mode=static"], "batching.mode"),
+        (
+            vec!["simulate", "models/mmc.toml", "--set", "batching.max_batch=0"],
+            "batching.max_batch must be ≥ 1",
+        ),
+        (vec!["simulate", "models/mmc.toml", "--set", "batching.mode=dynamic"], "unknown variant `dynamic`"),
     ] {
         let out = servesim(&args);
         assert!(!out.status.success(), "{args:?} succeeded");

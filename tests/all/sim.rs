@@ -139,7 +139,10 @@ prop_compose! {
         tokens in 0u32..5, loop_lock in any::<bool>(),
         costs in prop::collection::vec((any::<u8>(), 0.0f64..2.0), 6),
         queue_limit in 20u32..60, requests in 20u64..300, warmup in 0u64..30,
+        batching in 0usize..3, max_batch in 1u32..6, max_wait in 0.0f64..3.0,
+        step in (any::<u8>(), 0.0f64..1.0), seq in (any::<u8>(), 0.0f64..0.5),
     ) -> String {
+        let batching = ["none", "static", "continuous"][batching];
         let handler = ["sync", "async-blocking", "async-offload"][handler];
         let lock = ["none", "mutex", "gil"][lock];
         let balancer = ["round-robin", "random", "least-outstanding", "hash"][balancer];
@@ -154,8 +157,10 @@ prop_compose! {
              [cost]\nloop_in_ms = {}\nloop_out_ms = {}\nloop_lock = {loop_lock}\n\
              request_locked_ms = {}\nrequest_free_ms = {}\ntoken_locked_ms = {}\ntoken_free_ms = {}\n\
              release_points = {slices}\nhandoff_us = {handoff_us}\n\
+             [batching]\nmode = \"{batching}\"\nmax_batch = {max_batch}\nmax_wait_ms = {max_wait}\n\
+             step_locked_ms = {}\nseq_free_ms = {}\n\
              [run]\nrequests = {requests}\nwarmup_requests = {warmup}\nreplications = 1\nmax_sim_s = 60\n",
-            c[0], c[1], c[2], c[3], c[4], c[5],
+            c[0], c[1], c[2], c[3], c[4], c[5], dist(step.0, step.1), dist(seq.0, seq.1),
         )
     }
 }
@@ -188,4 +193,56 @@ proptest! {
         let b = sim::run_replication(&sc, 0).unwrap();
         prop_assert_eq!(a, b);
     }
+}
+
+/// Two requests of 4 tokens, at t = 0 and t = 2 ms; a step of B sequences costs
+/// 1 + 0.5·B ms (lock-free), no other work.
+fn batching_case(mode: &str) -> Replication {
+    let dir = std::env::temp_dir().join(format!("servesim-batch-{mode}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("arrivals.csv"), "0\n2\n").unwrap();
+    let text = format!(
+        "[clients]\nkind = \"trace\"\ntrace = \"arrivals.csv\"\n[workload]\nnew_tokens = 4\n\
+         [batching]\nmode = \"{mode}\"\nmax_batch = 2\nmax_wait_ms = 5\nstep_free_ms = 1\nseq_free_ms = 0.5\n"
+    );
+    let sc = Scenario::parse(&text, Path::new("batch.toml"), &dir, &[]).unwrap();
+    let r = sim::run_replication(&sc, 0).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    r
+}
+
+#[test]
+fn continuous_batching_joins_and_leaves_at_step_boundaries() {
+    // A alone: steps of 1.5 ms end at 1.5 and 3.0; B (arrived at 2) joins at 3.0; steps of
+    // 2 ms end at 5.0 and 7.0, when A has its 4 tokens and leaves; B alone finishes at 10.0.
+    // Latencies 7.0 and 8.0 ms.
+    let r = batching_case("continuous");
+    assert_eq!(r.completed, 2);
+    assert!(close(r.figures.latency_ms.mean, 7.5, HIST_TOL), "{:?}", r.figures.latency_ms);
+    assert!(close(r.figures.latency_ms.max, 8.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+    // Steps: 2 with one sequence, 2 with two, 2 with one → mean batch 8/6.
+    assert!(close(r.figures.mean_batch, 8.0 / 6.0, 1e-12), "{}", r.figures.mean_batch);
+}
+
+#[test]
+fn static_batching_waits_for_a_full_batch_and_runs_it_to_the_end() {
+    // A waits; B fills the batch at 2 ms; 4 steps of 2 ms: both replies at 10 ms.
+    let r = batching_case("static");
+    assert!(close(r.figures.latency_ms.mean, 9.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+    assert!(close(r.figures.mean_batch, 2.0, 1e-12));
+}
+
+#[test]
+fn static_batching_loses_to_continuous_when_output_lengths_vary() {
+    let text = |mode: &str| {
+        format!(
+            "[clients]\nkind = \"open\"\nrate_rps = 150\n[workload]\nnew_tokens = {{ dist = \"uniform\", min = 1, max = 60 }}\n\
+             [batching]\nmode = \"{mode}\"\nmax_batch = 8\nmax_wait_ms = 5\nstep_free_ms = 1\nseq_free_ms = 0.1\n\
+             [run]\nrequests = 4000\nwarmup_requests = 400\n"
+        )
+    };
+    let st = sim::simulate(&scenario(&text("static"))).unwrap();
+    let co = sim::simulate(&scenario(&text("continuous"))).unwrap();
+    let (s, c) = (st.figures.latency_ms.mean, co.figures.latency_ms.mean);
+    assert!(c + co.ci95.latency_ms.mean < s - st.ci95.latency_ms.mean, "continuous {c} vs static {s}");
 }
