@@ -2,7 +2,7 @@
 
 use super::common::ScenarioArgs;
 use clap::Args;
-use servesim::experiment::{CapacityQuery, CapacityReport, Planner, Slo, Verdict, parse_memory_mb};
+use servesim::experiment::{CapacityQuery, CapacityReport, Config, Planner, Slo, Verdict, parse_memory_mb};
 
 /// Find the cheapest configuration (fewest cores, then least memory) that holds a rate
 /// within a latency SLO.
@@ -66,6 +66,15 @@ pub fn run(args: CapacityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn describe(c: &Config) -> String {
+    let what = if c.max_batch > 0 {
+        format!("continuous batching up to {}", c.max_batch)
+    } else {
+        format!("{} threads, {:?} handler", c.threads, c.handler)
+    };
+    format!("{} cores, {} worker(s), {what}", c.cores, c.workers)
+}
+
 fn summary(r: &CapacityReport) -> String {
     let q = &r.query;
     let mut s = format!(
@@ -81,12 +90,8 @@ fn summary(r: &CapacityReport) -> String {
         s.push_str("no configuration within the limits meets the SLO; raise --max-cores or --max-memory\n");
         return s;
     };
-    let c = &a.config;
     let (f, ci) = (&a.figures, &a.ci95);
-    s.push_str(&format!(
-        "answer: {} cores, {} worker(s) × {} threads, {:?} handler ({:.1} MB)\n",
-        c.cores, c.workers, c.threads, c.handler, a.memory_mb
-    ));
+    s.push_str(&format!("answer: {} ({:.1} MB)\n", describe(&a.config), a.memory_mb));
     s.push_str(&format!(
         "  throughput {:.3} ± {:.3} req/s; latency p50 {:.2}, p95 {:.2} ± {:.2}, p99 {:.2} ms\n",
         f.throughput_rps,
@@ -118,10 +123,7 @@ fn summary(r: &CapacityReport) -> String {
             }
             other => format!("{other:?}"),
         };
-        s.push_str(&format!(
-            "next cheaper simulated: {} cores, {} worker(s) × {} threads, {:?} — misses ({why})\n",
-            c.cores, c.workers, c.threads, c.handler
-        ));
+        s.push_str(&format!("next cheaper simulated: {} — misses ({why})\n", describe(c)));
     }
     s
 }

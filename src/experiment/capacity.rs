@@ -149,6 +149,9 @@ const HANDLERS: [Handler; 3] = [Handler::Sync, Handler::AsyncOffload, Handler::A
 /// Bisection steps for the knee (the interval shrinks by 2⁻¹⁰).
 const KNEE_STEPS: u32 = 10;
 
+/// Largest batch sizes tried (continuous batching), when the scenario has step costs.
+const BATCHES: [u32; 6] = [2, 4, 8, 16, 32, 64];
+
 /// One configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -160,13 +163,18 @@ pub struct Config {
     pub handler: Handler,
     /// Threadpool size.
     pub threads: u32,
+    /// Largest batch of continuous batching (0: no batching).
+    pub max_batch: u32,
 }
 
 impl Config {
     fn overrides(&self, rate_rps: f64) -> Vec<Override> {
         let o = |p: &str, v: toml::Value| Override { path: p.into(), value: v };
         let handler = serde_json::to_value(self.handler).ok().and_then(|v| v.as_str().map(String::from));
+        let batching = if self.max_batch == 0 { "none" } else { "continuous" };
         vec![
+            o("batching.mode", batching.into()),
+            o("batching.max_batch", i64::from(self.max_batch.max(1)).into()),
             o("system.cores", i64::from(self.cores).into()),
             o("system.workers", i64::from(self.workers).into()),
             o("worker.threads", i64::from(self.threads).into()),
@@ -276,14 +284,31 @@ pub struct CapacityReport {
     pub evaluated: Vec<Evaluation>,
 }
 
-fn candidates(q: &CapacityQuery) -> Vec<Config> {
+/// Every configuration up to `max_cores`; batched ones only when the scenario gives step
+/// costs.
+fn candidates(q: &CapacityQuery, batching: bool) -> Vec<Config> {
     let mut out = Vec::new();
     for cores in 1..=q.max_cores {
         for workers in 1..=cores {
             for handler in HANDLERS {
                 let threads: &[u32] =
                     if handler == Handler::AsyncBlocking { &THREADS[..1] } else { &THREADS };
-                out.extend(threads.iter().map(|&threads| Config { cores, workers, handler, threads }));
+                out.extend(threads.iter().map(|&threads| Config {
+                    cores,
+                    workers,
+                    handler,
+                    threads,
+                    max_batch: 0,
+                }));
+            }
+            if batching {
+                out.extend(BATCHES.iter().map(|&max_batch| Config {
+                    cores,
+                    workers,
+                    handler: Handler::Sync,
+                    threads: 1,
+                    max_batch,
+                }));
             }
         }
     }
@@ -308,6 +333,8 @@ pub struct Planner {
     sets: Vec<Override>,
     query: CapacityQuery,
     worker_memory_mb: f64,
+    seq_memory_mb: f64,
+    batching: bool,
 }
 
 impl Planner {
@@ -327,8 +354,15 @@ impl Planner {
             .map_err(|source| ScenarioError::Read { path: file.to_owned(), source })?;
         let base_dir = file.parent().unwrap_or(Path::new(".")).to_owned();
         let base = Scenario::parse(&text, file, &base_dir, sets)?;
+        let b = &base.batching;
+        let has_steps = [&b.step_locked_ms, &b.step_free_ms, &b.seq_locked_ms, &b.seq_free_ms]
+            .iter()
+            .any(|d| !d.is_zero())
+            || base.cost.calibrated.as_ref().is_some_and(|c| !c.batch_steps.is_empty());
         Ok(Self {
             worker_memory_mb: base.system.worker_memory_mb,
+            seq_memory_mb: base.system.seq_memory_mb,
+            batching: has_steps,
             text,
             origin: file.to_owned(),
             base_dir,
@@ -380,8 +414,11 @@ impl Planner {
     pub fn run(&self) -> Result<CapacityReport, CapacityError> {
         let q = &self.query;
         let rate = q.target_rps * (1.0 + q.headroom);
+        let memory = |c: &Config| {
+            f64::from(c.workers) * (self.worker_memory_mb + f64::from(c.max_batch) * self.seq_memory_mb)
+        };
         let mut all: Vec<(Config, f64)> =
-            candidates(q).into_iter().map(|c| (c, f64::from(c.workers) * self.worker_memory_mb)).collect();
+            candidates(q, self.batching).into_iter().map(|c| (c, memory(&c))).collect();
         // Fewest cores, then least memory; the candidate order breaks ties.
         all.sort_by(|a, b| {
             (a.0.cores, a.1).partial_cmp(&(b.0.cores, b.1)).unwrap_or(std::cmp::Ordering::Equal)

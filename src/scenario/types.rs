@@ -46,11 +46,20 @@ pub struct System {
     /// Capacity planning multiplies it by `workers`. By default, 16 (the Mini-GPT's
     /// 0.4 MB of weights in a ~16 MB process).
     pub worker_memory_mb: f64,
+    /// Memory per sequence in a batch — its KV cache [MB]. Capacity planning adds
+    /// `workers × max_batch × seq_memory_mb` when batching. By default, 0.
+    pub seq_memory_mb: f64,
 }
 
 impl Default for System {
     fn default() -> Self {
-        Self { cores: 1, workers: 1, balancer: Balancer::RoundRobin, worker_memory_mb: 16.0 }
+        Self {
+            cores: 1,
+            workers: 1,
+            balancer: Balancer::RoundRobin,
+            worker_memory_mb: 16.0,
+            seq_memory_mb: 0.0,
+        }
     }
 }
 

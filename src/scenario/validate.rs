@@ -64,6 +64,7 @@ impl Scenario {
         count("system.cores", s.cores.into(), 1)?;
         count("system.workers", s.workers.into(), 1)?;
         non_negative("system.worker_memory_mb", s.worker_memory_mb)?;
+        non_negative("system.seq_memory_mb", s.seq_memory_mb)?;
         count("worker.threads", w.threads.into(), 1)?;
         count("worker.queue_limit", w.queue_limit.into(), 1)?;
         positive("worker.switch_interval_ms", w.switch_interval_ms)?;
