@@ -87,10 +87,11 @@ fn solve3(mut a: [V3; 3], mut b: V3) -> Option<V3> {
         }
         a.swap(col, piv);
         b.swap(col, piv);
+        let pivot_row = a[col];
         for row in col + 1..3 {
-            let f = a[row][col] / a[col][col];
-            for k in col..3 {
-                a[row][k] -= f * a[col][k];
+            let f = a[row][col] / pivot_row[col];
+            for (x, p) in a[row].iter_mut().zip(pivot_row).skip(col) {
+                *x -= f * p;
             }
             b[row] -= f * b[col];
         }
@@ -158,8 +159,8 @@ pub fn fit_usl(data: &[(f64, f64)]) -> Result<UslFit, AnalyticError> {
     for _ in 0..500 {
         let (r, j) = residuals_and_jacobian(&p, data);
         let (mut a, g) = normal_equations(&j, &r);
-        for k in 0..3 {
-            a[k][k] *= 1.0 + mu;
+        for (k, row) in a.iter_mut().enumerate() {
+            row[k] *= 1.0 + mu;
         }
         let Some(step) = solve3(a, g) else { break };
         let trial = [p[0] + step[0], p[1] + step[1], p[2] + step[2]];
