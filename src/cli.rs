@@ -6,6 +6,7 @@ mod common;
 mod model;
 mod simulate;
 mod sweep;
+mod usl;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     Merge(sweep::MergeArgs),
     /// Find the cheapest configuration that holds a rate within a latency SLO.
     Capacity(capacity::CapacityArgs),
+    /// Fit the Universal Scalability Law to a throughput-vs-concurrency CSV.
+    FitUsl(usl::UslArgs),
     /// Inspect or (re)generate the Mini-GPT weights.
     #[cfg(feature = "model")]
     Model(model::ModelArgs),
@@ -41,6 +44,7 @@ pub fn main() -> ExitCode {
         Command::Sweep(args) => sweep::run(args),
         Command::Merge(args) => sweep::run_merge(args),
         Command::Capacity(args) => capacity::run(args),
+        Command::FitUsl(args) => usl::run(args),
         #[cfg(feature = "model")]
         Command::Model(args) => model::run(args),
     };

@@ -8,6 +8,7 @@ pub mod report;
 mod simulate;
 mod sweep;
 mod sweep_output;
+mod usl;
 
 pub use capacity::{
     Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, Planner, Slo, SloMetric,
@@ -16,3 +17,4 @@ pub use capacity::{
 pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};
 pub use sweep::{PointResult, SweepError, SweepInfo, SweepOutput, SweepPlan, default_out, label};
+pub use usl::{UslError, UslReport, fit_usl_csv};

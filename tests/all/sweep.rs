@@ -130,3 +130,28 @@ fn cli_refusals_write_nothing() {
         assert!(!out_dir.exists(), "{args:?} wrote {}", out_dir.display());
     }
 }
+
+#[test]
+fn fit_usl_reads_any_csv_and_recovers_parameters() {
+    let dir = tmp("usl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let usl = |n: f64| 5.0 * n / (1.0 + 0.08 * (n - 1.0) + 0.004 * n * (n - 1.0));
+    let mut text = String::from("users,throughput\n");
+    for n in [1, 2, 4, 8, 16, 32, 48, 64] {
+        text.push_str(&format!("{n},{}\n", usl(f64::from(n))));
+    }
+    std::fs::write(dir.join("t.csv"), &text).unwrap();
+    let r = experiment::fit_usl_csv(&dir.join("t.csv"), None, None).unwrap();
+    let p = r.fit.params;
+    assert!(
+        (p.lambda - 5.0).abs() < 1e-6 && (p.sigma - 0.08).abs() < 1e-6 && (p.kappa - 0.004).abs() < 1e-7,
+        "{p:?}"
+    );
+    assert!((r.peak_concurrency - (0.92f64 / 0.004).sqrt()).abs() < 1e-3);
+    let e = experiment::fit_usl_csv(&dir.join("t.csv"), Some("threads"), None).unwrap_err().to_string();
+    assert!(e.contains("no column threads") && e.contains("users, throughput"), "{e}");
+    std::fs::write(dir.join("bad.csv"), "users,throughput\n1,2\n2,x\n").unwrap();
+    let e = experiment::fit_usl_csv(&dir.join("bad.csv"), None, None).unwrap_err().to_string();
+    assert!(e.contains("line 3") && e.contains("`x`"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,114 @@
+//! `servesim fit-usl`: the Universal Scalability Law fitted to a throughput-vs-concurrency
+//! table from any source (a sweep, a validation, a measurement).
+
+use crate::analytic::{AnalyticError, UslFit, fit_usl};
+use serde::Serialize;
+use std::path::Path;
+
+/// Column names tried, in order, when none is given.
+const X_NAMES: [&str; 5] = ["clients.users", "users", "concurrency", "n", "N"];
+/// Column names tried for throughput.
+const Y_NAMES: [&str; 4] = ["throughput_rps", "throughput", "x", "X"];
+
+/// Why a table cannot be fitted.
+#[derive(Debug, thiserror::Error)]
+pub enum UslError {
+    /// The file cannot be read or is not CSV.
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A column is missing.
+    #[error("{path} has no column {wanted}; its columns are: {columns}. Choose with --x / --y")]
+    Column {
+        /// The file.
+        path: String,
+        /// What was looked for.
+        wanted: String,
+        /// The header.
+        columns: String,
+    },
+    /// A cell is not a number.
+    #[error("{path}, line {line}: `{value}` in column {column} is not a number")]
+    Cell {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// Column name.
+        column: String,
+        /// The cell.
+        value: String,
+    },
+    /// The fit failed.
+    #[error(transparent)]
+    Fit(#[from] AnalyticError),
+}
+
+/// A fit and where its data came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct UslReport {
+    /// Concurrency column.
+    pub x: String,
+    /// Throughput column.
+    pub y: String,
+    /// The points, sorted by concurrency.
+    pub points: Vec<(f64, f64)>,
+    /// The fit.
+    pub fit: UslFit,
+    /// Concurrency of peak throughput (infinite when κ ≤ 0).
+    pub peak_concurrency: f64,
+    /// Throughput at the peak.
+    pub peak_throughput: f64,
+}
+
+fn pick(
+    header: &csv::StringRecord,
+    given: Option<&str>,
+    names: &[&str],
+    path: &str,
+) -> Result<usize, UslError> {
+    let wanted: Vec<&str> = given.map_or(names.to_vec(), |g| vec![g]);
+    wanted.iter().find_map(|w| header.iter().position(|h| h == *w)).ok_or_else(|| UslError::Column {
+        path: path.into(),
+        wanted: wanted.join(" or "),
+        columns: header.iter().collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Reads `(concurrency, throughput)` from a CSV file and fits the USL.
+pub fn fit_usl_csv(file: &Path, x: Option<&str>, y: Option<&str>) -> Result<UslReport, UslError> {
+    let path = file.display().to_string();
+    let read = |e: csv::Error| UslError::Read { path: path.clone(), message: e.to_string() };
+    let mut rdr = csv::Reader::from_path(file).map_err(read)?;
+    let header = rdr.headers().map_err(read)?.clone();
+    let (xi, yi) = (pick(&header, x, &X_NAMES, &path)?, pick(&header, y, &Y_NAMES, &path)?);
+    let mut points = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(read)?;
+        let cell = |k: usize| -> Result<f64, UslError> {
+            let v = rec.get(k).unwrap_or("");
+            v.trim().parse().map_err(|_| UslError::Cell {
+                path: path.clone(),
+                line: i + 2,
+                column: header[k].to_string(),
+                value: v.into(),
+            })
+        };
+        points.push((cell(xi)?, cell(yi)?));
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let fit = fit_usl(&points)?;
+    let peak = fit.params.peak_concurrency();
+    Ok(UslReport {
+        x: header[xi].to_string(),
+        y: header[yi].to_string(),
+        peak_throughput: if peak.is_finite() { fit.params.throughput(peak) } else { f64::NAN },
+        peak_concurrency: peak,
+        points,
+        fit,
+    })
+}
