@@ -1,12 +1,55 @@
 //! `servesim model info|init`.
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use servesim::gpt::{Config, Model};
+use std::path::PathBuf;
 
-/// Arguments of `servesim model`.
+/// Inspect or (re)generate the Mini-GPT weights.
 #[derive(Debug, Args)]
-pub struct ModelArgs {}
+pub struct ModelArgs {
+    #[command(subcommand)]
+    command: ModelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Print the configuration, the parameter count and the weight memory.
+    Info {
+        /// Model directory (config.json + model.safetensors).
+        #[arg(long, default_value = "models/mini-gpt")]
+        dir: PathBuf,
+    },
+    /// Write random weights, drawn deterministically from a seed (the same seed gives the
+    /// same file, bit for bit). The weights are random: the model is a realistic compute
+    /// load, its text is not meaningful.
+    Init {
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Model directory to write.
+        #[arg(long, default_value = "models/mini-gpt")]
+        dir: PathBuf,
+    },
+}
 
 /// Runs `servesim model`.
-pub fn run(_args: ModelArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: ModelArgs) -> anyhow::Result<()> {
+    match args.command {
+        ModelCommand::Info { dir } => {
+            let m = Model::load(&dir)?;
+            let c = m.config();
+            println!("Mini-GPT in {}", dir.display());
+            println!("  vocab {}, d_model {}, {} layers × {} heads, d_ff {}, context {}", c.vocab, c.d_model, c.n_layer, c.n_head, c.d_ff, c.context);
+            println!("  parameters: {}", c.param_count());
+            println!("  weight memory: {} bytes ({:.1} KiB, f32)", m.weight_bytes(), m.weight_bytes() as f64 / 1024.0);
+            println!("  matmul kernels per token: {}", c.kernels_per_token());
+        }
+        ModelCommand::Init { seed, dir } => {
+            let m = Model::init(&Config::default(), seed);
+            m.save(&dir).with_context(|| format!("writing {}", dir.display()))?;
+            println!("wrote {} parameters (seed {seed}) to {}", m.config().param_count(), dir.display());
+        }
+    }
+    Ok(())
 }
