@@ -5,6 +5,12 @@ mod common;
 #[cfg(feature = "model")]
 mod model;
 mod simulate;
+// --- server commands (serve, measure) ---
+#[cfg(all(feature = "server", feature = "load"))]
+mod measure;
+#[cfg(feature = "server")]
+mod serve;
+// --- end server commands ---
 mod sweep;
 mod usl;
 
@@ -34,6 +40,14 @@ enum Command {
     /// Inspect or (re)generate the Mini-GPT weights.
     #[cfg(feature = "model")]
     Model(model::ModelArgs),
+    // --- server commands (serve, measure) ---
+    /// Run the real server (axum + the Mini-GPT) with a scenario's knobs.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    /// Measure a scenario on the real server with the load generator.
+    #[cfg(all(feature = "server", feature = "load"))]
+    Measure(measure::MeasureArgs),
+    // --- end server commands ---
 }
 
 /// Parses the command line, runs the subcommand and maps its error to an exit code.
@@ -47,6 +61,12 @@ pub fn main() -> ExitCode {
         Command::FitUsl(args) => usl::run(args),
         #[cfg(feature = "model")]
         Command::Model(args) => model::run(args),
+        // --- server commands (serve, measure) ---
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(args),
+        #[cfg(all(feature = "server", feature = "load"))]
+        Command::Measure(args) => measure::run(args),
+        // --- end server commands ---
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,10 @@
 mod capacity;
 pub mod grid;
 mod merge;
+// --- measure (real backend) ---
+#[cfg(all(feature = "server", feature = "load"))]
+mod measure;
+// --- end measure ---
 pub mod report;
 mod simulate;
 mod sweep;
@@ -14,6 +18,10 @@ pub use capacity::{
     Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, Planner, Slo, SloMetric,
     Verdict, parse_memory_mb,
 };
+// --- measure (real backend) ---
+#[cfg(all(feature = "server", feature = "load"))]
+pub use measure::{MeasureError, MeasureOptions, MeasureReport, WorkerReport, measure};
+// --- end measure ---
 pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};
 pub use sweep::{PointResult, SweepError, SweepInfo, SweepOutput, SweepPlan, default_out, label};

@@ -7,13 +7,21 @@
 //! meaningful: it is a realistic compute load.
 //!
 //! ```text
-//!  "<bos> the sentence <sep>" ─► prefill (all prompt positions at once, fills the KV cache)
-//!                              ─► step, step, … (one token each, greedy)   ─► correction
-//!  step_batch: B sequences of different lengths advance one token together
+//!  "<bos> sentence <sep>" ─► start: prefill (all prompt positions at once, fills the KV cache)
+//!                         ─► step, step, … (one greedy token each, one row per pass)
+//!  step_batch: B sequences of different lengths advance one token in one pass
+//!              (each dense layer one matmul of B rows; attention per sequence)
 //! ```
 //!
-//! Every matmul is bracketed by [`KernelHooks`] calls: the server releases its GIL-like lock
-//! there, as NumPy releases the GIL only inside its kernels.
+//! The [`Model`] is immutable and shared (`Arc<Model>`, `&self` everywhere); a
+//! [`Sequence`] holds one request's tokens, KV cache and scratch buffers, so a single step
+//! allocates nothing. Every matmul is bracketed by [`KernelHooks`] calls — the server
+//! releases its GIL-like lock there, as NumPy releases the GIL only inside its kernels — and
+//! every forward pass makes [`Config::kernels_per_token`] of them, whatever the batch.
+//!
+//! The inner loops are hand-blocked for AVX2 + FMA (chosen at run time; plain code
+//! otherwise) and single-threaded: one request uses one core, as in NumPy without threaded
+//! BLAS.
 //!
 //! ```
 //! use servesim::gpt::{Config, Model};
@@ -30,14 +38,19 @@ mod batch;
 mod config;
 mod decode;
 mod error;
+mod files;
+mod forward;
+mod hooks;
 mod kernels;
+mod packed;
 mod simd;
 mod tokenizer;
 mod weights;
 
+pub use batch::Workspace;
 pub use config::Config;
 pub use decode::{Correction, Sequence, Timing};
 pub use error::GptError;
-pub use kernels::{KernelHooks, NoHooks, TimingHooks};
+pub use hooks::{KernelHooks, NoHooks, TimingHooks};
 pub use tokenizer::{BOS, EOS, PAD, SEP, Tokenizer, UNK};
 pub use weights::Model;

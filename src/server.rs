@@ -1,1 +1,103 @@
-//! TODO
+//! The real server: axum on tokio, serving the Mini-GPT, with every mechanism the simulator
+//! models — a real event loop, a real bounded threadpool, a real process-wide lock, real
+//! worker processes — under the scenario's knob names, so one scenario file runs on either
+//! backend.
+//!
+//! ```text
+//!            127.0.0.1:PORT  (SO_REUSEPORT: the kernel hashes connections to workers)
+//!        ┌──────────┴───────────┐
+//!   worker 0 (process)      worker 1 …        each: its own weights, lock, pool
+//!   ┌───────────────────────────────────────────────────────────────────────┐
+//!   │ event loop: ONE thread (tokio current_thread) — accept, I/O, parse,   │
+//!   │   admission (worker.queue_limit → 503), cost.loop_* work, dispatch    │
+//!   │      │ sync / async-offload                │ async-blocking           │
+//!   │      ▼                                     ▼                          │
+//!   │ pool: worker.threads threads, FIFO      handler inline on the loop    │
+//!   │ handler: cost.request_* work, then the model; the lock (worker.lock)  │
+//!   │   is held for interpreter work and the model's own compute, released │
+//!   │   around every matmul kernel; `gil` drops it at a switch point once a │
+//!   │   waiter has waited worker.switch_interval_ms                         │
+//!   └───────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! * [`busy`] — emulated interpreter work: CPU time on the thread's own clock.
+//! * [`gil`] — the lock (FIFO hand-off, drop deadline); `session` — one thread's use of it.
+//! * `pool` — the bounded FIFO threadpool; `handler` — one request's work and the model.
+//! * `app`, `routes`, [`api`] — the request pipeline, the routes, the JSON contract.
+//! * [`worker`], [`supervisor`], `listener`, [`affinity`], `shutdown` — processes, sockets,
+//!   CPUs, signals; [`launch`], [`client`] — starting and querying the server from code.
+//! * [`stats`], [`metrics`] — `/stats` (JSON counters) and `/metrics` (Prometheus).
+//!
+//! Timeouts: a request still waiting for a pool thread (or, when the client sends
+//! `x-request-start`, for the loop) at `limits.request_timeout_ms` gets 504. A handler that
+//! has started cannot be interrupted: it is CPU work on a thread — and in `async-blocking`,
+//! on the loop itself, which then cannot even notice the timeout until it is done.
+
+pub mod affinity;
+pub mod api;
+mod app;
+pub mod busy;
+pub mod client;
+pub mod config;
+pub mod gil;
+mod handler;
+pub mod launch;
+mod listener;
+pub mod metrics;
+mod pool;
+mod procfs;
+mod routes;
+mod session;
+mod shutdown;
+pub mod stats;
+pub mod supervisor;
+mod work;
+pub mod worker;
+
+pub use affinity::{AffinityError, CpuList, CpuPlan};
+pub use api::{CorrectRequest, CorrectResponse, ErrorBody, Timing};
+pub use config::{ConfigError, EmulatedCost, Limits, ServerConfig, resolve_model_dir};
+pub use gil::{Gil, LockStats};
+pub use launch::{LaunchError, LaunchOptions, ServerProcess, find_binary};
+pub use pool::{PoolError, PoolStats};
+pub use stats::{RequestCounts, Sums, WorkerStats};
+pub use supervisor::{ReadyLine, ServeOptions, StoppedLine, WorkerExit, WorkerInfo};
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The scenario asks for something the real server does not do.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The model could not be loaded.
+    #[error("cannot load the Mini-GPT: {0}")]
+    Model(#[from] crate::gpt::GptError),
+    /// CPU pinning failed.
+    #[error(transparent)]
+    Affinity(#[from] AffinityError),
+    /// A system operation failed.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was attempted.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A worker process was given a malformed spec.
+    #[error("{0}")]
+    Spec(String),
+    /// A worker process failed.
+    #[error("worker {index} {message}")]
+    Worker {
+        /// Worker index.
+        index: u32,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl ServerError {
+    pub(crate) fn io(what: &'static str, source: std::io::Error) -> Self {
+        ServerError::Io { what, source }
+    }
+}

@@ -1,134 +1,193 @@
-//! Single-station open queues: M/M/c (Erlang C), M/G/1 (Pollaczek–Khinchine) and M/G/1
-//! processor sharing. Source: L. Kleinrock, *Queueing Systems*, vol. 1 (1975), §3.5 (M/M/c),
-//! §5.7 (P–K), §4.4 of vol. 2 (PS).
+//! M/M/c: Poisson arrivals, exponential service, `c` identical FIFO servers (Erlang C).
+//!
+//! Source: L. Kleinrock, *Queueing Systems*, vol. 1 (1975), §3.5 (M/M/m) and §3.7 (M/M/m/m,
+//! Erlang's loss formula). With offered load `a = λ·E[S]` \[Erlangs\] and utilization
+//! `ρ = a/c`:
+//!
+//! ```text
+//! Erlang B:  B(0) = 1,  B(k) = a·B(k−1) / (k + a·B(k−1))      (blocking of M/M/c/c)
+//! Erlang C:  C = B(c) / (1 − ρ·(1 − B(c)))                     (P(wait) in M/M/c)
+//! Wq = C·E[S] / (c·(1 − ρ)),  R = Wq + E[S],  Lq = λ·Wq,  L = λ·R   (Little)
+//! ```
+//!
+//! The recursion never forms `a^c/c!`, so it neither overflows nor cancels for thousands of
+//! servers, unlike the textbook sum.
 
-use super::error::{AnalyticError, check};
+use super::error::{AnalyticError, non_negative, positive, servers};
 
-/// Erlang's B formula: blocking probability of M/M/c/c with offered load `a = λ·E[S]`,
-/// by the stable recursion `B(k) = a·B(k−1) / (k + a·B(k−1))`.
-pub fn erlang_b(c: u32, a: f64) -> Result<f64, AnalyticError> {
-    check("c", f64::from(c), c >= 1, "≥ 1")?;
-    check("offered load a", a, a >= 0.0, "≥ 0")?;
-    Ok((1..=c).fold(1.0, |b, k| a * b / (f64::from(k) + a * b)))
+/// Erlang's B formula: the blocking probability of M/M/c/c with `servers_c` servers and
+/// `offered_load_erlangs` = `λ·E[S]`, by the stable recursion
+/// `B(k) = a·B(k−1) / (k + a·B(k−1))` (Kleinrock vol. 1, §3.7).
+pub fn erlang_b(servers_c: u32, offered_load_erlangs: f64) -> Result<f64, AnalyticError> {
+    servers("servers c", servers_c)?;
+    non_negative("offered load a = λ·E[S] [Erlangs]", offered_load_erlangs)?;
+    let a = offered_load_erlangs;
+    Ok((1..=servers_c).fold(1.0, |b, k| a * b / (f64::from(k) + a * b)))
 }
 
-/// Erlang's C formula: probability that an arrival waits in M/M/c,
-/// `C = B / (1 − ρ(1 − B))` with `ρ = a/c`.
-pub fn erlang_c(c: u32, a: f64) -> Result<f64, AnalyticError> {
-    let b = erlang_b(c, a)?;
-    let rho = a / f64::from(c);
+/// Erlang's C formula: the probability that an arrival waits in M/M/c,
+/// `C = B / (1 − ρ(1 − B))` with `B` Erlang B and `ρ = a/c` (Kleinrock vol. 1, §3.5).
+/// Fails when `ρ ≥ 1`: no steady state exists.
+pub fn erlang_c(servers_c: u32, offered_load_erlangs: f64) -> Result<f64, AnalyticError> {
+    let b = erlang_b(servers_c, offered_load_erlangs)?;
+    let rho = offered_load_erlangs / f64::from(servers_c);
     if rho >= 1.0 {
-        return Err(AnalyticError::Unstable { rho, max_rate: f64::NAN });
+        return Err(AnalyticError::Param {
+            param: "offered load a = λ·E[S] [Erlangs]",
+            rule: format!("< c = {servers_c} for the M/M/c queue to be stable"),
+            got: offered_load_erlangs,
+        });
     }
     Ok(b / (1.0 - rho * (1.0 - b)))
 }
 
-/// Steady state of M/M/c.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MmcResult {
-    /// Utilization per server, `λ·E[S]/c`.
-    pub rho: f64,
-    /// Probability of waiting (Erlang C).
+/// Steady-state means of M/M/c.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MmcMetrics {
+    /// Servers c.
+    pub servers: u32,
+    /// Offered load `a = λ·E[S]` \[Erlangs\]: the mean number of busy servers.
+    pub offered_load_erlangs: f64,
+    /// Utilization of each server, `ρ = a/c`.
+    pub utilization: f64,
+    /// Probability that an arrival waits (Erlang C).
     pub p_wait: f64,
-    /// Mean wait in queue [s].
-    pub wait_s: f64,
-    /// Mean response time [s].
-    pub response_s: f64,
-    /// Mean number in system.
-    pub in_system: f64,
-    /// Mean number waiting.
-    pub in_queue: f64,
+    /// Mean wait in queue `Wq` \[s\].
+    pub mean_wait_s: f64,
+    /// Mean response time `R = Wq + E[S]` \[s\].
+    pub mean_response_s: f64,
+    /// Mean number waiting `Lq = λ·Wq`.
+    pub mean_in_queue: f64,
+    /// Mean number in the system `L = λ·R`.
+    pub mean_in_system: f64,
 }
 
-fn rates(lambda: f64, service_s: f64) -> Result<(), AnalyticError> {
-    check("arrival rate λ", lambda, lambda > 0.0, "> 0")?;
-    check("mean service time E[S]", service_s, service_s > 0.0, "> 0")
-}
-
-/// M/M/c with arrival rate `lambda` [1/s], mean service `service_s` [s] and `c` servers:
-/// `Wq = C·E[S] / (c(1 − ρ))`, `R = Wq + E[S]`.
-pub fn mmc(lambda: f64, service_s: f64, c: u32) -> Result<MmcResult, AnalyticError> {
-    rates(lambda, service_s)?;
-    check("c", f64::from(c), c >= 1, "≥ 1")?;
-    let a = lambda * service_s;
-    let rho = a / f64::from(c);
+/// Solves M/M/c with arrival rate `arrival_rate_per_s` [1/s], mean service time
+/// `mean_service_s` \[s\] and `servers_c` servers.
+///
+/// Fails when an input is not finite or not positive, when `c = 0`, or when
+/// `ρ = λ·E[S]/c ≥ 1` (the error gives the largest stable rate, `c/E[S]`).
+pub fn mmc(
+    arrival_rate_per_s: f64,
+    mean_service_s: f64,
+    servers_c: u32,
+) -> Result<MmcMetrics, AnalyticError> {
+    positive("arrival rate λ [1/s]", arrival_rate_per_s)?;
+    positive("mean service time E[S] [s]", mean_service_s)?;
+    servers("servers c", servers_c)?;
+    let c = f64::from(servers_c);
+    let a = arrival_rate_per_s * mean_service_s;
+    let rho = a / c;
     if rho >= 1.0 {
-        return Err(AnalyticError::Unstable { rho, max_rate: f64::from(c) / service_s });
+        return Err(AnalyticError::Unstable {
+            model: "M/M/c",
+            rho,
+            max_arrival_rate_per_s: c / mean_service_s,
+            remedy: "add servers",
+        });
     }
-    let p_wait = erlang_c(c, a)?;
-    let wait_s = p_wait * service_s / (f64::from(c) * (1.0 - rho));
-    let response_s = wait_s + service_s;
-    Ok(MmcResult {
-        rho,
+    let p_wait = erlang_c(servers_c, a)?;
+    let mean_wait_s = p_wait * mean_service_s / (c * (1.0 - rho));
+    let mean_response_s = mean_wait_s + mean_service_s;
+    Ok(MmcMetrics {
+        servers: servers_c,
+        offered_load_erlangs: a,
+        utilization: rho,
         p_wait,
-        wait_s,
-        response_s,
-        in_system: lambda * response_s,
-        in_queue: lambda * wait_s,
+        mean_wait_s,
+        mean_response_s,
+        mean_in_queue: arrival_rate_per_s * mean_wait_s,
+        mean_in_system: arrival_rate_per_s * mean_response_s,
     })
-}
-
-fn stable(lambda: f64, service_s: f64) -> Result<f64, AnalyticError> {
-    rates(lambda, service_s)?;
-    let rho = lambda * service_s;
-    if rho >= 1.0 {
-        return Err(AnalyticError::Unstable { rho, max_rate: 1.0 / service_s });
-    }
-    Ok(rho)
-}
-
-/// M/G/1 FIFO mean response time by Pollaczek–Khinchine:
-/// `R = E[S] + ρ·E[S]·(1 + SCV) / (2(1 − ρ))`, with SCV the squared coefficient of
-/// variation of service (1 for M/M/1, 0 for M/D/1).
-pub fn mg1_response(lambda: f64, service_s: f64, scv: f64) -> Result<f64, AnalyticError> {
-    check("SCV", scv, scv >= 0.0, "≥ 0")?;
-    let rho = stable(lambda, service_s)?;
-    Ok(service_s + rho * service_s * (1.0 + scv) / (2.0 * (1.0 - rho)))
-}
-
-/// M/G/1 processor sharing mean response time, `E[S] / (1 − ρ)` for any service
-/// distribution (insensitivity).
-pub fn mg1_ps(lambda: f64, service_s: f64) -> Result<f64, AnalyticError> {
-    let rho = stable(lambda, service_s)?;
-    Ok(service_s / (1.0 - rho))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TOL: f64 = 1e-4;
+    /// Agreement with values computed in exact rational arithmetic.
+    const TOL: f64 = 1e-12;
 
     #[test]
-    fn mm4_matches_the_published_figure() {
-        // λ = 3.6/s, E[S] = 1 s, c = 4: ρ = 0.9, C = 0.7455, R = 2.9694 s (hand computation
-        // with the Erlang B recursion: B(4) = 0.27069).
-        let r = mmc(3.6, 1.0, 4).unwrap();
-        assert!((erlang_b(4, 3.6).unwrap() - 0.27069).abs() < TOL);
-        assert!((r.p_wait - 0.78776).abs() < TOL, "{r:?}");
-        assert!((r.response_s - 2.9694).abs() < TOL, "{r:?}");
+    fn erlang_b_matches_the_direct_sum_and_published_tables() {
+        // (c, a, B): `(a^c/c!) / Σ_{k≤c} a^k/k!` in exact fractions; the (5, 2), (10, 5) and
+        // (10, 10) rows are the 0.0367, 0.0184 and 0.2146 of the usual Erlang B tables.
+        let table = [
+            (1, 0.5, 1.0 / 3.0),
+            (2, 1.0, 0.2),
+            (3, 2.5, 0.282_167_042_889_390_54),
+            (4, 3.6, 0.270_685_067_145_244_15),
+            (5, 2.0, 0.036_697_247_706_422_02),
+            (10, 5.0, 0.018_384_570_336_648_132),
+            (10, 10.0, 0.214_582_343_107_347_33),
+            (200, 190.0, 0.027_968_164_458_745_344),
+        ];
+        for (c, a, want) in table {
+            let got = erlang_b(c, a).unwrap();
+            assert!((got - want).abs() < TOL, "B({c}, {a}) = {got}, want {want}");
+        }
+        assert_eq!(erlang_b(3, 0.0).unwrap(), 0.0);
     }
 
     #[test]
-    fn one_server_reduces_to_mm1_and_pk() {
-        // M/M/1: R = 1/(μ − λ); P–K with SCV 1 agrees; M/D/1 waits half as long.
-        for rho in [0.5, 0.8, 0.95] {
-            let want = 1.0 / (1.0 - rho);
-            assert!((mmc(rho, 1.0, 1).unwrap().response_s - want).abs() < 1e-12);
-            assert!((mg1_response(rho, 1.0, 1.0).unwrap() - want).abs() < 1e-12);
-            let md1 = mg1_response(rho, 1.0, 0.0).unwrap();
-            assert!((md1 - (1.0 + rho / (2.0 * (1.0 - rho)))).abs() < 1e-12);
-            assert!((mg1_ps(rho, 1.0).unwrap() - want).abs() < 1e-12);
+    fn erlang_c_matches_the_direct_sum_even_for_many_servers() {
+        // `C = (a^c/c!)/(1−ρ) / (Σ_{k<c} a^k/k! + (a^c/c!)/(1−ρ))`, exact fractions for small
+        // c, 50-digit arithmetic for c = 200 and 1000 (where a^c/c! overflows an f64).
+        let table = [
+            (2, 1.0, 1.0 / 3.0),
+            (3, 2.5, 0.702_247_191_011_236),
+            (4, 3.6, 0.787_753_264_295_362_4),
+            (10, 8.0, 0.409_180_150_796_443_54),
+            (200, 190.0, 0.365_263_856_562_546_4),
+            (1000, 990.0, 0.659_080_421_880_854_4),
+        ];
+        for (c, a, want) in table {
+            let got = erlang_c(c, a).unwrap();
+            assert!((got - want).abs() < 1e-10, "C({c}, {a}) = {got}, want {want}");
         }
     }
 
     #[test]
-    fn bad_inputs_name_the_parameter() {
-        let e = mmc(5.0, 1.0, 4).unwrap_err().to_string();
-        assert!(e.contains("unstable") && e.contains("below 4.0000/s"), "{e}");
-        assert!(mmc(-1.0, 1.0, 1).unwrap_err().to_string().contains("arrival rate λ must be > 0"));
-        assert!(mmc(1.0, f64::NAN, 1).unwrap_err().to_string().contains("E[S]"));
-        assert!(erlang_b(0, 1.0).unwrap_err().to_string().contains("c must be ≥ 1"));
-        assert!(mg1_response(0.5, 1.0, -1.0).unwrap_err().to_string().contains("SCV"));
+    fn mm4_at_rho_0_9() {
+        // λ = 3.6/s, E[S] = 1 s, c = 4: R = 2.9694 s; exact fractions give
+        // Wq = 1.969383160738406 s, L = 10.68977937865826, Lq = 7.089779378658262.
+        let m = mmc(3.6, 1.0, 4).unwrap();
+        assert!((m.mean_response_s - 2.9694).abs() < 5e-5, "{m:?}");
+        assert!((m.mean_wait_s - 1.969_383_160_738_406).abs() < TOL, "{m:?}");
+        assert!((m.mean_in_system - 10.689_779_378_658_262).abs() < 1e-11, "{m:?}");
+        assert!((m.mean_in_queue - 7.089_779_378_658_262).abs() < 1e-11, "{m:?}");
+        assert!((m.utilization - 0.9).abs() < TOL && (m.offered_load_erlangs - 3.6).abs() < TOL);
+    }
+
+    #[test]
+    fn one_and_two_servers_have_closed_forms() {
+        // M/M/1: P(wait) = ρ, R = E[S]/(1 − ρ). M/M/2: C = 2ρ²/(1 + ρ), R = E[S]/(1 − ρ²).
+        for rho in [0.1, 0.5, 0.9, 0.99] {
+            let m1 = mmc(rho / 2.0, 2.0, 1).unwrap();
+            assert!((m1.p_wait - rho).abs() < TOL && (m1.mean_response_s - 2.0 / (1.0 - rho)).abs() < 1e-9);
+            let m2 = mmc(2.0 * rho, 1.0, 2).unwrap();
+            assert!((m2.p_wait - 2.0 * rho * rho / (1.0 + rho)).abs() < TOL, "{m2:?}");
+            assert!((m2.mean_response_s - 1.0 / (1.0 - rho * rho)).abs() < 1e-9, "{m2:?}");
+        }
+    }
+
+    #[test]
+    fn bad_inputs_name_the_parameter_and_the_fix() {
+        let cases: [(Result<MmcMetrics, AnalyticError>, &str); 5] = [
+            (
+                mmc(4.0, 1.0, 4),
+                "ρ = 1.00 ≥ 1: the M/M/c queue is unstable; lower the arrival rate below 4.00/s",
+            ),
+            (mmc(-1.0, 1.0, 1), "arrival rate λ [1/s] must be finite and > 0, got -1"),
+            (mmc(1.0, f64::NAN, 1), "mean service time E[S] [s] must be finite and > 0, got NaN"),
+            (mmc(1.0, 1.0, 0), "servers c must be ≥ 1, got 0"),
+            (mmc(f64::INFINITY, 1.0, 1), "arrival rate λ [1/s] must be finite"),
+        ];
+        for (got, want) in cases {
+            let e = got.unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(erlang_c(2, 2.0).unwrap_err().to_string().contains("< c = 2"));
+        assert!(erlang_b(1, -0.5).unwrap_err().to_string().contains("offered load"));
     }
 }

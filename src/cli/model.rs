@@ -19,6 +19,9 @@ enum ModelCommand {
         /// Model directory (config.json + model.safetensors).
         #[arg(long, default_value = "models/mini-gpt")]
         dir: PathBuf,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Write random weights, drawn deterministically from a seed (the same seed gives the
     /// same file, bit for bit). The weights are random: the model is a realistic compute
@@ -36,20 +39,59 @@ enum ModelCommand {
 /// Runs `servesim model`.
 pub fn run(args: ModelArgs) -> anyhow::Result<()> {
     match args.command {
-        ModelCommand::Info { dir } => {
+        ModelCommand::Info { dir, json } => {
             let m = Model::load(&dir)?;
-            let c = m.config();
-            println!("Mini-GPT in {}", dir.display());
-            println!("  vocab {}, d_model {}, {} layers × {} heads, d_ff {}, context {}", c.vocab, c.d_model, c.n_layer, c.n_head, c.d_ff, c.context);
-            println!("  parameters: {}", c.param_count());
-            println!("  weight memory: {} bytes ({:.1} KiB, f32)", m.weight_bytes(), m.weight_bytes() as f64 / 1024.0);
-            println!("  matmul kernels per token: {}", c.kernels_per_token());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info_json(&m))?);
+            } else {
+                print_info(&dir, &m);
+            }
         }
         ModelCommand::Init { seed, dir } => {
             let m = Model::init(&Config::default(), seed);
             m.save(&dir).with_context(|| format!("writing {}", dir.display()))?;
-            println!("wrote {} parameters (seed {seed}) to {}", m.config().param_count(), dir.display());
+            println!(
+                "wrote {} random parameters (seed {seed}) to {}",
+                m.config().param_count(),
+                dir.display()
+            );
         }
     }
     Ok(())
+}
+
+fn info_json(m: &Model) -> serde_json::Value {
+    let c = m.config();
+    serde_json::json!({
+        "config": c,
+        "parameters": c.param_count(),
+        "weight_bytes": m.weight_bytes(),
+        "kernels_per_token": c.kernels_per_token(),
+        "max_prompt_chars": m.max_prompt_chars(),
+    })
+}
+
+fn print_info(dir: &std::path::Path, m: &Model) {
+    let c = m.config();
+    let (d, f) = (c.d_model, c.d_ff);
+    let block = c.param_count_per_block();
+    println!("Mini-GPT in {} (random weights: a compute load, not a language model)", dir.display());
+    println!(
+        "  vocab {}, d_model {d}, {} layers × {} heads, d_ff {f}, context {}",
+        c.vocab, c.n_layer, c.n_head, c.context
+    );
+    println!(
+        "  parameters: {} = token embedding {}·{d} (tied LM head) + {} blocks × {block} + final LayerNorm {}",
+        c.param_count(),
+        c.vocab,
+        c.n_layer,
+        2 * d
+    );
+    println!(
+        "  weight memory: {} bytes ({:.1} KiB, f32)",
+        m.weight_bytes(),
+        m.weight_bytes() as f64 / 1024.0
+    );
+    println!("  matmul kernels per token: {}", c.kernels_per_token());
+    println!("  longest prompt: {} characters", m.max_prompt_chars());
 }

@@ -30,18 +30,23 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parameters: token embedding (tied with the LM head), per block 2 LayerNorms, QKV and
-    /// output projections and the MLP, all with biases, and the final LayerNorm. Positions
-    /// are sinusoidal and have none. Default: 56·64 + 2·49,984 + 128 = 103,680.
+    /// Parameters: the token embedding (tied with the LM head), the blocks and the final
+    /// LayerNorm; positions are sinusoidal and have none. Default: 56·64 + 2·49,984 + 128
+    /// = 103,680.
     pub fn param_count(&self) -> usize {
-        let (d, f) = (self.d_model, self.d_ff);
-        let block = 2 * (2 * d) + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
-        self.vocab * d + self.n_layer * block + 2 * d
+        self.vocab * self.d_model + self.n_layer * self.param_count_per_block() + 2 * self.d_model
     }
 
-    /// Matmul kernels per generated token — the points where the lock is released: per block
-    /// QKV, attention scores, attention values, output projection, MLP in, MLP out; then the
-    /// LM head.
+    /// Parameters of one block: 2 LayerNorms (gain, bias), the QKV and output projections
+    /// and the MLP, all with biases. Default: 256 + 12,480 + 4,160 + 16,640 + 16,448 = 49,984.
+    pub fn param_count_per_block(&self) -> usize {
+        let (d, f) = (self.d_model, self.d_ff);
+        2 * (2 * d) + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d)
+    }
+
+    /// Matmul kernels per forward pass, so per generated token — the points where the lock
+    /// is released: per block QKV, attention scores, attention values, output projection,
+    /// MLP in, MLP out; then the LM head. Default: 13.
     pub fn kernels_per_token(&self) -> usize {
         6 * self.n_layer + 1
     }
@@ -51,17 +56,28 @@ impl Config {
         self.d_model / self.n_head
     }
 
-    /// Checks the dimensions.
+    /// Checks the dimensions; the error names the field and the accepted range.
     pub fn validate(&self) -> Result<(), GptError> {
         let bad = |m: String| Err(GptError::Config(m));
-        if self.vocab < super::tokenizer::Tokenizer::SIZE {
-            return bad(format!("vocab must be ≥ {} (the tokenizer's symbols), got {}", super::tokenizer::Tokenizer::SIZE, self.vocab));
+        let min_vocab = super::tokenizer::Tokenizer::SIZE;
+        if self.vocab < min_vocab {
+            return bad(format!("vocab must be ≥ {min_vocab} (the tokenizer's symbols), got {}", self.vocab));
         }
-        if self.d_model == 0 || self.n_head == 0 || self.d_model % self.n_head != 0 {
+        for (name, v) in [
+            ("d_model", self.d_model),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("d_ff", self.d_ff),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be ≥ 1, got 0"));
+            }
+        }
+        if self.d_model % self.n_head != 0 {
             return bad(format!("n_head ({}) must divide d_model ({})", self.n_head, self.d_model));
         }
-        if self.n_layer == 0 || self.d_ff == 0 || self.context < 4 || self.context > 1 << 16 {
-            return bad("n_layer and d_ff must be ≥ 1 and context in 4..=65536".into());
+        if !(4..=1 << 16).contains(&self.context) {
+            return bad(format!("context must be in 4..=65536, got {}", self.context));
         }
         Ok(())
     }
@@ -75,8 +91,13 @@ mod tests {
     fn the_lessons_model_has_103680_parameters() {
         let c = Config::default();
         assert_eq!(c.param_count(), 103_680);
+        assert_eq!(c.param_count_per_block(), 49_984);
         assert_eq!(c.kernels_per_token(), 13);
         assert!(c.validate().is_ok());
-        assert!(Config { n_head: 3, ..c }.validate().is_err());
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        assert!(err(Config { n_head: 3, ..c }).contains("n_head (3) must divide d_model (64)"));
+        assert!(err(Config { n_layer: 0, ..c }).contains("n_layer must be ≥ 1"));
+        assert!(err(Config { context: 2, ..c }).contains("context must be in 4..=65536, got 2"));
+        assert!(err(Config { vocab: 10, ..c }).contains("vocab must be ≥ 56"));
     }
 }

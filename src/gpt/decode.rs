@@ -1,14 +1,20 @@
 //! Decoding: prefill, one greedy step with the KV cache, and `correct`.
+//!
+//! A request of N new tokens runs N forward passes — the prefill (all prompt positions at
+//! once), then N − 1 single-row steps; the N-th token needs none — so it makes
+//! N × [`Config::kernels_per_token`](super::Config::kernels_per_token) kernel calls and N
+//! `token_start` calls.
 
-use super::kernels::{
-    KernelHooks, NoHooks, TimingHooks, add_assign, argmax, gelu, layer_norm, linear, matvec_acc, softmax,
-};
+use super::forward::{Buffers, KvCache, Row};
+use super::hooks::{KernelHooks, NoHooks, TimingHooks};
+use super::kernels::argmax;
 use super::tokenizer::{BOS, EOS, SEP, Tokenizer};
 use super::{GptError, Model};
-use ndarray::{Array1, Array2, Array3, s};
+use ndarray::{Array1, Array2};
 use std::time::{Duration, Instant};
 
-/// One sequence being decoded: its tokens and its KV cache.
+/// One sequence being decoded: its tokens, its KV cache and its scratch buffers. Per
+/// request state: many sequences share one [`Model`].
 #[derive(Debug, Clone)]
 pub struct Sequence {
     tokens: Vec<u32>,
@@ -18,12 +24,10 @@ pub struct Sequence {
     stop_at_eos: bool,
     generated: usize,
     finished: bool,
-    /// Keys per layer, transposed: (head, head_dim, context), so a head's scores over all
-    /// positions are one matrix-vector product.
-    k: Vec<Array3<f32>>,
-    /// Values per layer: (head, context, head_dim).
-    v: Vec<Array3<f32>>,
-    /// Logits of the last position forwarded.
+    pub(crate) cache: KvCache,
+    /// One row's activations, for [`Model::step`].
+    buf: Buffers,
+    /// Logits of the last position forwarded: the next token's.
     logits: Array1<f32>,
 }
 
@@ -43,7 +47,8 @@ impl Sequence {
         self.generated
     }
 
-    /// Most tokens this sequence will generate (the request, clamped to the context).
+    /// Most tokens this sequence will generate: the request, clamped to what the context
+    /// leaves after the prompt.
     pub fn max_new_tokens(&self) -> usize {
         self.max_new
     }
@@ -63,40 +68,40 @@ impl Sequence {
         Tokenizer.decode(&self.tokens[self.prompt_len..])
     }
 
-    /// Logits of the last forwarded position.
+    /// Logits of the last forwarded position (those of the next token).
     pub fn logits(&self) -> &Array1<f32> {
         &self.logits
     }
 
-    /// Emits the greedy token; returns whether it needs a forward pass (to produce the
-    /// next token's logits).
+    /// Appends the greedy token; returns whether it needs a forward pass (for the next
+    /// token's logits).
     pub(crate) fn emit(&mut self) -> bool {
         if self.finished {
             return false;
         }
-        let tok = argmax(self.logits.view());
+        let tok = argmax(self.logits.as_slice().expect("1-d"));
         self.tokens.push(tok);
         self.generated += 1;
         self.finished = self.generated >= self.max_new || (self.stop_at_eos && tok == EOS);
         !self.finished
     }
 
-    pub(crate) fn logits_mut(&mut self) -> &mut Array1<f32> {
-        &mut self.logits
+    /// The row of the last token.
+    pub(crate) fn last_row(&self, seq: usize) -> Row {
+        Row { token: *self.tokens.last().expect("never empty"), pos: self.tokens.len() - 1, seq }
     }
 
-    /// Position of the last token.
-    pub(crate) fn last(&self) -> (u32, usize) {
-        (*self.tokens.last().expect("never empty"), self.tokens.len() - 1)
+    pub(crate) fn set_logits(&mut self, logits: &[f32]) {
+        self.logits.as_slice_mut().expect("1-d").copy_from_slice(logits);
     }
 }
 
 /// Where the time of a request went.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timing {
-    /// Inside matmul kernels.
+    /// Inside matmul kernels (where NumPy would release the GIL).
     pub matmul: Duration,
-    /// Everything else: tokenizing, LayerNorm, attention softmax, GELU, bookkeeping.
+    /// Everything else: tokenizing, LayerNorm, softmax, GELU, bookkeeping.
     pub other: Duration,
 }
 
@@ -115,29 +120,27 @@ pub struct Correction {
     pub timing: Timing,
 }
 
-/// One row of a forward pass: a token at a position of a sequence.
-pub(crate) struct Row {
-    pub(crate) token: u32,
-    pub(crate) pos: usize,
-    pub(crate) seq: usize,
-}
-
 impl Model {
-    fn empty_cache(&self, keys: bool) -> Vec<Array3<f32>> {
-        let c = &self.config;
-        let shape = if keys { (c.n_head, c.head_dim(), c.context) } else { (c.n_head, c.context, c.head_dim()) };
-        (0..c.n_layer).map(|_| Array3::zeros(shape)).collect()
-    }
-
-    /// Most prompt characters: the context minus `<bos>` and `<sep>`.
+    /// Most prompt characters: the context minus `<bos>`, `<sep>` and one new token.
     pub fn max_prompt_chars(&self) -> usize {
-        self.config.context - 2
+        self.config.context - 3
     }
 
     /// Tokenizes `<bos> prompt <sep>` and runs the prefill: every prompt position in one
-    /// forward pass, filling the KV cache. `max_new_tokens` is lowered to what the context
-    /// holds ([`Sequence::clamped`] tells); with `stop_at_eos` the sequence also ends at
-    /// `<eos>`, else it generates exactly `max_new_tokens`.
+    /// forward pass, filling the KV cache; the sequence then holds the first new token's
+    /// logits.
+    ///
+    /// Bad input:
+    /// * an empty or all-whitespace prompt is [`GptError::EmptyPrompt`];
+    /// * characters outside the vocabulary are mapped, never refused (see [`Tokenizer`]);
+    /// * a prompt of more than [`Model::max_prompt_chars`] tokens (characters after the
+    ///   tokenizer's mapping, whitespace runs counting one) is [`GptError::PromptTooLong`];
+    /// * `max_new_tokens` is lowered to what the context holds after the prompt
+    ///   ([`Sequence::clamped`] tells), so a huge value costs no more than one context;
+    ///   0 gives an empty continuation (and runs no prefill).
+    ///
+    /// With `stop_at_eos` the sequence also ends at `<eos>`; without, it generates exactly
+    /// `max_new_tokens` (after clamping), as a load test needs.
     pub fn start(
         &self,
         prompt: &str,
@@ -145,73 +148,86 @@ impl Model {
         stop_at_eos: bool,
         hooks: &mut impl KernelHooks,
     ) -> Result<Sequence, GptError> {
-        let body = Tokenizer.encode(prompt);
-        if body.is_empty() {
+        if prompt.trim().is_empty() {
             return Err(GptError::EmptyPrompt);
         }
+        let body = Tokenizer.encode(prompt);
         if body.len() > self.max_prompt_chars() {
             return Err(GptError::PromptTooLong { chars: body.len(), max: self.max_prompt_chars() });
         }
-        let tokens: Vec<u32> = std::iter::once(BOS).chain(body).chain(std::iter::once(SEP)).collect();
-        let (c, prompt_len) = (&self.config, tokens.len());
-        let max_new = max_new_tokens.min(c.context - prompt_len);
-        let cache = |keys| self.empty_cache(keys);
-        let mut seq = Sequence {
-            prompt_len,
-            max_new,
-            requested_new: max_new_tokens,
-            stop_at_eos,
-            generated: 0,
-            finished: max_new == 0,
-            k: cache(true),
-            v: cache(false),
-            logits: Array1::zeros(c.vocab),
-            tokens,
-        };
-        let rows: Vec<Row> = seq.tokens.iter().enumerate().map(|(pos, &token)| Row { token, pos, seq: 0 }).collect();
-        let logits = self.forward(&rows, &mut [&mut seq], hooks);
-        seq.logits = logits.row(rows.len() - 1).to_owned();
+        let prompt_len = body.len() + 2;
+        let max_new = max_new_tokens.min(self.config.context - prompt_len);
+        let mut tokens = Vec::with_capacity(prompt_len + max_new);
+        tokens.push(BOS);
+        tokens.extend(body);
+        tokens.push(SEP);
+        let mut seq = self.sequence(tokens, max_new, stop_at_eos);
+        seq.requested_new = max_new_tokens;
+        if seq.finished {
+            return Ok(seq); // max_new_tokens = 0: nothing to compute
+        }
+        let rows: Vec<Row> = (0..prompt_len).map(|pos| Row { token: seq.tokens[pos], pos, seq: 0 }).collect();
+        let mut buf = Buffers::default();
+        self.forward(&rows, &mut [&mut seq], &mut buf, hooks);
+        let v = self.config.vocab;
+        seq.set_logits(&buf.logits[(prompt_len - 1) * v..prompt_len * v]);
         Ok(seq)
     }
 
-    /// Generates one token of `seq` (greedy) and runs the forward pass that gives the
-    /// next one's logits, reusing the KV cache.
-    pub fn step(&self, seq: &mut Sequence, hooks: &mut impl KernelHooks) {
-        hooks.token_start();
-        if seq.emit() {
-            let (token, pos) = seq.last();
-            let logits = self.forward(&[Row { token, pos, seq: 0 }], &mut [&mut *seq], hooks);
-            seq.logits = logits.row(0).to_owned();
+    /// A sequence of `tokens` (nothing forwarded yet), with room for `max_new` more.
+    fn sequence(&self, tokens: Vec<u32>, max_new: usize, stop_at_eos: bool) -> Sequence {
+        let c = &self.config;
+        Sequence {
+            prompt_len: tokens.len(),
+            max_new,
+            requested_new: max_new,
+            stop_at_eos,
+            generated: 0,
+            finished: max_new == 0,
+            cache: KvCache::new(c, tokens.len() + max_new),
+            buf: Buffers::single(c),
+            logits: Array1::zeros(c.vocab),
+            tokens,
         }
     }
 
-    /// Logits of every position of `tokens`, recomputed from scratch without a cache (a
-    /// reference for the cached paths).
-    pub fn logits_full(&self, tokens: &[u32]) -> Array2<f32> {
-        let c = &self.config;
-        let zeros = |keys| self.empty_cache(keys);
-        let mut seq = Sequence {
-            tokens: tokens.to_vec(),
-            prompt_len: tokens.len(),
-            max_new: 0,
-            requested_new: 0,
-            stop_at_eos: false,
-            generated: 0,
-            finished: true,
-            k: zeros(true),
-            v: zeros(false),
-            logits: Array1::zeros(c.vocab),
-        };
-        let rows: Vec<Row> = tokens.iter().enumerate().map(|(pos, &token)| Row { token, pos, seq: 0 }).collect();
-        self.forward(&rows, &mut [&mut seq], &mut NoHooks)
+    /// Generates one token of `seq` (greedy) and, unless that finishes it, runs the forward
+    /// pass that gives the next token's logits, reusing the KV cache. Allocates nothing. A
+    /// finished sequence is left alone (no hooks called).
+    pub fn step(&self, seq: &mut Sequence, hooks: &mut impl KernelHooks) {
+        if seq.finished {
+            return;
+        }
+        hooks.token_start();
+        if seq.emit() {
+            let row = seq.last_row(0);
+            let mut buf = std::mem::take(&mut seq.buf);
+            self.forward(&[row], &mut [&mut *seq], &mut buf, hooks);
+            seq.set_logits(&buf.logits[..self.config.vocab]);
+            seq.buf = buf;
+        }
     }
 
-    /// Greedy correction of `sentence`: up to `max_new_tokens` tokens, stopping at `<eos>`.
+    /// Logits of every position of `tokens`, recomputed from scratch in one pass (a
+    /// reference for the cached paths). `tokens` must be valid ids and at most the context.
+    pub fn logits_full(&self, tokens: &[u32]) -> Array2<f32> {
+        let (n, v) = (tokens.len(), self.config.vocab);
+        assert!(n <= self.config.context && tokens.iter().all(|&t| (t as usize) < v), "tokens fit the model");
+        let mut seq = self.sequence(tokens.to_vec(), 0, false);
+        let rows: Vec<Row> =
+            tokens.iter().enumerate().map(|(pos, &token)| Row { token, pos, seq: 0 }).collect();
+        let mut buf = Buffers::default();
+        self.forward(&rows, &mut [&mut seq], &mut buf, &mut NoHooks);
+        Array2::from_shape_vec((n, v), buf.logits[..n * v].to_vec()).expect("n × vocab")
+    }
+
+    /// Greedy correction of `sentence`: the format is `<bos> sentence <sep>`, then up to
+    /// `max_new_tokens` tokens, stopping at `<eos>`. Bad input as for [`Model::start`].
     pub fn correct(&self, sentence: &str, max_new_tokens: usize) -> Result<Correction, GptError> {
         self.correct_with(sentence, max_new_tokens, &mut NoHooks)
     }
 
-    /// [`Model::correct`] with hooks around every kernel.
+    /// [`Model::correct`] with `hooks` called around every kernel and at every token.
     pub fn correct_with(
         &self,
         sentence: &str,
@@ -232,99 +248,5 @@ impl Model {
             clamped: seq.clamped(),
             timing: Timing { matmul: timed.matmul, other: total.saturating_sub(timed.matmul) },
         })
-    }
-
-    /// The transformer on a set of rows, each a token at a position of one of `seqs`; writes
-    /// the rows' keys and values into their sequences' caches and returns their logits.
-    pub(crate) fn forward(
-        &self,
-        rows: &[Row],
-        seqs: &mut [&mut Sequence],
-        hooks: &mut impl KernelHooks,
-    ) -> Array2<f32> {
-        let c = &self.config;
-        let (n, d) = (rows.len(), c.d_model);
-        let mut x = Array2::<f32>::zeros((n, d));
-        for (mut xr, r) in x.outer_iter_mut().zip(rows) {
-            xr.assign(&self.tok_emb.row(r.token as usize));
-            xr += &self.pos.row(r.pos);
-        }
-        let mut h = Array2::<f32>::zeros((n, d));
-        let mut qkv = Array2::<f32>::zeros((n, 3 * d));
-        let mut att = Array2::<f32>::zeros((n, d));
-        let mut proj = Array2::<f32>::zeros((n, d));
-        let mut mlp = Array2::<f32>::zeros((n, c.d_ff));
-        for (l, b) in self.blocks.iter().enumerate() {
-            layer_norm(x.view(), b.ln1.0.view(), b.ln1.1.view(), h.view_mut());
-            linear(h.view(), b.qkv.0.view(), b.qkv.1.view(), qkv.view_mut(), hooks);
-            let hd = c.head_dim();
-            for (r, row) in rows.iter().zip(qkv.outer_iter()) {
-                let s = &mut seqs[r.seq];
-                for h in 0..c.n_head {
-                    s.k[l].slice_mut(s![h, .., r.pos]).assign(&row.slice(s![d + h * hd..d + (h + 1) * hd]));
-                    s.v[l].slice_mut(s![h, r.pos, ..]).assign(&row.slice(s![2 * d + h * hd..2 * d + (h + 1) * hd]));
-                }
-            }
-            self.attention(l, rows, seqs, qkv.view(), att.view_mut(), hooks);
-            linear(att.view(), b.out.0.view(), b.out.1.view(), proj.view_mut(), hooks);
-            add_assign(x.view_mut(), proj.view());
-            layer_norm(x.view(), b.ln2.0.view(), b.ln2.1.view(), h.view_mut());
-            linear(h.view(), b.fc.0.view(), b.fc.1.view(), mlp.view_mut(), hooks);
-            gelu(mlp.view_mut());
-            linear(mlp.view(), b.proj.0.view(), b.proj.1.view(), proj.view_mut(), hooks);
-            add_assign(x.view_mut(), proj.view());
-        }
-        layer_norm(x.view(), self.ln_f.0.view(), self.ln_f.1.view(), h.view_mut());
-        let mut logits = Array2::<f32>::zeros((n, c.vocab));
-        linear(h.view(), self.head.view(), self.head_bias.view(), logits.view_mut(), hooks);
-        logits
-    }
-
-    /// Causal multi-head attention of every row over its own sequence's cache, positions
-    /// `0..=pos`: the scores and the weighted values are one kernel each.
-    fn attention(
-        &self,
-        l: usize,
-        rows: &[Row],
-        seqs: &[&mut Sequence],
-        qkv: ndarray::ArrayView2<f32>,
-        mut out: ndarray::ArrayViewMut2<f32>,
-        hooks: &mut impl KernelHooks,
-    ) {
-        let (hd, nh) = (self.config.head_dim(), self.config.n_head);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let width = rows.iter().map(|r| r.pos + 1).max().unwrap_or(0);
-        let mut scores = vec![0.0f32; rows.len() * nh * width];
-        let ctx = self.config.context;
-        hooks.kernel_enter();
-        for (i, r) in rows.iter().enumerate() {
-            let k = seqs[r.seq].k[l].as_slice().expect("contiguous cache");
-            let q = qkv.row(i);
-            let q = q.as_slice().expect("contiguous row");
-            for h in 0..nh {
-                let qh: Vec<f32> = q[h * hd..(h + 1) * hd].iter().map(|v| v * scale).collect();
-                let sc = &mut scores[(i * nh + h) * width..][..=r.pos];
-                matvec_acc(&qh, &k[h * hd * ctx..], ctx, sc);
-            }
-        }
-        hooks.kernel_exit();
-        for (i, r) in rows.iter().enumerate() {
-            for h in 0..nh {
-                softmax(&mut scores[(i * nh + h) * width..][..=r.pos]);
-            }
-        }
-        hooks.kernel_enter();
-        for (i, r) in rows.iter().enumerate() {
-            let v = seqs[r.seq].v[l].as_slice().expect("contiguous cache");
-            let mut o = out.row_mut(i);
-            let o = o.as_slice_mut().expect("contiguous row");
-            for h in 0..nh {
-                let p = &scores[(i * nh + h) * width..][..=r.pos];
-                let oh = &mut o[h * hd..(h + 1) * hd];
-                oh.fill(0.0);
-                matvec_acc(p, &v[h * ctx * hd..], hd, oh);
-            }
-        }
-        hooks.kernel_exit();
     }
 }

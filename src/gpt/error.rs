@@ -5,11 +5,11 @@ use std::path::PathBuf;
 /// Why the model cannot load, save or decode.
 #[derive(Debug, thiserror::Error)]
 pub enum GptError {
-    /// The prompt is empty.
-    #[error("sentence is empty: give at least one character")]
+    /// The prompt is empty or only whitespace.
+    #[error("sentence is empty: give at least one non-space character")]
     EmptyPrompt,
     /// The prompt does not fit the context.
-    #[error("sentence has {chars} characters; the model's context holds at most {max}")]
+    #[error("sentence has {chars} characters; the model's context holds at most {max} (shorten it)")]
     PromptTooLong {
         /// Characters given.
         chars: usize,

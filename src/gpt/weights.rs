@@ -1,54 +1,67 @@
-//! The model's parameters: deterministic initialization and safetensors files.
+//! The model's parameters, their names and shapes, and their deterministic initialization.
 //!
-//! Matrices are stored as (in, out), so a dense layer is `x·W + b`. Tensor names:
+//! Matrices are (in, out), so a dense layer is `x·W + b`. Tensor names:
 //! `tok_emb` (vocab, d); per block i `blocks.i.ln1.{weight,bias}`,
 //! `blocks.i.attn.qkv.{weight,bias}` (d, 3d), `blocks.i.attn.out.{weight,bias}` (d, d),
 //! `blocks.i.ln2.{weight,bias}`, `blocks.i.mlp.fc.{weight,bias}` (d, d_ff),
-//! `blocks.i.mlp.proj.{weight,bias}` (d_ff, d); `ln_f.{weight,bias}`. All f32.
+//! `blocks.i.mlp.proj.{weight,bias}` (d_ff, d); `ln_f.{weight,bias}`. All f32. The LM head
+//! is `tok_emb` transposed (tied, no bias); positions are sinusoidal (no parameters).
 
-use super::{Config, GptError};
+use super::Config;
+use super::packed::Packed;
 use ndarray::{Array1, Array2};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::BTreeMap;
-use std::path::Path;
 
-/// Standard deviation of the initial weights (GPT-2's).
+/// Standard deviation of the initial matrices, embeddings and biases (GPT-2's).
 const INIT_STD: f32 = 0.02;
-/// File names inside a model directory.
-const CONFIG_FILE: &str = "config.json";
-const WEIGHTS_FILE: &str = "model.safetensors";
+/// Standard deviation of the initial LayerNorm gains (around 1) and biases.
+const NORM_STD: f32 = 0.1;
+
+/// A dense layer `x·W + b`, its matrix packed for the kernels.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Dense {
+    pub(crate) w: Packed,
+    pub(crate) b: Array1<f32>,
+}
+
+/// A LayerNorm's gain and bias.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Norm {
+    pub(crate) g: Array1<f32>,
+    pub(crate) b: Array1<f32>,
+}
 
 /// One transformer block.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Block {
-    pub(crate) ln1: (Array1<f32>, Array1<f32>),
-    pub(crate) qkv: (Array2<f32>, Array1<f32>),
-    pub(crate) out: (Array2<f32>, Array1<f32>),
-    pub(crate) ln2: (Array1<f32>, Array1<f32>),
-    pub(crate) fc: (Array2<f32>, Array1<f32>),
-    pub(crate) proj: (Array2<f32>, Array1<f32>),
+    pub(crate) ln1: Norm,
+    pub(crate) qkv: Dense,
+    pub(crate) out: Dense,
+    pub(crate) ln2: Norm,
+    pub(crate) fc: Dense,
+    pub(crate) proj: Dense,
 }
 
-/// The Mini-GPT: its configuration and parameters. Shared by every thread (`&self`
-/// everywhere); per-sequence state lives in [`super::Sequence`].
+/// The Mini-GPT: its configuration and parameters. Immutable once built, so one
+/// `Arc<Model>` serves every thread (`&self` everywhere); per-sequence state lives in
+/// [`super::Sequence`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub(crate) config: Config,
     pub(crate) tok_emb: Array2<f32>,
-    /// `tok_emb` transposed: the tied LM head as a (d, vocab) matrix.
-    pub(crate) head: Array2<f32>,
-    pub(crate) head_bias: Array1<f32>,
+    /// The tied LM head: `tok_emb` transposed, (d, vocab), packed.
+    pub(crate) head: Packed,
     /// Sinusoidal positions (context, d).
     pub(crate) pos: Array2<f32>,
     pub(crate) blocks: Vec<Block>,
-    pub(crate) ln_f: (Array1<f32>, Array1<f32>),
+    pub(crate) ln_f: Norm,
 }
 
 /// Every tensor's name and shape, in file order.
-fn spec(c: &Config) -> Vec<(String, Vec<usize>)> {
+pub(crate) fn spec(c: &Config) -> Vec<(String, Vec<usize>)> {
     let (d, f) = (c.d_model, c.d_ff);
     let mut out = vec![("tok_emb".to_string(), vec![c.vocab, d])];
     for i in 0..c.n_layer {
@@ -73,7 +86,13 @@ fn spec(c: &Config) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-/// Fixed sinusoidal position embeddings (Vaswani et al., 2017).
+/// For a LayerNorm tensor, its neutral value (1 for a gain, 0 for a bias); else `None`.
+fn is_norm(name: &str) -> Option<f32> {
+    let norm = name.starts_with("ln_f.") || name.contains(".ln1.") || name.contains(".ln2.");
+    norm.then_some(if name.ends_with(".weight") { 1.0 } else { 0.0 })
+}
+
+/// Fixed sinusoidal position embeddings (Vaswani et al., 2017, §3.5).
 fn positions(c: &Config) -> Array2<f32> {
     Array2::from_shape_fn((c.context, c.d_model), |(p, i)| {
         let rate = 1.0 / 10_000f64.powf((2 * (i / 2)) as f64 / c.d_model as f64);
@@ -83,45 +102,83 @@ fn positions(c: &Config) -> Array2<f32> {
 }
 
 impl Model {
-    /// Builds a model from named tensors (flat, row-major), checking nothing beyond count.
-    fn from_tensors(config: Config, mut t: BTreeMap<String, Vec<f32>>) -> Self {
+    /// Builds a model from its named tensors (flat, row-major, shapes as in [`spec`]:
+    /// the caller checks them).
+    pub(crate) fn from_tensors(config: Config, mut t: BTreeMap<String, Vec<f32>>) -> Self {
         let mut take = |name: &str| t.remove(name).expect("checked by the caller");
-        let m2 = |v: Vec<f32>, r: usize, c: usize| Array2::from_shape_vec((r, c), v).expect("shape checked");
         let (d, f) = (config.d_model, config.d_ff);
-        let tok_emb = m2(take("tok_emb"), config.vocab, d);
+        let tok_emb = Array2::from_shape_vec((config.vocab, d), take("tok_emb")).expect("shape checked");
         let blocks = (0..config.n_layer)
             .map(|i| {
                 let mut g = |s: &str| take(&format!("blocks.{i}.{s}"));
-                Block {
-                    ln1: (g("ln1.weight").into(), g("ln1.bias").into()),
-                    qkv: (m2(g("attn.qkv.weight"), d, 3 * d), g("attn.qkv.bias").into()),
-                    out: (m2(g("attn.out.weight"), d, d), g("attn.out.bias").into()),
-                    ln2: (g("ln2.weight").into(), g("ln2.bias").into()),
-                    fc: (m2(g("mlp.fc.weight"), d, f), g("mlp.fc.bias").into()),
-                    proj: (m2(g("mlp.proj.weight"), f, d), g("mlp.proj.bias").into()),
-                }
+                let mut norm =
+                    |s: &str| Norm { g: g(&format!("{s}.weight")).into(), b: g(&format!("{s}.bias")).into() };
+                let (ln1, ln2) = (norm("ln1"), norm("ln2"));
+                let mut dense = |s: &str, rows: usize, cols: usize| {
+                    let w = Array2::from_shape_vec((rows, cols), g(&format!("{s}.weight")))
+                        .expect("shape checked");
+                    Dense { w: Packed::new(w.view()), b: g(&format!("{s}.bias")).into() }
+                };
+                let (qkv, out) = (dense("attn.qkv", d, 3 * d), dense("attn.out", d, d));
+                let (fc, proj) = (dense("mlp.fc", d, f), dense("mlp.proj", f, d));
+                Block { ln1, qkv, out, ln2, fc, proj }
             })
             .collect();
-        let ln_f = (take("ln_f.weight").into(), take("ln_f.bias").into());
-        let head = tok_emb.t().as_standard_layout().to_owned();
-        Self { head_bias: Array1::zeros(config.vocab), pos: positions(&config), head, tok_emb, blocks, ln_f, config }
+        let ln_f = Norm { g: take("ln_f.weight").into(), b: take("ln_f.bias").into() };
+        let head = Packed::new(tok_emb.t());
+        Self { pos: positions(&config), head, tok_emb, blocks, ln_f, config }
     }
 
-    /// A model with random weights drawn from `seed`: N(0, 0.02²) matrices and embeddings,
-    /// zero biases, unit LayerNorm gains. The same seed gives the same bits.
+    /// The named tensors (flat, row-major), in file order.
+    pub(crate) fn tensors(&self) -> Vec<(String, Vec<f32>)> {
+        let v = |a: &Array1<f32>| a.to_vec();
+        let m = |p: &Packed| p.unpack().into_raw_vec_and_offset().0;
+        let mut out = vec![("tok_emb".to_string(), self.tok_emb.iter().copied().collect())];
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = |x: &str| format!("blocks.{i}.{x}");
+            out.extend([
+                (p("ln1.weight"), v(&b.ln1.g)),
+                (p("ln1.bias"), v(&b.ln1.b)),
+                (p("attn.qkv.weight"), m(&b.qkv.w)),
+                (p("attn.qkv.bias"), v(&b.qkv.b)),
+                (p("attn.out.weight"), m(&b.out.w)),
+                (p("attn.out.bias"), v(&b.out.b)),
+                (p("ln2.weight"), v(&b.ln2.g)),
+                (p("ln2.bias"), v(&b.ln2.b)),
+                (p("mlp.fc.weight"), m(&b.fc.w)),
+                (p("mlp.fc.bias"), v(&b.fc.b)),
+                (p("mlp.proj.weight"), m(&b.proj.w)),
+                (p("mlp.proj.bias"), v(&b.proj.b)),
+            ]);
+        }
+        out.push(("ln_f.weight".into(), v(&self.ln_f.g)));
+        out.push(("ln_f.bias".into(), v(&self.ln_f.b)));
+        out
+    }
+
+    /// A model with random weights drawn from `seed` (xoshiro256++): matrices, embeddings
+    /// and biases N(0, 0.02²); LayerNorm gains 1 + N(0, 0.1²) and biases N(0, 0.1²). Biases
+    /// and LayerNorm parameters are drawn rather than left at 0 and 1 so that every tensor
+    /// moves the logits, and a test against them notices any one mishandled. The same seed
+    /// gives the same bits.
+    ///
+    /// # Panics
+    ///
+    /// If `config` is not valid ([`Config::validate`]).
     pub fn init(config: &Config, seed: u64) -> Model {
+        if let Err(e) = config.validate() {
+            panic!("Model::init: {e}");
+        }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let normal = Normal::new(0.0f32, INIT_STD).expect("valid σ");
+        let (dense, norm) = (Normal::new(0.0f32, INIT_STD), Normal::new(0.0f32, NORM_STD));
+        let (dense, norm) = (dense.expect("valid σ"), norm.expect("valid σ"));
         let tensors = spec(config)
             .into_iter()
             .map(|(name, shape)| {
                 let n: usize = shape.iter().product();
-                let v = if shape.len() == 2 {
-                    (0..n).map(|_| normal.sample(&mut rng)).collect()
-                } else if name.ends_with(".weight") {
-                    vec![1.0; n]
-                } else {
-                    vec![0.0; n]
+                let v = match is_norm(&name) {
+                    Some(mean) => (0..n).map(|_| mean + norm.sample(&mut rng)).collect(),
+                    None => (0..n).map(|_| dense.sample(&mut rng)).collect(),
                 };
                 (name, v)
             })
@@ -134,88 +191,41 @@ impl Model {
         &self.config
     }
 
-    /// Memory of the parameters [bytes] (f32).
+    /// Memory of the parameters [bytes] (f32): what each worker process holds a copy of.
     pub fn weight_bytes(&self) -> usize {
         self.config.param_count() * std::mem::size_of::<f32>()
     }
+}
 
-    fn named(&self) -> Vec<(String, &[f32])> {
-        fn s(a: &Array2<f32>) -> &[f32] {
-            a.as_slice().expect("standard layout")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the NumPy reference test allows (`REFERENCE_TOL` in `tests/all/gpt.rs`; the
+    /// worst logit there is ~5e-7 off).
+    const REFERENCE_TOL: f32 = 2e-5;
+
+    #[test]
+    fn every_tensor_moves_the_logits_beyond_the_reference_tolerance() {
+        // So the golden-logit test would catch any one tensor ignored or misread: resetting
+        // it (matrices and biases to 0, gains to 1) moves some logit by ≫ the tolerance.
+        let c = Config::default();
+        let m = Model::init(&c, 1);
+        let tokens = [1, 25, 13, 10, 5, 22, 26, 14, 2];
+        let base = m.logits_full(&tokens);
+        for (name, _) in spec(&c) {
+            let mut t: BTreeMap<String, Vec<f32>> = m.tensors().into_iter().collect();
+            t.get_mut(&name).unwrap().fill(is_norm(&name).unwrap_or(0.0));
+            let moved = Model::from_tensors(c, t).logits_full(&tokens) - &base;
+            let d = moved.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(d > 10.0 * REFERENCE_TOL, "resetting {name} moves the logits by only {d}");
         }
-        let mut out: Vec<(String, &[f32])> = vec![("tok_emb".into(), s(&self.tok_emb))];
-        for (i, b) in self.blocks.iter().enumerate() {
-            let p = |x: &str| format!("blocks.{i}.{x}");
-            out.extend([
-                (p("ln1.weight"), b.ln1.0.as_slice().expect("1-d")),
-                (p("ln1.bias"), b.ln1.1.as_slice().expect("1-d")),
-                (p("attn.qkv.weight"), s(&b.qkv.0)),
-                (p("attn.qkv.bias"), b.qkv.1.as_slice().expect("1-d")),
-                (p("attn.out.weight"), s(&b.out.0)),
-                (p("attn.out.bias"), b.out.1.as_slice().expect("1-d")),
-                (p("ln2.weight"), b.ln2.0.as_slice().expect("1-d")),
-                (p("ln2.bias"), b.ln2.1.as_slice().expect("1-d")),
-                (p("mlp.fc.weight"), s(&b.fc.0)),
-                (p("mlp.fc.bias"), b.fc.1.as_slice().expect("1-d")),
-                (p("mlp.proj.weight"), s(&b.proj.0)),
-                (p("mlp.proj.bias"), b.proj.1.as_slice().expect("1-d")),
-            ]);
-        }
-        out.push(("ln_f.weight".into(), self.ln_f.0.as_slice().expect("1-d")));
-        out.push(("ln_f.bias".into(), self.ln_f.1.as_slice().expect("1-d")));
-        out
     }
 
-    /// Writes `config.json` and `model.safetensors` into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<(), GptError> {
-        let err = |path: &Path, e: &dyn std::fmt::Display| GptError::Weights { path: path.into(), reason: e.to_string() };
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
-        let bytes: Vec<(String, Vec<u8>)> = self
-            .named()
-            .into_iter()
-            .map(|(n, v)| (n, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-            .collect();
-        let shapes: BTreeMap<String, Vec<usize>> = spec(&self.config).into_iter().collect();
-        let views: Vec<(String, TensorView)> = bytes
-            .iter()
-            .map(|(n, b)| (n.clone(), TensorView::new(Dtype::F32, shapes[n].clone(), b).expect("sizes match")))
-            .collect();
-        let file = dir.join(WEIGHTS_FILE);
-        let data = safetensors::serialize(views, None).map_err(|e| err(&file, &e))?;
-        std::fs::write(&file, data).map_err(|e| err(&file, &e))?;
-        let cfg = dir.join(CONFIG_FILE);
-        let json = serde_json::to_string_pretty(&self.config).expect("config serializes");
-        std::fs::write(&cfg, json + "\n").map_err(|e| err(&cfg, &e))
-    }
-
-    /// Reads a model directory, checking every tensor's name, shape and dtype.
-    pub fn load(dir: &Path) -> Result<Model, GptError> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        let bad = |path: &Path, reason: String| GptError::Weights { path: path.into(), reason };
-        let text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| bad(&cfg_path, format!("{e}; create it with `servesim model init --dir {}`", dir.display())))?;
-        let config: Config = serde_json::from_str(&text).map_err(|e| bad(&cfg_path, format!("not a model config: {e}")))?;
-        config.validate()?;
-        let path = dir.join(WEIGHTS_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(&path, format!("not a complete safetensors file ({e}); regenerate it with `servesim model init`")))?;
-        let mut tensors = BTreeMap::new();
-        let expected = spec(&config);
-        for (name, shape) in &expected {
-            let t = st.tensor(name).map_err(|_| bad(&path, format!("tensor `{name}` is missing")))?;
-            if t.dtype() != Dtype::F32 {
-                return Err(bad(&path, format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
-            }
-            if t.shape() != shape.as_slice() {
-                return Err(bad(&path, format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape())));
-            }
-            let v: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            tensors.insert(name.clone(), v);
-        }
-        if let Some(extra) = st.names().into_iter().find(|n| !tensors.contains_key(*n)) {
-            return Err(bad(&path, format!("unexpected tensor `{extra}`: the file does not match config.json")));
-        }
-        Ok(Self::from_tensors(config, tensors))
+    #[test]
+    fn tensors_round_trip() {
+        let m = Model::init(&Config::default(), 3);
+        let t: BTreeMap<String, Vec<f32>> = m.tensors().into_iter().collect();
+        assert_eq!(Model::from_tensors(*m.config(), t), m);
     }
 }

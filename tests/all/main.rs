@@ -5,6 +5,10 @@ mod cli;
 mod des;
 #[cfg(feature = "model")]
 mod gpt;
+#[cfg(feature = "load")]
+mod load;
 mod scenario;
+#[cfg(all(feature = "server", feature = "load"))]
+mod server;
 mod sim;
 mod sweep;

@@ -1,1 +1,249 @@
-//! Tests: server.
+//! The real server on loopback: behaviour, not timings. Every test starts `servesim serve`
+//! on an ephemeral port of 127.0.0.1; the handle stops it when it drops, even on failure.
+
+use servesim::scenario::Scenario;
+use servesim::server::client::{Connection, HttpResponse};
+use servesim::server::{
+    CorrectResponse, ErrorBody, LaunchOptions, Limits, ServerConfig, ServerProcess, WorkerStats,
+    resolve_model_dir,
+};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const BODY: &[u8] = br#"{"sentence": "the quick brown fox", "max_new_tokens": 4}"#;
+
+fn start_with(toml: &str, limits: Limits) -> ServerProcess {
+    let sc = Scenario::parse(toml, Path::new("test"), Path::new("."), &[]).expect("scenario");
+    let config = ServerConfig::from_scenario(&sc, limits, resolve_model_dir(None)).expect("servable");
+    let opts =
+        LaunchOptions { binary: Some(env!("CARGO_BIN_EXE_servesim").into()), ..LaunchOptions::default() };
+    ServerProcess::start(&config, &opts).expect("the server starts")
+}
+
+fn start(toml: &str) -> ServerProcess {
+    start_with(toml, Limits::default())
+}
+
+fn stats(server: &ServerProcess) -> WorkerStats {
+    let mut all = server.stats().expect("/stats");
+    assert_eq!(all.len(), 1);
+    all.remove(0)
+}
+
+/// `clients` threads, released together, each sending `per_client` requests on its own
+/// keep-alive connection; every response, per client.
+fn closed_loop(
+    addr: SocketAddr,
+    clients: usize,
+    per_client: usize,
+    body: &'static [u8],
+) -> Vec<Vec<HttpResponse>> {
+    let go = Arc::new(Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let go = Arc::clone(&go);
+            std::thread::spawn(move || {
+                let mut c = Connection::open(addr, TIMEOUT).expect("connect");
+                go.wait();
+                (0..per_client)
+                    .map(|_| c.request("POST", "/correct", Some(body), &[]).expect("a response"))
+                    .collect()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+}
+
+fn statuses(responses: &[Vec<HttpResponse>]) -> Vec<u16> {
+    let mut s: Vec<u16> = responses.iter().flatten().map(|r| r.status).collect();
+    s.sort_unstable();
+    s
+}
+
+#[test]
+fn async_blocking_runs_one_inference_at_a_time_whatever_the_threads() {
+    let server = start(
+        "[system]\ncores = 2\n[worker]\nhandler = \"async-blocking\"\nthreads = 8\n\
+         [cost]\nrequest_free_ms = 5\n",
+    );
+    let responses = closed_loop(server.addr(), 6, 3, BODY);
+    assert!(statuses(&responses).iter().all(|&s| s == 200));
+    let s = stats(&server);
+    assert_eq!(s.requests.completed, 18);
+    assert_eq!(s.peak_inference, 1, "the loop thread ran two handlers at once");
+    assert_eq!(s.pool.threads, 0, "async-blocking has no threadpool");
+    let r: CorrectResponse = responses[0][0].json().unwrap();
+    assert_eq!((r.tokens, r.timing.thread_wait_ms), (4, 0.0));
+}
+
+#[test]
+fn pool_handlers_reach_min_of_threads_and_clients() {
+    for (handler, threads, clients) in [("sync", 3, 6), ("sync", 8, 2), ("async-offload", 3, 6)] {
+        let server = start(&format!(
+            "[system]\ncores = 2\n[worker]\nhandler = \"{handler}\"\nthreads = {threads}\n\
+             [cost]\nrequest_free_ms = 20\n"
+        ));
+        let responses = closed_loop(server.addr(), clients, 3, BODY);
+        assert!(statuses(&responses).iter().all(|&s| s == 200));
+        let s = stats(&server);
+        assert_eq!(s.requests.completed, 3 * clients as u64);
+        assert_eq!(
+            s.peak_inference,
+            threads.min(clients) as u64,
+            "{handler}, {threads} threads, {clients} clients"
+        );
+        assert_eq!(s.pool.threads as usize, threads);
+    }
+}
+
+#[test]
+fn the_lock_is_never_held_by_two_threads() {
+    for (lock, forced) in [("gil", true), ("mutex", false)] {
+        let server = start(&format!(
+            "[system]\ncores = 2\n[worker]\nthreads = 4\nlock = \"{lock}\"\nswitch_interval_ms = 0.2\n\
+             [cost]\nrequest_locked_ms = 2\ntoken_locked_ms = 1\ntoken_free_ms = 0.5\n"
+        ));
+        let responses = closed_loop(server.addr(), 4, 4, BODY);
+        assert!(statuses(&responses).iter().all(|&s| s == 200));
+        let l = stats(&server).lock_stats;
+        assert_eq!(l.max_holders, 1, "{lock}: {l:?}");
+        assert!(l.handoffs > 0, "{lock}: no contention, so the test proves nothing: {l:?}");
+        assert_eq!(l.forced_drops > 0, forced, "{lock}: {l:?}");
+        let r: CorrectResponse = responses[0][0].json().unwrap();
+        assert!(r.timing.lock_held_ms > 0.0 && r.timing.busy_locked_ms > 0.0, "{:?}", r.timing);
+    }
+}
+
+#[test]
+fn two_workers_answer_from_two_pids() {
+    let server = start("[system]\nworkers = 2\ncores = 2\n");
+    let ready = server.ready().clone();
+    let pids: BTreeSet<u32> = ready.workers.iter().map(|w| w.pid).collect();
+    assert_eq!(pids.len(), 2, "{ready:?}");
+    assert!(!pids.contains(&server.pid()));
+    assert!(ready.workers.iter().all(|w| w.rss_kb > 0), "{ready:?}");
+    let mut seen = BTreeSet::new();
+    for _ in 0..200 {
+        // A fresh connection each time: SO_REUSEPORT hashes connections, not requests.
+        let r = servesim::server::client::post_json(server.addr(), "/correct", BODY, TIMEOUT).unwrap();
+        assert_eq!(r.status, 200);
+        seen.insert(r.header("x-worker-pid").and_then(|p| p.parse::<u32>().ok()).expect("pid header"));
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, pids);
+    let stats = server.stats().unwrap();
+    assert_eq!(stats.iter().map(|s| s.pid).collect::<BTreeSet<_>>(), pids);
+}
+
+#[test]
+fn every_bad_input_gets_its_4xx_with_a_json_error() {
+    let server = start("");
+    let big = format!(r#"{{"sentence": "{}"}}"#, "a".repeat(70 * 1024));
+    let long = format!(r#"{{"sentence": "{}"}}"#, "a".repeat(200));
+    let cases: Vec<(Vec<u8>, u16, Option<&str>)> = vec![
+        (b"{oops".to_vec(), 400, None),
+        (b"\"just a string\"".to_vec(), 400, None),
+        (b"{}".to_vec(), 422, Some("sentence")),
+        (br#"{"sentence": ""}"#.to_vec(), 422, Some("sentence")),
+        (br#"{"sentence": 42}"#.to_vec(), 422, Some("sentence")),
+        (long.into_bytes(), 422, Some("sentence")),
+        (br#"{"sentence": "a", "max_new_tokens": -3}"#.to_vec(), 422, Some("max_new_tokens")),
+        (br#"{"sentence": "a", "max_new_tokens": 1.5}"#.to_vec(), 422, Some("max_new_tokens")),
+        (br#"{"sentence": "a", "max_new_tokens": 100000}"#.to_vec(), 422, Some("max_new_tokens")),
+        (br#"{"sentence": "a", "stop_at_eos": "yes"}"#.to_vec(), 422, Some("stop_at_eos")),
+        (big.into_bytes(), 413, None),
+    ];
+    let n = cases.len() as u64;
+    for (body, status, field) in cases {
+        let r = servesim::server::client::post_json(server.addr(), "/correct", &body, TIMEOUT).unwrap();
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+        assert_eq!(r.status, status, "{shown}");
+        let e: ErrorBody = r.json().unwrap_or_else(|_| panic!("{shown}: not a JSON error"));
+        assert_eq!(e.field.as_deref(), field, "{shown}: {e:?}");
+        assert!(!e.error.is_empty());
+    }
+    let r = servesim::server::client::get(server.addr(), "/nope", TIMEOUT).unwrap();
+    assert_eq!(r.status, 404);
+    // Still serving, and every refusal was counted.
+    let ok = servesim::server::client::post_json(server.addr(), "/correct", BODY, TIMEOUT).unwrap();
+    assert_eq!(ok.status, 200);
+    let s = stats(&server);
+    assert_eq!((s.requests.invalid, s.requests.accepted, s.requests.completed), (n, 1, 1));
+    let metrics = servesim::server::client::get(server.addr(), "/metrics", TIMEOUT).unwrap();
+    let text = String::from_utf8(metrics.body).unwrap();
+    for name in
+        ["servesim_requests_total", "servesim_request_duration_seconds_bucket", "servesim_lock_wait_seconds"]
+    {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+}
+
+#[test]
+fn a_full_admission_queue_sheds_with_503_and_retry_after() {
+    let server = start("[worker]\nthreads = 1\nqueue_limit = 2\n[cost]\nrequest_free_ms = 300\n");
+    let responses = closed_loop(server.addr(), 6, 1, BODY);
+    assert_eq!(statuses(&responses), [200, 200, 503, 503, 503, 503]);
+    for r in responses.iter().flatten().filter(|r| r.status == 503) {
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(r.json::<ErrorBody>().unwrap().error.contains("limit"));
+    }
+    let s = stats(&server);
+    assert_eq!((s.requests.rejected, s.peak_in_flight), (4, 2));
+}
+
+#[test]
+fn a_request_still_queued_at_the_timeout_gets_504() {
+    let limits = Limits { request_timeout_ms: 100.0, ..Limits::default() };
+    let server = start_with("[worker]\nthreads = 1\n[cost]\nrequest_free_ms = 400\n", limits);
+    let responses = closed_loop(server.addr(), 3, 1, BODY);
+    // One runs (a running handler is not interrupted); the others time out in the queue.
+    assert_eq!(statuses(&responses), [200, 504, 504]);
+    assert_eq!(stats(&server).requests.timed_out, 2);
+}
+
+#[test]
+fn sigterm_under_load_loses_no_accepted_request() {
+    let server = start("[system]\ncores = 2\n[worker]\nthreads = 4\n[cost]\nrequest_free_ms = 5\n");
+    let answered = Arc::new(AtomicU64::new(0));
+    let addr = server.addr();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let answered = Arc::clone(&answered);
+            std::thread::spawn(move || {
+                let (mut ok, t0) = (0u64, Instant::now());
+                let Ok(mut c) = Connection::open(addr, TIMEOUT) else { return ok };
+                // Bounded in count and time; ends at the first refused or closed connection.
+                while ok < 10_000 && t0.elapsed() < TIMEOUT {
+                    match c.request("POST", "/correct", Some(BODY), &[]) {
+                        Ok(r) => {
+                            assert_eq!(r.status, 200, "an accepted request failed");
+                            ok += 1;
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    while answered.load(Ordering::SeqCst) < 40 && t0.elapsed() < TIMEOUT {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.terminate();
+    let received: u64 = clients.into_iter().map(|h| h.join().unwrap()).sum();
+    let stopped = server.wait(TIMEOUT).expect("a stopped line");
+    assert!(stopped.clean, "{stopped:?}");
+    let counts = stopped.workers[0].requests.expect("the worker reported its counts");
+    assert!(received >= 40);
+    assert_eq!(counts.accepted, counts.completed, "{counts:?}");
+    assert_eq!(counts.completed, received, "every accepted request was answered and received");
+}

@@ -1,0 +1,110 @@
+//! `servesim serve`.
+
+use anyhow::Context;
+use clap::Args;
+use servesim::scenario::{Override, Scenario};
+use servesim::server::{self, CpuList, Limits, ServeOptions, ServerConfig};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Run the real server: axum on tokio serving the Mini-GPT, with the scenario's knobs.
+///
+/// `system.workers` processes share the port (SO_REUSEPORT), each with its own copy of the
+/// weights, one event-loop thread, `worker.threads` pool threads (`sync`, `async-offload`)
+/// and its own `worker.lock`; the processes are pinned to the first `system.cores` CPUs.
+/// Routes: POST /correct, GET /healthz, /metrics (Prometheus), /stats (JSON counters).
+///
+/// When every worker listens, one JSON line goes to stdout — {"event":"ready","addr":…,
+/// "workers":[{"pid":…,"rss_kb":…,"admin":…}]} — and another when it stops:
+/// SIGTERM or Ctrl-C stops accepting, drains in-flight requests, and exits 0.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  servesim serve models/seed-sync.toml --port 8000\n  \
+    servesim serve --set worker.handler=async-blocking --set worker.lock=gil\n  \
+    curl -s localhost:8000/correct -d '{\"sentence\": \"helo wrld\", \"max_new_tokens\": 8}'")]
+pub struct ServeArgs {
+    /// Scenario file (TOML); without one, every knob has its default.
+    file: Option<PathBuf>,
+
+    /// Override any field: --set worker.threads=8 --set worker.lock=gil.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<Override>,
+
+    /// Port on 127.0.0.1 (0: an ephemeral port, reported on the ready line).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+
+    /// CPUs for the server's processes, e.g. 0 or 0-3 (default: the first system.cores).
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<CpuList>,
+
+    /// The Mini-GPT directory (default: models/mini-gpt).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+
+    /// Requests still queued this long after arriving get 504 [ms].
+    #[arg(long, default_value_t = Limits::default().request_timeout_ms)]
+    timeout_ms: f64,
+
+    /// After SIGTERM/SIGINT, how long in-flight requests may take [ms].
+    #[arg(long, default_value_t = Limits::default().drain_timeout_ms)]
+    drain_ms: f64,
+
+    /// Largest request body; larger ones get 413 [bytes].
+    #[arg(long, default_value_t = Limits::default().body_limit_bytes)]
+    body_limit: usize,
+
+    /// Read the whole server configuration as JSON from stdin (`-`) instead of a scenario.
+    #[arg(long, hide = true, value_name = "-", conflicts_with_all = ["file", "set"])]
+    config: Option<String>,
+
+    /// Run as one worker process (spec on stdin); started by the supervisor.
+    #[arg(long, hide = true)]
+    worker: bool,
+
+    /// Stop when the parent process exits.
+    #[arg(long, hide = true)]
+    die_with_parent: bool,
+}
+
+/// Runs `servesim serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.worker {
+        let drained = server::worker::main_stdin()?;
+        anyhow::ensure!(drained, "requests were still running at the drain deadline");
+        return Ok(());
+    }
+    let config = match &args.config {
+        Some(_) => read_config()?,
+        None => scenario_config(&args)?,
+    };
+    let opts = ServeOptions {
+        port: args.port,
+        cpus: args.cpus.clone(),
+        die_with_parent: args.die_with_parent,
+        ..Default::default()
+    };
+    let stopped = server::supervisor::run(config, &opts)?;
+    anyhow::ensure!(stopped.clean, "not every worker drained and exited cleanly ({})", stopped.reason);
+    Ok(())
+}
+
+fn read_config() -> anyhow::Result<ServerConfig> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).context("reading the configuration from stdin")?;
+    serde_json::from_str(&text).context("the configuration on stdin is not a server configuration")
+}
+
+fn scenario_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let sc = match &args.file {
+        Some(f) => super::common::ScenarioArgs { file: f.clone(), set: args.set.clone() }.load(&[])?,
+        None => Scenario::parse("", Path::new("defaults"), Path::new("."), &args.set)?,
+    };
+    let limits = Limits {
+        request_timeout_ms: args.timeout_ms,
+        drain_timeout_ms: args.drain_ms,
+        body_limit_bytes: args.body_limit,
+        ..Limits::default()
+    };
+    let model_dir = server::resolve_model_dir(args.model.as_deref());
+    Ok(ServerConfig::from_scenario(&sc, limits, model_dir)?)
+}

@@ -1,0 +1,323 @@
+//! One worker's shared state, and the life of a `/correct` request on its event loop.
+//!
+//! ```text
+//!  loop thread: parse ─ admit ─ loop_in_free ─ [lock] loop_in [unlock] ─┐
+//!     sync / async-offload: await a pool thread (FIFO) ─ handler ───────┤
+//!     async-blocking:       handler inline, on the loop thread ─────────┤
+//!  loop thread: [lock] loop_out [unlock] ─ loop_out_free ─ serialize ◄──┘
+//! ```
+//!
+//! `sync` is the framework running a blocking (`def`) handler on its threadpool;
+//! `async-offload` is an async handler awaiting `to_thread`. Both come down to the same
+//! thing — the loop hands the handler to the pool and awaits it — so they share this path,
+//! as the lesson says they behave alike. In `async-blocking` the handler runs inside the
+//! async function: the loop thread computes, and nothing else on this worker moves.
+//!
+//! Loop work that holds the lock blocks the loop thread while it waits — as a Python event
+//! loop cannot run a line without the GIL.
+
+use super::api::{self, ApiError, CorrectRequest, CorrectResponse, Rules, Timing};
+use super::busy::{NoSwitch, spin, thread_cpu_ns};
+use super::config::ServerConfig;
+use super::gil::{Gil, LockStats};
+use super::handler::{self, HandlerOutput};
+use super::metrics;
+use super::pool::{Pool, PoolError, PoolStats};
+use super::procfs;
+use super::session::LockSession;
+use super::stats::{Completed, Counters, WorkerStats};
+use super::work::{CostSampler, Work};
+use crate::gpt::Model;
+use crate::scenario::{Handler, LockKind};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The header that carries the answering worker's process id.
+pub const PID_HEADER: &str = "x-worker-pid";
+/// The optional request header with the client's send time [µs since the UNIX epoch].
+pub const START_HEADER: &str = "x-request-start";
+
+/// A worker's state, shared by the loop and the pool threads.
+pub struct App {
+    /// The plan.
+    pub config: ServerConfig,
+    /// This worker's index.
+    pub index: u32,
+    /// This worker's own copy of the weights.
+    pub model: Model,
+    /// The process-wide lock (`None` for `worker.lock = "none"`).
+    pub gil: Option<Arc<Gil>>,
+    /// The threadpool (`None` in `async-blocking`).
+    pub pool: Option<Pool>,
+    /// Emulated-work draws.
+    pub costs: CostSampler,
+    /// Live counters.
+    pub counters: Counters,
+    /// Request validation rules.
+    pub rules: Rules,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Per-request metric handles.
+    recorders: metrics::Recorders,
+    /// When the worker started serving.
+    pub started: Instant,
+    pid: HeaderValue,
+}
+
+impl App {
+    /// A worker's state: its lock, its pool (started now) and its cost stream.
+    pub fn new(
+        config: ServerConfig,
+        index: u32,
+        model: Model,
+        metrics: PrometheusHandle,
+    ) -> std::io::Result<App> {
+        let gil = match config.lock {
+            LockKind::None => None,
+            LockKind::Mutex => Some(Arc::new(Gil::new(None))),
+            LockKind::Gil => {
+                Some(Arc::new(Gil::new(Some(Duration::from_secs_f64(config.switch_interval_ms / 1e3)))))
+            }
+        };
+        let pool = match config.handler {
+            Handler::AsyncBlocking => None,
+            Handler::Sync | Handler::AsyncOffload => Some(Pool::new(config.threads as usize, "pool")?),
+        };
+        let rules = Rules { context: model.config().context as u32 };
+        Ok(App {
+            costs: CostSampler::new(&config.cost, &config.new_tokens, config.seed, index),
+            gil,
+            pool,
+            counters: Counters::default(),
+            rules,
+            metrics,
+            recorders: metrics::Recorders::new(),
+            started: Instant::now(),
+            pid: HeaderValue::from(std::process::id()),
+            model,
+            index,
+            config,
+        })
+    }
+
+    /// The lock for loop work: the worker's lock when `cost.loop_lock`, else none.
+    fn loop_gil(&self) -> Option<Arc<Gil>> {
+        self.gil.clone().filter(|_| self.config.cost.loop_lock)
+    }
+
+    /// Adds the worker's pid header to a response.
+    pub fn tag(&self, mut resp: Response) -> Response {
+        resp.headers_mut().insert(PID_HEADER, self.pid.clone());
+        resp
+    }
+
+    /// The `/stats` snapshot; `loop_cpu_ms` is the event-loop thread's CPU time.
+    pub fn stats(&self, loop_cpu_ms: f64) -> WorkerStats {
+        let pid = std::process::id();
+        let c = &self.counters;
+        WorkerStats {
+            pid,
+            index: self.index,
+            uptime_ms: self.started.elapsed().as_secs_f64() * 1e3,
+            rss_kb: procfs::rss_kb(pid).unwrap_or(0),
+            process_cpu_ms: procfs::cpu_ms(pid).unwrap_or(0.0),
+            loop_cpu_ms,
+            handler: kebab(&self.config.handler),
+            lock: kebab(&self.config.lock),
+            requests: c.counts(),
+            in_flight: c.in_flight.get(),
+            peak_in_flight: c.in_flight.peak(),
+            inference_running: c.inference.get(),
+            peak_inference: c.inference.peak(),
+            pool: self.pool.as_ref().map_or(PoolStats::default(), Pool::stats),
+            lock_stats: self.gil.as_ref().map_or(LockStats::default(), |g| g.stats()),
+            sums: c.sums(),
+        }
+    }
+}
+
+fn kebab<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// When the request arrived: the client's `x-request-start` if it is a plausible past
+/// time, else now.
+pub fn arrival(headers: &HeaderMap) -> Instant {
+    let now = Instant::now();
+    let sent_us = headers
+        .get(START_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_start_matches("t="))
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(sent_us) = sent_us else { return now };
+    let Ok(since_epoch) = SystemTime::now().duration_since(UNIX_EPOCH) else { return now };
+    match since_epoch.checked_sub(Duration::from_micros(sent_us)) {
+        Some(age) if age < Duration::from_secs(3600) => now.checked_sub(age).unwrap_or(now),
+        _ => now,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Serves one `/correct` request; every outcome is counted and becomes a response.
+pub async fn correct(app: Arc<App>, arrived: Instant, body: Result<Bytes, BytesRejection>) -> Response {
+    let resp = match serve(&app, arrived, body).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            count_error(&app.counters, e.status);
+            e.into_response()
+        }
+    };
+    app.recorders.answered(resp.status().as_u16(), arrived.elapsed().as_secs_f64());
+    app.tag(resp)
+}
+
+fn count_error(c: &Counters, status: StatusCode) {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => c.reject(),
+        StatusCode::GATEWAY_TIMEOUT => c.time_out(),
+        s if s.is_client_error() => c.invalid(),
+        _ => c.fail(),
+    }
+}
+
+fn body_error(e: BytesRejection, limit: usize) -> ApiError {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body is larger than the limit of {limit} bytes"),
+        ),
+        status => ApiError::new(status, format!("cannot read the body: {}", e.body_text())),
+    }
+}
+
+fn timed_out(app: &App) -> ApiError {
+    let t = app.config.limits.request_timeout_ms;
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!("the request waited in a queue beyond the timeout of {t} ms"),
+    )
+}
+
+fn internal(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the handler failed: {what}"))
+}
+
+/// Emulated loop work: the free part, then the part that holds the lock when the loop locks.
+fn loop_work(free_ns: u64, locked_ns: u64, lock: &mut LockSession, busy: &mut Duration, free_first: bool) {
+    let free = || {
+        let t = Instant::now();
+        spin(free_ns, &mut NoSwitch);
+        t.elapsed()
+    };
+    let locked = |lock: &mut LockSession| {
+        if locked_ns == 0 {
+            return Duration::ZERO;
+        }
+        lock.acquire();
+        let t = Instant::now();
+        spin(locked_ns, lock);
+        let d = t.elapsed();
+        lock.release();
+        d
+    };
+    *busy += if free_first { free() + locked(lock) } else { locked(lock) + free() };
+}
+
+async fn serve(
+    app: &Arc<App>,
+    arrived: Instant,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let body = body.map_err(|e| body_error(e, app.config.limits.body_limit_bytes))?;
+    let req = api::parse(&body, &app.rules, app.costs.draw_tokens())?;
+    let Some(_inside) = app.counters.in_flight.try_enter(u64::from(app.config.queue_limit)) else {
+        let msg = format!("the worker holds its limit of {} requests; retry later", app.config.queue_limit);
+        return Err(ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+        });
+    };
+    app.counters.accept();
+    let deadline = arrived + Duration::from_secs_f64(app.config.limits.request_timeout_ms / 1e3);
+    if Instant::now() >= deadline {
+        return Err(timed_out(app));
+    }
+    let work = app.costs.draw(req.max_new_tokens);
+    let (out_locked, out_free) = (work.loop_out_ns, work.loop_out_free_ns);
+    let mut lp = LockSession::new(app.loop_gil());
+    let mut loop_busy = Duration::ZERO;
+    loop_work(work.loop_in_free_ns, work.loop_in_ns, &mut lp, &mut loop_busy, true);
+    let (thread_wait, out) = dispatch(app, req, work, deadline).await?;
+    loop_work(out_free, out_locked, &mut lp, &mut loop_busy, false);
+    let t = &out.times;
+    let timing = Timing {
+        queue_wait_ms: ms(started.saturating_duration_since(arrived)),
+        thread_wait_ms: ms(thread_wait),
+        lock_wait_ms: ms(t.lock_wait + lp.wait),
+        lock_held_ms: ms(t.lock_held + lp.held),
+        compute_ms: ms(t.compute),
+        total_ms: ms(arrived.elapsed()),
+        matmul_ms: ms(t.matmul),
+        model_other_ms: ms(t.model_other),
+        busy_locked_ms: ms(t.busy_locked),
+        busy_free_ms: ms(t.busy_free),
+        loop_busy_ms: ms(loop_busy),
+        tokens: out.tokens,
+        kernels_per_token: app.model.config().kernels_per_token() as u32,
+        cpu_ms: t.cpu_ns as f64 / 1e6,
+    };
+    let lock_wait = t.lock_wait + lp.wait;
+    app.counters.complete(&Completed {
+        queue_wait: started.saturating_duration_since(arrived),
+        thread_wait,
+        lock_wait,
+        lock_held: t.lock_held + lp.held,
+        compute: t.compute,
+        total: arrived.elapsed(),
+        handler_cpu_ns: t.cpu_ns,
+        tokens: u64::from(out.tokens),
+    });
+    app.recorders.completed(lock_wait.as_secs_f64(), u64::from(out.tokens));
+    let body = CorrectResponse { correction: out.text, tokens: out.tokens, timing };
+    Ok(axum::Json(body).into_response())
+}
+
+/// Runs the handler where the handler mode says: inline on the loop thread, or on a pool
+/// thread the loop awaits. Returns the wait for a thread and the handler's output.
+async fn dispatch(
+    app: &Arc<App>,
+    req: CorrectRequest,
+    work: Work,
+    deadline: Instant,
+) -> Result<(Duration, HandlerOutput), ApiError> {
+    let Some(pool) = &app.pool else {
+        let _running = app.counters.inference.enter();
+        let out = handler::run(&app.model, app.gil.clone(), &req, &work).map_err(internal)?;
+        return Ok((Duration::ZERO, out));
+    };
+    let a = Arc::clone(app);
+    let job = move |waited: Duration| {
+        let _running = a.counters.inference.enter();
+        (waited, handler::run(&a.model, a.gil.clone(), &req, &work))
+    };
+    match pool.run(Some(deadline), job).await {
+        Ok((waited, Ok(out))) => Ok((waited, out)),
+        Ok((_, Err(e))) => Err(internal(e)),
+        Err(PoolError::TimedOut) => Err(timed_out(app)),
+        Err(e @ PoolError::Closed) => Err(internal(e)),
+    }
+}
+
+/// The event loop's CPU time so far [ms] — call it on the loop thread.
+pub fn loop_cpu_ms() -> f64 {
+    thread_cpu_ns() as f64 / 1e6
+}

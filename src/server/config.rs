@@ -1,0 +1,284 @@
+//! The server's typed plan: the scenario's knobs that the real server honours, plus its own
+//! limits, validated before any process starts.
+//!
+//! Knob for knob, the names are the scenario's (`worker.handler`, `worker.threads`,
+//! `worker.lock`, `worker.switch_interval_ms`, `worker.queue_limit`, `system.workers`,
+//! `system.cores`, `cost.*`). Two scenario knobs describe the real server rather than steer
+//! it, so the server ignores them: `cost.release_points` (its release points are the model's
+//! matmul kernels, [`crate::gpt::Config::kernels_per_token`] per token) and
+//! `cost.handoff_us` (its hand-offs cost what the OS makes them cost).
+//!
+//! A scenario with `cost.calibration` has had the calibrated costs added to its emulated
+//! ones when it was loaded; the server takes the calibration back out, because it *is* what
+//! the calibration measured and must emulate only the extra work the file asks for.
+
+use crate::scenario::{BatchingMode, Calibration, Handler, LockKind, Scenario};
+use crate::workload::Dist;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Most pool threads a worker may start.
+pub const MAX_THREADS: u32 = 4_096;
+/// Most worker processes.
+pub const MAX_WORKERS: u32 = 256;
+
+/// Why a scenario cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A knob has a value the real server does not support.
+    #[error("{field}: {message}")]
+    Unsupported {
+        /// The scenario field.
+        field: &'static str,
+        /// What is unsupported and what to do.
+        message: String,
+    },
+}
+
+fn unsupported(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Unsupported { field, message: message.into() }
+}
+
+/// The emulated interpreter work of each request [ms], drawn per request (see
+/// [`crate::scenario::Cost`] for each field's meaning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmulatedCost {
+    /// Loop work before dispatch, without the lock.
+    pub loop_in_free_ms: Dist,
+    /// Loop work before dispatch, holding the lock when `loop_lock`.
+    pub loop_in_ms: Dist,
+    /// Loop work after the handler, holding the lock when `loop_lock`.
+    pub loop_out_ms: Dist,
+    /// Loop work after the handler, without the lock.
+    pub loop_out_free_ms: Dist,
+    /// Whether `loop_in_ms` and `loop_out_ms` hold the lock.
+    pub loop_lock: bool,
+    /// Handler work per request holding the lock.
+    pub request_locked_ms: Dist,
+    /// Handler work per request without the lock.
+    pub request_free_ms: Dist,
+    /// Work per generated token holding the lock, split over the token's kernel exits.
+    pub token_locked_ms: Dist,
+    /// Work per generated token without the lock, split over the token's kernels.
+    pub token_free_ms: Dist,
+}
+
+/// The server's own limits (not scenario knobs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest request body; larger ones get 413 [bytes]. By default, 65536.
+    pub body_limit_bytes: usize,
+    /// A request still waiting for the event loop or a pool thread this long after it
+    /// arrived gets 504; a handler already running is not interrupted [ms]. By default, 60000.
+    pub request_timeout_ms: f64,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish [ms].
+    /// By default, 10000.
+    pub drain_timeout_ms: f64,
+    /// Open connections per worker; further ones wait in the kernel's accept queue.
+    /// By default, 0: twice `worker.queue_limit` plus 64.
+    pub max_connections: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 60_000.0,
+            drain_timeout_ms: 10_000.0,
+            max_connections: 0,
+        }
+    }
+}
+
+/// Everything a worker process needs to serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    /// A name for logs (the scenario's).
+    pub name: String,
+    /// `worker.handler`.
+    pub handler: Handler,
+    /// `worker.threads`.
+    pub threads: u32,
+    /// `worker.lock`.
+    pub lock: LockKind,
+    /// `worker.switch_interval_ms` [ms].
+    pub switch_interval_ms: f64,
+    /// `worker.queue_limit` [requests].
+    pub queue_limit: u32,
+    /// `system.workers` [processes].
+    pub workers: u32,
+    /// `system.cores` [CPUs].
+    pub cores: u32,
+    /// `cost.*`, without any calibration.
+    pub cost: EmulatedCost,
+    /// `workload.new_tokens`: drawn (and rounded) for a request that gives no
+    /// `max_new_tokens`, then lowered to what the context leaves.
+    pub new_tokens: Dist,
+    /// Seed of the cost draws (`run.seed`); worker i draws from its own stream.
+    pub seed: u64,
+    /// The server's own limits.
+    pub limits: Limits,
+    /// The Mini-GPT directory (config.json + model.safetensors).
+    pub model_dir: PathBuf,
+}
+
+impl ServerConfig {
+    /// The server for a scenario, with the given limits and model directory.
+    pub fn from_scenario(sc: &Scenario, limits: Limits, model_dir: PathBuf) -> Result<Self, ConfigError> {
+        if sc.batching.mode != BatchingMode::None {
+            return Err(unsupported(
+                "batching.mode",
+                "the real server runs one request per forward pass; set batching.mode = \"none\" \
+                 (batching is simulated only)",
+            ));
+        }
+        let (w, s) = (&sc.worker, &sc.system);
+        if w.threads > MAX_THREADS {
+            return Err(unsupported("worker.threads", format!("must be ≤ {MAX_THREADS}, got {}", w.threads)));
+        }
+        if s.workers > MAX_WORKERS {
+            return Err(unsupported("system.workers", format!("must be ≤ {MAX_WORKERS}, got {}", s.workers)));
+        }
+        check_limits(&limits)?;
+        Ok(ServerConfig {
+            name: sc.display_name().to_owned(),
+            handler: w.handler,
+            threads: w.threads,
+            lock: w.lock,
+            switch_interval_ms: w.switch_interval_ms,
+            queue_limit: w.queue_limit,
+            workers: s.workers,
+            cores: s.cores,
+            cost: emulated(sc),
+            new_tokens: inline(&sc.workload.new_tokens),
+            seed: sc.run.seed,
+            limits,
+            model_dir,
+        })
+    }
+
+    /// Open connections allowed per worker.
+    pub fn max_connections(&self) -> u32 {
+        match self.limits.max_connections {
+            0 => self.queue_limit.saturating_mul(2).saturating_add(64),
+            n => n,
+        }
+    }
+}
+
+fn check_limits(l: &Limits) -> Result<(), ConfigError> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if l.body_limit_bytes < 64 {
+        return Err(unsupported("limits.body_limit_bytes", "must be ≥ 64 bytes"));
+    }
+    if !positive(l.request_timeout_ms) || !positive(l.drain_timeout_ms) {
+        return Err(unsupported("limits", "request and drain timeouts must be finite and > 0 ms"));
+    }
+    Ok(())
+}
+
+/// The scenario's emulated costs: its `cost.*` minus any calibration, with sample files
+/// inlined so the plan can travel to worker processes.
+fn emulated(sc: &Scenario) -> EmulatedCost {
+    let c = &sc.cost;
+    let cal = c.calibrated.as_deref();
+    let strip = |d: &Dist, part: fn(&Calibration) -> &Vec<f64>| {
+        inline(&cal.map_or_else(|| d.clone(), |cal| without(d, part(cal))))
+    };
+    EmulatedCost {
+        loop_in_free_ms: strip(&c.loop_in_free_ms, |k| &k.loop_in_ms),
+        loop_in_ms: inline(&c.loop_in_ms),
+        loop_out_ms: inline(&c.loop_out_ms),
+        loop_out_free_ms: strip(&c.loop_out_free_ms, |k| &k.loop_out_ms),
+        loop_lock: c.loop_lock,
+        request_locked_ms: strip(&c.request_locked_ms, |k| &k.request_locked_ms),
+        request_free_ms: strip(&c.request_free_ms, |k| &k.request_free_ms),
+        token_locked_ms: strip(&c.token_locked_ms, |k| &k.token_locked_ms),
+        token_free_ms: strip(&c.token_free_ms, |k| &k.token_free_ms),
+    }
+}
+
+/// `d` without the calibrated part `samples` that loading added in front of it
+/// (`Calibration::apply` builds `calibrated.plus(emulated)`).
+fn without(d: &Dist, samples: &[f64]) -> Dist {
+    let is_cal = |p: &Dist| matches!(p, Dist::Empirical { samples: s, .. } if s[..] == *samples);
+    match d {
+        p if is_cal(p) => Dist::Const(0.0),
+        Dist::Sum(parts) if parts.len() == 2 && is_cal(&parts[0]) => parts[1].clone(),
+        other => other.clone(),
+    }
+}
+
+/// `d` with every empirical distribution's samples inline (no file reference).
+fn inline(d: &Dist) -> Dist {
+    match d {
+        Dist::Empirical { samples, .. } => Dist::Empirical { file: None, samples: samples.clone() },
+        Dist::Sum(parts) => Dist::Sum(parts.iter().map(inline).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The Mini-GPT directory to use: `dir` if given, else `models/mini-gpt` under the current
+/// directory, else the one in this crate's source tree. Returned absolute.
+pub fn resolve_model_dir(dir: Option<&Path>) -> PathBuf {
+    let candidates: Vec<PathBuf> = match dir {
+        Some(d) => vec![d.to_owned()],
+        None => vec![
+            PathBuf::from("models/mini-gpt"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mini-gpt"),
+        ],
+    };
+    let found = candidates.iter().find(|d| d.join("config.json").exists()).unwrap_or(&candidates[0]);
+    std::path::absolute(found).unwrap_or_else(|_| found.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(toml: &str) -> Scenario {
+        Scenario::parse(toml, Path::new("t"), Path::new("."), &[]).unwrap()
+    }
+
+    #[test]
+    fn knobs_carry_over_under_their_names() {
+        let sc = scenario(
+            "[worker]\nhandler = \"async-offload\"\nthreads = 3\nlock = \"gil\"\nswitch_interval_ms = 2\n\
+             queue_limit = 9\n[system]\nworkers = 2\ncores = 1\n[cost]\ntoken_locked_ms = 0.5\n",
+        );
+        let c = ServerConfig::from_scenario(&sc, Limits::default(), "m".into()).unwrap();
+        assert_eq!(
+            (c.handler, c.threads, c.lock, c.queue_limit),
+            (Handler::AsyncOffload, 3, LockKind::Gil, 9)
+        );
+        assert_eq!((c.switch_interval_ms, c.workers, c.cores), (2.0, 2, 1));
+        assert_eq!(c.cost.token_locked_ms, Dist::Const(0.5));
+        assert_eq!(c.max_connections(), 82);
+    }
+
+    #[test]
+    fn batching_and_absurd_sizes_are_refused_with_the_field() {
+        for (toml, field) in [
+            ("[batching]\nmode = \"static\"", "batching.mode"),
+            ("[worker]\nthreads = 100000", "worker.threads"),
+            ("[system]\nworkers = 1000", "system.workers"),
+        ] {
+            let err =
+                ServerConfig::from_scenario(&scenario(toml), Limits::default(), "m".into()).unwrap_err();
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn calibration_is_taken_back_out() {
+        let cal = vec![1.0, 2.0];
+        let emp = || Dist::Empirical { file: None, samples: cal.clone().into() };
+        assert_eq!(without(&emp(), &cal), Dist::Const(0.0));
+        let sum = emp().plus(Dist::Const(0.3));
+        assert_eq!(without(&sum, &cal), Dist::Const(0.3));
+        assert_eq!(without(&Dist::Const(0.7), &cal), Dist::Const(0.7));
+        let other = Dist::Empirical { file: Some("x.csv".into()), samples: vec![5.0].into() };
+        assert_eq!(inline(&other), Dist::Empirical { file: None, samples: vec![5.0].into() });
+    }
+}

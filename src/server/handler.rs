@@ -1,0 +1,239 @@
+//! The handler's work for one request, on whichever thread runs it (a pool thread, or the
+//! event loop in `async-blocking`): emulated per-request work, then the Mini-GPT — prefill
+//! and exactly `max_new_tokens` steps — with the lock handled as CPython and NumPy do.
+//!
+//! ```text
+//!  lock ─ request_locked ─ unlock ─ request_free ─ lock ─ model ────────────────── unlock
+//!  model, per token:  token_start ─ [ unlock · free/k · MATMUL · lock · locked/k ] × k kernels
+//! ```
+//!
+//! The model's own compute outside the kernels (embedding, LayerNorm, softmax, GELU,
+//! bookkeeping) runs holding the lock: it is the interpreter work of a NumPy model. The
+//! kernels run without it, as NumPy releases the GIL inside its matmuls. A token's emulated
+//! work is split evenly over its k kernels; the last token, whose logits came from the
+//! previous forward pass, has no kernels of its own and does its work in one piece.
+
+use super::api::CorrectRequest;
+use super::busy::{NoSwitch, spin, thread_cpu_ns};
+use super::gil::Gil;
+use super::session::LockSession;
+use super::work::Work;
+use crate::gpt::{GptError, KernelHooks, Model};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the handler's time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HandlerTimes {
+    /// Wall time of the handler, lock waits excluded.
+    pub compute: Duration,
+    /// Inside matmul kernels.
+    pub matmul: Duration,
+    /// The model's compute outside kernels (and the lock operations around them).
+    pub model_other: Duration,
+    /// Emulated work holding the lock.
+    pub busy_locked: Duration,
+    /// Emulated work without the lock.
+    pub busy_free: Duration,
+    /// Waiting for the lock.
+    pub lock_wait: Duration,
+    /// Holding the lock.
+    pub lock_held: Duration,
+    /// CPU time of the thread that ran the handler [ns].
+    pub cpu_ns: u64,
+    /// Matmul kernels run.
+    pub kernels: u64,
+}
+
+/// The handler's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandlerOutput {
+    /// The generated text.
+    pub text: String,
+    /// Tokens generated.
+    pub tokens: u32,
+    /// Where the time went.
+    pub times: HandlerTimes,
+}
+
+fn timed(d: &mut Duration, f: impl FnOnce()) {
+    let t = Instant::now();
+    f();
+    *d += t.elapsed();
+}
+
+/// Kernel hooks that drop the lock around every matmul and do each token's emulated work.
+struct TokenHooks<'a> {
+    lock: &'a mut LockSession,
+    costs: &'a [(u64, u64)],
+    next: usize,
+    /// Kernels per token.
+    k: u64,
+    /// Kernel slices of the current token's work still to do.
+    left: u64,
+    slice: (u64, u64),
+    entered: Option<Instant>,
+    t: HandlerTimes,
+}
+
+impl TokenHooks<'_> {
+    /// Does whatever work of the current token its kernels did not absorb.
+    fn finish_token(&mut self) {
+        let n = std::mem::take(&mut self.left);
+        if n == 0 {
+            return;
+        }
+        let (locked, free) = (n * self.slice.0, n * self.slice.1);
+        timed(&mut self.t.busy_locked, || {
+            spin(locked, self.lock);
+        });
+        self.lock.release();
+        timed(&mut self.t.busy_free, || {
+            spin(free, &mut NoSwitch);
+        });
+        self.lock.acquire();
+    }
+}
+
+impl KernelHooks for TokenHooks<'_> {
+    fn token_start(&mut self) {
+        self.finish_token();
+        super::busy::SwitchPoint::switch_point(self.lock);
+        if let Some(&(locked, free)) = self.costs.get(self.next) {
+            self.next += 1;
+            self.slice = (locked / self.k, free / self.k);
+            self.left = self.k;
+        }
+    }
+
+    fn kernel_enter(&mut self) {
+        self.lock.release();
+        if self.left > 0 {
+            let free = self.slice.1;
+            timed(&mut self.t.busy_free, || {
+                spin(free, &mut NoSwitch);
+            });
+        }
+        self.entered = Some(Instant::now());
+    }
+
+    fn kernel_exit(&mut self) {
+        if let Some(t) = self.entered.take() {
+            self.t.matmul += t.elapsed();
+        }
+        self.t.kernels += 1;
+        self.lock.acquire();
+        if self.left > 0 {
+            let locked = self.slice.0;
+            timed(&mut self.t.busy_locked, || {
+                spin(locked, self.lock);
+            });
+            self.left -= 1;
+        }
+    }
+}
+
+/// Runs the handler of `req` with its drawn `work` on the calling thread.
+pub fn run(
+    model: &Model,
+    gil: Option<Arc<Gil>>,
+    req: &CorrectRequest,
+    work: &Work,
+) -> Result<HandlerOutput, GptError> {
+    let (t0, c0) = (Instant::now(), thread_cpu_ns());
+    let mut lock = LockSession::new(gil);
+    let mut t = HandlerTimes::default();
+    // Zero work is no step at all: no lock round trip for it.
+    if work.request_locked_ns > 0 {
+        lock.acquire();
+        timed(&mut t.busy_locked, || {
+            spin(work.request_locked_ns, &mut lock);
+        });
+    }
+    if work.request_free_ns > 0 {
+        lock.release();
+        timed(&mut t.busy_free, || {
+            spin(work.request_free_ns, &mut NoSwitch);
+        });
+    }
+    lock.acquire();
+    let k = model.config().kernels_per_token().max(1) as u64;
+    let mut hooks = TokenHooks {
+        lock: &mut lock,
+        costs: &work.tokens,
+        next: 0,
+        k,
+        left: 0,
+        slice: (0, 0),
+        entered: None,
+        t,
+    };
+    let mut seq = model.start(&req.sentence, req.max_new_tokens as usize, req.stop_at_eos, &mut hooks)?;
+    while !seq.is_finished() {
+        model.step(&mut seq, &mut hooks);
+    }
+    hooks.finish_token();
+    let mut t = hooks.t;
+    lock.release();
+    let total = t0.elapsed();
+    t.lock_wait = lock.wait;
+    t.lock_held = lock.held;
+    t.compute = total.saturating_sub(lock.wait);
+    t.model_other = t.compute.saturating_sub(t.matmul + t.busy_locked + t.busy_free);
+    t.cpu_ns = thread_cpu_ns().saturating_sub(c0);
+    Ok(HandlerOutput { text: seq.text(), tokens: seq.new_tokens() as u32, times: t })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::Config;
+
+    fn request(n: u32) -> CorrectRequest {
+        CorrectRequest { sentence: "the quick brown fox".into(), max_new_tokens: n, stop_at_eos: false }
+    }
+
+    #[test]
+    fn generates_exactly_the_tokens_asked_and_runs_every_kernel() {
+        let model = Model::init(&Config::default(), 7);
+        let k = model.config().kernels_per_token() as u64;
+        for n in [0, 1, 5] {
+            let work = Work { tokens: vec![(0, 0); n as usize], ..Work::default() };
+            let out = run(&model, Some(Arc::new(Gil::new(None))), &request(n), &work).unwrap();
+            assert_eq!(out.tokens, n);
+            // The prefill (none for 0 tokens), then one forward pass per token but the last.
+            assert_eq!(out.times.kernels, k * u64::from(n), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn emulated_work_is_done_in_full_and_the_lock_is_left_free() {
+        let model = Model::init(&Config::default(), 7);
+        let gil = Arc::new(Gil::new(Some(Duration::from_millis(5))));
+        let work = Work {
+            request_locked_ns: 1_000_000,
+            request_free_ns: 500_000,
+            tokens: vec![(260_000, 130_000); 3],
+            ..Work::default()
+        };
+        let out = run(&model, Some(Arc::clone(&gil)), &request(3), &work).unwrap();
+        let t = out.times;
+        // Busy work is CPU time; wall time can only be longer.
+        assert!(t.busy_locked >= Duration::from_micros(1_780), "{t:?}");
+        assert!(t.busy_free >= Duration::from_micros(890), "{t:?}");
+        assert!(t.cpu_ns >= 2_670_000, "{t:?}");
+        assert!(t.lock_held >= t.busy_locked, "{t:?}");
+        assert_eq!(gil.acquire(), Duration::ZERO, "the lock is free");
+        gil.release();
+        assert_eq!(gil.stats().max_holders, 1);
+    }
+
+    #[test]
+    fn stop_at_eos_may_stop_early_but_never_exceeds() {
+        let model = Model::init(&Config::default(), 7);
+        let req = CorrectRequest { stop_at_eos: true, ..request(30) };
+        let work = Work { tokens: vec![(0, 0); 30], ..Work::default() };
+        let out = run(&model, None, &req, &work).unwrap();
+        assert!(out.tokens <= 30);
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP routes of a worker.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /correct` | the Mini-GPT's correction and the request's timing (see [`super::api`]) |
+//! | `GET /healthz` | `{"status": "ok", "pid": …, "worker": …}` |
+//! | `GET /metrics` | Prometheus text (see [`super::metrics`]) |
+//! | `GET /stats` | this worker's cumulative counters as JSON ([`super::WorkerStats`]) |
+
+use super::api::ApiError;
+use super::app::{self, App};
+use super::metrics;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+/// The worker's router.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.limits.body_limit_bytes;
+    Router::new()
+        .route("/correct", post(correct))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(prometheus))
+        .route("/stats", get(stats))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+async fn correct(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let arrived = app::arrival(&headers);
+    app::correct(app, arrived, body).await
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let body = serde_json::json!({"status": "ok", "pid": std::process::id(), "worker": app.index});
+    app.tag(axum::Json(body).into_response())
+}
+
+async fn prometheus(State(app): State<Arc<App>>) -> Response {
+    let c = &app.counters;
+    let queued = app.pool.as_ref().map_or(0, |p| p.stats().queued);
+    let text = metrics::render(&app.metrics, c.in_flight.get(), c.inference.get(), queued);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn stats(State(app): State<Arc<App>>) -> Response {
+    // Handlers run on the event-loop thread: its CPU clock is the loop's.
+    app.tag(axum::Json(app.stats(app::loop_cpu_ms())).into_response())
+}
+
+async fn not_found() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route; try POST /correct, GET /healthz, /metrics or /stats")
+        .into_response()
+}

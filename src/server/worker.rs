@@ -1,0 +1,150 @@
+//! One worker process: its own copy of the weights, one event-loop thread (a tokio
+//! `current_thread` runtime doing accept, I/O, parsing and dispatch), its threadpool and its
+//! lock; its share of the server's port, and a private admin port for `/stats`.
+//!
+//! The supervisor starts it as `servesim serve --worker` with a [`WorkerSpec`] on stdin.
+//! It reports on stdout, one JSON line each: [`WorkerEvent::Ready`] once it listens, and
+//! [`WorkerEvent::Stopped`] after a SIGTERM/SIGINT, when its in-flight requests have been
+//! answered (or the drain deadline passed: then it exits 1 without waiting further).
+
+use super::affinity::{self, CpuList};
+use super::app::App;
+use super::config::ServerConfig;
+use super::listener::{self, Limited};
+use super::shutdown::{self, Signals};
+use super::stats::RequestCounts;
+use super::{ServerError, metrics, procfs, routes};
+use crate::gpt::Model;
+use serde::{Deserialize, Serialize};
+use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Open connections allowed on a worker's admin port.
+const ADMIN_CONNECTIONS: u32 = 64;
+
+/// What a worker process is told on stdin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// The plan.
+    pub config: ServerConfig,
+    /// This worker's index (0-based).
+    pub index: u32,
+    /// The shared address to listen on (`SO_REUSEPORT`).
+    pub addr: SocketAddr,
+    /// CPUs to pin to, if any.
+    pub cpus: Option<CpuList>,
+    /// The supervisor's pid: the worker dies with it.
+    pub parent_pid: u32,
+}
+
+/// A worker's report on stdout, one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum WorkerEvent {
+    /// Listening.
+    Ready {
+        /// Worker index.
+        index: u32,
+        /// Process id.
+        pid: u32,
+        /// Its private address for `/stats`, `/metrics`, `/healthz`.
+        admin: SocketAddr,
+        /// Resident memory with the weights loaded [kB].
+        rss_kb: u64,
+    },
+    /// Stopped after a signal.
+    Stopped {
+        /// Worker index.
+        index: u32,
+        /// Process id.
+        pid: u32,
+        /// Requests by outcome over its life.
+        requests: RequestCounts,
+        /// Whether every in-flight request was answered before the drain deadline.
+        drained: bool,
+    },
+}
+
+fn emit(event: &WorkerEvent) {
+    let line = serde_json::to_string(event).expect("events serialize");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Reads a [`WorkerSpec`] from stdin and serves until a signal; returns whether it drained.
+pub fn main_stdin() -> Result<bool, ServerError> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).map_err(|e| ServerError::io("read the worker spec", e))?;
+    let spec: WorkerSpec =
+        serde_json::from_str(&text).map_err(|e| ServerError::Spec(format!("worker spec on stdin: {e}")))?;
+    run(spec)
+}
+
+/// Serves `spec` until SIGTERM/SIGINT; returns whether every in-flight request was answered
+/// within the drain deadline (when not, the process exits with status 1 at once).
+pub fn run(spec: WorkerSpec) -> Result<bool, ServerError> {
+    shutdown::die_with_parent(spec.parent_pid, libc::SIGKILL);
+    if let Some(cpus) = &spec.cpus {
+        affinity::pin(cpus)?;
+    }
+    let model = Model::load(&spec.config.model_dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServerError::io("start the event loop", e))?;
+    let app = Arc::new(
+        App::new(spec.config.clone(), spec.index, model, metrics::install())
+            .map_err(|e| ServerError::io("start the threadpool", e))?,
+    );
+    let drained = rt.block_on(serve(Arc::clone(&app), &spec))?;
+    let pid = std::process::id();
+    emit(&WorkerEvent::Stopped { index: spec.index, pid, requests: app.counters.counts(), drained });
+    if !drained {
+        // Handlers still run on pool threads; joining them would wait past the deadline.
+        std::process::exit(1);
+    }
+    Ok(drained)
+}
+
+async fn serve(app: Arc<App>, spec: &WorkerSpec) -> Result<bool, ServerError> {
+    let mut signals = Signals::install().map_err(|e| ServerError::io("listen for signals", e))?;
+    let bind = |what: &'static str, l: std::io::Result<std::net::TcpListener>| {
+        l.and_then(TcpListener::from_std).map_err(|e| ServerError::io(what, e))
+    };
+    let main = bind("listen on the shared port", listener::listen_shared(spec.addr))?;
+    let admin = bind("listen on the admin port", listener::listen_private())?;
+    let admin_addr = admin.local_addr().map_err(|e| ServerError::io("read the admin address", e))?;
+    let router = routes::router(Arc::clone(&app));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let main = axum::serve(Limited::new(main, app.config.max_connections()), router.clone())
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let admin =
+        axum::serve(Limited::new(admin, ADMIN_CONNECTIONS), router).with_graceful_shutdown(stopped(stop_rx));
+    let main = tokio::spawn(main.into_future());
+    let admin = tokio::spawn(admin.into_future());
+    let pid = std::process::id();
+    emit(&WorkerEvent::Ready {
+        index: spec.index,
+        pid,
+        admin: admin_addr,
+        rss_kb: procfs::rss_kb(pid).unwrap_or(0),
+    });
+    let signal = signals.recv().await;
+    eprintln!("servesim worker {} (pid {pid}): {signal}, draining in-flight requests", spec.index);
+    let _ = stop_tx.send(true);
+    let deadline = Duration::from_secs_f64(app.config.limits.drain_timeout_ms / 1e3);
+    let drain = async {
+        let _ = main.await;
+        let _ = admin.await;
+    };
+    Ok(tokio::time::timeout(deadline, drain).await.is_ok())
+}
