@@ -1,7 +1,11 @@
 //! Command-line interface: one file per subcommand under `cli/`.
 
+#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+mod calibrate;
 mod capacity;
 mod common;
+#[cfg(feature = "load")]
+mod load;
 #[cfg(feature = "model")]
 mod model;
 mod simulate;
@@ -13,6 +17,8 @@ mod serve;
 // --- end server commands ---
 mod sweep;
 mod usl;
+#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+mod validate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -47,6 +53,15 @@ enum Command {
     /// Measure a scenario on the real server with the load generator.
     #[cfg(all(feature = "server", feature = "load"))]
     Measure(measure::MeasureArgs),
+    /// Measure the real server's own costs on this machine (a calibration file).
+    #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+    Calibrate(calibrate::CalibrateArgs),
+    /// Check predictions against the real server over a sweep (default: the main suite).
+    #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+    Validate(validate::ValidateArgs),
+    /// Drive any HTTP server with a closed loop, an open loop or a burst, and measure it.
+    #[cfg(feature = "load")]
+    Load(load::LoadArgs),
     // --- end server commands ---
 }
 
@@ -66,6 +81,12 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         #[cfg(all(feature = "server", feature = "load"))]
         Command::Measure(args) => measure::run(args),
+        #[cfg(feature = "load")]
+        Command::Load(args) => load::run(args),
+        #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+        Command::Calibrate(args) => calibrate::run(args),
+        #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+        Command::Validate(args) => validate::run(args),
         // --- end server commands ---
     };
     match result {

@@ -3,10 +3,15 @@
 
 mod capacity;
 pub mod grid;
+pub use grid::Axis;
 mod merge;
 // --- measure (real backend) ---
+#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+mod calibrate;
 #[cfg(all(feature = "server", feature = "load"))]
 mod measure;
+#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+mod validate;
 // --- end measure ---
 pub mod report;
 mod simulate;
@@ -19,8 +24,15 @@ pub use capacity::{
     Verdict, parse_memory_mb,
 };
 // --- measure (real backend) ---
+#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+pub use calibrate::{CalibrateError, CalibrateOptions, calibrate, machine, utc_now};
 #[cfg(all(feature = "server", feature = "load"))]
 pub use measure::{MeasureError, MeasureOptions, MeasureReport, WorkerReport, measure};
+#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
+pub use validate::{
+    Compared, ErrorSummary, Suite, Target, ValidateError, ValidateOptions, ValidatedPoint, Validation,
+    default_suites, validate,
+};
 // --- end measure ---
 pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};

@@ -17,25 +17,31 @@
 //!   │   is held for interpreter work and the model's own compute, released │
 //!   │   around every matmul kernel; `gil` drops it at a switch point once a │
 //!   │   waiter has waited worker.switch_interval_ms                         │
+//!   │ batching.mode = static | continuous: instead of the pool, ONE         │
+//!   │   scheduler thread runs batched steps (bounded queue → 503 when full) │
 //!   └───────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! * [`busy`] — emulated interpreter work: CPU time on the thread's own clock.
 //! * [`gil`] — the lock (FIFO hand-off, drop deadline); `session` — one thread's use of it.
-//! * `pool` — the bounded FIFO threadpool; `handler` — one request's work and the model.
+//! * `pool` — the bounded FIFO threadpool; `handler` — one request's work and the model;
+//!   `batch` — the batch scheduler (`static`: Triton's dynamic batching; `continuous`:
+//!   iteration-level, as Orca and vLLM), the simulator's semantics on the real model.
 //! * `app`, `routes`, [`api`] — the request pipeline, the routes, the JSON contract.
 //! * [`worker`], [`supervisor`], `listener`, [`affinity`], `shutdown` — processes, sockets,
 //!   CPUs, signals; [`launch`], [`client`] — starting and querying the server from code.
 //! * [`stats`], [`metrics`] — `/stats` (JSON counters) and `/metrics` (Prometheus).
 //!
-//! Timeouts: a request still waiting for a pool thread (or, when the client sends
-//! `x-request-start`, for the loop) at `limits.request_timeout_ms` gets 504. A handler that
-//! has started cannot be interrupted: it is CPU work on a thread — and in `async-blocking`,
-//! on the loop itself, which then cannot even notice the timeout until it is done.
+//! Timeouts: a request still waiting for a pool thread or to join a batch (or, when the
+//! client sends `x-request-start`, for the loop) at `limits.request_timeout_ms` gets 504. A
+//! handler that has started, or a sequence in a batch, cannot be interrupted: it is CPU work
+//! on a thread — and in `async-blocking`, on the loop itself, which then cannot even notice
+//! the timeout until it is done.
 
 pub mod affinity;
 pub mod api;
 mod app;
+mod batch;
 pub mod busy;
 pub mod client;
 pub mod config;
@@ -56,6 +62,7 @@ pub mod worker;
 
 pub use affinity::{AffinityError, CpuList, CpuPlan};
 pub use api::{CorrectRequest, CorrectResponse, ErrorBody, Timing};
+pub use batch::BatchStats;
 pub use config::{ConfigError, EmulatedCost, Limits, ServerConfig, resolve_model_dir};
 pub use gil::{Gil, LockStats};
 pub use launch::{LaunchError, LaunchOptions, ServerProcess, find_binary};

@@ -40,14 +40,21 @@ pub struct CorrectResponse {
 
 /// Where one request's time went [ms, except counts]. Waits and holds sum over the event
 /// loop's and the handler's share of the request.
+///
+/// With batching, the handler's figures (`lock_*`, `compute_ms`, `matmul_ms`,
+/// `model_other_ms`, `busy_*`) are those of the batched steps the request was part of —
+/// the time it lived through, shared with the rest of its batch — and `cpu_ms` is its
+/// share of their CPU time (each step's divided by the batch size).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
-    /// Arrival to the event loop starting on it. Arrival is the `x-request-start` header
-    /// (µs since the UNIX epoch, optionally `t=`-prefixed) when the client sends one, else
-    /// the moment the loop began reading the request — which hides time spent in the
-    /// socket while the loop was busy.
+    /// Arrival to the event loop starting on it; with batching, arrival to joining a batch
+    /// (so it includes `thread_wait_ms`). Arrival is the `x-request-start` header (µs since
+    /// the UNIX epoch, optionally `t=`-prefixed) when the client sends one, else the moment
+    /// the loop began reading the request — which hides time spent in the socket while the
+    /// loop was busy.
     pub queue_wait_ms: f64,
-    /// Dispatch to a pool thread starting the handler (0 in `async-blocking`).
+    /// Dispatch to a pool thread starting the handler (0 in `async-blocking`); with
+    /// batching, dispatch to joining a batch.
     pub thread_wait_ms: f64,
     /// Waiting for the lock, all acquisitions.
     pub lock_wait_ms: f64,
@@ -71,7 +78,8 @@ pub struct Timing {
     pub tokens: u32,
     /// Matmul kernels per token: the lock's release points per token.
     pub kernels_per_token: u32,
-    /// CPU time of the thread that ran the handler, during the handler.
+    /// CPU time of the thread that ran the handler, during the handler (with batching, the
+    /// request's share of the scheduler's).
     pub cpu_ms: f64,
 }
 

@@ -4,6 +4,7 @@
 //!  loop thread: parse ─ admit ─ loop_in_free ─ [lock] loop_in [unlock] ─┐
 //!     sync / async-offload: await a pool thread (FIFO) ─ handler ───────┤
 //!     async-blocking:       handler inline, on the loop thread ─────────┤
+//!     batching (static / continuous): queue for the scheduler thread ───┤
 //!  loop thread: [lock] loop_out [unlock] ─ loop_out_free ─ serialize ◄──┘
 //! ```
 //!
@@ -13,10 +14,14 @@
 //! as the lesson says they behave alike. In `async-blocking` the handler runs inside the
 //! async function: the loop thread computes, and nothing else on this worker moves.
 //!
+//! With `batching.mode` other than `none` every request goes to the worker's batch
+//! scheduler (see `batch`), whatever the handler mode, and no threadpool is started.
+//!
 //! Loop work that holds the lock blocks the loop thread while it waits — as a Python event
 //! loop cannot run a line without the GIL.
 
 use super::api::{self, ApiError, CorrectRequest, CorrectResponse, Rules, Timing};
+use super::batch::{BatchError, BatchStats, Batcher, SchedulerParts};
 use super::busy::{NoSwitch, spin, thread_cpu_ns};
 use super::config::ServerConfig;
 use super::gil::{Gil, LockStats};
@@ -26,7 +31,7 @@ use super::pool::{Pool, PoolError, PoolStats};
 use super::procfs;
 use super::session::LockSession;
 use super::stats::{Completed, Counters, WorkerStats};
-use super::work::{CostSampler, Work};
+use super::work::{CostSampler, StepSampler, Work};
 use crate::gpt::Model;
 use crate::scenario::{Handler, LockKind};
 use axum::body::Bytes;
@@ -48,12 +53,14 @@ pub struct App {
     pub config: ServerConfig,
     /// This worker's index.
     pub index: u32,
-    /// This worker's own copy of the weights.
-    pub model: Model,
+    /// This worker's own copy of the weights (shared with its batch scheduler).
+    pub model: Arc<Model>,
     /// The process-wide lock (`None` for `worker.lock = "none"`).
     pub gil: Option<Arc<Gil>>,
-    /// The threadpool (`None` in `async-blocking`).
+    /// The threadpool (`None` in `async-blocking` and with batching).
     pub pool: Option<Pool>,
+    /// The batch scheduler (`None` without batching).
+    pub batcher: Option<Batcher>,
     /// Emulated-work draws.
     pub costs: CostSampler,
     /// Live counters.
@@ -70,7 +77,8 @@ pub struct App {
 }
 
 impl App {
-    /// A worker's state: its lock, its pool (started now) and its cost stream.
+    /// A worker's state: its lock, its pool or batch scheduler (started now) and its cost
+    /// stream.
     pub fn new(
         config: ServerConfig,
         index: u32,
@@ -85,18 +93,33 @@ impl App {
             }
         };
         let pool = match config.handler {
+            _ if config.batched() => None,
             Handler::AsyncBlocking => None,
             Handler::Sync | Handler::AsyncOffload => Some(Pool::new(config.threads as usize, "pool")?),
+        };
+        let model = Arc::new(model);
+        let recorders = metrics::Recorders::new();
+        let batcher = if config.batched() {
+            let parts = SchedulerParts {
+                model: Arc::clone(&model),
+                gil: gil.clone(),
+                steps: StepSampler::new(&config.batching, config.seed, index),
+                sizes: recorders.batch_size(),
+            };
+            Some(Batcher::start(&config.batching, config.queue_limit as usize, parts)?)
+        } else {
+            None
         };
         let rules = Rules { context: model.config().context as u32 };
         Ok(App {
             costs: CostSampler::new(&config.cost, &config.new_tokens, config.seed, index),
             gil,
             pool,
+            batcher,
             counters: Counters::default(),
             rules,
             metrics,
-            recorders: metrics::Recorders::new(),
+            recorders,
             started: Instant::now(),
             pid: HeaderValue::from(std::process::id()),
             model,
@@ -120,6 +143,7 @@ impl App {
     pub fn stats(&self, loop_cpu_ms: f64) -> WorkerStats {
         let pid = std::process::id();
         let c = &self.counters;
+        let batch = self.batcher.as_ref().map(Batcher::stats);
         WorkerStats {
             pid,
             index: self.index,
@@ -132,11 +156,26 @@ impl App {
             requests: c.counts(),
             in_flight: c.in_flight.get(),
             peak_in_flight: c.in_flight.peak(),
-            inference_running: c.inference.get(),
-            peak_inference: c.inference.peak(),
+            inference_running: batch.as_ref().map_or(c.inference.get(), |b| b.running),
+            peak_inference: batch.as_ref().map_or(c.inference.peak(), |b| b.peak_batch),
             pool: self.pool.as_ref().map_or(PoolStats::default(), Pool::stats),
             lock_stats: self.gil.as_ref().map_or(LockStats::default(), |g| g.stats()),
             sums: c.sums(),
+            batch: batch.unwrap_or_else(|| BatchStats { mode: "none".into(), ..BatchStats::default() }),
+        }
+    }
+
+    /// Handlers running now: pool or loop handlers, or the sequences of the batch.
+    pub fn inference_now(&self) -> u64 {
+        self.batcher.as_ref().map_or(self.counters.inference.get(), |b| b.stats().running)
+    }
+
+    /// Requests waiting for a pool thread or to join a batch.
+    pub fn queued(&self) -> u64 {
+        match (&self.pool, &self.batcher) {
+            (Some(p), _) => p.stats().queued,
+            (None, Some(b)) => b.stats().queued,
+            (None, None) => 0,
         }
     }
 }
@@ -206,6 +245,12 @@ fn timed_out(app: &App) -> ApiError {
     )
 }
 
+/// 503: the worker holds `worker.queue_limit` requests (or its batch queue is full).
+fn shed(app: &App) -> ApiError {
+    let msg = format!("the worker holds its limit of {} requests; retry later", app.config.queue_limit);
+    ApiError { retry_after_s: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg) }
+}
+
 fn internal(what: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the handler failed: {what}"))
 }
@@ -240,18 +285,16 @@ async fn serve(
     let body = body.map_err(|e| body_error(e, app.config.limits.body_limit_bytes))?;
     let req = api::parse(&body, &app.rules, app.costs.draw_tokens())?;
     let Some(_inside) = app.counters.in_flight.try_enter(u64::from(app.config.queue_limit)) else {
-        let msg = format!("the worker holds its limit of {} requests; retry later", app.config.queue_limit);
-        return Err(ApiError {
-            retry_after_s: Some(1),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
-        });
+        return Err(shed(app));
     };
     app.counters.accept();
     let deadline = arrived + Duration::from_secs_f64(app.config.limits.request_timeout_ms / 1e3);
     if Instant::now() >= deadline {
         return Err(timed_out(app));
     }
-    let work = app.costs.draw(req.max_new_tokens);
+    // Batched steps draw their own work: a batched request has no per-token costs.
+    let batched = app.batcher.is_some();
+    let work = app.costs.draw(if batched { 0 } else { req.max_new_tokens });
     let (out_locked, out_free) = (work.loop_out_ns, work.loop_out_free_ns);
     let mut lp = LockSession::new(app.loop_gil());
     let mut loop_busy = Duration::ZERO;
@@ -259,8 +302,11 @@ async fn serve(
     let (thread_wait, out) = dispatch(app, req, work, deadline).await?;
     loop_work(out_free, out_locked, &mut lp, &mut loop_busy, false);
     let t = &out.times;
+    let loop_wait = started.saturating_duration_since(arrived);
+    // With batching, the queue wait runs until the request joins a batch.
+    let queue_wait = if batched { loop_wait + thread_wait } else { loop_wait };
     let timing = Timing {
-        queue_wait_ms: ms(started.saturating_duration_since(arrived)),
+        queue_wait_ms: ms(queue_wait),
         thread_wait_ms: ms(thread_wait),
         lock_wait_ms: ms(t.lock_wait + lp.wait),
         lock_held_ms: ms(t.lock_held + lp.held),
@@ -277,7 +323,7 @@ async fn serve(
     };
     let lock_wait = t.lock_wait + lp.wait;
     app.counters.complete(&Completed {
-        queue_wait: started.saturating_duration_since(arrived),
+        queue_wait: loop_wait,
         thread_wait,
         lock_wait,
         lock_held: t.lock_held + lp.held,
@@ -292,13 +338,22 @@ async fn serve(
 }
 
 /// Runs the handler where the handler mode says: inline on the loop thread, or on a pool
-/// thread the loop awaits. Returns the wait for a thread and the handler's output.
+/// thread the loop awaits — or, with batching, in a batch of the scheduler thread. Returns
+/// the wait for a thread (or to join a batch) and the handler's output.
 async fn dispatch(
     app: &Arc<App>,
     req: CorrectRequest,
     work: Work,
     deadline: Instant,
 ) -> Result<(Duration, HandlerOutput), ApiError> {
+    if let Some(batcher) = &app.batcher {
+        return match batcher.run(req, work, deadline).await {
+            Ok(b) => Ok((b.waited, b.out)),
+            Err(BatchError::Full(_)) => Err(shed(app)),
+            Err(BatchError::TimedOut) => Err(timed_out(app)),
+            Err(e) => Err(internal(e)),
+        };
+    }
     let Some(pool) = &app.pool else {
         let _running = app.counters.inference.enter();
         let out = handler::run(&app.model, app.gil.clone(), &req, &work).map_err(internal)?;

@@ -3,16 +3,16 @@
 //!
 //! Knob for knob, the names are the scenario's (`worker.handler`, `worker.threads`,
 //! `worker.lock`, `worker.switch_interval_ms`, `worker.queue_limit`, `system.workers`,
-//! `system.cores`, `cost.*`). Two scenario knobs describe the real server rather than steer
-//! it, so the server ignores them: `cost.release_points` (its release points are the model's
-//! matmul kernels, [`crate::gpt::Config::kernels_per_token`] per token) and
-//! `cost.handoff_us` (its hand-offs cost what the OS makes them cost).
+//! `system.cores`, `cost.*`, `batching.*`). Two scenario knobs describe the real server
+//! rather than steer it, so the server ignores them: `cost.release_points` (its release
+//! points are the model's matmul kernels, [`crate::gpt::Config::kernels_per_token`] per
+//! token) and `cost.handoff_us` (its hand-offs cost what the OS makes them cost).
 //!
 //! A scenario with `cost.calibration` has had the calibrated costs added to its emulated
 //! ones when it was loaded; the server takes the calibration back out, because it *is* what
 //! the calibration measured and must emulate only the extra work the file asks for.
 
-use crate::scenario::{BatchingMode, Calibration, Handler, LockKind, Scenario};
+use crate::scenario::{Batching, BatchingMode, Calibration, Handler, LockKind, Scenario};
 use crate::workload::Dist;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub const MAX_THREADS: u32 = 4_096;
 /// Most worker processes.
 pub const MAX_WORKERS: u32 = 256;
+/// Largest batch a worker's scheduler may run.
+pub const MAX_BATCH: u32 = 1_024;
 
 /// Why a scenario cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,10 @@ pub struct ServerConfig {
     pub cores: u32,
     /// `cost.*`, without any calibration.
     pub cost: EmulatedCost,
+    /// `batching.*`, with sample files inlined. With a mode other than `none` the event
+    /// loop hands every request to the worker's batch scheduler; `handler` and `threads`
+    /// are then unused (no threadpool is started), as in the simulator.
+    pub batching: Batching,
     /// `workload.new_tokens`: drawn (and rounded) for a request that gives no
     /// `max_new_tokens`, then lowered to what the context leaves.
     pub new_tokens: Dist,
@@ -126,19 +132,18 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The server for a scenario, with the given limits and model directory.
     pub fn from_scenario(sc: &Scenario, limits: Limits, model_dir: PathBuf) -> Result<Self, ConfigError> {
-        if sc.batching.mode != BatchingMode::None {
-            return Err(unsupported(
-                "batching.mode",
-                "the real server runs one request per forward pass; set batching.mode = \"none\" \
-                 (batching is simulated only)",
-            ));
-        }
-        let (w, s) = (&sc.worker, &sc.system);
+        let (w, s, b) = (&sc.worker, &sc.system, &sc.batching);
         if w.threads > MAX_THREADS {
             return Err(unsupported("worker.threads", format!("must be ≤ {MAX_THREADS}, got {}", w.threads)));
         }
         if s.workers > MAX_WORKERS {
             return Err(unsupported("system.workers", format!("must be ≤ {MAX_WORKERS}, got {}", s.workers)));
+        }
+        if b.mode != BatchingMode::None && b.max_batch > MAX_BATCH {
+            return Err(unsupported(
+                "batching.max_batch",
+                format!("must be ≤ {MAX_BATCH}, got {}", b.max_batch),
+            ));
         }
         check_limits(&limits)?;
         Ok(ServerConfig {
@@ -151,11 +156,17 @@ impl ServerConfig {
             workers: s.workers,
             cores: s.cores,
             cost: emulated(sc),
+            batching: batching(b),
             new_tokens: inline(&sc.workload.new_tokens),
             seed: sc.run.seed,
             limits,
             model_dir,
         })
+    }
+
+    /// Whether requests go to a batch scheduler (`batching.mode` is not `none`).
+    pub fn batched(&self) -> bool {
+        self.batching.mode != BatchingMode::None
     }
 
     /// Open connections allowed per worker.
@@ -196,6 +207,18 @@ fn emulated(sc: &Scenario) -> EmulatedCost {
         request_free_ms: strip(&c.request_free_ms, |k| &k.request_free_ms),
         token_locked_ms: strip(&c.token_locked_ms, |k| &k.token_locked_ms),
         token_free_ms: strip(&c.token_free_ms, |k| &k.token_free_ms),
+    }
+}
+
+/// The scenario's batching, with sample files inlined. A calibration's batched-step costs
+/// are not in these distributions (the simulator adds them itself), so nothing is taken out.
+fn batching(b: &Batching) -> Batching {
+    Batching {
+        step_locked_ms: inline(&b.step_locked_ms),
+        step_free_ms: inline(&b.step_free_ms),
+        seq_locked_ms: inline(&b.seq_locked_ms),
+        seq_free_ms: inline(&b.seq_free_ms),
+        ..b.clone()
     }
 }
 
@@ -258,15 +281,31 @@ mod tests {
     }
 
     #[test]
-    fn batching_and_absurd_sizes_are_refused_with_the_field() {
+    fn absurd_sizes_are_refused_with_the_field() {
         for (toml, field) in [
-            ("[batching]\nmode = \"static\"", "batching.mode"),
+            ("[batching]\nmode = \"continuous\"\nmax_batch = 5000", "batching.max_batch"),
             ("[worker]\nthreads = 100000", "worker.threads"),
             ("[system]\nworkers = 1000", "system.workers"),
         ] {
             let err =
                 ServerConfig::from_scenario(&scenario(toml), Limits::default(), "m".into()).unwrap_err();
             assert!(err.to_string().starts_with(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn batching_carries_over() {
+        for (mode, batched) in
+            [(BatchingMode::None, false), (BatchingMode::Static, true), (BatchingMode::Continuous, true)]
+        {
+            let name = serde_json::to_value(mode).unwrap();
+            let sc = scenario(&format!(
+                "[batching]\nmode = {name}\nmax_batch = 16\nmax_wait_ms = 3\nseq_free_ms = 0.25\n"
+            ));
+            let c = ServerConfig::from_scenario(&sc, Limits::default(), "m".into()).unwrap();
+            assert_eq!((c.batching.mode, c.batched()), (mode, batched));
+            assert_eq!((c.batching.max_batch, c.batching.max_wait_ms), (16, 3.0));
+            assert_eq!(c.batching.seq_free_ms, Dist::Const(0.25));
         }
     }
 

@@ -62,8 +62,10 @@ fn timed(d: &mut Duration, f: impl FnOnce()) {
     *d += t.elapsed();
 }
 
-/// Kernel hooks that drop the lock around every matmul and do each token's emulated work.
-struct TokenHooks<'a> {
+/// Kernel hooks that drop the lock around every matmul and do each token's emulated work:
+/// at each `token_start` the next (locked, free) pair of `costs` is split evenly over the
+/// token's k kernels. The batch scheduler uses them too, one pair per batched step.
+pub(super) struct TokenHooks<'a> {
     lock: &'a mut LockSession,
     costs: &'a [(u64, u64)],
     next: usize,
@@ -73,12 +75,26 @@ struct TokenHooks<'a> {
     left: u64,
     slice: (u64, u64),
     entered: Option<Instant>,
-    t: HandlerTimes,
+    /// Where the time went so far.
+    pub(super) t: HandlerTimes,
 }
 
-impl TokenHooks<'_> {
-    /// Does whatever work of the current token its kernels did not absorb.
-    fn finish_token(&mut self) {
+impl<'a> TokenHooks<'a> {
+    /// Hooks on `lock` doing `costs` [ns], one pair per token, for a model of `model`'s
+    /// kernels per token, adding to `t`.
+    pub(super) fn new(
+        lock: &'a mut LockSession,
+        costs: &'a [(u64, u64)],
+        model: &Model,
+        t: HandlerTimes,
+    ) -> Self {
+        let k = model.config().kernels_per_token().max(1) as u64;
+        Self { lock, costs, next: 0, k, left: 0, slice: (0, 0), entered: None, t }
+    }
+
+    /// Does whatever work of the current token its kernels did not absorb (the last token
+    /// of a sequence has no kernels of its own); the lock is held before and after.
+    pub(super) fn finish_token(&mut self) {
         let n = std::mem::take(&mut self.left);
         if n == 0 {
             return;
@@ -133,6 +149,25 @@ impl KernelHooks for TokenHooks<'_> {
     }
 }
 
+/// The request's emulated work before the model: `request_locked` holding the lock, then
+/// `request_free` without it. Ends holding the lock, as the model code starts.
+pub(super) fn request_work(lock: &mut LockSession, work: &Work, t: &mut HandlerTimes) {
+    // Zero work is no step at all: no lock round trip for it.
+    if work.request_locked_ns > 0 {
+        lock.acquire();
+        timed(&mut t.busy_locked, || {
+            spin(work.request_locked_ns, lock);
+        });
+    }
+    if work.request_free_ns > 0 {
+        lock.release();
+        timed(&mut t.busy_free, || {
+            spin(work.request_free_ns, &mut NoSwitch);
+        });
+    }
+    lock.acquire();
+}
+
 /// Runs the handler of `req` with its drawn `work` on the calling thread.
 pub fn run(
     model: &Model,
@@ -143,31 +178,8 @@ pub fn run(
     let (t0, c0) = (Instant::now(), thread_cpu_ns());
     let mut lock = LockSession::new(gil);
     let mut t = HandlerTimes::default();
-    // Zero work is no step at all: no lock round trip for it.
-    if work.request_locked_ns > 0 {
-        lock.acquire();
-        timed(&mut t.busy_locked, || {
-            spin(work.request_locked_ns, &mut lock);
-        });
-    }
-    if work.request_free_ns > 0 {
-        lock.release();
-        timed(&mut t.busy_free, || {
-            spin(work.request_free_ns, &mut NoSwitch);
-        });
-    }
-    lock.acquire();
-    let k = model.config().kernels_per_token().max(1) as u64;
-    let mut hooks = TokenHooks {
-        lock: &mut lock,
-        costs: &work.tokens,
-        next: 0,
-        k,
-        left: 0,
-        slice: (0, 0),
-        entered: None,
-        t,
-    };
+    request_work(&mut lock, work, &mut t);
+    let mut hooks = TokenHooks::new(&mut lock, &work.tokens, model, t);
     let mut seq = model.start(&req.sentence, req.max_new_tokens as usize, req.stop_at_eos, &mut hooks)?;
     while !seq.is_finished() {
         model.step(&mut seq, &mut hooks);

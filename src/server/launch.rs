@@ -275,6 +275,7 @@ fn placeholder() -> ReadyLine {
         handler: String::new(),
         lock: String::new(),
         threads: 0,
+        batching: String::new(),
         workers: Vec::new(),
     }
 }

@@ -7,9 +7,10 @@
 //! | `servesim_tokens_total` | counter | tokens generated |
 //! | `servesim_requests_in_flight` | gauge | admitted requests not yet answered |
 //! | `servesim_inference_in_flight` | gauge | handlers running |
-//! | `servesim_queue_depth` | gauge | requests waiting for a pool thread |
+//! | `servesim_queue_depth` | gauge | requests waiting for a pool thread (or to join a batch) |
 //! | `servesim_request_duration_seconds` | histogram | arrival to response |
 //! | `servesim_lock_wait_seconds` | histogram | time a request waited for the lock |
+//! | `servesim_batch_size` | histogram | sequences per batched step (batching only) |
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -28,12 +29,16 @@ pub const QUEUE_DEPTH: &str = "servesim_queue_depth";
 pub const DURATION: &str = "servesim_request_duration_seconds";
 /// Lock wait per request [s].
 pub const LOCK_WAIT: &str = "servesim_lock_wait_seconds";
+/// Sequences per batched step.
+pub const BATCH_SIZE: &str = "servesim_batch_size";
 
 /// Latency buckets [s]: 1 ms to 30 s.
 const DURATION_BUCKETS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Lock-wait buckets [s]: 10 µs to 5 s.
 const LOCK_BUCKETS: [f64; 12] = [1e-5, 1e-4, 5e-4, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0];
+/// Batch-size buckets [sequences].
+const BATCH_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 /// Installs the process-wide recorder and returns the handle that renders it. If a recorder
 /// is already installed, the returned handle renders a recorder of its own, which nothing
@@ -43,6 +48,7 @@ pub fn install() -> PrometheusHandle {
         PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(DURATION.into()), &DURATION_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(LOCK_WAIT.into()), &LOCK_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &BATCH_BUCKETS))
             .expect("bucket lists are non-empty")
     };
     match builder().install_recorder() {
@@ -59,9 +65,10 @@ fn describe() {
     metrics::describe_counter!(TOKENS, "Tokens generated.");
     metrics::describe_gauge!(IN_FLIGHT, "Admitted requests not yet answered.");
     metrics::describe_gauge!(INFERENCE, "Handlers running (inference in progress).");
-    metrics::describe_gauge!(QUEUE_DEPTH, "Requests waiting for a threadpool thread.");
+    metrics::describe_gauge!(QUEUE_DEPTH, "Requests waiting for a threadpool thread or to join a batch.");
     metrics::describe_histogram!(DURATION, metrics::Unit::Seconds, "Arrival to response.");
     metrics::describe_histogram!(LOCK_WAIT, metrics::Unit::Seconds, "Time a request waited for the lock.");
+    metrics::describe_histogram!(BATCH_SIZE, metrics::Unit::Count, "Sequences per batched step.");
 }
 
 /// Statuses whose counters are registered once, so that recording one is a few atomic
@@ -74,6 +81,7 @@ pub struct Recorders {
     duration: Histogram,
     lock_wait: Histogram,
     tokens: Counter,
+    batch_size: Histogram,
 }
 
 impl Recorders {
@@ -84,6 +92,7 @@ impl Recorders {
             duration: metrics::histogram!(DURATION),
             lock_wait: metrics::histogram!(LOCK_WAIT),
             tokens: metrics::counter!(TOKENS),
+            batch_size: metrics::histogram!(BATCH_SIZE),
         }
     }
 
@@ -100,6 +109,11 @@ impl Recorders {
     pub fn completed(&self, lock_wait_s: f64, tokens: u64) {
         self.lock_wait.record(lock_wait_s);
         self.tokens.increment(tokens);
+    }
+
+    /// The batch-size histogram, for the batch scheduler to record each step's size.
+    pub fn batch_size(&self) -> Histogram {
+        self.batch_size.clone()
     }
 }
 

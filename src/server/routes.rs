@@ -47,9 +47,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn prometheus(State(app): State<Arc<App>>) -> Response {
-    let c = &app.counters;
-    let queued = app.pool.as_ref().map_or(0, |p| p.stats().queued);
-    let text = metrics::render(&app.metrics, c.in_flight.get(), c.inference.get(), queued);
+    let text = metrics::render(&app.metrics, app.counters.in_flight.get(), app.inference_now(), app.queued());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

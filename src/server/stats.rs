@@ -1,6 +1,7 @@
 //! Cumulative per-worker counters, and the `/stats` snapshot that calibration and
 //! validation read to compare utilizations.
 
+use super::batch::BatchStats;
 use super::gil::LockStats;
 use super::pool::PoolStats;
 use serde::{Deserialize, Serialize};
@@ -78,11 +79,15 @@ pub struct RequestCounts {
 }
 
 /// Sums over completed requests [ms]: divide by `completed` for means.
+///
+/// With batching, `thread_wait_ms` sums the waits to join a batch (the simulator's thread
+/// wait) and `queue_wait_ms` stays the wait for the event loop, whereas a response's
+/// `timing.queue_wait_ms` covers both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sums {
     /// Waiting for the event loop.
     pub queue_wait_ms: f64,
-    /// Waiting for a pool thread.
+    /// Waiting for a pool thread, or to join a batch.
     pub thread_wait_ms: f64,
     /// Waiting for the lock.
     pub lock_wait_ms: f64,
@@ -103,7 +108,7 @@ pub struct Sums {
 pub struct Completed {
     /// Waiting for the event loop.
     pub queue_wait: Duration,
-    /// Waiting for a pool thread.
+    /// Waiting for a pool thread, or to join a batch.
     pub thread_wait: Duration,
     /// Waiting for the lock.
     pub lock_wait: Duration,
@@ -228,9 +233,10 @@ pub struct WorkerStats {
     pub in_flight: u64,
     /// Most admitted requests at once.
     pub peak_in_flight: u64,
-    /// Handlers running now.
+    /// Handlers running now (with batching: sequences in the batch).
     pub inference_running: u64,
-    /// Most handlers running at once (1 in `async-blocking`; min(threads, clients) in `sync`).
+    /// Most handlers running at once (1 in `async-blocking`; min(threads, clients) in `sync`;
+    /// with batching, the largest batch).
     pub peak_inference: u64,
     /// The threadpool (zeros in `async-blocking`, which has none).
     pub pool: PoolStats,
@@ -238,6 +244,9 @@ pub struct WorkerStats {
     pub lock_stats: LockStats,
     /// Sums over completed requests.
     pub sums: Sums,
+    /// The batch scheduler (zeros and mode `none` without batching).
+    #[serde(default)]
+    pub batch: BatchStats,
 }
 
 #[cfg(test)]

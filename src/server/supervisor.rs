@@ -72,8 +72,12 @@ pub struct ReadyLine {
     pub handler: String,
     /// `worker.lock`.
     pub lock: String,
-    /// `worker.threads`.
+    /// `worker.threads` (no threadpool is started with batching).
     pub threads: u32,
+    /// `batching.mode`, and `batching.max_batch` after a colon unless it is `none`
+    /// (`"continuous:8"`).
+    #[serde(default)]
+    pub batching: String,
     /// Every worker.
     pub workers: Vec<WorkerInfo>,
 }
@@ -152,6 +156,11 @@ pub fn run(config: ServerConfig, opts: &ServeOptions) -> Result<StoppedLine, Ser
         handler: kebab(&config.handler),
         lock: kebab(&config.lock),
         threads: config.threads,
+        batching: if config.batched() {
+            format!("{}:{}", kebab(&config.batching.mode), config.batching.max_batch)
+        } else {
+            "none".into()
+        },
         workers: infos,
     };
     print_line(&ready);

@@ -1,8 +1,10 @@
 //! A request's emulated work, drawn when it is admitted: the loop's share, the handler's
-//! share, and each token's locked and free work [ns].
+//! share, and each token's locked and free work [ns]; and, with batching, each batched
+//! step's work, drawn by the scheduler.
 
 use super::busy::ms_to_ns;
 use super::config::EmulatedCost;
+use crate::scenario::Batching;
 use crate::workload::{Dist, Sampler};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -84,6 +86,41 @@ impl CostSampler {
     }
 }
 
+/// Draws the emulated work of batched steps: `batching.step_locked_ms + B·seq_locked_ms`
+/// holding the lock and `batching.step_free_ms + B·seq_free_ms` without it, for a batch of
+/// B (one draw of each distribution per step, as the simulator does). Owned by the
+/// worker's scheduler thread, with a stream of its own.
+#[derive(Debug)]
+pub struct StepSampler {
+    step_locked: Sampler,
+    step_free: Sampler,
+    seq_locked: Sampler,
+    seq_free: Sampler,
+    rng: Xoshiro256PlusPlus,
+}
+
+impl StepSampler {
+    /// Samplers of `batching`, drawing from the batch stream of worker `worker` of `seed`.
+    pub fn new(batching: &Batching, seed: u64, worker: u32) -> Self {
+        let stream = seed ^ (u64::from(worker) + 1).wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0xBA7C;
+        Self {
+            step_locked: batching.step_locked_ms.sampler(),
+            step_free: batching.step_free_ms.sampler(),
+            seq_locked: batching.seq_locked_ms.sampler(),
+            seq_free: batching.seq_free_ms.sampler(),
+            rng: Xoshiro256PlusPlus::seed_from_u64(stream),
+        }
+    }
+
+    /// The (locked, free) work of one step of `batch` sequences [ns].
+    pub fn draw(&mut self, batch: u32) -> (u64, u64) {
+        let (r, b) = (&mut self.rng, f64::from(batch));
+        let locked = self.step_locked.sample(r) + b * self.seq_locked.sample(r);
+        let free = self.step_free.sample(r) + b * self.seq_free.sample(r);
+        (ms_to_ns(locked), ms_to_ns(free))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +149,22 @@ mod tests {
         assert_eq!((w.request_locked_ns, w.request_free_ns), (1_000_000, 2_000_000));
         assert_eq!(w.tokens.len(), 4);
         assert!(w.tokens.iter().all(|&(_, f)| f == 500_000));
+    }
+
+    #[test]
+    fn step_work_grows_with_the_batch() {
+        let b = Batching {
+            step_locked_ms: Dist::Const(0.5),
+            seq_locked_ms: Dist::Const(0.25),
+            step_free_ms: Dist::Const(1.0),
+            seq_free_ms: Dist::Const(0.125),
+            ..Batching::default()
+        };
+        let mut s = StepSampler::new(&b, 1, 0);
+        for (batch, want) in [(1, (750_000, 1_125_000)), (4, (1_500_000, 1_500_000))] {
+            assert_eq!(s.draw(batch), want, "batch {batch}");
+        }
+        assert_eq!(StepSampler::new(&Batching::default(), 1, 0).draw(8), (0, 0));
     }
 
     #[test]

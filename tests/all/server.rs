@@ -43,15 +43,21 @@ fn closed_loop(
     per_client: usize,
     body: &'static [u8],
 ) -> Vec<Vec<HttpResponse>> {
-    let go = Arc::new(Barrier::new(clients));
-    let handles: Vec<_> = (0..clients)
-        .map(|_| {
+    closed_loop_each(addr, vec![body.to_vec(); clients], per_client)
+}
+
+/// [`closed_loop`] with one client per body, each sending its own.
+fn closed_loop_each(addr: SocketAddr, bodies: Vec<Vec<u8>>, per_client: usize) -> Vec<Vec<HttpResponse>> {
+    let go = Arc::new(Barrier::new(bodies.len()));
+    let handles: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
             let go = Arc::clone(&go);
             std::thread::spawn(move || {
                 let mut c = Connection::open(addr, TIMEOUT).expect("connect");
                 go.wait();
                 (0..per_client)
-                    .map(|_| c.request("POST", "/correct", Some(body), &[]).expect("a response"))
+                    .map(|_| c.request("POST", "/correct", Some(&body), &[]).expect("a response"))
                     .collect()
             })
         })
@@ -210,7 +216,13 @@ fn a_request_still_queued_at_the_timeout_gets_504() {
 
 #[test]
 fn sigterm_under_load_loses_no_accepted_request() {
-    let server = start("[system]\ncores = 2\n[worker]\nthreads = 4\n[cost]\nrequest_free_ms = 5\n");
+    drain_loses_nothing("[system]\ncores = 2\n[worker]\nthreads = 4\n[cost]\nrequest_free_ms = 5\n");
+}
+
+/// Clients keep sending until the server, terminated once 40 answers are in, stops
+/// accepting; every accepted request must have been answered and received.
+fn drain_loses_nothing(toml: &str) {
+    let server = start(toml);
     let answered = Arc::new(AtomicU64::new(0));
     let addr = server.addr();
     let clients: Vec<_> = (0..8)
@@ -246,4 +258,73 @@ fn sigterm_under_load_loses_no_accepted_request() {
     assert!(received >= 40);
     assert_eq!(counts.accepted, counts.completed, "{counts:?}");
     assert_eq!(counts.completed, received, "every accepted request was answered and received");
+}
+
+fn body_with_tokens(n: u32) -> Vec<u8> {
+    format!(r#"{{"sentence": "the quick brown fox", "max_new_tokens": {n}}}"#).into_bytes()
+}
+
+#[test]
+fn continuous_batching_shares_steps_and_gives_each_request_its_own_tokens() {
+    // The event loop's locked work contends with the scheduler's locked step work.
+    let server = start(
+        "[system]\ncores = 2\n[worker]\nlock = \"gil\"\n[cost]\nloop_in_ms = 0.2\n\
+         [batching]\nmode = \"continuous\"\nmax_batch = 4\nstep_locked_ms = 0.5\nstep_free_ms = 1.5\n",
+    );
+    // Eight clients of different lengths: sequences of different lengths share batches.
+    let tokens = [2, 3, 5, 7, 8, 11, 13, 16];
+    let responses = closed_loop_each(server.addr(), tokens.iter().map(|&n| body_with_tokens(n)).collect(), 3);
+    for (&n, rs) in tokens.iter().zip(&responses) {
+        for r in rs {
+            assert_eq!(r.status, 200);
+            let c: CorrectResponse = r.json().unwrap();
+            assert_eq!((c.tokens, c.timing.tokens), (n, n));
+            assert!(c.timing.lock_held_ms > 0.0 && c.timing.busy_locked_ms > 0.0, "{:?}", c.timing);
+        }
+    }
+    let s = stats(&server);
+    let b = &s.batch;
+    assert_eq!((s.requests.completed, b.joined, b.mode.as_str()), (24, 24, "continuous"));
+    assert_eq!(b.sequences, 3 * tokens.iter().map(|&n| u64::from(n)).sum::<u64>(), "{b:?}");
+    assert!(b.mean_batch > 1.0 && b.mean_batch <= 4.0, "{b:?}");
+    assert!(b.peak_batch <= 4 && s.peak_inference <= 4, "{s:?}");
+    assert_eq!(s.pool.threads, 0, "batching starts no threadpool");
+    assert_eq!(s.lock_stats.max_holders, 1, "{:?}", s.lock_stats);
+    let metrics = servesim::server::client::get(server.addr(), "/metrics", TIMEOUT).unwrap();
+    let text = String::from_utf8(metrics.body).unwrap();
+    for bucket in ["le=\"1\"", "le=\"4\"", "le=\"64\""] {
+        let line = format!("servesim_batch_size_bucket{{{bucket}}}");
+        assert!(text.contains(&line), "{line} missing from /metrics");
+    }
+}
+
+#[test]
+fn a_static_batch_alone_goes_after_max_wait() {
+    let server = start("[batching]\nmode = \"static\"\nmax_batch = 8\nmax_wait_ms = 50\n");
+    let r = servesim::server::client::post_json(server.addr(), "/correct", BODY, TIMEOUT).unwrap();
+    assert_eq!(r.status, 200);
+    let c: CorrectResponse = r.json().unwrap();
+    assert_eq!(c.tokens, 4);
+    assert!(c.timing.queue_wait_ms >= 45.0, "{:?}", c.timing);
+    let b = stats(&server).batch;
+    assert_eq!((b.mode.as_str(), b.steps, b.sequences, b.mean_batch), ("static", 4, 4, 1.0));
+}
+
+#[test]
+fn a_full_batch_queue_sheds_with_503_and_retry_after() {
+    let server = start(
+        "[worker]\nqueue_limit = 2\n[batching]\nmode = \"continuous\"\nmax_batch = 1\nstep_free_ms = 100\n",
+    );
+    let responses = closed_loop(server.addr(), 6, 1, BODY);
+    assert_eq!(statuses(&responses), [200, 200, 503, 503, 503, 503]);
+    for r in responses.iter().flatten().filter(|r| r.status == 503) {
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    let s = stats(&server);
+    assert_eq!((s.requests.rejected, s.requests.completed, s.batch.peak_batch), (4, 2, 1));
+}
+
+#[test]
+fn sigterm_with_batching_loses_no_accepted_request() {
+    drain_loses_nothing("[batching]\nmode = \"continuous\"\nmax_batch = 4\nstep_free_ms = 1\n");
 }

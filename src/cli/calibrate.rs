@@ -1,0 +1,84 @@
+//! `servesim calibrate`.
+
+use super::common::ScenarioArgs;
+use anyhow::Context;
+use clap::Args;
+use servesim::experiment::{CalibrateOptions, calibrate};
+use std::path::PathBuf;
+
+/// Measure the real server's own costs on this machine and write a calibration file.
+///
+/// Starts the real server on the scenario's CPUs with no emulated work, one thread and the
+/// GIL, sends the scenario's request from one client, and splits each response's timing:
+/// the model's matmuls (lock-free per token), the rest of the model (lock-held per token),
+/// and the HTTP / JSON / dispatch overhead (event-loop work). Then times the real lock's
+/// hand-off between two threads and the batched step at several batch sizes. Every cost is
+/// kept as its samples. Scenarios use it with `cost.calibration = "PATH"` (or `--set`).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  servesim calibrate models/validate.toml --out validation/calibration.json\n  \
+    servesim simulate models/validate.toml --set cost.calibration='\"../validation/calibration.json\"'"
+)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+
+    /// Where to write the calibration (JSON).
+    #[arg(long, default_value = "validation/calibration.json")]
+    out: PathBuf,
+
+    /// Requests measured from one client.
+    #[arg(long, default_value_t = 300)]
+    requests: u32,
+
+    /// The Mini-GPT directory (default: models/mini-gpt).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+}
+
+/// Runs `servesim calibrate`.
+pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
+    let sc = args.scenario.load(&[])?;
+    let opts =
+        CalibrateOptions { requests: args.requests, model_dir: args.model, ..CalibrateOptions::default() };
+    let cal = calibrate(&sc, &opts, |stage| eprintln!("calibrate: {stage}…"))?;
+    write(&cal, &args.out)?;
+    print_summary(&cal, &args.out);
+    Ok(())
+}
+
+/// Writes a calibration as pretty JSON, creating the directory.
+pub fn write(cal: &servesim::scenario::Calibration, out: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(out, serde_json::to_vec_pretty(cal)?)
+        .with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// One line per component: mean and p95 of its samples.
+pub fn print_summary(cal: &servesim::scenario::Calibration, out: &std::path::Path) {
+    let stat = |s: &[f64]| {
+        let mut v = s.to_vec();
+        v.sort_by(f64::total_cmp);
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        (mean, v.get((v.len() * 95 / 100).min(v.len().saturating_sub(1))).copied().unwrap_or(0.0))
+    };
+    println!("calibration written to {} ({} on {})", out.display(), cal.machine.date, cal.machine.cpu_model);
+    for (name, s) in [
+        ("loop_in_ms", &cal.loop_in_ms),
+        ("loop_out_ms", &cal.loop_out_ms),
+        ("token_locked_ms", &cal.token_locked_ms),
+        ("token_free_ms", &cal.token_free_ms),
+    ] {
+        let (m, p95) = stat(s);
+        println!("  {name:<18} mean {m:>8.4} ms   p95 {p95:>8.4} ms   ({} samples)", s.len());
+    }
+    println!("  kernels_per_token  {}", cal.kernels_per_token);
+    println!("  handoff_us         {:.1} µs", cal.handoff_us);
+    for b in &cal.batch_steps {
+        let (l, _) = stat(&b.locked_ms);
+        let (f, _) = stat(&b.free_ms);
+        println!("  batch {:>3}: step {:>7.3} ms (locked {l:.3}, free {f:.3})", b.batch, l + f);
+    }
+}

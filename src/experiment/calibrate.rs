@@ -1,0 +1,353 @@
+//! `servesim calibrate`: the real server's own costs on this machine, as a calibration file
+//! that scenarios reference with `cost.calibration`.
+//!
+//! ```text
+//!  1. server, 1 thread, GIL, 1 client ─► each response's timing, minus the nominal
+//!     emulated work (what emulating it costs beyond nominal stays in):
+//!       (matmul + busy_free) / tokens         → token_free_ms   (the GIL-free kernels)
+//!       (compute − the above) / tokens        → token_locked_ms (model code outside kernels)
+//!       client latency − compute − lock wait  → loop_in_ms + loop_out_ms (HTTP, JSON, dispatch)
+//!  2. two threads passing the real lock back and forth ─► handoff_us
+//!  3. the batched step at B = 1, 2, 4 … ─► batch_steps (locked = outside kernels, free = kernels)
+//! ```
+//!
+//! Every cost is kept as its samples (an empirical distribution), so the simulator draws
+//! what the machine did, tails included. One calibration serves every point of a
+//! validation: the emulated work a point adds (`cost.*`) is added on top in both backends.
+
+use crate::gpt::{Model, TimingHooks};
+use crate::scenario::BatchStep;
+use crate::scenario::{BatchingMode, CALIBRATION_FORMAT, Calibration, Handler, LockKind, Machine, Scenario};
+use crate::server::busy::{NoSwitch, spin};
+use crate::server::client::Connection;
+use crate::server::{
+    self, CorrectResponse, CpuPlan, Gil, LaunchOptions, Limits, ServerConfig, ServerProcess,
+};
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// Why a calibration could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    /// The server refused the configuration.
+    #[error(transparent)]
+    Config(#[from] server::ConfigError),
+    /// The server could not be started or stopped.
+    #[error(transparent)]
+    Launch(#[from] server::LaunchError),
+    /// A request to the server failed.
+    #[error("calibration request {index} failed: {message}")]
+    Request {
+        /// Which request.
+        index: u32,
+        /// What went wrong.
+        message: String,
+    },
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] crate::gpt::GptError),
+    /// Bad options.
+    #[error("{0}")]
+    Options(String),
+}
+
+/// How to calibrate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrateOptions {
+    /// The `servesim` binary. By default, found by [`server::find_binary`].
+    pub binary: Option<PathBuf>,
+    /// The Mini-GPT directory. By default, [`server::resolve_model_dir`]`(None)`.
+    pub model_dir: Option<PathBuf>,
+    /// Requests measured from one client (after `warmup`).
+    pub requests: u32,
+    /// Requests sent first and not kept.
+    pub warmup: u32,
+    /// Lock hand-offs timed.
+    pub handoffs: u32,
+    /// Batch sizes whose step is timed (empty: none).
+    pub batch_sizes: Vec<u32>,
+    /// Steps timed per batch size.
+    pub batch_samples: u32,
+}
+
+impl Default for CalibrateOptions {
+    fn default() -> Self {
+        Self {
+            binary: None,
+            model_dir: None,
+            requests: 300,
+            warmup: 30,
+            handoffs: 2000,
+            batch_sizes: vec![1, 2, 4, 8, 16, 32],
+            batch_samples: 40,
+        }
+    }
+}
+
+/// The scenario the server is calibrated with: its CPUs, prompt, tokens and emulated work,
+/// one worker with one thread and the GIL (so lock operations are paid), no batching.
+fn bare(sc: &Scenario) -> Scenario {
+    let mut s = sc.clone();
+    s.system.workers = 1;
+    s.worker.handler = Handler::Sync;
+    s.worker.threads = 1;
+    s.worker.lock = LockKind::Gil;
+    s.batching.mode = BatchingMode::None;
+    s
+}
+
+/// Means of the emulated work the server adds per request [ms]: (loop, locked, free), where
+/// locked and free are (per request, per token).
+struct Nominal {
+    loop_ms: f64,
+    locked: (f64, f64),
+    free: (f64, f64),
+}
+
+impl Nominal {
+    fn of(c: &crate::server::EmulatedCost) -> Self {
+        Self {
+            loop_ms: c.loop_in_free_ms.mean()
+                + c.loop_in_ms.mean()
+                + c.loop_out_ms.mean()
+                + c.loop_out_free_ms.mean(),
+            locked: (c.request_locked_ms.mean(), c.token_locked_ms.mean()),
+            free: (c.request_free_ms.mean(), c.token_free_ms.mean()),
+        }
+    }
+}
+
+/// Measures the real costs of the server that `sc` describes (its CPUs, prompt length and
+/// tokens per request). `progress` is told each stage as it starts.
+pub fn calibrate(
+    sc: &Scenario,
+    opts: &CalibrateOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<Calibration, CalibrateError> {
+    if opts.requests == 0 {
+        return Err(CalibrateError::Options("--requests must be ≥ 1".into()));
+    }
+    let model_dir = server::resolve_model_dir(opts.model_dir.as_deref());
+    let bare = bare(sc);
+    let config = ServerConfig::from_scenario(&bare, Limits::default(), model_dir.clone())?;
+    let allowed = server::affinity::allowed()
+        .map_err(|e| CalibrateError::Options(format!("cannot read the CPU affinity: {e}")))?;
+    let cpus = CpuPlan::split(&allowed, sc.system.cores as usize);
+    let launch = LaunchOptions {
+        binary: opts.binary.clone(),
+        cpus: Some(cpus.server.clone()),
+        ..LaunchOptions::default()
+    };
+    progress("single-client requests on the real server");
+    let srv = ServerProcess::start(&config, &launch)?;
+    let samples = requests(&srv, sc, &Nominal::of(&config.cost), opts);
+    let _ = srv.stop(Duration::from_secs(10));
+    let samples = samples?;
+    progress("lock hand-offs");
+    let handoff_us = handoff_us(opts.handoffs.max(10));
+    progress("batched steps");
+    let model = Model::load(&model_dir)?;
+    let batch_steps = batch_steps(&model, sc.workload.prompt_chars as usize, opts);
+    let n = samples.len();
+    let mut cal = Calibration {
+        format: CALIBRATION_FORMAT,
+        machine: machine(),
+        method: format!(
+            "{n} requests from one client after {} warm-up ({} prompt characters, tokens as \
+             workload.new_tokens), server on CPUs {} with 1 thread, the GIL and the scenario's emulated work (its nominal \
+             mean taken out); \
+             {} lock hand-offs between two threads; {} steps per batch size",
+            opts.warmup, sc.workload.prompt_chars, cpus.server, opts.handoffs, opts.batch_samples
+        ),
+        kernels_per_token: model.config().kernels_per_token() as u32,
+        handoff_us,
+        batch_steps,
+        ..Calibration::default()
+    };
+    for s in samples {
+        cal.loop_in_ms.push(s.overhead_ms / 2.0);
+        cal.loop_out_ms.push(s.overhead_ms / 2.0);
+        cal.token_locked_ms.push(s.token_locked_ms);
+        cal.token_free_ms.push(s.token_free_ms);
+    }
+    // The per-request part is folded into the tokens (the prefill is the first token's pass).
+    cal.request_locked_ms = vec![0.0];
+    cal.request_free_ms = vec![0.0];
+    Ok(cal)
+}
+
+struct Sample {
+    overhead_ms: f64,
+    token_locked_ms: f64,
+    token_free_ms: f64,
+}
+
+/// Sends the scenario's request from one keep-alive client and splits each response's time.
+///
+/// The server does the scenario's emulated work too, so that what emulating it costs beyond
+/// its nominal amount (timer reads, lock operations at every slice) is measured with the
+/// real costs: each sample is the measured time minus the nominal emulated mean.
+fn requests(
+    srv: &ServerProcess,
+    sc: &Scenario,
+    nominal: &Nominal,
+    opts: &CalibrateOptions,
+) -> Result<Vec<Sample>, CalibrateError> {
+    let tokens = match sc.workload.new_tokens {
+        crate::workload::Dist::Const(n) => n.round().max(1.0) as u32,
+        ref d => d.mean().round().max(1.0) as u32,
+    };
+    let sentence: String = "the quick brown fox jumps over the lazy dog "
+        .chars()
+        .cycle()
+        .take(sc.workload.prompt_chars.max(1) as usize)
+        .collect();
+    let body = serde_json::json!({ "sentence": sentence, "max_new_tokens": tokens }).to_string();
+    let fail = |index, message: String| CalibrateError::Request { index, message };
+    let mut conn =
+        Connection::open(srv.addr(), Duration::from_secs(30)).map_err(|e| fail(0, e.to_string()))?;
+    let mut out = Vec::with_capacity(opts.requests as usize);
+    for i in 0..opts.warmup + opts.requests {
+        let t0 = Instant::now();
+        let resp = conn
+            .request("POST", "/correct", Some(body.as_bytes()), &[("Content-Type", "application/json")])
+            .map_err(|e| fail(i, e.to_string()))?;
+        let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+        if resp.status != 200 {
+            return Err(fail(i, format!("status {}: {}", resp.status, String::from_utf8_lossy(&resp.body))));
+        }
+        let r: CorrectResponse = resp.json().map_err(|e| fail(i, e.to_string()))?;
+        if i < opts.warmup {
+            continue;
+        }
+        let t = &r.timing;
+        let n = f64::from(t.tokens.max(1));
+        let free = t.matmul_ms + t.busy_free_ms;
+        let locked = t.compute_ms - free;
+        out.push(Sample {
+            overhead_ms: (latency_ms - t.compute_ms - t.lock_wait_ms - nominal.loop_ms).max(0.0),
+            token_locked_ms: ((locked - nominal.locked.0) / n - nominal.locked.1).max(0.0),
+            token_free_ms: ((free - nominal.free.0) / n - nominal.free.1).max(0.0),
+        });
+    }
+    Ok(out)
+}
+
+/// The real lock's hand-off cost [µs]: two threads alternate holding it for a fixed spin;
+/// the wall time beyond the spins, per hold, is what passing the lock costs.
+fn handoff_us(handoffs: u32) -> f64 {
+    const HOLD_NS: u64 = 20_000;
+    let gil = Arc::new(Gil::new(Some(Duration::from_millis(5))));
+    let start = Arc::new(Barrier::new(2));
+    let per_thread = handoffs / 2;
+    let run = |gil: Arc<Gil>, start: Arc<Barrier>| {
+        move || {
+            start.wait();
+            let t0 = Instant::now();
+            for _ in 0..per_thread {
+                gil.acquire();
+                spin(HOLD_NS, &mut NoSwitch);
+                gil.release();
+            }
+            t0.elapsed()
+        }
+    };
+    let a = std::thread::spawn(run(Arc::clone(&gil), Arc::clone(&start)));
+    let b = std::thread::spawn(run(gil, start));
+    let wall = a.join().unwrap_or_default().max(b.join().unwrap_or_default());
+    let holds = f64::from(2 * per_thread);
+    ((wall.as_secs_f64() * 1e6 / holds) - HOLD_NS as f64 / 1e3).max(0.0)
+}
+
+/// Hooks that only time the kernels.
+type Timing = TimingHooks;
+
+/// One step's (locked, free) time at each batch size.
+fn batch_steps(model: &Model, prompt_chars: usize, opts: &CalibrateOptions) -> Vec<BatchStep> {
+    let context = model.config().context;
+    let chars = prompt_chars.clamp(1, context / 2);
+    let prompt: String = "the quick brown fox jumps over the lazy dog ".chars().cycle().take(chars).collect();
+    let room = context.saturating_sub(chars + 2).max(2);
+    opts.batch_sizes
+        .iter()
+        .map(|&b| {
+            let start = || {
+                (0..b)
+                    .map(|_| model.start(&prompt, room, false, &mut crate::gpt::NoHooks))
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap_or_default()
+            };
+            let mut seqs = start();
+            let mut step = BatchStep { batch: b, locked_ms: Vec::new(), free_ms: Vec::new() };
+            for i in 0..opts.batch_samples + 3 {
+                if seqs.is_empty() || seqs.iter().any(|s| s.is_finished()) {
+                    seqs = start();
+                }
+                let mut refs: Vec<_> = seqs.iter_mut().collect();
+                let mut hooks = Timing::default();
+                let t0 = Instant::now();
+                model.step_batch(&mut refs, &mut hooks);
+                let wall = t0.elapsed();
+                if i >= 3 {
+                    step.free_ms.push(hooks.matmul.as_secs_f64() * 1e3);
+                    step.locked_ms.push(wall.saturating_sub(hooks.matmul).as_secs_f64() * 1e3);
+                }
+            }
+            step
+        })
+        .collect()
+}
+
+/// Where this runs: host, CPU model, CPUs, OS, date (UTC).
+pub fn machine() -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_owned();
+    let cpu_model = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    Machine {
+        hostname: read("/proc/sys/kernel/hostname"),
+        cpu_model,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        os: format!("{} {}", std::env::consts::OS, read("/proc/sys/kernel/osrelease")),
+        date: utc_now(),
+    }
+}
+
+/// Now as RFC 3339 UTC, to the second.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_are_rfc3339() {
+        let d = utc_now();
+        assert_eq!(d.len(), 20, "{d}");
+        assert!(d.starts_with("20") && d.ends_with('Z') && &d[10..11] == "T", "{d}");
+    }
+
+    #[test]
+    fn the_lock_hand_off_costs_something_finite() {
+        let h = handoff_us(200);
+        assert!(h.is_finite() && h >= 0.0, "{h}");
+    }
+}
