@@ -25,7 +25,9 @@ pub use capacity::{
 };
 // --- measure (real backend) ---
 #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-pub use calibrate::{CalibrateError, CalibrateOptions, calibrate, machine, utc_now};
+pub use calibrate::{
+    CalibrateError, CalibrateOptions, calibrate, calibration_at, machine, utc_now, write_calibration,
+};
 #[cfg(all(feature = "server", feature = "load"))]
 pub use measure::{MeasureError, MeasureOptions, MeasureReport, WorkerReport, measure};
 #[cfg(all(feature = "server", feature = "load", feature = "plot"))]

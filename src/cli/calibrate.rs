@@ -1,7 +1,6 @@
 //! `servesim calibrate`.
 
 use super::common::ScenarioArgs;
-use anyhow::Context;
 use clap::Args;
 use servesim::experiment::{CalibrateOptions, calibrate};
 use std::path::PathBuf;
@@ -49,11 +48,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
 
 /// Writes a calibration as pretty JSON, creating the directory.
 pub fn write(cal: &servesim::scenario::Calibration, out: &std::path::Path) -> anyhow::Result<()> {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(out, serde_json::to_vec_pretty(cal)?)
-        .with_context(|| format!("cannot write {}", out.display()))
+    Ok(servesim::experiment::write_calibration(cal, out)?)
 }
 
 /// One line per component: mean and p95 of its samples.
