@@ -167,12 +167,12 @@ pub struct SimReport {
 /// Checks that the scenario is one the simulator models.
 pub fn check_supported(sc: &Scenario) -> Result<(), SimError> {
     let b = stability(sc);
-    let instant = b.demand_ms == 0.0 && sc.clients.think_ms.mean() == 0.0;
+    let instant = b.demand_ms == 0.0 && sc.clients.think_ms.mean() == 0.0 && sc.cost.rtt_ms.mean() == 0.0;
     if instant && sc.clients.kind == ClientKind::Closed {
         return Err(SimError::Unsupported {
             field: "cost",
             message: "every request costs nothing and users do not think, so infinitely many \
-                      requests complete at t = 0; give a cost or clients.think_ms"
+                      requests complete at t = 0; give a cost, cost.rtt_ms or clients.think_ms"
                 .into(),
         });
     }

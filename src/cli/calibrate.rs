@@ -7,12 +7,14 @@ use std::path::PathBuf;
 
 /// Measure the real server's own costs on this machine and write a calibration file.
 ///
-/// Starts the real server on the scenario's CPUs with no emulated work, one thread and the
-/// GIL, sends the scenario's request from one client, and splits each response's timing:
-/// the model's matmuls (lock-free per token), the rest of the model (lock-held per token),
-/// and the HTTP / JSON / dispatch overhead (event-loop work). Then times the real lock's
-/// hand-off between two threads and the batched step at several batch sizes. Every cost is
-/// kept as its samples. Scenarios use it with `cost.calibration = "PATH"` (or `--set`).
+/// Starts the real server on the scenario's CPUs with one thread and the GIL (so every lock
+/// operation is paid) and the scenario's emulated work, sends the scenario's request from one
+/// client, and splits each response's time, the nominal emulated work taken out: the model's
+/// matmuls (lock-free per token), the rest of the model (lock-held per token), the event
+/// loop's CPU (HTTP, JSON, dispatch) and the rest of the round trip (client, loopback,
+/// wake-ups: `rtt_ms`). Then times the real lock's hand-off between threads and the batched
+/// step at several batch sizes. Every cost is kept as its samples. Scenarios use it with
+/// `cost.calibration = "PATH"` (or `--set`).
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  servesim calibrate models/validate.toml --out validation/calibration.json\n  \
@@ -65,6 +67,7 @@ pub fn print_summary(cal: &servesim::scenario::Calibration, out: &std::path::Pat
         ("loop_out_ms", &cal.loop_out_ms),
         ("token_locked_ms", &cal.token_locked_ms),
         ("token_free_ms", &cal.token_free_ms),
+        ("rtt_ms", &cal.rtt_ms),
     ] {
         let (m, p95) = stat(s);
         println!("  {name:<18} mean {m:>8.4} ms   p95 {p95:>8.4} ms   ({} samples)", s.len());

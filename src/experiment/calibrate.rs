@@ -151,7 +151,7 @@ pub fn calibrate(
     let srv = ServerProcess::start(&config, &launch)?;
     let samples = requests(&srv, sc, &Nominal::of(&config.cost), opts);
     let _ = srv.stop(Duration::from_secs(10));
-    let samples = samples?;
+    let (samples, loop_cpu_ms) = samples?;
     progress("lock hand-offs");
     let handoff_us = handoff_us(opts.handoffs.max(10));
     progress("batched steps");
@@ -163,9 +163,10 @@ pub fn calibrate(
         machine: machine(),
         method: format!(
             "{n} requests from one client after {} warm-up ({} prompt characters, tokens as \
-             workload.new_tokens), server on CPUs {} with 1 thread, the GIL and the scenario's emulated work (its nominal \
-             mean taken out); \
-             {} lock hand-offs between two threads; {} steps per batch size",
+             workload.new_tokens), server on CPUs {} with 1 thread, the GIL and the scenario's \
+             emulated work (its nominal mean taken out); loop work: the event loop's CPU time per \
+             request; rtt: the rest of each request's time outside the handler; \
+             {} lock hand-offs among four threads; {} steps per batch size",
             opts.warmup, sc.workload.prompt_chars, cpus.server, opts.handoffs, opts.batch_samples
         ),
         kernels_per_token: model.config().kernels_per_token() as u32,
@@ -173,9 +174,13 @@ pub fn calibrate(
         batch_steps,
         ..Calibration::default()
     };
+    // The event loop's CPU per request, half before and half after the handler; the rest of
+    // each request's time outside the handler is spent off the server's threads.
+    let loop_ms = loop_cpu_ms.min(samples.iter().map(|s| s.overhead_ms).sum::<f64>() / n.max(1) as f64);
+    cal.loop_in_ms = vec![loop_ms / 2.0];
+    cal.loop_out_ms = vec![loop_ms / 2.0];
     for s in samples {
-        cal.loop_in_ms.push(s.overhead_ms / 2.0);
-        cal.loop_out_ms.push(s.overhead_ms / 2.0);
+        cal.rtt_ms.push((s.overhead_ms - loop_ms).max(0.0));
         cal.token_locked_ms.push(s.token_locked_ms);
         cal.token_free_ms.push(s.token_free_ms);
     }
@@ -191,7 +196,9 @@ struct Sample {
     token_free_ms: f64,
 }
 
-/// Sends the scenario's request from one keep-alive client and splits each response's time.
+/// Sends the scenario's request from one keep-alive client and splits each response's time;
+/// also returns the event loop's mean CPU time per measured request [ms] (the server's own
+/// count, before its nominal emulated loop work).
 ///
 /// The server does the scenario's emulated work too, so that what emulating it costs beyond
 /// its nominal amount (timer reads, lock operations at every slice) is measured with the
@@ -201,7 +208,7 @@ fn requests(
     sc: &Scenario,
     nominal: &Nominal,
     opts: &CalibrateOptions,
-) -> Result<Vec<Sample>, CalibrateError> {
+) -> Result<(Vec<Sample>, f64), CalibrateError> {
     let tokens = match sc.workload.new_tokens {
         crate::workload::Dist::Const(n) => n.round().max(1.0) as u32,
         ref d => d.mean().round().max(1.0) as u32,
@@ -216,6 +223,7 @@ fn requests(
     let mut conn =
         Connection::open(srv.addr(), Duration::from_secs(30)).map_err(|e| fail(0, e.to_string()))?;
     let mut out = Vec::with_capacity(opts.requests as usize);
+    let mut before = if opts.warmup == 0 { Some(loop_cpu(srv)?) } else { None };
     for i in 0..opts.warmup + opts.requests {
         let t0 = Instant::now();
         let resp = conn
@@ -227,6 +235,9 @@ fn requests(
         }
         let r: CorrectResponse = resp.json().map_err(|e| fail(i, e.to_string()))?;
         if i < opts.warmup {
+            if i + 1 == opts.warmup {
+                before = Some(loop_cpu(srv)?);
+            }
             continue;
         }
         let t = &r.timing;
@@ -239,32 +250,47 @@ fn requests(
             token_free_ms: ((free - nominal.free.0) / n - nominal.free.1).max(0.0),
         });
     }
-    Ok(out)
+    let used = loop_cpu(srv)? - before.unwrap_or(0.0);
+    let loop_ms = (used / f64::from(opts.requests) - nominal.loop_ms).max(0.0);
+    Ok((out, loop_ms))
 }
 
-/// The real lock's hand-off cost [µs]: two threads alternate holding it for a fixed spin;
-/// the wall time beyond the spins, per hold, is what passing the lock costs.
+/// The event loop's CPU time so far, summed over workers [ms].
+fn loop_cpu(srv: &ServerProcess) -> Result<f64, CalibrateError> {
+    let stats =
+        srv.stats().map_err(|e| CalibrateError::Request { index: 0, message: format!("/stats: {e}") })?;
+    Ok(stats.iter().map(|w| w.loop_cpu_ms).sum())
+}
+
+/// The real lock's hand-off cost [µs] when threads queue for it: four threads take turns
+/// holding it for a fixed spin and queue again at once, so every release hands it to a
+/// parked waiter the OS must wake; the wall time per hold beyond the spin is the hand-off.
+///
+/// Four, not two: with two threads on two CPUs each waiter parks alone on its own CPU and
+/// wakes faster than in a real queue, where waiters outnumber the CPUs.
 fn handoff_us(handoffs: u32) -> f64 {
     const HOLD_NS: u64 = 20_000;
+    const THREADS: u32 = 4;
     let gil = Arc::new(Gil::new(Some(Duration::from_millis(5))));
-    let start = Arc::new(Barrier::new(2));
-    let per_thread = handoffs / 2;
-    let run = |gil: Arc<Gil>, start: Arc<Barrier>| {
-        move || {
-            start.wait();
-            let t0 = Instant::now();
-            for _ in 0..per_thread {
-                gil.acquire();
-                spin(HOLD_NS, &mut NoSwitch);
-                gil.release();
-            }
-            t0.elapsed()
-        }
-    };
-    let a = std::thread::spawn(run(Arc::clone(&gil), Arc::clone(&start)));
-    let b = std::thread::spawn(run(gil, start));
-    let wall = a.join().unwrap_or_default().max(b.join().unwrap_or_default());
-    let holds = f64::from(2 * per_thread);
+    let start = Arc::new(Barrier::new(THREADS as usize));
+    let per_thread = (handoffs / THREADS).max(1);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (gil, start) = (Arc::clone(&gil), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                let t0 = Instant::now();
+                for _ in 0..per_thread {
+                    gil.acquire();
+                    spin(HOLD_NS, &mut NoSwitch);
+                    gil.release();
+                }
+                t0.elapsed()
+            })
+        })
+        .collect();
+    let wall = threads.into_iter().map(|t| t.join().unwrap_or_default()).max().unwrap_or_default();
+    let holds = f64::from(THREADS * per_thread);
     ((wall.as_secs_f64() * 1e6 / holds) - HOLD_NS as f64 / 1e3).max(0.0)
 }
 
@@ -377,6 +403,43 @@ pub fn utc_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[ignore]
+    fn scan_handoffs() {
+        for threads in [2usize, 3, 4, 8] {
+            for free_ns in [0u64, 14_000] {
+                let gil = Arc::new(Gil::new(Some(Duration::from_millis(5))));
+                let start = Arc::new(Barrier::new(threads));
+                let per = 4000 / threads;
+                let hs: Vec<_> = (0..threads)
+                    .map(|_| {
+                        let (gil, start) = (Arc::clone(&gil), Arc::clone(&start));
+                        std::thread::spawn(move || {
+                            start.wait();
+                            let t0 = Instant::now();
+                            for _ in 0..per {
+                                gil.acquire();
+                                spin(21_000, &mut NoSwitch);
+                                gil.release();
+                                spin(free_ns, &mut NoSwitch);
+                            }
+                            t0.elapsed()
+                        })
+                    })
+                    .collect();
+                let wall = hs.into_iter().map(|h| h.join().unwrap()).max().unwrap();
+                let st = gil.stats();
+                let holds = (per * threads) as f64;
+                println!(
+                    "threads {threads} free {free_ns}: per hold {:.1} us, held/hold {:.1} us, handoffs {}",
+                    wall.as_secs_f64() * 1e6 / holds,
+                    st.held_ms * 1e3 / holds,
+                    st.handoffs
+                );
+            }
+        }
+    }
 
     #[test]
     fn utc_dates_are_rfc3339() {

@@ -231,7 +231,12 @@ pub struct Validation {
     pub wall_s: f64,
 }
 
-/// Validates every point of every suite; `progress(done, total, label)` after each.
+/// Validates every point of every suite; `progress(done, total, label)` after each
+/// measurement.
+///
+/// Every point is simulated first; then the measurements run in `repeats` passes over all
+/// points, so that a slow drift of the machine (another tenant, the clock) spreads over
+/// every point's repeats instead of biasing whichever points ran during it.
 pub fn validate(
     suites: &[Suite],
     opts: &ValidateOptions,
@@ -239,27 +244,40 @@ pub fn validate(
 ) -> Result<Validation, ValidateError> {
     let t0 = std::time::Instant::now();
     let grids: Vec<Grid> = suites.iter().map(|s| Grid::new(s.axes.clone())).collect::<Result<_, _>>()?;
-    let total: usize = grids.iter().map(Grid::len).sum();
-    let mut points = Vec::with_capacity(total);
+    let mut planned = Vec::new();
     for (suite, grid) in suites.iter().zip(&grids) {
         for i in 0..grid.len() {
             let point = grid.point(i);
             let params: Vec<(String, String)> =
                 point.iter().map(|o| (o.path.clone(), show(&o.value))).collect();
             let label = params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ");
-            progress(points.len(), total, &format!("{} {label}", suite.name));
-            points.push(validate_point(suite, point, params, opts, &label)?);
+            planned.push(plan_point(suite, &point, params, opts, &label)?);
+        }
+    }
+    let repeats = opts.repeats.max(1) as usize;
+    let total = planned.len() * repeats;
+    let mut measured: Vec<Vec<MeasureReport>> = vec![Vec::with_capacity(repeats); planned.len()];
+    for r in 0..repeats {
+        for (i, p) in planned.iter().enumerate() {
+            progress(r * planned.len() + i, total, &format!("{} {}", p.suite, p.label));
+            let mut sc = p.measured.clone();
+            sc.run.seed = sc.run.seed.wrapping_add(r as u64);
+            measured[i].push(
+                measure(&sc, &opts.measure)
+                    .map_err(|source| ValidateError::Measure { point: p.label.clone(), source })?,
+            );
         }
     }
     progress(total, total, "done");
+    let points: Vec<ValidatedPoint> = planned.into_iter().zip(&measured).map(|(p, m)| p.compare(m)).collect();
     let summary = summarize(&points);
     let targets = targets(&points, &summary);
     Ok(Validation {
         machine: super::calibrate::machine(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
         method: format!(
-            "measured: {} repeats of {} requests after a warm-up of 20 + 2 × users; simulated: \
-             replications of {} requests after a warm-up of 200 + 4 × users",
+            "measured: {} passes over the points, {} requests per point and pass after a warm-up of \
+             20 + 2 × users; simulated: replications of {} requests after a warm-up of 200 + 4 × users",
             opts.repeats, opts.requests, opts.sim_requests
         ),
         points,
@@ -267,6 +285,33 @@ pub fn validate(
         targets,
         wall_s: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// A point simulated and ready to measure.
+struct Planned {
+    suite: String,
+    params: Vec<(String, String)>,
+    label: String,
+    predicted: sim::SimReport,
+    measured: Scenario,
+}
+
+impl Planned {
+    fn compare(self, measured: &[MeasureReport]) -> ValidatedPoint {
+        let (f, ci) = (&self.predicted.figures, &self.predicted.ci95);
+        let m = |g: fn(&MeasureReport) -> f64| measured.iter().map(g).collect::<Vec<_>>();
+        let capacity = self.predicted.stability.capacity_rps;
+        ValidatedPoint {
+            suite: self.suite,
+            params: self.params,
+            saturated: f.throughput_rps >= 0.9 * capacity,
+            capacity_rps: capacity,
+            throughput_rps: Compared::new(f.throughput_rps, ci.throughput_rps, &m(|r| r.throughput_rps)),
+            p50_ms: Compared::new(f.latency_ms.p50, ci.latency_ms.p50, &m(|r| r.latency_ms.p50)),
+            p95_ms: Compared::new(f.latency_ms.p95, ci.latency_ms.p95, &m(|r| r.latency_ms.p95)),
+            p99_ms: Compared::new(f.latency_ms.p99, ci.latency_ms.p99, &m(|r| r.latency_ms.p99)),
+        }
+    }
 }
 
 fn load(
@@ -284,19 +329,19 @@ fn set(path: &str, value: impl Into<toml::Value>) -> Override {
     Override { path: path.into(), value: value.into() }
 }
 
-fn validate_point(
+fn plan_point(
     suite: &Suite,
-    point: Vec<Override>,
+    point: &[Override],
     params: Vec<(String, String)>,
     opts: &ValidateOptions,
     label: &str,
-) -> Result<ValidatedPoint, ValidateError> {
+) -> Result<Planned, ValidateError> {
     let mut extra = Vec::new();
     if let Some(cal) = &opts.calibration {
         let abs = std::path::absolute(cal).unwrap_or_else(|_| cal.clone());
         extra.push(set("cost.calibration", abs.display().to_string()));
     }
-    let base = load(suite, &point, &extra, label)?;
+    let base = load(suite, point, &extra, label)?;
     let users = match base.clients.kind {
         ClientKind::Closed => i64::from(base.clients.users),
         _ => 0,
@@ -304,35 +349,14 @@ fn validate_point(
     let mut sim_extra = extra.clone();
     sim_extra.push(set("run.requests", opts.sim_requests as i64));
     sim_extra.push(set("run.warmup_requests", 200 + 4 * users));
-    let sim_sc = load(suite, &point, &sim_extra, label)?;
+    let sim_sc = load(suite, point, &sim_extra, label)?;
     let predicted =
         sim::simulate(&sim_sc).map_err(|source| ValidateError::Sim { point: label.into(), source })?;
     let mut meas_extra = extra;
     meas_extra.push(set("run.requests", opts.requests as i64));
     meas_extra.push(set("run.warmup_requests", 20 + 2 * users));
-    let meas_sc = load(suite, &point, &meas_extra, label)?;
-    let mut measured: Vec<MeasureReport> = Vec::new();
-    for r in 0..opts.repeats.max(1) {
-        let mut sc = meas_sc.clone();
-        sc.run.seed = sc.run.seed.wrapping_add(u64::from(r));
-        measured.push(
-            measure(&sc, &opts.measure)
-                .map_err(|source| ValidateError::Measure { point: label.into(), source })?,
-        );
-    }
-    let (f, ci) = (&predicted.figures, &predicted.ci95);
-    let m = |g: fn(&MeasureReport) -> f64| measured.iter().map(g).collect::<Vec<_>>();
-    let capacity = predicted.stability.capacity_rps;
-    Ok(ValidatedPoint {
-        suite: suite.name.clone(),
-        params,
-        saturated: f.throughput_rps >= 0.9 * capacity,
-        capacity_rps: capacity,
-        throughput_rps: Compared::new(f.throughput_rps, ci.throughput_rps, &m(|r| r.throughput_rps)),
-        p50_ms: Compared::new(f.latency_ms.p50, ci.latency_ms.p50, &m(|r| r.latency_ms.p50)),
-        p95_ms: Compared::new(f.latency_ms.p95, ci.latency_ms.p95, &m(|r| r.latency_ms.p95)),
-        p99_ms: Compared::new(f.latency_ms.p99, ci.latency_ms.p99, &m(|r| r.latency_ms.p99)),
-    })
+    let measured = load(suite, point, &meas_extra, label)?;
+    Ok(Planned { suite: suite.name.clone(), params, label: label.into(), predicted, measured })
 }
 
 fn summarize(points: &[ValidatedPoint]) -> Vec<(String, ErrorSummary)> {
@@ -651,10 +675,10 @@ fn x_of(p: &ValidatedPoint, key: &str) -> Option<f64> {
     p.params.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok())
 }
 
-/// The numeric axis with the most distinct values.
 /// One plotted metric: file-name stem, axis label and accessor.
 type Metric = (&'static str, &'static str, fn(&ValidatedPoint) -> &Compared);
 
+/// The numeric axis with the most distinct values.
 fn x_axis(points: &[&ValidatedPoint]) -> Option<String> {
     let first = points.first()?;
     first

@@ -2,13 +2,14 @@
 //! `servesim calibrate`, that a scenario references with `cost.calibration = "…"`.
 //!
 //! The real server runs the real model plus the emulated work the scenario's `[cost]` table
-//! asks for. A calibration holds only the real part — samples of each cost component with
-//! the emulated work switched off — so one calibration serves every point of a validation,
+//! asks for. A calibration holds only the real part — samples of each cost component, the
+//! nominal emulated work taken out — so one calibration serves every point of a validation,
 //! whatever emulated work each point adds. Loading a scenario with a calibration adds the
 //! two: `token_locked_ms` becomes *calibrated + emulated*, and so on; the server's loop work
-//! (native code, no lock) goes to `loop_in_free_ms` / `loop_out_free_ms`; `release_points`
-//! becomes the model's kernels per token (the server releases the lock around each), and
-//! `handoff_us` adds the measured lock hand-off cost.
+//! (native code, no lock) goes to `loop_in_free_ms` / `loop_out_free_ms`, the time a
+//! request spends outside the server to `rtt_ms`; `release_points` becomes the model's
+//! kernels per token (the server releases the lock around each), and `handoff_us` adds the
+//! measured lock hand-off cost.
 
 use super::{Scenario, ScenarioError};
 use crate::workload::Dist;
@@ -72,6 +73,10 @@ pub struct Calibration {
     pub token_locked_ms: Samples,
     /// Work per generated token inside kernels (matmuls) [ms].
     pub token_free_ms: Samples,
+    /// Time per request outside the server's threads: client, loopback, wake-ups [ms]
+    /// (empty in files from before it was measured).
+    #[serde(default)]
+    pub rtt_ms: Samples,
     /// CPU cost of one lock hand-off to a waiting thread [µs].
     pub handoff_us: f64,
     /// Batched-step costs by batch size (empty when not measured).
@@ -125,6 +130,9 @@ impl Calibration {
         add(&mut c.request_free_ms, "request_free_ms", &self.request_free_ms)?;
         add(&mut c.token_locked_ms, "token_locked_ms", &self.token_locked_ms)?;
         add(&mut c.token_free_ms, "token_free_ms", &self.token_free_ms)?;
+        if !self.rtt_ms.is_empty() {
+            add(&mut c.rtt_ms, "rtt_ms", &self.rtt_ms)?;
+        }
         c.release_points = self.kernels_per_token;
         c.handoff_us += self.handoff_us;
         c.calibrated = Some(Arc::new(self));

@@ -221,7 +221,8 @@ impl Default for Workload {
 /// A request's life: the event loop reads and parses it (`loop_in_free_ms`, then
 /// `loop_in_ms`), a handler thread runs `request_locked_ms` then `request_free_ms`, then for
 /// every token `token_locked_ms` and `token_free_ms` in `release_points` alternating
-/// slices, and the loop writes the reply (`loop_out_ms`, then `loop_out_free_ms`).
+/// slices, and the loop writes the reply (`loop_out_ms`, then `loop_out_free_ms`); the
+/// client sees it `rtt_ms` later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cost {
@@ -245,6 +246,10 @@ pub struct Cost {
     pub token_locked_ms: Dist,
     /// Work per generated token without the lock (the matmuls) [ms].
     pub token_free_ms: Dist,
+    /// Time each request spends outside the server's threads — the client's send and
+    /// receive, the loopback, the wake-ups between — added to its latency after the reply
+    /// [ms]. It takes no core, thread or lock of the server. By default, 0.
+    pub rtt_ms: Dist,
     /// Lock release points per token: the token's locked and free work alternate in this
     /// many slices [count]. By default, 1.
     pub release_points: u32,
@@ -272,7 +277,8 @@ impl Default for Cost {
             request_locked_ms: zero.clone(),
             request_free_ms: zero.clone(),
             token_locked_ms: zero.clone(),
-            token_free_ms: zero,
+            token_free_ms: zero.clone(),
+            rtt_ms: zero,
             release_points: 1,
             handoff_us: 0.0,
             calibration: None,

@@ -37,7 +37,7 @@ fn non_negative(field: &str, v: f64) -> Result<(), ScenarioError> {
 
 impl Scenario {
     /// Every distribution of the scenario with its dotted path.
-    pub fn dists_mut(&mut self) -> [(&'static str, &mut Dist); 14] {
+    pub fn dists_mut(&mut self) -> [(&'static str, &mut Dist); 15] {
         let c = &mut self.cost;
         let b = &mut self.batching;
         [
@@ -51,6 +51,7 @@ impl Scenario {
             ("cost.request_free_ms", &mut c.request_free_ms),
             ("cost.token_locked_ms", &mut c.token_locked_ms),
             ("cost.token_free_ms", &mut c.token_free_ms),
+            ("cost.rtt_ms", &mut c.rtt_ms),
             ("batching.step_locked_ms", &mut b.step_locked_ms),
             ("batching.step_free_ms", &mut b.step_free_ms),
             ("batching.seq_locked_ms", &mut b.seq_locked_ms),

@@ -41,7 +41,8 @@ pub struct Stability {
 }
 
 /// Capacity bound of a scenario: the least of workers / lock demand, workers / loop demand,
-/// workers · threads / handler demand and cores / CPU demand.
+/// workers · threads / handler demand and cores / CPU demand. The lock demand counts a
+/// hand-off (`cost.handoff_us`) per acquisition, as a saturated lock always has a queue.
 pub fn stability(sc: &Scenario) -> Stability {
     let c = &sc.cost;
     let tokens = sc.workload.new_tokens.mean();
@@ -52,7 +53,15 @@ pub fn stability(sc: &Scenario) -> Stability {
     let demand_ms = handler + loop_work + loop_free;
     let workers = f64::from(sc.system.workers);
     let has_lock = sc.worker.lock != LockKind::None;
-    let lock_ms = if has_lock { handler_locked + if c.loop_lock { loop_work } else { 0.0 } } else { 0.0 };
+    // A saturated lock always has a queue, so each of its acquisitions is a hand-off.
+    let acquisitions = f64::from(u8::from(c.request_locked_ms.mean() > 0.0))
+        + tokens * f64::from(c.release_points)
+        + if c.loop_lock { 2.0 } else { 0.0 };
+    let lock_ms = if has_lock {
+        handler_locked + if c.loop_lock { loop_work } else { 0.0 } + acquisitions * c.handoff_us / 1e3
+    } else {
+        0.0
+    };
     let batching = sc.batching.mode != BatchingMode::None;
     let (loop_ms, pool_ms) = match sc.worker.handler {
         _ if batching => (loop_work + loop_free, 0.0),

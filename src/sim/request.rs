@@ -20,6 +20,9 @@ pub(crate) struct CostModel {
     req_free: Sampler,
     tok_locked: Sampler,
     tok_free: Sampler,
+    rtt: Sampler,
+    /// Whether `rtt` is zero, so replies reach clients at once.
+    pub(crate) no_rtt: bool,
     tokens: Sampler,
     /// Batched steps.
     pub(crate) step: StepCost,
@@ -43,6 +46,8 @@ impl CostModel {
             req_free: c.request_free_ms.sampler(),
             tok_locked: c.token_locked_ms.sampler(),
             tok_free: c.token_free_ms.sampler(),
+            rtt: c.rtt_ms.sampler(),
+            no_rtt: c.rtt_ms.is_zero(),
             tokens: s.workload.new_tokens.sampler(),
             step: StepCost::new(s),
             loop_locks: has_lock && c.loop_lock,
@@ -264,6 +269,11 @@ impl Request {
     /// One token generated (batched decoding).
     pub(crate) fn token_done(&mut self) {
         self.tokens_left = self.tokens_left.saturating_sub(1);
+    }
+
+    /// Time from the reply to the client seeing it [ns].
+    pub(crate) fn draw_rtt_ns(&mut self, cost: &CostModel) -> Nanos {
+        round_ns(cost.rtt.sample(&mut self.rng) * 1e6)
     }
 
     /// The per-request handler work — the prefill of a sequence joining a batch — as

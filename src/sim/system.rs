@@ -25,6 +25,8 @@ pub(crate) enum Ev {
     /// `static` batching: worker `worker`'s oldest waiting request has waited
     /// `max_wait_ms` (ignored unless `stamp` is still the batcher's).
     BatchTimeout { worker: u32, stamp: u32 },
+    /// Request `req`'s reply reaches its client (`cost.rtt_ms` after the server sent it).
+    Deliver { req: u32 },
 }
 
 /// What happens next.
@@ -201,6 +203,7 @@ impl<'a> System<'a> {
                 Next::Event => match self.queue.pop().expect("peeked").1 {
                     Ev::Arrive { client } => self.arrive(client),
                     Ev::BatchTimeout { worker, stamp } => self.batch_timeout(worker, stamp),
+                    Ev::Deliver { req } => self.deliver(req),
                 },
                 Next::GilDrop => self.gil_drop(self.gil_next.1),
             }
@@ -494,9 +497,21 @@ impl<'a> System<'a> {
         }
     }
 
+    /// The server is done with `r`: the client sees the reply now, or `cost.rtt_ms` later.
     fn complete(&mut self, r: u32) {
+        let w = self.reqs[r as usize].worker;
+        self.workers[w as usize].outstanding -= 1;
+        if self.cost.no_rtt {
+            self.deliver(r);
+        } else {
+            let delay = self.reqs[r as usize].draw_rtt_ns(&self.cost);
+            self.queue.push(self.now + delay, Ev::Deliver { req: r });
+        }
+    }
+
+    /// `r`'s client has its reply.
+    fn deliver(&mut self, r: u32) {
         let req = &self.reqs[r as usize];
-        self.workers[req.worker as usize].outstanding -= 1;
         let client = req.client;
         let latency = self.now - req.arrival;
         let waits = req.waits;

@@ -1,0 +1,100 @@
+//! A short validation: the simulator's predictions against the real server at a few points
+//! of the default suite, each bottleneck once — latency-bound (one user), lock-bound (the
+//! GIL), core-bound (no lock) and loop-bound (`async-blocking`).
+//!
+//! Its own test binary, so that no other test competes for the CPUs while it measures. The
+//! band is loose (25% for throughput and the median, 40% for p95): it catches a change that
+//! breaks the agreement between the two backends; the strict figures are the report of
+//! `servesim validate`.
+
+#![cfg(all(feature = "server", feature = "load"))]
+
+use servesim::experiment::{Axis, CalibrateOptions, Suite, ValidateOptions, calibration_at, validate};
+use servesim::scenario::{Override, Scenario};
+use std::path::{Path, PathBuf};
+
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+fn set(s: &str) -> Override {
+    s.parse().expect("an override")
+}
+
+fn axis(s: &str) -> Axis {
+    s.parse().expect("an axis")
+}
+
+#[test]
+fn predictions_agree_with_the_real_server() {
+    let file = models().join("validate.toml");
+    let dir = std::env::temp_dir().join(format!("servesim-validate-test-{}", std::process::id()));
+    let cal_path = dir.join("calibration.json");
+    let sc = Scenario::load(&file, &[]).expect("the validation scenario loads");
+    let quick = CalibrateOptions { requests: 100, warmup: 10, batch_sizes: Vec::new(), ..Default::default() };
+    calibration_at(&cal_path, &sc, &quick, |_| {}).expect("calibration on the real server");
+    let suite = |name: &str, fixed: &[&str], users: &str| Suite {
+        name: name.into(),
+        file: file.clone(),
+        fixed: fixed.iter().map(|s| set(s)).collect(),
+        axes: vec![axis(&format!("clients.users={users}"))],
+    };
+    let suites = [
+        suite("gil", &["worker.handler=sync", "worker.lock=gil"], "1,8"),
+        suite("cores", &["worker.handler=sync", "worker.lock=none"], "8"),
+        suite("loop", &["worker.handler=async-blocking", "worker.lock=none"], "4"),
+    ];
+    let opts = ValidateOptions {
+        calibration: Some(cal_path),
+        requests: 120,
+        repeats: 1,
+        sim_requests: 2000,
+        ..ValidateOptions::default()
+    };
+    // A measurement disturbed by another process on the machine is run again once; an
+    // agreement broken by a change misses both times.
+    let mut misses = Vec::new();
+    for _attempt in 0..2 {
+        let v = match validate(&suites, &opts, |_, _, _| {}) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                panic!("the validation runs: {e}");
+            }
+        };
+        assert_eq!(v.points.len(), 4, "every point is validated");
+        misses = misses_of(&v);
+        if misses.is_empty() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(misses.is_empty(), "{}", misses.join("\n"));
+}
+
+/// Every figure beyond its band: throughput and p50 within 25%, p95 (a tail, noisier on a
+/// shared machine) within 40%.
+fn misses_of(v: &servesim::experiment::Validation) -> Vec<String> {
+    let table = v.table();
+    let mut out = Vec::new();
+    for p in &v.points {
+        for (metric, c, band) in
+            [("throughput", &p.throughput_rps, 25.0), ("p50", &p.p50_ms, 25.0), ("p95", &p.p95_ms, 40.0)]
+        {
+            if !(c.measured > 0.0 && c.predicted > 0.0 && c.error_pct.abs() <= band) {
+                out.push(format!(
+                    "{} {}: {metric} predicted {:.2}, measured {:.2} ({:+.1}%), beyond {band}%",
+                    p.suite,
+                    p.label(),
+                    c.predicted,
+                    c.measured,
+                    c.error_pct
+                ));
+            }
+        }
+    }
+    if !out.is_empty() {
+        out.push(table);
+    }
+    out
+}
