@@ -68,6 +68,8 @@ pub fn print_summary(cal: &servesim::scenario::Calibration, out: &std::path::Pat
         ("token_locked_ms", &cal.token_locked_ms),
         ("token_free_ms", &cal.token_free_ms),
         ("rtt_ms", &cal.rtt_ms),
+        ("prefill_locked_ms", &cal.prefill_locked_ms),
+        ("prefill_free_ms", &cal.prefill_free_ms),
     ] {
         let (m, p95) = stat(s);
         println!("  {name:<18} mean {m:>8.4} ms   p95 {p95:>8.4} ms   ({} samples)", s.len());

@@ -19,6 +19,7 @@ use super::report::{WriteError, write_all};
 use crate::plot::{Chart, Point, Series, SeriesKind};
 use crate::scenario::{ClientKind, Override, Scenario, ScenarioError};
 use crate::sim::{self, SimError};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -143,6 +144,10 @@ pub struct ValidatedPoint {
     pub params: Vec<(String, String)>,
     /// Whether the prediction is within 10% of the capacity bound (saturated).
     pub saturated: bool,
+    /// Whether an open system is offered at least its capacity bound: queues grow for as
+    /// long as the run lasts, so latencies depend on its length and are not compared.
+    #[serde(default)]
+    pub unstable: bool,
     /// The simulator's capacity bound [req/s].
     pub capacity_rps: f64,
     /// Throughput [req/s].
@@ -156,6 +161,15 @@ pub struct ValidatedPoint {
 }
 
 impl ValidatedPoint {
+    /// ` *` when saturated, ` !` when unstable, else nothing.
+    fn mark(&self) -> &'static str {
+        match (self.unstable, self.saturated) {
+            (true, _) => " !",
+            (false, true) => " *",
+            _ => "",
+        }
+    }
+
     /// `a=1 b=x`.
     pub fn label(&self) -> String {
         self.params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ")
@@ -244,18 +258,25 @@ pub fn validate(
 ) -> Result<Validation, ValidateError> {
     let t0 = std::time::Instant::now();
     let grids: Vec<Grid> = suites.iter().map(|s| Grid::new(s.axes.clone())).collect::<Result<_, _>>()?;
-    let mut planned = Vec::new();
+    let mut todo = Vec::new();
     for (suite, grid) in suites.iter().zip(&grids) {
         for i in 0..grid.len() {
-            let point = grid.point(i);
-            let params: Vec<(String, String)> =
-                point.iter().map(|o| (o.path.clone(), show(&o.value))).collect();
-            let label = params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ");
-            planned.push(plan_point(suite, &point, params, opts, &label)?);
+            todo.push((suite, grid.point(i)));
         }
     }
     let repeats = opts.repeats.max(1) as usize;
-    let total = planned.len() * repeats;
+    let total = todo.len() * repeats;
+    progress(0, total, "simulating every point");
+    // The simulations, in parallel: each is deterministic, whatever the order.
+    let planned: Vec<Planned> = todo
+        .par_iter()
+        .map(|(suite, point)| {
+            let params: Vec<(String, String)> =
+                point.iter().map(|o| (o.path.clone(), show(&o.value))).collect();
+            let label = params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ");
+            plan_point(suite, point, params, opts, &label)
+        })
+        .collect::<Result<_, _>>()?;
     let mut measured: Vec<Vec<MeasureReport>> = vec![Vec::with_capacity(repeats); planned.len()];
     for r in 0..repeats {
         for (i, p) in planned.iter().enumerate() {
@@ -304,7 +325,8 @@ impl Planned {
         ValidatedPoint {
             suite: self.suite,
             params: self.params,
-            saturated: f.throughput_rps >= 0.9 * capacity,
+            saturated: f.throughput_rps >= 0.9 * capacity || self.predicted.stability.unstable,
+            unstable: self.predicted.stability.unstable,
             capacity_rps: capacity,
             throughput_rps: Compared::new(f.throughput_rps, ci.throughput_rps, &m(|r| r.throughput_rps)),
             p50_ms: Compared::new(f.latency_ms.p50, ci.latency_ms.p50, &m(|r| r.latency_ms.p50)),
@@ -362,7 +384,8 @@ fn plan_point(
 fn summarize(points: &[ValidatedPoint]) -> Vec<(String, ErrorSummary)> {
     let mut out = Vec::new();
     for (i, name) in ["throughput", "p50", "p95", "p99"].iter().enumerate() {
-        out.push((name.to_string(), ErrorSummary::of(points.iter().map(|p| p.metrics()[i].1.error_pct))));
+        let stable = points.iter().filter(|p| !p.unstable);
+        out.push((name.to_string(), ErrorSummary::of(stable.map(|p| p.metrics()[i].1.error_pct))));
     }
     out.push((
         "throughput below saturation".into(),
@@ -398,11 +421,7 @@ impl Validation {
         );
         let _ = writeln!(s, "{:<44} {:>22} {:>22} {:>22} {:>22}", "", "pred / meas / err", "", "", "");
         for p in &self.points {
-            let _ = write!(
-                s,
-                "{:<44}",
-                format!("{} {}{}", p.suite, p.label(), if p.saturated { " *" } else { "" })
-            );
+            let _ = write!(s, "{:<44}", format!("{} {}{}", p.suite, p.label(), p.mark()));
             for (_, c) in p.metrics() {
                 let _ = write!(
                     s,
@@ -412,7 +431,11 @@ impl Validation {
             }
             s.push('\n');
         }
-        let _ = writeln!(s, "(* saturated: predicted throughput ≥ 90% of the capacity bound)\n");
+        let _ = writeln!(
+            s,
+            "(* saturated: predicted throughput ≥ 90% of the capacity bound; ! unstable: offered \
+             load ≥ the capacity bound, queues grow with the run's length, not in the summary)\n"
+        );
         s.push_str(&self.summary_text());
         s
     }
@@ -480,10 +503,10 @@ impl Validation {
                 let _ = writeln!(s, "![{name}](../plots/{name})\n");
             }
         }
-        s.push_str("\n## Every point\n\nPredicted ± 95% CI (simulator), measured mean [min, max] over repeats (real server), error = (predicted − measured) / measured. `*`: saturated.\n\n");
+        s.push_str("\n## Every point\n\nPredicted ± 95% CI (simulator), measured mean [min, max] over repeats (real server), error = (predicted − measured) / measured. `*`: saturated; `!`: unstable (offered load ≥ capacity, so queues grow with the run's length; not in the summary).\n\n");
         s.push_str("| suite | point | throughput req/s | err | p50 ms | err | p95 ms | err | p99 ms | err |\n|---|---|---|---:|---|---:|---|---:|---|---:|\n");
         for p in &self.points {
-            let _ = write!(s, "| {} | {}{} |", p.suite, p.label(), if p.saturated { " *" } else { "" });
+            let _ = write!(s, "| {} | {}{} |", p.suite, p.label(), p.mark());
             for (_, c) in p.metrics() {
                 let _ = write!(
                     s,
@@ -510,7 +533,7 @@ impl Validation {
         for k in &keys {
             let _ = write!(s, "{k},");
         }
-        s.push_str("saturated,capacity_rps");
+        s.push_str("saturated,unstable,capacity_rps");
         for m in ["throughput_rps", "p50_ms", "p95_ms", "p99_ms"] {
             for c in ["predicted", "predicted_ci95", "measured", "measured_min", "measured_max", "error_pct"]
             {
@@ -524,7 +547,7 @@ impl Validation {
                 let v = p.params.iter().find(|(pk, _)| pk == k).map_or("", |(_, v)| v.as_str());
                 let _ = write!(s, "{},", csv_field(v));
             }
-            let _ = write!(s, "{},{}", p.saturated, p.capacity_rps);
+            let _ = write!(s, "{},{},{}", p.saturated, p.unstable, p.capacity_rps);
             for (_, c) in p.metrics() {
                 let _ = write!(
                     s,
@@ -643,7 +666,9 @@ impl Validation {
 }
 
 /// The default suite on the scenarios in `models`: the three handlers × lock `none` / `gil`
-/// × users 1…64 (closed loop), and workers 1 vs 2 (`sync`, GIL) at 8 and 32 users.
+/// × users 1…64 (closed loop); workers 1 vs 2 (`sync`, GIL) at 8 and 32 users; and batching
+/// `none` / `static` / `continuous` × output lengths of low and high variance (20 tokens, or
+/// 2 or 38 with equal odds) × an open-loop offered load of 50, 100 and 200 req/s.
 pub fn default_suites(models: &Path) -> Vec<Suite> {
     let axis = |s: &str| s.parse::<Axis>().expect("the default axes parse");
     let file = models.join("validate.toml");
@@ -663,6 +688,16 @@ pub fn default_suites(models: &Path) -> Vec<Suite> {
             file,
             fixed: vec![set("worker.handler", "sync"), set("worker.lock", "gil")],
             axes: vec![axis("system.workers=1,2"), axis("clients.users=8,32")],
+        },
+        Suite {
+            name: "batching".into(),
+            file: models.join("validate-batching.toml"),
+            fixed: Vec::new(),
+            axes: vec![
+                axis("batching.mode=none,static,continuous"),
+                axis("workload.new_tokens=20,{dist=\"empirical\",samples=[2,38]}"),
+                axis("clients.rate_rps=50,100,200"),
+            ],
         },
     ]
 }

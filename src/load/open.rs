@@ -10,13 +10,37 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout_at};
 
 /// Sends every request of `schedule`; returns their records.
+///
+/// A pacing thread sleeps until each send time and passes the request on: an OS sleep is
+/// accurate to tens of microseconds, where the runtime's timer rounds every deadline up to
+/// its next millisecond tick and would make each request up to a millisecond late.
 pub async fn run(ctx: Arc<Ctx>, schedule: Schedule, max_connections: u32) -> Vec<RequestRecord> {
     let pool = Arc::new(Pool::new(max_connections));
     let mut tasks = JoinSet::new();
     let mut records = Vec::new();
-    for (index, offset) in (0u64..).zip(schedule) {
+    let (tx, mut due) = tokio::sync::mpsc::unbounded_channel();
+    let start = ctx.start.into_std();
+    let pacer = std::thread::Builder::new().name("servesim-pacer".into()).spawn(move || {
+        for (index, offset) in (0u64..).zip(schedule) {
+            let at = start + offset;
+            let now = std::time::Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if tx.send((index, offset)).is_err() {
+                break;
+            }
+        }
+    });
+    if pacer.is_err() {
+        return records;
+    }
+    while let Some((index, offset)) = due.recv().await {
         let intended = ctx.start + offset;
-        sleep_until(intended).await;
+        // Never before its time (the pacer's sleep cannot end early; this is a safeguard).
+        if tokio::time::Instant::now() < intended {
+            sleep_until(intended).await;
+        }
         let acquire = pool.acquire();
         let lease = match ctx.hard_stop {
             Some(h) => timeout_at(h, acquire).await.ok(),

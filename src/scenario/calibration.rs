@@ -9,7 +9,8 @@
 //! (native code, no lock) goes to `loop_in_free_ms` / `loop_out_free_ms`, the time a
 //! request spends outside the server to `rtt_ms`; `release_points` becomes the model's
 //! kernels per token (the server releases the lock around each), and `handoff_us` adds the
-//! measured lock hand-off cost.
+//! measured lock hand-off cost. With batching, the measured prefill is added to
+//! `request_locked_ms` / `request_free_ms`, which a sequence pays when it joins a batch.
 
 use super::{Scenario, ScenarioError};
 use crate::workload::Dist;
@@ -82,6 +83,13 @@ pub struct Calibration {
     /// Batched-step costs by batch size (empty when not measured).
     #[serde(default)]
     pub batch_steps: Vec<BatchStep>,
+    /// A sequence's prefill (its prompt's forward pass) outside kernels, paid when it joins
+    /// a batch [ms] (empty when not measured). Unbatched, the prefill is in the token costs.
+    #[serde(default)]
+    pub prefill_locked_ms: Samples,
+    /// A sequence's prefill inside kernels [ms] (empty when not measured).
+    #[serde(default)]
+    pub prefill_free_ms: Samples,
 }
 
 fn samples(path: &Path, field: &str, s: &Samples) -> Result<Dist, ScenarioError> {
@@ -130,6 +138,10 @@ impl Calibration {
         add(&mut c.request_free_ms, "request_free_ms", &self.request_free_ms)?;
         add(&mut c.token_locked_ms, "token_locked_ms", &self.token_locked_ms)?;
         add(&mut c.token_free_ms, "token_free_ms", &self.token_free_ms)?;
+        if sc.batching.mode != super::BatchingMode::None && !self.prefill_locked_ms.is_empty() {
+            add(&mut c.request_locked_ms, "prefill_locked_ms", &self.prefill_locked_ms)?;
+            add(&mut c.request_free_ms, "prefill_free_ms", &self.prefill_free_ms)?;
+        }
         if !self.rtt_ms.is_empty() {
             add(&mut c.rtt_ms, "rtt_ms", &self.rtt_ms)?;
         }
