@@ -32,11 +32,26 @@
 //!   CPUs, signals; [`launch`], [`client`] — starting and querying the server from code.
 //! * [`stats`], [`metrics`] — `/stats` (JSON counters) and `/metrics` (Prometheus).
 //!
-//! Timeouts: a request still waiting for a pool thread or to join a batch (or, when the
-//! client sends `x-request-start`, for the loop) at `limits.request_timeout_ms` gets 504. A
-//! handler that has started, or a sequence in a batch, cannot be interrupted: it is CPU work
-//! on a thread — and in `async-blocking`, on the loop itself, which then cannot even notice
-//! the timeout until it is done.
+//! Timeouts (`limits.request_timeout_ms`, `serve --timeout-ms`, from the request's arrival):
+//!
+//! * a request still waiting for a pool thread or to join a batch at its deadline never
+//!   runs and gets 504; so does one the loop reaches only after its deadline (the client's
+//!   `x-request-start` dates arrival; without it, arrival is when the loop reads it);
+//! * a running generation is stopped at its next token boundary — before the prefill, then
+//!   before each token (for a batched sequence, at the next step boundary) — and gets 504
+//!   with `"tokens"`, those it generated; the lock is released and the thread (or batch
+//!   slot) freed at once;
+//! * what runs between two boundaries cannot be interrupted: the per-request work
+//!   (`cost.request_*`), the prefill's one forward pass, one token (its forward pass and
+//!   `cost.token_*` work), one batched step, and the loop's `cost.loop_*` work. In
+//!   `async-blocking` the handler runs on the loop thread, so it stops at the same token
+//!   boundaries, but until then the loop cannot accept, read or answer anything else —
+//!   nor time out the requests waiting behind it.
+//!
+//! Several workers: the shared port reaches one worker per connection, the one the
+//! kernel's `SO_REUSEPORT` hash picks, so `/metrics` or `/stats` there shows that worker
+//! only. Each worker also listens on a private admin address (`workers[].admin` on the
+//! ready line, [`WorkerInfo::admin`]) serving the same routes: scrape each worker there.
 
 pub mod affinity;
 pub mod api;

@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 /// When every worker listens, one JSON line goes to stdout — {"event":"ready","addr":…,
 /// "workers":[{"pid":…,"rss_kb":…,"admin":…}]} — and another when it stops:
 /// SIGTERM or Ctrl-C stops accepting, drains in-flight requests, and exits 0.
+///
+/// With several workers, /metrics and /stats on the shared port answer for one worker:
+/// the one the kernel's SO_REUSEPORT hash picks for that connection. Each worker's own
+/// admin address (workers[].admin on the ready line) serves the same routes for that
+/// worker alone: scrape every admin address to see them all.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  servesim serve models/seed-sync.toml --port 8000\n  \
     servesim serve --set worker.handler=async-blocking --set worker.lock=gil\n  \
@@ -41,7 +46,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
 
-    /// Requests still queued this long after arriving get 504 [ms].
+    /// Request timeout from arrival [ms]. A request still queued then (for a pool thread,
+    /// a batch, or the loop) gets 504 and never runs; a running generation stops at its
+    /// next token boundary (before the prefill, then before each token or batched step)
+    /// and gets 504 with the tokens it made. Not interrupted: the work between two
+    /// boundaries — cost.request_* work, the prompt's prefill, one token or step, the
+    /// loop's cost.loop_* work. In async-blocking the handler runs on the loop, so it is
+    /// checked at the same token boundaries, but nothing else on that worker moves (nor
+    /// times out) until it stops.
     #[arg(long, default_value_t = Limits::default().request_timeout_ms)]
     timeout_ms: f64,
 

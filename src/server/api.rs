@@ -4,17 +4,21 @@
 //! POST /correct  {"sentence": "…", "max_new_tokens": 20, "stop_at_eos": false}
 //!   200 {"correction": "…", "tokens": 20, "timing": {…}}
 //!   400 body is not JSON / not an object          413 body larger than the limit
-//!   422 a field is missing, of the wrong type or out of range
-//!   503 the worker's admission queue is full (Retry-After)    504 queued beyond the timeout
+//!   422 a field is missing, unknown, of the wrong type or out of range
+//!   503 the worker's admission queue is full (Retry-After)
+//!   504 the request timeout passed: while queued, or while generating (stopped at a token
+//!       boundary; the body adds "tokens", those generated before it stopped)
 //! ```
 //!
-//! Every error is `{"error": "<what is wrong and the rule>", "field": "<name>" | null}`.
+//! Every error — on every route, a 404 for an unknown route and a 405 for a wrong method
+//! included — is `{"error": "<what is wrong and the rule>", "field": "<name>" | null}`.
 //! Every `/correct` response carries the answering worker's process id in `x-worker-pid`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// A validated `/correct` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +68,7 @@ pub struct Timing {
     pub compute_ms: f64,
     /// Arrival to the response being ready to send.
     pub total_ms: f64,
-    /// Inside matmul kernels.
+    /// Inside matmul kernels: the dense layers, the LM head and attention's q·Kᵀ and p·V.
     pub matmul_ms: f64,
     /// The model's compute outside kernels.
     pub model_other_ms: f64,
@@ -110,10 +114,12 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What is wrong.
     pub message: String,
-    /// The request field at fault, if one is.
-    pub field: Option<&'static str>,
+    /// The request field at fault, if one is (an unknown field is named as sent).
+    pub field: Option<Cow<'static, str>>,
     /// Seconds to wait before retrying (503 only).
     pub retry_after_s: Option<u32>,
+    /// Tokens generated before the timeout stopped the request (504 while generating).
+    pub tokens: Option<u32>,
 }
 
 /// The JSON body of every error.
@@ -123,23 +129,28 @@ pub struct ErrorBody {
     pub error: String,
     /// The request field at fault, if one is.
     pub field: Option<String>,
+    /// Tokens generated before the request timeout stopped the request: only on a 504 for
+    /// a request stopped while generating (absent from every other error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u32>,
 }
 
 impl ApiError {
     /// An error with no field.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), field: None, retry_after_s: None }
+        Self { status, message: message.into(), field: None, retry_after_s: None, tokens: None }
     }
 
     /// A 422 about `field`.
-    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field: Some(field), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, message) }
+    pub fn field(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self { field: Some(field.into()), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, message) }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.message, field: self.field.map(str::to_owned) };
+        let body =
+            ErrorBody { error: self.message, field: self.field.map(Cow::into_owned), tokens: self.tokens };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -160,7 +171,7 @@ pub fn parse(body: &[u8], rules: &Rules, default_tokens: u32) -> Result<CorrectR
     };
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         let message = format!("unknown field `{k}`; expected {}", FIELDS.join(", "));
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message));
+        return Err(ApiError::field(k.clone(), message));
     }
     let (sentence, tokens) = sentence(&obj, rules)?;
     let max_new_tokens = max_new_tokens(&obj, rules, tokens, default_tokens)?;
@@ -277,9 +288,10 @@ mod tests {
             let e = parse(body, &RULES).unwrap_err();
             let text = String::from_utf8_lossy(body);
             assert_eq!(e.status.as_u16(), status, "{text}: {e:?}");
-            assert_eq!(e.field, field, "{text}: {e:?}");
+            assert_eq!(e.field.as_deref(), field, "{text}: {e:?}");
         }
         let e = parse(br#"{"sentence": "a", "max_tokens": 3}"#, &RULES).unwrap_err();
-        assert!(e.message.contains("max_tokens"), "{e:?}");
+        assert_eq!((e.status.as_u16(), e.field.as_deref()), (422, Some("max_tokens")), "{e:?}");
+        assert!(e.message.contains("max_new_tokens"), "the message lists the known fields: {e:?}");
     }
 }

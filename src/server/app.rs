@@ -25,7 +25,7 @@ use super::batch::{BatchError, BatchStats, Batcher, SchedulerParts};
 use super::busy::{NoSwitch, spin, thread_cpu_ns};
 use super::config::ServerConfig;
 use super::gil::{Gil, LockStats};
-use super::handler::{self, HandlerOutput};
+use super::handler::{self, HandlerError, HandlerOutput};
 use super::metrics;
 use super::pool::{Pool, PoolError, PoolStats};
 use super::procfs;
@@ -237,12 +237,30 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
+/// 504: the request was still queued at its deadline; it never ran.
 fn timed_out(app: &App) -> ApiError {
     let t = app.config.limits.request_timeout_ms;
     ApiError::new(
         StatusCode::GATEWAY_TIMEOUT,
         format!("the request waited in a queue beyond the timeout of {t} ms"),
     )
+}
+
+/// 504: the deadline passed while the request was generating; it stopped at a token
+/// boundary after `tokens` of its `asked`.
+fn stopped(app: &App, tokens: u32, asked: u32) -> ApiError {
+    let t = app.config.limits.request_timeout_ms;
+    let msg = format!(
+        "the request ran beyond the timeout of {t} ms: generation stopped after {tokens} of {asked} tokens"
+    );
+    ApiError { tokens: Some(tokens), ..ApiError::new(StatusCode::GATEWAY_TIMEOUT, msg) }
+}
+
+fn handler_error(app: &App, e: HandlerError) -> ApiError {
+    match e {
+        HandlerError::TimedOut { tokens, asked } => stopped(app, tokens, asked),
+        e @ HandlerError::Model(_) => internal(e),
+    }
 }
 
 /// 503: the worker holds `worker.queue_limit` requests (or its batch queue is full).
@@ -351,22 +369,26 @@ async fn dispatch(
             Ok(b) => Ok((b.waited, b.out)),
             Err(BatchError::Full(_)) => Err(shed(app)),
             Err(BatchError::TimedOut) => Err(timed_out(app)),
+            Err(BatchError::Stopped { tokens, asked }) => Err(stopped(app, tokens, asked)),
             Err(e) => Err(internal(e)),
         };
     }
     let Some(pool) = &app.pool else {
+        // async-blocking: the loop thread itself computes; nothing else on this worker
+        // moves until the handler returns, at the latest one token past the deadline.
         let _running = app.counters.inference.enter();
-        let out = handler::run(&app.model, app.gil.clone(), &req, &work).map_err(internal)?;
+        let out = handler::run(&app.model, app.gil.clone(), &req, &work, Some(deadline))
+            .map_err(|e| handler_error(app, e))?;
         return Ok((Duration::ZERO, out));
     };
     let a = Arc::clone(app);
     let job = move |waited: Duration| {
         let _running = a.counters.inference.enter();
-        (waited, handler::run(&a.model, a.gil.clone(), &req, &work))
+        (waited, handler::run(&a.model, a.gil.clone(), &req, &work, Some(deadline)))
     };
     match pool.run(Some(deadline), job).await {
         Ok((waited, Ok(out))) => Ok((waited, out)),
-        Ok((_, Err(e))) => Err(internal(e)),
+        Ok((_, Err(e))) => Err(handler_error(app, e)),
         Err(PoolError::TimedOut) => Err(timed_out(app)),
         Err(e @ PoolError::Closed) => Err(internal(e)),
     }

@@ -21,6 +21,10 @@
 //!
 //! Each answered request reports the times of the steps it was part of (the wall-clock view
 //! of its life in the batch) and its share (1/B) of each step's CPU time.
+//!
+//! Deadlines: a request still queued at its deadline never joins (504); a sequence in the
+//! batch whose deadline has passed leaves it at the next step boundary, answered 504 with
+//! the tokens it had, and frees its slot. A step already running is not interrupted.
 
 use super::api::CorrectRequest;
 use super::busy::thread_cpu_ns;
@@ -47,6 +51,14 @@ pub enum BatchError {
     /// The request was still waiting to join a batch at its deadline; it never ran.
     #[error("the request waited to join a batch beyond its deadline")]
     TimedOut,
+    /// The deadline passed while the sequence was in the batch: it left at a step boundary.
+    #[error("stopped by the request timeout after {tokens} of {asked} tokens")]
+    Stopped {
+        /// Tokens generated before it left.
+        tokens: u32,
+        /// Tokens the request asked for.
+        asked: u32,
+    },
     /// The scheduler is shut down, or a step panicked.
     #[error("the batch scheduler is shut down or failed")]
     Closed,
@@ -99,7 +111,7 @@ struct Job {
     deadline: Instant,
     submitted: Instant,
     ticket: Arc<AtomicU8>,
-    reply: oneshot::Sender<Result<Batched, String>>,
+    reply: oneshot::Sender<Result<Batched, BatchError>>,
 }
 
 const QUEUED: u8 = 0;
@@ -196,8 +208,8 @@ impl Batcher {
     }
 
     /// Queues `req` with its drawn `work` and awaits its answer. A request still waiting to
-    /// join at `deadline` never runs ([`BatchError::TimedOut`]); once in a batch, it runs to
-    /// its last token.
+    /// join at `deadline` never runs ([`BatchError::TimedOut`]); once in a batch, it leaves
+    /// at the first step boundary past `deadline` ([`BatchError::Stopped`]).
     pub async fn run(
         &self,
         req: CorrectRequest,
@@ -218,11 +230,11 @@ impl Batcher {
                 if ticket.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                     return Err(BatchError::TimedOut);
                 }
-                // Already in a batch: CPU work cannot be interrupted, so wait for it.
+                // Already in a batch: it leaves at its next step boundary; wait for that.
                 rx.await.map_err(|_| lost(&ticket))?
             }
         };
-        answer.map_err(BatchError::Model)
+        answer
     }
 
     /// The counters so far.
@@ -263,7 +275,9 @@ impl Drop for Batcher {
 /// A sequence in the batch.
 struct Member {
     seq: Sequence,
-    reply: oneshot::Sender<Result<Batched, String>>,
+    reply: oneshot::Sender<Result<Batched, BatchError>>,
+    deadline: Instant,
+    asked: u32,
     waited: Duration,
     /// The steps it was part of.
     t: HandlerTimes,
@@ -332,8 +346,9 @@ impl Scheduler {
     /// One step: `joining` join (their work and prefill), then every sequence of the batch
     /// advances one token; the finished ones leave as the mode says.
     fn step(&mut self, joining: Vec<Job>) {
+        self.expire(Instant::now());
         if joining.is_empty() && self.active.is_empty() {
-            return; // every request taken had been cancelled
+            return; // every request taken had been cancelled, or every member expired
         }
         let (t0, c0) = (Instant::now(), thread_cpu_ns());
         let (wait0, held0) = (self.lock.wait, self.lock.held);
@@ -382,10 +397,34 @@ impl Scheduler {
         let seq = self.model.start(&req.sentence, req.max_new_tokens as usize, req.stop_at_eos, &mut hooks);
         *t = hooks.t;
         match seq {
-            Ok(seq) => self.active.push(Member { seq, reply: job.reply, waited, t: HandlerTimes::default() }),
+            Ok(seq) => self.active.push(Member {
+                seq,
+                reply: job.reply,
+                deadline: job.deadline,
+                asked: req.max_new_tokens,
+                waited,
+                t: HandlerTimes::default(),
+            }),
             Err(e) => {
-                let _ = job.reply.send(Err(e.to_string()));
+                let _ = job.reply.send(Err(BatchError::Model(e.to_string())));
             }
+        }
+    }
+
+    /// Answers 504 to the unfinished members whose deadline has passed, at this step
+    /// boundary, and takes them out of the batch (a finished one is answered as usual).
+    fn expire(&mut self, now: Instant) {
+        if !self.active.iter().any(|m| now >= m.deadline && !m.seq.is_finished()) {
+            return;
+        }
+        let (late, keep): (Vec<Member>, Vec<Member>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|m| now >= m.deadline && !m.seq.is_finished());
+        self.active = keep;
+        self.shared.running.store(self.active.len() as u64, Ordering::Relaxed);
+        for m in late {
+            let tokens = m.seq.new_tokens() as u32;
+            let _ = m.reply.send(Err(BatchError::Stopped { tokens, asked: m.asked }));
         }
     }
 
@@ -501,7 +540,7 @@ mod tests {
         let asks = [("the quick brown fox", 3), ("hello", 9), ("a b c", 0), ("jumps over", 5), ("x", 12)];
         let outs = run_all(&b, &asks);
         for ((s, n), got) in asks.iter().zip(&outs) {
-            let alone = handler::run(&model, None, &request(s, *n), &Work::default()).unwrap();
+            let alone = handler::run(&model, None, &request(s, *n), &Work::default(), None).unwrap();
             assert_eq!((got.out.tokens, &got.out.text), (*n, &alone.text), "{s}");
         }
         let st = b.stats();
@@ -539,6 +578,45 @@ mod tests {
             assert_eq!(full, Err(BatchError::Full(2)));
         });
         assert_eq!(b.stats().joined, 1, "the timed-out request never ran");
+    }
+
+    #[test]
+    fn a_sequence_past_its_deadline_leaves_the_batch_at_a_step_boundary() {
+        let model = Arc::new(Model::init(&Config::default(), 7));
+        let gil = Arc::new(Gil::new(None));
+        // 2 ms of CPU per step: 100 tokens take ≥ 200 ms, far beyond a 30 ms deadline.
+        let b = Batching {
+            mode: BatchingMode::Continuous,
+            max_batch: 4,
+            step_free_ms: crate::workload::Dist::Const(2.0),
+            ..Batching::default()
+        };
+        let parts = SchedulerParts {
+            model,
+            gil: Some(Arc::clone(&gil)),
+            steps: StepSampler::new(&b, 1, 0),
+            sizes: metrics::Histogram::noop(),
+        };
+        let batcher = Batcher::start(&b, 8, parts).unwrap();
+        rt().block_on(async {
+            let soon = Instant::now() + Duration::from_millis(30);
+            let (late, ok) = tokio::join!(
+                batcher.run(request("long", 100), Work::default(), soon),
+                batcher.run(request("short", 3), Work::default(), far()),
+            );
+            match late {
+                Err(BatchError::Stopped { tokens, asked: 100 }) => assert!(tokens < 100, "{tokens}"),
+                other => panic!("expected a stop, got {other:?}"),
+            }
+            assert_eq!(ok.unwrap().out.tokens, 3);
+            // The batch goes on without it.
+            let after = batcher.run(request("after", 2), Work::default(), far()).await;
+            assert_eq!(after.unwrap().out.tokens, 2);
+        });
+        assert_eq!(batcher.stats().running, 0);
+        drop(batcher);
+        assert_eq!(gil.acquire(), Duration::ZERO, "the lock is free");
+        gil.release();
     }
 
     #[test]

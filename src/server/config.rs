@@ -71,8 +71,10 @@ pub struct EmulatedCost {
 pub struct Limits {
     /// Largest request body; larger ones get 413 [bytes]. By default, 65536.
     pub body_limit_bytes: usize,
-    /// A request still waiting for the event loop or a pool thread this long after it
-    /// arrived gets 504; a handler already running is not interrupted [ms]. By default, 60000.
+    /// Request timeout from arrival [ms]: a request still queued (for the loop, a pool
+    /// thread or a batch) at it gets 504 without running; a running generation stops at its
+    /// next token boundary and gets 504. Work between two boundaries (per-request work, a
+    /// prefill, one token, loop work) is not interrupted. By default, 60000.
     pub request_timeout_ms: f64,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish [ms].
     /// By default, 10000.

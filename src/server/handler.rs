@@ -12,6 +12,13 @@
 //! kernels run without it, as NumPy releases the GIL inside its matmuls. A token's emulated
 //! work is split evenly over its k kernels; the last token, whose logits came from the
 //! previous forward pass, has no kernels of its own and does its work in one piece.
+//!
+//! The request's deadline is checked at every token boundary: before the prefill and before
+//! each step. Once it has passed, the handler stops there — releasing the lock, leaving its
+//! thread free — and the request gets 504 ([`HandlerError::TimedOut`]). What runs between
+//! two checks cannot be interrupted: the per-request work (`cost.request_*`), the prefill
+//! (one forward pass over the whole prompt), and one token's step with its `cost.token_*`
+//! work. A request stops at most one of those late.
 
 use super::api::CorrectRequest;
 use super::busy::{NoSwitch, spin, thread_cpu_ns};
@@ -22,12 +29,28 @@ use crate::gpt::{GptError, KernelHooks, Model};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why the handler gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The model refused the request.
+    #[error(transparent)]
+    Model(#[from] GptError),
+    /// The deadline passed at a token boundary: the handler stopped there.
+    #[error("stopped by the request timeout after {tokens} of {asked} tokens")]
+    TimedOut {
+        /// Tokens generated before it stopped.
+        tokens: u32,
+        /// Tokens the request asked for.
+        asked: u32,
+    },
+}
+
 /// Where the handler's time went.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct HandlerTimes {
     /// Wall time of the handler, lock waits excluded.
     pub compute: Duration,
-    /// Inside matmul kernels.
+    /// Inside matmul kernels, attention's q·Kᵀ and p·V included.
     pub matmul: Duration,
     /// The model's compute outside kernels (and the lock operations around them).
     pub model_other: Duration,
@@ -168,20 +191,33 @@ pub(super) fn request_work(lock: &mut LockSession, work: &Work, t: &mut HandlerT
     lock.acquire();
 }
 
-/// Runs the handler of `req` with its drawn `work` on the calling thread.
+/// Runs the handler of `req` with its drawn `work` on the calling thread. Once `deadline`
+/// (if any) has passed, it stops at the next token boundary with
+/// [`HandlerError::TimedOut`]; the lock is released whatever the outcome.
 pub fn run(
     model: &Model,
     gil: Option<Arc<Gil>>,
     req: &CorrectRequest,
     work: &Work,
-) -> Result<HandlerOutput, GptError> {
+    deadline: Option<Instant>,
+) -> Result<HandlerOutput, HandlerError> {
     let (t0, c0) = (Instant::now(), thread_cpu_ns());
+    let late = || deadline.is_some_and(|d| Instant::now() >= d);
+    let timed_out =
+        |tokens: usize| HandlerError::TimedOut { tokens: tokens as u32, asked: req.max_new_tokens };
+    // Dropping the session (on every return) releases the lock.
     let mut lock = LockSession::new(gil);
     let mut t = HandlerTimes::default();
     request_work(&mut lock, work, &mut t);
+    if late() {
+        return Err(timed_out(0));
+    }
     let mut hooks = TokenHooks::new(&mut lock, &work.tokens, model, t);
     let mut seq = model.start(&req.sentence, req.max_new_tokens as usize, req.stop_at_eos, &mut hooks)?;
     while !seq.is_finished() {
+        if late() {
+            return Err(timed_out(seq.new_tokens()));
+        }
         model.step(&mut seq, &mut hooks);
     }
     hooks.finish_token();
@@ -211,7 +247,7 @@ mod tests {
         let k = model.config().kernels_per_token() as u64;
         for n in [0, 1, 5] {
             let work = Work { tokens: vec![(0, 0); n as usize], ..Work::default() };
-            let out = run(&model, Some(Arc::new(Gil::new(None))), &request(n), &work).unwrap();
+            let out = run(&model, Some(Arc::new(Gil::new(None))), &request(n), &work, None).unwrap();
             assert_eq!(out.tokens, n);
             // The prefill (none for 0 tokens), then one forward pass per token but the last.
             assert_eq!(out.times.kernels, k * u64::from(n), "n = {n}");
@@ -228,7 +264,7 @@ mod tests {
             tokens: vec![(260_000, 130_000); 3],
             ..Work::default()
         };
-        let out = run(&model, Some(Arc::clone(&gil)), &request(3), &work).unwrap();
+        let out = run(&model, Some(Arc::clone(&gil)), &request(3), &work, None).unwrap();
         let t = out.times;
         // Busy work is CPU time; wall time can only be longer.
         assert!(t.busy_locked >= Duration::from_micros(1_780), "{t:?}");
@@ -245,7 +281,30 @@ mod tests {
         let model = Model::init(&Config::default(), 7);
         let req = CorrectRequest { stop_at_eos: true, ..request(30) };
         let work = Work { tokens: vec![(0, 0); 30], ..Work::default() };
-        let out = run(&model, None, &req, &work).unwrap();
+        let out = run(&model, None, &req, &work, None).unwrap();
         assert!(out.tokens <= 30);
+    }
+
+    #[test]
+    fn a_passed_deadline_stops_at_a_token_boundary_and_frees_the_lock() {
+        let model = Model::init(&Config::default(), 7);
+        let gil = Arc::new(Gil::new(Some(Duration::from_millis(5))));
+        // 2 ms of CPU per token: 100 tokens take ≥ 200 ms, far beyond a 20 ms deadline.
+        let work = Work { tokens: vec![(1_000_000, 1_000_000); 100], ..Work::default() };
+        let deadline = Some(Instant::now() + Duration::from_millis(20));
+        match run(&model, Some(Arc::clone(&gil)), &request(100), &work, deadline) {
+            Err(HandlerError::TimedOut { tokens, asked }) => {
+                assert_eq!(asked, 100);
+                assert!(tokens < 100, "stopped after {tokens} tokens");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        // Already past: stops before the prefill.
+        let past = Some(Instant::now());
+        let e = run(&model, Some(Arc::clone(&gil)), &request(5), &work, past).unwrap_err();
+        assert!(matches!(e, HandlerError::TimedOut { tokens: 0, asked: 5 }), "{e:?}");
+        assert_eq!(gil.acquire(), Duration::ZERO, "the lock is free");
+        gil.release();
+        assert_eq!(gil.stats().max_holders, 1);
     }
 }

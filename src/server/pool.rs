@@ -2,8 +2,9 @@
 //! queue — anyio's worker threads, where FastAPI runs `def` handlers and `to_thread` calls.
 //!
 //! The event loop submits a job and awaits its result. A job carries a deadline: one still
-//! queued when its deadline passes is never started (the request times out), but a job
-//! already running cannot be interrupted — it is CPU work on another thread.
+//! queued when its deadline passes is never started (the request times out). The pool
+//! cannot interrupt a job already running — it is CPU work on another thread — so the
+//! handler checks the same deadline itself at every token boundary and returns early.
 
 use super::busy::thread_cpu_ns;
 use std::collections::VecDeque;
@@ -124,7 +125,8 @@ impl Pool {
 
     /// Runs `f` on a pool thread after the jobs queued before it; `f` receives the time the
     /// job waited for a thread. A job still queued at `deadline` never runs
-    /// ([`PoolError::TimedOut`]); once started, it runs to completion.
+    /// ([`PoolError::TimedOut`]); once started, it runs until it returns (a handler returns
+    /// at its next token boundary past the deadline), and its result is awaited.
     pub async fn run<R, F>(&self, deadline: Option<Instant>, f: F) -> Result<R, PoolError>
     where
         R: Send + 'static,
@@ -154,7 +156,8 @@ impl Pool {
                 if ticket.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                     return Err(PoolError::TimedOut);
                 }
-                // Already running: CPU work cannot be interrupted, so wait for it.
+                // Already running: a thread cannot be interrupted; the job checks the
+                // deadline itself (the handler, at its next token boundary), so wait.
                 rx.await.map_err(|_| lost(&ticket))
             }
         }

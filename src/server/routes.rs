@@ -6,6 +6,13 @@
 //! | `GET /healthz` | `{"status": "ok", "pid": …, "worker": …}` |
 //! | `GET /metrics` | Prometheus text (see [`super::metrics`]) |
 //! | `GET /stats` | this worker's cumulative counters as JSON ([`super::WorkerStats`]) |
+//! | any other path | 404 with a JSON error |
+//! | a known path, another method | 405 with a JSON error and an `Allow` header |
+//!
+//! The same router serves the shared port and the worker's private admin address (see
+//! `worker`): with several workers, a request on the shared port — `/metrics` and
+//! `/stats` too — reaches whichever worker the kernel's `SO_REUSEPORT` hash picks for the
+//! connection, while a worker's admin address always reaches that worker.
 
 use super::api::ApiError;
 use super::app::{self, App};
@@ -14,7 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
@@ -28,6 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(prometheus))
         .route("/stats", get(stats))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -56,7 +64,15 @@ async fn stats(State(app): State<Arc<App>>) -> Response {
     app.tag(axum::Json(app.stats(app::loop_cpu_ms())).into_response())
 }
 
-async fn not_found() -> Response {
-    ApiError::new(StatusCode::NOT_FOUND, "no such route; try POST /correct, GET /healthz, /metrics or /stats")
-        .into_response()
+const ROUTES: &str = "POST /correct, GET /healthz, /metrics or /stats";
+
+async fn not_found(uri: Uri) -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route {}; try {ROUTES}", uri.path())).into_response()
+}
+
+/// A known path with the wrong method; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let allowed = if uri.path() == "/correct" { "POST" } else { "GET" };
+    let msg = format!("{method} is not allowed on {}; use {allowed} (routes: {ROUTES})", uri.path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, msg).into_response()
 }

@@ -164,9 +164,14 @@ fn every_bad_input_gets_its_4xx_with_a_json_error() {
         (br#"{"sentence": "a", "max_new_tokens": 1.5}"#.to_vec(), 422, Some("max_new_tokens")),
         (br#"{"sentence": "a", "max_new_tokens": 100000}"#.to_vec(), 422, Some("max_new_tokens")),
         (br#"{"sentence": "a", "stop_at_eos": "yes"}"#.to_vec(), 422, Some("stop_at_eos")),
+        (br#"{"sentence": "a", "max_tokens": 3}"#.to_vec(), 422, Some("max_tokens")),
         (big.into_bytes(), 413, None),
     ];
     let n = cases.len() as u64;
+    let mut by_status = std::collections::BTreeMap::new();
+    for (_, status, _) in &cases {
+        *by_status.entry(*status).or_insert(0u64) += 1;
+    }
     for (body, status, field) in cases {
         let r = servesim::server::client::post_json(server.addr(), "/correct", &body, TIMEOUT).unwrap();
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
@@ -175,8 +180,21 @@ fn every_bad_input_gets_its_4xx_with_a_json_error() {
         assert_eq!(e.field.as_deref(), field, "{shown}: {e:?}");
         assert!(!e.error.is_empty());
     }
-    let r = servesim::server::client::get(server.addr(), "/nope", TIMEOUT).unwrap();
-    assert_eq!(r.status, 404);
+    // An unknown route, and a known one with the wrong method: JSON errors too.
+    let mut c = Connection::open(server.addr(), TIMEOUT).unwrap();
+    for (method, path, status, allow) in [
+        ("GET", "/nope", 404, None),
+        ("GET", "/correct", 405, Some("POST")),
+        ("POST", "/healthz", 405, Some("GET")),
+    ] {
+        let r = c.request(method, path, None, &[]).unwrap();
+        assert_eq!(r.status, status, "{method} {path}");
+        let e: ErrorBody = r.json().unwrap_or_else(|_| panic!("{method} {path}: not a JSON error"));
+        assert!(e.error.contains(path) && e.field.is_none(), "{method} {path}: {e:?}");
+        if let Some(allow) = allow {
+            assert!(r.header("allow").is_some_and(|a| a.contains(allow)), "{method} {path}: Allow header");
+        }
+    }
     // Still serving, and every refusal was counted.
     let ok = servesim::server::client::post_json(server.addr(), "/correct", BODY, TIMEOUT).unwrap();
     assert_eq!(ok.status, 200);
@@ -184,10 +202,32 @@ fn every_bad_input_gets_its_4xx_with_a_json_error() {
     assert_eq!((s.requests.invalid, s.requests.accepted, s.requests.completed), (n, 1, 1));
     let metrics = servesim::server::client::get(server.addr(), "/metrics", TIMEOUT).unwrap();
     let text = String::from_utf8(metrics.body).unwrap();
-    for name in
-        ["servesim_requests_total", "servesim_request_duration_seconds_bucket", "servesim_lock_wait_seconds"]
+    let lines: BTreeSet<&str> = text.lines().collect();
+    // Every /correct answer is in the duration histogram; the lock wait of the completed one.
+    let answered = n + 1;
+    by_status.insert(200, 1);
+    let mut want: Vec<String> =
+        by_status.iter().map(|(s, k)| format!("servesim_requests_total{{status=\"{s}\"}} {k}")).collect();
+    want.extend([
+        // Scraped with nothing admitted or queued.
+        "servesim_requests_in_flight 0".to_string(),
+        "servesim_queue_depth 0".to_string(),
+        "servesim_inference_in_flight 0".to_string(),
+        // Explicit buckets: the top ones hold every observation.
+        format!("servesim_request_duration_seconds_bucket{{le=\"30\"}} {answered}"),
+        format!("servesim_request_duration_seconds_bucket{{le=\"+Inf\"}} {answered}"),
+        format!("servesim_request_duration_seconds_count {answered}"),
+        "servesim_lock_wait_seconds_bucket{le=\"5\"} 1".to_string(),
+        "servesim_lock_wait_seconds_count 1".to_string(),
+    ]);
+    for line in want {
+        assert!(lines.contains(line.as_str()), "`{line}` missing from /metrics:\n{text}");
+    }
+    for (histogram, low) in
+        [("servesim_request_duration_seconds", "0.001"), ("servesim_lock_wait_seconds", "0.00001")]
     {
-        assert!(text.contains(name), "{name} missing from /metrics");
+        let bucket = format!("{histogram}_bucket{{le=\"{low}\"}} ");
+        assert!(text.lines().any(|l| l.starts_with(&bucket)), "`{bucket}` missing from /metrics:\n{text}");
     }
 }
 
@@ -209,9 +249,49 @@ fn a_request_still_queued_at_the_timeout_gets_504() {
     let limits = Limits { request_timeout_ms: 100.0, ..Limits::default() };
     let server = start_with("[worker]\nthreads = 1\n[cost]\nrequest_free_ms = 400\n", limits);
     let responses = closed_loop(server.addr(), 3, 1, BODY);
-    // One runs (a running handler is not interrupted); the others time out in the queue.
-    assert_eq!(statuses(&responses), [200, 504, 504]);
-    assert_eq!(stats(&server).requests.timed_out, 2);
+    assert_eq!(statuses(&responses), [504, 504, 504]);
+    // One ran: its per-request work cannot be interrupted, and it stopped at the first token
+    // boundary after it (before the prefill, no token made). The others never left the queue.
+    let bodies: Vec<ErrorBody> = responses.iter().flatten().map(|r| r.json().unwrap()).collect();
+    let mut tokens: Vec<Option<u32>> = bodies.iter().map(|e| e.tokens).collect();
+    tokens.sort_unstable();
+    assert_eq!(tokens, [None, None, Some(0)], "{bodies:?}");
+    assert_eq!(stats(&server).requests.timed_out, 3);
+}
+
+#[test]
+fn a_running_generation_stops_at_the_timeout_with_504() {
+    // 100 tokens of at least 10 ms of CPU each (per token, or per batched step) cannot be
+    // done in 300 ms: the handler must stop part-way, at a token boundary.
+    let limits = Limits { request_timeout_ms: 300.0, ..Limits::default() };
+    for (name, toml) in [
+        ("sync", "[worker]\nthreads = 2\nlock = \"gil\"\n[cost]\ntoken_free_ms = 5\ntoken_locked_ms = 5\n"),
+        (
+            "async-blocking",
+            "[worker]\nhandler = \"async-blocking\"\nlock = \"gil\"\n[cost]\ntoken_free_ms = 10\n",
+        ),
+        ("continuous", "[worker]\nlock = \"gil\"\n[batching]\nmode = \"continuous\"\nstep_free_ms = 10\n"),
+    ] {
+        let server = start_with(toml, limits.clone());
+        let r =
+            servesim::server::client::post_json(server.addr(), "/correct", &body_with_tokens(100), TIMEOUT)
+                .unwrap();
+        assert_eq!(r.status, 504, "{name}");
+        let e: ErrorBody = r.json().unwrap_or_else(|_| panic!("{name}: not a JSON error"));
+        let tokens = e.tokens.unwrap_or_else(|| panic!("{name}: the 504 says how far it got: {e:?}"));
+        assert!(tokens < 100, "{name}: {e:?}");
+        assert!(e.error.contains("timeout") && e.field.is_none(), "{name}: {e:?}");
+        // The lock and the thread (or batch slot) are free: a request that needs both is
+        // answered, and nothing is left running.
+        let ok =
+            servesim::server::client::post_json(server.addr(), "/correct", &body_with_tokens(0), TIMEOUT)
+                .unwrap();
+        assert_eq!(ok.status, 200, "{name}");
+        let s = stats(&server);
+        assert_eq!((s.requests.timed_out, s.requests.completed), (1, 1), "{name}");
+        assert_eq!((s.in_flight, s.inference_running), (0, 0), "{name}");
+        assert_eq!(s.lock_stats.max_holders, 1, "{name}");
+    }
 }
 
 #[test]
