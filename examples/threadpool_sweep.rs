@@ -142,7 +142,7 @@ fn chart(
                 .iter()
                 .map(|p| {
                     let c = get(p);
-                    Point { x: threads(p), y: c.measured, lo: c.measured_min, hi: c.measured_max }
+                    Point { x: threads(p), y: c.measured, lo: c.measured_lo, hi: c.measured_hi }
                 })
                 .collect(),
         },
@@ -201,7 +201,7 @@ fn main() -> Result<()> {
     let opts = ValidateOptions {
         calibration: Some(cal),
         requests: 150,
-        repeats: 2,
+        repeats: 1,
         sim_requests: 4000,
         ..Default::default()
     };

@@ -29,7 +29,7 @@ pub use calibrate::{
     CalibrateError, CalibrateOptions, calibrate, calibration_at, machine, utc_now, write_calibration,
 };
 #[cfg(all(feature = "server", feature = "load"))]
-pub use measure::{MeasureError, MeasureOptions, MeasureReport, WorkerReport, measure};
+pub use measure::{MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};
 #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
 pub use validate::{
     Compared, ErrorSummary, Suite, Target, ValidateError, ValidateOptions, ValidatedPoint, Validation,

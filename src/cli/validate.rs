@@ -13,8 +13,9 @@ use std::path::PathBuf;
 /// Check the simulator's predictions against the real server, point by point.
 ///
 /// For every point of the sweep (the product of the `--sweep` axes): simulate it (with 95%
-/// CIs), measure it on the real server (repeated, for a spread), and compare throughput,
-/// p50, p95 and p99. Prints the table and a summary (median and max |error| per metric,
+/// CIs over replications), measure it on the real server (with 95% CIs from batch means
+/// and order statistics), and compare throughput, p50, p95 and p99. An open-loop point is
+/// played as the same trace of send times on both sides. Prints the table and a summary (median and max |error| per metric,
 /// against the targets: median ≤ 3% for throughput, ≤ 8% for p95, max ≤ 10% for
 /// throughput below saturation), and writes OUT/validation.csv, OUT/validation.json,
 /// OUT/report.md and PLOTS/validation-*.png/.svg.
@@ -22,8 +23,10 @@ use std::path::PathBuf;
 /// Every point uses one calibration of this machine (`--calibration`, or a fresh one taken
 /// first and written to OUT/calibration.json): nothing is fitted per point.
 ///
-/// With no FILE, runs the default suite: the three handlers × lock none/gil × users 1…64,
-/// and workers 1 vs 2, on models/validate.toml — a few minutes on 2 cores.
+/// With no FILE, runs the default suite: the three handlers × lock none/gil × users 1…64
+/// and workers 1 vs 2 (models/validate.toml), and batching none/static/continuous × two
+/// output-length mixes × offered load (models/validate-batching.toml) — about three minutes
+/// on 2 cores, calibration included.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  servesim validate\n  \
     servesim validate models/validate.toml --sweep clients.users=1,4,16 --sweep worker.lock=none,gil\n  \
@@ -56,8 +59,9 @@ pub struct ValidateArgs {
     #[arg(long, default_value_t = 200)]
     requests: u64,
 
-    /// Repeats of each measurement.
-    #[arg(long, default_value_t = 2)]
+    /// Passes over the points: each measures every point once more (and, for open loops,
+    /// with new arrivals), narrowing the measured CIs at the cost of time.
+    #[arg(long, default_value_t = 1)]
     repeats: u32,
 
     /// Print the whole validation as one JSON object on stdout instead of the table.

@@ -269,7 +269,8 @@ fn loop_cpu(srv: &ServerProcess) -> Result<f64, CalibrateError> {
 /// threads do under the GIL: four threads each hold it for a fixed spin, release it, spin
 /// a little more without it (a kernel's worth) and queue again, so that every release hands
 /// it to a parked waiter the OS must wake. The wall time per hold beyond the held spin is
-/// the hand-off; the median of five rounds.
+/// the hand-off. The least of five rounds: another process on the machine can only add to
+/// a round's time, so the least is the one it disturbed least.
 ///
 /// Four threads, not two: with two threads on two CPUs each waiter parks alone on its own
 /// CPU and wakes faster than in a real queue, where waiters outnumber the CPUs.
@@ -305,7 +306,7 @@ fn handoff_us(handoffs: u32) -> f64 {
         })
         .collect();
     rounds.sort_by(f64::total_cmp);
-    rounds[rounds.len() / 2]
+    rounds[0]
 }
 
 /// The prompt's forward pass, timed `batch_samples` times: (outside kernels, inside) [ms].

@@ -149,6 +149,21 @@ pub struct MeasureReport {
     pub load_cpu_ms_per_request: f64,
     /// What to know when reading the figures (shared CPUs, fewer CPUs than cores…).
     pub notes: Vec<String>,
+    /// The measured requests in order of completion, for statistics beyond the summary
+    /// (batch means, confidence intervals of percentiles). Not serialized.
+    #[serde(skip)]
+    pub window: Window,
+}
+
+/// The measured requests of a run, in order of completion.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Window {
+    /// When the window opens: the last warm-up completion, or the start [µs since start].
+    pub start_us: u64,
+    /// Each measured request's completion time [µs since start], ascending.
+    pub done_us: Vec<u64>,
+    /// Each measured request's latency from its intended send time [µs], same order.
+    pub latency_us: Vec<u64>,
 }
 
 /// The body every request sends: a sentence of `workload.prompt_chars` characters and, when
@@ -350,6 +365,11 @@ fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
         cpus: run.cpus.clone(),
         load_cpu_ms_per_request: 0.0,
         notes: Vec::new(),
+        window: Window {
+            start_us,
+            done_us: measured.iter().map(|r| r.done_us).collect(),
+            latency_us: measured.iter().map(|r| r.latency_us()).collect(),
+        },
     }
 }
 

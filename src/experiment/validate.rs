@@ -3,25 +3,30 @@
 //!
 //! ```text
 //!  calibration (once) ─► each point: scenario + point's --set + cost.calibration
-//!        ├─► simulate: long steady-state run, R replications → mean ± 95% CI
-//!        └─► measure: the real server, K repeats → mean, min..max
+//!        ├─► simulate: R replications → mean ± 95% CI
+//!        └─► measure: the real server, one run per pass → figure ± 95% CI (batch means,
+//!            order statistics)
 //!  → table, CSV, JSON, plots (predicted band, measured error bars), report.md, summary
 //! ```
 //!
-//! The simulator runs each point long (`sim_requests` per replication) so that its figure
-//! is the steady state; the real server runs it short (`requests` per repeat, after a
-//! warm-up that grows with the number of users) and repeats it to show its spread. No
-//! figure is fitted per point: every point uses the same calibration.
+//! A closed-loop point is simulated long (`sim_requests` per replication) so that its
+//! figure is the steady state; the real server runs it short (`requests`, after a warm-up
+//! that grows with the number of users). An open-loop point is the same finite trace of
+//! send times on both sides (see [`validate`]). No figure is fitted per point: every point
+//! uses the same calibration.
+
+mod present;
+mod spread;
+
+pub use spread::{BATCHES, Spread};
 
 use super::grid::{Axis, Grid, show};
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, measure};
-use super::report::{WriteError, write_all};
-use crate::plot::{Chart, Point, Series, SeriesKind};
+use super::report::WriteError;
 use crate::scenario::{ClientKind, Override, Scenario, ScenarioError};
 use crate::sim::{self, SimError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Why a validation could not run.
@@ -96,41 +101,42 @@ impl Default for ValidateOptions {
             measure: MeasureOptions::default(),
             calibration: None,
             requests: 200,
-            repeats: 2,
+            repeats: 1,
             sim_requests: 4000,
         }
     }
 }
 
-/// A figure predicted with its CI and measured with its spread, and the relative error.
+/// A figure predicted with its CI and measured with its CI, and the relative error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Compared {
     /// Predicted (mean of replications).
     pub predicted: f64,
     /// Half-width of the prediction's 95% CI.
     pub predicted_ci95: f64,
-    /// Measured (mean of repeats).
+    /// Measured.
     pub measured: f64,
-    /// Smallest measured repeat.
-    pub measured_min: f64,
-    /// Largest measured repeat.
-    pub measured_max: f64,
+    /// Lower end of the measurement's 95% CI (see [`Spread`]).
+    pub measured_lo: f64,
+    /// Upper end of the measurement's 95% CI.
+    pub measured_hi: f64,
     /// (predicted − measured) / measured [%].
     pub error_pct: f64,
+    /// Whether the two intervals overlap: the difference is within the noise of the runs.
+    pub agrees: bool,
 }
 
 impl Compared {
-    fn new(predicted: f64, ci: f64, measured: &[f64]) -> Self {
-        let m = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
-        let min = measured.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = measured.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    fn new(predicted: f64, ci: f64, measured: Spread) -> Self {
+        let m = measured.value;
         Self {
             predicted,
             predicted_ci95: ci,
             measured: m,
-            measured_min: min,
-            measured_max: max,
+            measured_lo: measured.lo,
+            measured_hi: measured.hi,
             error_pct: if m > 0.0 { 100.0 * (predicted - m) / m } else { f64::NAN },
+            agrees: predicted - ci <= measured.hi && predicted + ci >= measured.lo,
         }
     }
 }
@@ -144,8 +150,9 @@ pub struct ValidatedPoint {
     pub params: Vec<(String, String)>,
     /// Whether the prediction is within 10% of the capacity bound (saturated).
     pub saturated: bool,
-    /// Whether an open system is offered at least its capacity bound: queues grow for as
-    /// long as the run lasts, so latencies depend on its length and are not compared.
+    /// Whether an open system is offered at least its capacity bound: the queue grows for
+    /// as long as arrivals last, so latencies depend on the trace's length (the same on
+    /// both sides).
     #[serde(default)]
     pub unstable: bool,
     /// The simulator's capacity bound [req/s].
@@ -162,7 +169,7 @@ pub struct ValidatedPoint {
 
 impl ValidatedPoint {
     /// ` *` when saturated, ` !` when unstable, else nothing.
-    fn mark(&self) -> &'static str {
+    pub(crate) fn mark(&self) -> &'static str {
         match (self.unstable, self.saturated) {
             (true, _) => " !",
             (false, true) => " *",
@@ -175,7 +182,7 @@ impl ValidatedPoint {
         self.params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ")
     }
 
-    fn metrics(&self) -> [(&'static str, &Compared); 4] {
+    pub(crate) fn metrics(&self) -> [(&'static str, &Compared); 4] {
         [
             ("throughput", &self.throughput_rps),
             ("p50", &self.p50_ms),
@@ -185,7 +192,7 @@ impl ValidatedPoint {
     }
 }
 
-fn short(path: &str) -> &str {
+pub(crate) fn short(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }
 
@@ -198,18 +205,28 @@ pub struct ErrorSummary {
     pub median_abs_pct: f64,
     /// Largest |error| [%].
     pub max_abs_pct: f64,
+    /// Points whose predicted and measured 95% CIs overlap.
+    #[serde(default)]
+    pub agree: usize,
 }
 
 impl ErrorSummary {
-    fn of(errors: impl Iterator<Item = f64>) -> Self {
-        let mut e: Vec<f64> = errors.filter(|x| x.is_finite()).map(f64::abs).collect();
+    fn of<'a>(compared: impl Iterator<Item = &'a Compared>) -> Self {
+        let compared: Vec<&Compared> = compared.filter(|c| c.error_pct.is_finite()).collect();
+        let agree = compared.iter().filter(|c| c.agrees).count();
+        let mut e: Vec<f64> = compared.iter().map(|c| c.error_pct.abs()).collect();
         e.sort_by(f64::total_cmp);
         let median = match e.len() {
             0 => f64::NAN,
             n if n % 2 == 1 => e[n / 2],
             n => (e[n / 2 - 1] + e[n / 2]) / 2.0,
         };
-        Self { points: e.len(), median_abs_pct: median, max_abs_pct: e.last().copied().unwrap_or(f64::NAN) }
+        Self {
+            points: e.len(),
+            median_abs_pct: median,
+            max_abs_pct: e.last().copied().unwrap_or(f64::NAN),
+            agree,
+        }
     }
 }
 
@@ -251,6 +268,13 @@ pub struct Validation {
 /// Every point is simulated first; then the measurements run in `repeats` passes over all
 /// points, so that a slow drift of the machine (another tenant, the clock) spreads over
 /// every point's repeats instead of biasing whichever points ran during it.
+///
+/// An open-loop point is played as a trace on both sides: each pass draws its send times
+/// from the scenario's arrival process (seeded), the load generator sends at exactly those
+/// times, and the simulator is given the same times. Two short runs of a Poisson process
+/// differ by about 1/√n in their arrival rate (7% for 200 requests); sharing the arrivals
+/// (common random numbers across the two backends) leaves only what the server does with
+/// them to compare.
 pub fn validate(
     suites: &[Suite],
     opts: &ValidateOptions,
@@ -281,10 +305,8 @@ pub fn validate(
     for r in 0..repeats {
         for (i, p) in planned.iter().enumerate() {
             progress(r * planned.len() + i, total, &format!("{} {}", p.suite, p.label));
-            let mut sc = p.measured.clone();
-            sc.run.seed = sc.run.seed.wrapping_add(r as u64);
             measured[i].push(
-                measure(&sc, &opts.measure)
+                measure(&p.passes[r], &opts.measure)
                     .map_err(|source| ValidateError::Measure { point: p.label.clone(), source })?,
             );
         }
@@ -297,9 +319,12 @@ pub fn validate(
         machine: super::calibrate::machine(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
         method: format!(
-            "measured: {} passes over the points, {} requests per point and pass after a warm-up of \
-             20 + 2 × users; simulated: replications of {} requests after a warm-up of 200 + 4 × users",
-            opts.repeats, opts.requests, opts.sim_requests
+            "measured: {} pass(es) over the points; closed loops: {} requests per point and pass \
+             after a warm-up of 20 + 2 × users; open loops: {} requests, played as the same trace \
+             on both sides; 95% CIs from {} batch means per pass (throughput) and from order \
+             statistics (percentiles); simulated: closed loops, replications of {} requests after \
+             a warm-up of 200 + 4 × users",
+            repeats, opts.requests, opts.requests, BATCHES, opts.sim_requests
         ),
         points,
         summary,
@@ -313,25 +338,46 @@ struct Planned {
     suite: String,
     params: Vec<(String, String)>,
     label: String,
-    predicted: sim::SimReport,
-    measured: Scenario,
+    /// The predictions: one for a closed loop, one per pass for an open loop (its trace).
+    predicted: Vec<sim::SimReport>,
+    /// The scenario each pass measures.
+    passes: Vec<Scenario>,
+    /// The open-loop scenario's stability (before it became a trace).
+    stability: sim::Stability,
 }
 
 impl Planned {
     fn compare(self, measured: &[MeasureReport]) -> ValidatedPoint {
-        let (f, ci) = (&self.predicted.figures, &self.predicted.ci95);
-        let m = |g: fn(&MeasureReport) -> f64| measured.iter().map(g).collect::<Vec<_>>();
-        let capacity = self.predicted.stability.capacity_rps;
+        let n = self.predicted.len().max(1) as f64;
+        let mean = |g: fn(&sim::SimReport) -> f64| self.predicted.iter().map(g).sum::<f64>() / n;
+        // Independent predictions: the mean's half-width is √(Σ h²) / n.
+        let half = |g: fn(&sim::SimReport) -> f64| self.predicted.iter().map(|r| g(r).powi(2)).sum::<f64>().sqrt() / n;
+        let windows: Vec<&super::Window> = measured.iter().map(|r| &r.window).collect();
+        let rates: Vec<(f64, &super::Window)> = measured.iter().map(|r| (r.throughput_rps, &r.window)).collect();
+        let capacity = self.stability.capacity_rps;
+        let throughput = mean(|r| r.figures.throughput_rps);
         ValidatedPoint {
             suite: self.suite,
             params: self.params,
-            saturated: f.throughput_rps >= 0.9 * capacity || self.predicted.stability.unstable,
-            unstable: self.predicted.stability.unstable,
+            saturated: throughput >= 0.9 * capacity || self.stability.unstable,
+            unstable: self.stability.unstable,
             capacity_rps: capacity,
-            throughput_rps: Compared::new(f.throughput_rps, ci.throughput_rps, &m(|r| r.throughput_rps)),
-            p50_ms: Compared::new(f.latency_ms.p50, ci.latency_ms.p50, &m(|r| r.latency_ms.p50)),
-            p95_ms: Compared::new(f.latency_ms.p95, ci.latency_ms.p95, &m(|r| r.latency_ms.p95)),
-            p99_ms: Compared::new(f.latency_ms.p99, ci.latency_ms.p99, &m(|r| r.latency_ms.p99)),
+            throughput_rps: Compared::new(throughput, half(|r| r.ci95.throughput_rps), spread::throughput(&rates)),
+            p50_ms: Compared::new(
+                mean(|r| r.figures.latency_ms.p50),
+                half(|r| r.ci95.latency_ms.p50),
+                spread::quantile_ms(&windows, 0.50),
+            ),
+            p95_ms: Compared::new(
+                mean(|r| r.figures.latency_ms.p95),
+                half(|r| r.ci95.latency_ms.p95),
+                spread::quantile_ms(&windows, 0.95),
+            ),
+            p99_ms: Compared::new(
+                mean(|r| r.figures.latency_ms.p99),
+                half(|r| r.ci95.latency_ms.p99),
+                spread::quantile_ms(&windows, 0.99),
+            ),
         }
     }
 }
@@ -364,32 +410,71 @@ fn plan_point(
         extra.push(set("cost.calibration", abs.display().to_string()));
     }
     let base = load(suite, point, &extra, label)?;
-    let users = match base.clients.kind {
-        ClientKind::Closed => i64::from(base.clients.users),
-        _ => 0,
+    let stability = sim::stability(&base);
+    let repeats = opts.repeats.max(1);
+    let simulate = |sc: &Scenario| sim::simulate(sc).map_err(|source| ValidateError::Sim { point: label.into(), source });
+    let (predicted, passes) = match base.clients.kind {
+        ClientKind::Open => {
+            let mut predicted = Vec::new();
+            let mut passes = Vec::new();
+            for r in 0..repeats {
+                let sc = as_trace(&base, opts.requests, base.run.seed.wrapping_add(u64::from(r)));
+                predicted.push(simulate(&sc)?);
+                passes.push(sc);
+            }
+            (predicted, passes)
+        }
+        _ => {
+            let users = match base.clients.kind {
+                ClientKind::Closed => i64::from(base.clients.users),
+                _ => 0,
+            };
+            let mut sim_extra = extra.clone();
+            sim_extra.push(set("run.requests", opts.sim_requests as i64));
+            sim_extra.push(set("run.warmup_requests", 200 + 4 * users));
+            let predicted = vec![simulate(&load(suite, point, &sim_extra, label)?)?];
+            let mut meas_extra = extra;
+            meas_extra.push(set("run.requests", opts.requests as i64));
+            meas_extra.push(set("run.warmup_requests", 20 + 2 * users));
+            let measured = load(suite, point, &meas_extra, label)?;
+            let passes = (0..repeats)
+                .map(|r| {
+                    let mut sc = measured.clone();
+                    sc.run.seed = sc.run.seed.wrapping_add(u64::from(r));
+                    sc
+                })
+                .collect();
+            (predicted, passes)
+        }
     };
-    let mut sim_extra = extra.clone();
-    sim_extra.push(set("run.requests", opts.sim_requests as i64));
-    sim_extra.push(set("run.warmup_requests", 200 + 4 * users));
-    let sim_sc = load(suite, point, &sim_extra, label)?;
-    let predicted =
-        sim::simulate(&sim_sc).map_err(|source| ValidateError::Sim { point: label.into(), source })?;
-    let mut meas_extra = extra;
-    meas_extra.push(set("run.requests", opts.requests as i64));
-    meas_extra.push(set("run.warmup_requests", 20 + 2 * users));
-    let measured = load(suite, point, &meas_extra, label)?;
-    Ok(Planned { suite: suite.name.clone(), params, label: label.into(), predicted, measured })
+    Ok(Planned { suite: suite.name.clone(), params, label: label.into(), predicted, passes, stability })
+}
+
+/// The open-loop scenario `sc` as a trace of its first `n` send times, drawn as the load
+/// generator draws them from `seed`; the trace is played whole on both sides.
+fn as_trace(sc: &Scenario, n: u64, seed: u64) -> Scenario {
+    let mode = crate::load::Mode::Open {
+        rate_rps: sc.clients.rate_rps,
+        poisson: sc.clients.arrivals == crate::scenario::Arrivals::Poisson,
+    };
+    let times = crate::load::Schedule::new(&mode, crate::load::Stop::Requests(n), std::time::Duration::ZERO, seed)
+        .map(|s| s.map(|t| t.as_secs_f64() * 1e3).collect())
+        .unwrap_or_default();
+    let mut out = sc.clone();
+    out.clients.kind = ClientKind::Trace;
+    out.clients.trace_ms = times;
+    out.run.seed = seed;
+    out
 }
 
 fn summarize(points: &[ValidatedPoint]) -> Vec<(String, ErrorSummary)> {
     let mut out = Vec::new();
     for (i, name) in ["throughput", "p50", "p95", "p99"].iter().enumerate() {
-        let stable = points.iter().filter(|p| !p.unstable);
-        out.push((name.to_string(), ErrorSummary::of(stable.map(|p| p.metrics()[i].1.error_pct))));
+        out.push((name.to_string(), ErrorSummary::of(points.iter().map(|p| p.metrics()[i].1))));
     }
     out.push((
         "throughput below saturation".into(),
-        ErrorSummary::of(points.iter().filter(|p| !p.saturated).map(|p| p.throughput_rps.error_pct)),
+        ErrorSummary::of(points.iter().filter(|p| !p.saturated).map(|p| &p.throughput_rps)),
     ));
     out
 }
@@ -408,261 +493,6 @@ fn targets(points: &[ValidatedPoint], summary: &[(String, ErrorSummary)]) -> Vec
         t("median |error| p95", 8.0, get("p95").median_abs_pct),
         t("max |error| throughput below saturation", 10.0, get("throughput below saturation").max_abs_pct),
     ]
-}
-
-impl Validation {
-    /// The table and summary, as text.
-    pub fn table(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<44} {:>22} {:>22} {:>22} {:>22}",
-            "point", "throughput req/s", "p50 ms", "p95 ms", "p99 ms"
-        );
-        let _ = writeln!(s, "{:<44} {:>22} {:>22} {:>22} {:>22}", "", "pred / meas / err", "", "", "");
-        for p in &self.points {
-            let _ = write!(s, "{:<44}", format!("{} {}{}", p.suite, p.label(), p.mark()));
-            for (_, c) in p.metrics() {
-                let _ = write!(
-                    s,
-                    " {:>22}",
-                    format!("{:.1}/{:.1}/{:+.1}%", c.predicted, c.measured, c.error_pct)
-                );
-            }
-            s.push('\n');
-        }
-        let _ = writeln!(
-            s,
-            "(* saturated: predicted throughput ≥ 90% of the capacity bound; ! unstable: offered \
-             load ≥ the capacity bound, queues grow with the run's length, not in the summary)\n"
-        );
-        s.push_str(&self.summary_text());
-        s
-    }
-
-    /// Median and max |error| per metric, and the targets.
-    pub fn summary_text(&self) -> String {
-        let mut s = String::new();
-        let _ =
-            writeln!(s, "{:<30} {:>7} {:>16} {:>14}", "metric", "points", "median |error|", "max |error|");
-        for (name, e) in &self.summary {
-            let _ = writeln!(
-                s,
-                "{name:<30} {:>7} {:>15.1}% {:>13.1}%",
-                e.points, e.median_abs_pct, e.max_abs_pct
-            );
-        }
-        for t in &self.targets {
-            let _ = writeln!(
-                s,
-                "target: {:<42} ≤ {:>4.1}%  got {:>5.1}%  {}",
-                t.name,
-                t.limit_pct,
-                t.value_pct,
-                if t.met { "met" } else { "MISSED" }
-            );
-        }
-        s
-    }
-
-    /// A markdown report: machine, method, summary, and the full table.
-    pub fn markdown(&self, plots: &[PathBuf]) -> String {
-        let m = &self.machine;
-        let mut s = String::from("# servesim validation report\n\n");
-        let _ = writeln!(
-            s,
-            "Run {} on `{}` ({}, {} CPUs, {}); {:.0} s.\n\n{}.\n",
-            m.date, m.hostname, m.cpu_model, m.cpus, m.os, self.wall_s, self.method
-        );
-        if let Some(c) = &self.calibration {
-            let _ = writeln!(s, "Calibration: `{c}`.\n");
-        }
-        let _ = writeln!(
-            s,
-            "## Summary\n\n| metric | points | median \\|error\\| | max \\|error\\| |\n|---|---:|---:|---:|"
-        );
-        for (name, e) in &self.summary {
-            let _ =
-                writeln!(s, "| {name} | {} | {:.1}% | {:.1}% |", e.points, e.median_abs_pct, e.max_abs_pct);
-        }
-        let _ = writeln!(s, "\n| target | limit | got | |\n|---|---:|---:|---|");
-        for t in &self.targets {
-            let _ = writeln!(
-                s,
-                "| {} | ≤ {:.0}% | {:.1}% | {} |",
-                t.name,
-                t.limit_pct,
-                t.value_pct,
-                if t.met { "met" } else { "missed" }
-            );
-        }
-        if !plots.is_empty() {
-            s.push_str("\n## Plots\n\n");
-            for p in plots.iter().filter(|p| p.extension().is_some_and(|e| e == "svg")) {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let _ = writeln!(s, "![{name}](../plots/{name})\n");
-            }
-        }
-        s.push_str("\n## Every point\n\nPredicted ± 95% CI (simulator), measured mean [min, max] over repeats (real server), error = (predicted − measured) / measured. `*`: saturated; `!`: unstable (offered load ≥ capacity, so queues grow with the run's length; not in the summary).\n\n");
-        s.push_str("| suite | point | throughput req/s | err | p50 ms | err | p95 ms | err | p99 ms | err |\n|---|---|---|---:|---|---:|---|---:|---|---:|\n");
-        for p in &self.points {
-            let _ = write!(s, "| {} | {}{} |", p.suite, p.label(), p.mark());
-            for (_, c) in p.metrics() {
-                let _ = write!(
-                    s,
-                    " {:.1} ± {:.1} vs {:.1} [{:.1}, {:.1}] | {:+.1}% |",
-                    c.predicted, c.predicted_ci95, c.measured, c.measured_min, c.measured_max, c.error_pct
-                );
-            }
-            s.push('\n');
-        }
-        s
-    }
-
-    /// One CSV row per point: the swept parameters, then each metric's six columns.
-    pub fn csv(&self) -> String {
-        let mut keys: Vec<String> = Vec::new();
-        for p in &self.points {
-            for (k, _) in &p.params {
-                if !keys.contains(k) {
-                    keys.push(k.clone());
-                }
-            }
-        }
-        let mut s = String::from("suite,");
-        for k in &keys {
-            let _ = write!(s, "{k},");
-        }
-        s.push_str("saturated,unstable,capacity_rps");
-        for m in ["throughput_rps", "p50_ms", "p95_ms", "p99_ms"] {
-            for c in ["predicted", "predicted_ci95", "measured", "measured_min", "measured_max", "error_pct"]
-            {
-                let _ = write!(s, ",{m}_{c}");
-            }
-        }
-        s.push('\n');
-        for p in &self.points {
-            let _ = write!(s, "{},", p.suite);
-            for k in &keys {
-                let v = p.params.iter().find(|(pk, _)| pk == k).map_or("", |(_, v)| v.as_str());
-                let _ = write!(s, "{},", csv_field(v));
-            }
-            let _ = write!(s, "{},{},{}", p.saturated, p.unstable, p.capacity_rps);
-            for (_, c) in p.metrics() {
-                let _ = write!(
-                    s,
-                    ",{},{},{},{},{},{}",
-                    c.predicted, c.predicted_ci95, c.measured, c.measured_min, c.measured_max, c.error_pct
-                );
-            }
-            s.push('\n');
-        }
-        s
-    }
-
-    /// Throughput and p95 charts per suite: predicted curves with CI bands, measured points
-    /// with min–max bars, one color per configuration. Returns `(stem, chart)` pairs.
-    pub fn charts(&self, plot_dir: &Path) -> Vec<(PathBuf, Chart)> {
-        let mut suites: Vec<&str> = Vec::new();
-        for p in &self.points {
-            if !suites.contains(&p.suite.as_str()) {
-                suites.push(&p.suite);
-            }
-        }
-        let mut out = Vec::new();
-        for suite in suites {
-            let pts: Vec<&ValidatedPoint> = self.points.iter().filter(|p| p.suite == suite).collect();
-            let Some(x_key) = x_axis(&pts) else { continue };
-            let metrics: [Metric; 2] = [
-                ("throughput", "throughput [req/s]", |p| &p.throughput_rps),
-                ("p95", "p95 latency [ms]", |p| &p.p95_ms),
-            ];
-            for (name, y_label, get) in metrics {
-                let mut groups: Vec<(String, Vec<&ValidatedPoint>)> = Vec::new();
-                for p in &pts {
-                    let g = p
-                        .params
-                        .iter()
-                        .filter(|(k, _)| *k != x_key)
-                        .map(|(k, v)| format!("{}={v}", short(k)))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    match groups.iter_mut().find(|(k, _)| *k == g) {
-                        Some((_, v)) => v.push(p),
-                        None => groups.push((g, vec![p])),
-                    }
-                }
-                let xs: Vec<f64> = pts.iter().filter_map(|p| x_of(p, &x_key)).collect();
-                let (lo, hi) = xs.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
-                let mut chart = Chart {
-                    title: format!("{suite}: {name}, predicted (band: 95% CI) vs measured (bars: min–max)"),
-                    x_label: x_key.clone(),
-                    y_label: y_label.into(),
-                    log_x: lo > 0.0 && hi / lo >= 8.0,
-                    series: Vec::new(),
-                };
-                for (color, (g, gp)) in groups.iter().enumerate() {
-                    let mut gp = gp.clone();
-                    gp.sort_by(|a, b| {
-                        x_of(a, &x_key).unwrap_or(0.0).total_cmp(&x_of(b, &x_key).unwrap_or(0.0))
-                    });
-                    let label = if g.is_empty() { String::new() } else { format!("{g} ") };
-                    chart.series.push(Series {
-                        label: format!("{label}predicted"),
-                        kind: SeriesKind::Band,
-                        color,
-                        points: gp
-                            .iter()
-                            .map(|p| {
-                                let c = get(p);
-                                Point::with_half_width(
-                                    x_of(p, &x_key).unwrap_or(0.0),
-                                    c.predicted,
-                                    c.predicted_ci95,
-                                )
-                            })
-                            .collect(),
-                    });
-                    chart.series.push(Series {
-                        label: format!("{label}measured"),
-                        kind: SeriesKind::Points,
-                        color,
-                        points: gp
-                            .iter()
-                            .map(|p| {
-                                let c = get(p);
-                                Point {
-                                    x: x_of(p, &x_key).unwrap_or(0.0),
-                                    y: c.measured,
-                                    lo: c.measured_min,
-                                    hi: c.measured_max,
-                                }
-                            })
-                            .collect(),
-                    });
-                }
-                out.push((plot_dir.join(format!("validation-{suite}-{name}")), chart));
-            }
-        }
-        out
-    }
-
-    /// Writes `dir/validation.{csv,json}`, `dir/report.md` and the plots under `plot_dir`;
-    /// returns every path written.
-    pub fn write(&self, dir: &Path, plot_dir: &Path) -> Result<Vec<PathBuf>, ValidateError> {
-        let mut plots = Vec::new();
-        for (stem, chart) in self.charts(plot_dir) {
-            plots.extend(chart.save(&stem).map_err(|e| ValidateError::Plot(e.to_string()))?);
-        }
-        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        let files = vec![
-            (dir.join("validation.csv"), self.csv().into_bytes()),
-            (dir.join("validation.json"), json),
-            (dir.join("report.md"), self.markdown(&plots).into_bytes()),
-        ];
-        write_all(&files)?;
-        Ok(files.into_iter().map(|(p, _)| p).chain(plots).collect())
-    }
 }
 
 /// The default suite on the scenarios in `models`: the three handlers × lock `none` / `gil`
@@ -702,44 +532,44 @@ pub fn default_suites(models: &Path) -> Vec<Suite> {
     ]
 }
 
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_owned() }
-}
-
-fn x_of(p: &ValidatedPoint, key: &str) -> Option<f64> {
-    p.params.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok())
-}
-
-/// One plotted metric: file-name stem, axis label and accessor.
-type Metric = (&'static str, &'static str, fn(&ValidatedPoint) -> &Compared);
-
-/// The numeric axis with the most distinct values.
-fn x_axis(points: &[&ValidatedPoint]) -> Option<String> {
-    let first = points.first()?;
-    first
-        .params
-        .iter()
-        .map(|(k, _)| k)
-        .filter(|k| points.iter().all(|p| x_of(p, k).is_some()))
-        .max_by_key(|k| {
-            let mut v: Vec<u64> = points.iter().filter_map(|p| x_of(p, k)).map(f64::to_bits).collect();
-            v.sort_unstable();
-            v.dedup();
-            v.len()
-        })
-        .cloned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn spread(value: f64, lo: f64, hi: f64) -> Spread {
+        Spread { value, lo, hi }
+    }
+
     #[test]
     fn errors_are_relative_to_the_measurement_and_summaries_use_absolute_values() {
-        let c = Compared::new(110.0, 1.0, &[95.0, 105.0]);
-        assert_eq!((c.measured, c.measured_min, c.measured_max), (100.0, 95.0, 105.0));
+        let c = Compared::new(110.0, 1.0, spread(100.0, 95.0, 105.0));
+        assert_eq!((c.measured, c.measured_lo, c.measured_hi), (100.0, 95.0, 105.0));
         assert!((c.error_pct - 10.0).abs() < 1e-12);
-        let s = ErrorSummary::of([-4.0, 1.0, 2.0, f64::NAN].into_iter());
+        assert!(!c.agrees, "109..111 and 95..105 do not overlap");
+        let errs = [(96.0, true), (101.0, true), (102.0, false), (f64::NAN, false)];
+        let cs: Vec<Compared> = errs
+            .iter()
+            .map(|&(pred, _)| Compared::new(pred, if pred == 102.0 { 0.0 } else { 1.0 }, spread(100.0, 99.0, 101.5)))
+            .collect();
+        let s = ErrorSummary::of(cs.iter());
         assert_eq!((s.points, s.median_abs_pct, s.max_abs_pct), (3, 2.0, 4.0));
+        assert_eq!(s.agree, 1, "only 101 ± 1 overlaps 99..101.5");
+    }
+
+    #[test]
+    fn an_open_loop_point_is_the_load_generators_own_schedule_as_a_trace() {
+        let text = "[clients]\nkind = \"open\"\nrate_rps = 50\narrivals = \"poisson\"\n";
+        let sc = Scenario::parse(text, Path::new("t.toml"), Path::new("."), &[])
+            .expect("a scenario");
+        let t = as_trace(&sc, 200, 7);
+        assert_eq!(t.clients.kind, ClientKind::Trace);
+        let mode = crate::load::Mode::Open { rate_rps: 50.0, poisson: true };
+        let sends: Vec<f64> =
+            crate::load::Schedule::new(&mode, crate::load::Stop::Requests(200), std::time::Duration::ZERO, 7)
+                .expect("an open schedule")
+                .map(|d| d.as_secs_f64() * 1e3)
+                .collect();
+        assert_eq!(t.clients.trace_ms, sends);
+        assert_ne!(as_trace(&sc, 200, 8).clients.trace_ms, sends, "each pass draws its own arrivals");
     }
 }

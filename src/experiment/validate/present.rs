@@ -1,0 +1,302 @@
+//! How a validation is shown: a text table, a markdown report, CSV, JSON and plots.
+
+use super::{Compared, ValidateError, ValidatedPoint, Validation, short};
+use crate::experiment::report::write_all;
+use crate::plot::{Chart, Point, Series, SeriesKind};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+impl Validation {
+    /// The table and summary, as text.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<44} {:>22} {:>22} {:>22} {:>22}",
+            "point", "throughput req/s", "p50 ms", "p95 ms", "p99 ms"
+        );
+        let _ = writeln!(s, "{:<44} {:>22} {:>22} {:>22} {:>22}", "", "pred / meas / err", "", "", "");
+        for p in &self.points {
+            let _ = write!(s, "{:<44}", format!("{} {}{}", p.suite, p.label(), p.mark()));
+            for (_, c) in p.metrics() {
+                let _ = write!(
+                    s,
+                    " {:>22}",
+                    format!("{:.1}/{:.1}/{:+.1}%{}", c.predicted, c.measured, c.error_pct, if c.agrees { "~" } else { " " })
+                );
+            }
+            s.push('\n');
+        }
+        let _ = writeln!(
+            s,
+            "(~: the two 95% CIs overlap, the error is within the runs' noise; * saturated: \
+             predicted throughput ≥ 90% of the capacity bound; ! unstable: offered load ≥ the \
+             capacity bound)\n"
+        );
+        s.push_str(&self.summary_text());
+        s
+    }
+
+    /// Median and max |error| per metric, and the targets.
+    pub fn summary_text(&self) -> String {
+        let mut s = String::new();
+        let _ =
+            writeln!(s, "{:<30} {:>7} {:>16} {:>14} {:>12}", "metric", "points", "median |error|", "max |error|", "CIs overlap");
+        for (name, e) in &self.summary {
+            let _ = writeln!(
+                s,
+                "{name:<30} {:>7} {:>15.1}% {:>13.1}% {:>12}",
+                e.points, e.median_abs_pct, e.max_abs_pct, e.agree
+            );
+        }
+        for t in &self.targets {
+            let _ = writeln!(
+                s,
+                "target: {:<42} ≤ {:>4.1}%  got {:>5.1}%  {}",
+                t.name,
+                t.limit_pct,
+                t.value_pct,
+                if t.met { "met" } else { "MISSED" }
+            );
+        }
+        s
+    }
+
+    /// A markdown report: machine, method, summary, and the full table.
+    pub fn markdown(&self, plots: &[PathBuf]) -> String {
+        let m = &self.machine;
+        let mut s = String::from("# servesim validation report\n\n");
+        let _ = writeln!(
+            s,
+            "Run {} on `{}` ({}, {} CPUs, {}); {:.0} s.\n\n{}.\n",
+            m.date, m.hostname, m.cpu_model, m.cpus, m.os, self.wall_s, self.method
+        );
+        if let Some(c) = &self.calibration {
+            let _ = writeln!(s, "Calibration: `{c}`.\n");
+        }
+        let _ = writeln!(
+            s,
+            "## Summary\n\n| metric | points | median \\|error\\| | max \\|error\\| | CIs overlap |\n|---|---:|---:|---:|---:|"
+        );
+        for (name, e) in &self.summary {
+            let _ =
+                writeln!(
+                s,
+                "| {name} | {} | {:.1}% | {:.1}% | {} |",
+                e.points, e.median_abs_pct, e.max_abs_pct, e.agree
+            );
+        }
+        let _ = writeln!(s, "\n| target | limit | got | |\n|---|---:|---:|---|");
+        for t in &self.targets {
+            let _ = writeln!(
+                s,
+                "| {} | ≤ {:.0}% | {:.1}% | {} |",
+                t.name,
+                t.limit_pct,
+                t.value_pct,
+                if t.met { "met" } else { "missed" }
+            );
+        }
+        if !plots.is_empty() {
+            s.push_str("\n## Plots\n\n");
+            for p in plots.iter().filter(|p| p.extension().is_some_and(|e| e == "svg")) {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let _ = writeln!(s, "![{name}](../plots/{name})\n");
+            }
+        }
+        s.push_str("\n## Every point\n\nPredicted ± 95% CI (simulator), measured [95% CI] (real server), error = (predicted − measured) / measured; `~` after an error: the two intervals overlap (the difference is within the runs' noise). `*`: saturated (predicted throughput ≥ 90% of the capacity bound); `!`: unstable (offered load ≥ the capacity bound: the queue grows through the trace, on both sides).\n\n");
+        s.push_str("| suite | point | throughput req/s | err | p50 ms | err | p95 ms | err | p99 ms | err |\n|---|---|---|---:|---|---:|---|---:|---|---:|\n");
+        for p in &self.points {
+            let _ = write!(s, "| {} | {}{} |", p.suite, p.label(), p.mark());
+            for (_, c) in p.metrics() {
+                let _ = write!(
+                    s,
+                    " {:.1} ± {:.1} vs {:.1} [{:.1}, {:.1}] | {:+.1}%{} |",
+                    c.predicted,
+                    c.predicted_ci95,
+                    c.measured,
+                    c.measured_lo,
+                    c.measured_hi,
+                    c.error_pct,
+                    if c.agrees { " ~" } else { "" }
+                );
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// One CSV row per point: the swept parameters, then each metric's seven columns.
+    pub fn csv(&self) -> String {
+        let mut keys: Vec<String> = Vec::new();
+        for p in &self.points {
+            for (k, _) in &p.params {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+        let mut s = String::from("suite,");
+        for k in &keys {
+            let _ = write!(s, "{k},");
+        }
+        s.push_str("saturated,unstable,capacity_rps");
+        for m in ["throughput_rps", "p50_ms", "p95_ms", "p99_ms"] {
+            for c in ["predicted", "predicted_ci95", "measured", "measured_lo", "measured_hi", "error_pct", "agrees"]
+            {
+                let _ = write!(s, ",{m}_{c}");
+            }
+        }
+        s.push('\n');
+        for p in &self.points {
+            let _ = write!(s, "{},", p.suite);
+            for k in &keys {
+                let v = p.params.iter().find(|(pk, _)| pk == k).map_or("", |(_, v)| v.as_str());
+                let _ = write!(s, "{},", csv_field(v));
+            }
+            let _ = write!(s, "{},{},{}", p.saturated, p.unstable, p.capacity_rps);
+            for (_, c) in p.metrics() {
+                let _ = write!(
+                    s,
+                    ",{},{},{},{},{},{},{}",
+                    c.predicted, c.predicted_ci95, c.measured, c.measured_lo, c.measured_hi, c.error_pct, c.agrees
+                );
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Throughput and p95 charts per suite: predicted curves with CI bands, measured points
+    /// with min–max bars, one color per configuration. Returns `(stem, chart)` pairs.
+    pub fn charts(&self, plot_dir: &Path) -> Vec<(PathBuf, Chart)> {
+        let mut suites: Vec<&str> = Vec::new();
+        for p in &self.points {
+            if !suites.contains(&p.suite.as_str()) {
+                suites.push(&p.suite);
+            }
+        }
+        let mut out = Vec::new();
+        for suite in suites {
+            let pts: Vec<&ValidatedPoint> = self.points.iter().filter(|p| p.suite == suite).collect();
+            let Some(x_key) = x_axis(&pts) else { continue };
+            let metrics: [Metric; 2] = [
+                ("throughput", "throughput [req/s]", |p| &p.throughput_rps),
+                ("p95", "p95 latency [ms]", |p| &p.p95_ms),
+            ];
+            for (name, y_label, get) in metrics {
+                let mut groups: Vec<(String, Vec<&ValidatedPoint>)> = Vec::new();
+                for p in &pts {
+                    let g = p
+                        .params
+                        .iter()
+                        .filter(|(k, _)| *k != x_key)
+                        .map(|(k, v)| format!("{}={v}", short(k)))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    match groups.iter_mut().find(|(k, _)| *k == g) {
+                        Some((_, v)) => v.push(p),
+                        None => groups.push((g, vec![p])),
+                    }
+                }
+                let xs: Vec<f64> = pts.iter().filter_map(|p| x_of(p, &x_key)).collect();
+                let (lo, hi) = xs.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+                let mut chart = Chart {
+                    title: format!("{suite}: {name}, predicted (band: 95% CI) vs measured (bars: 95% CI)"),
+                    x_label: x_key.clone(),
+                    y_label: y_label.into(),
+                    log_x: lo > 0.0 && hi / lo >= 8.0,
+                    series: Vec::new(),
+                };
+                for (color, (g, gp)) in groups.iter().enumerate() {
+                    let mut gp = gp.clone();
+                    gp.sort_by(|a, b| {
+                        x_of(a, &x_key).unwrap_or(0.0).total_cmp(&x_of(b, &x_key).unwrap_or(0.0))
+                    });
+                    let label = if g.is_empty() { String::new() } else { format!("{g} ") };
+                    chart.series.push(Series {
+                        label: format!("{label}predicted"),
+                        kind: SeriesKind::Band,
+                        color,
+                        points: gp
+                            .iter()
+                            .map(|p| {
+                                let c = get(p);
+                                Point::with_half_width(
+                                    x_of(p, &x_key).unwrap_or(0.0),
+                                    c.predicted,
+                                    c.predicted_ci95,
+                                )
+                            })
+                            .collect(),
+                    });
+                    chart.series.push(Series {
+                        label: format!("{label}measured"),
+                        kind: SeriesKind::Points,
+                        color,
+                        points: gp
+                            .iter()
+                            .map(|p| {
+                                let c = get(p);
+                                Point {
+                                    x: x_of(p, &x_key).unwrap_or(0.0),
+                                    y: c.measured,
+                                    lo: c.measured_lo,
+                                    hi: c.measured_hi,
+                                }
+                            })
+                            .collect(),
+                    });
+                }
+                out.push((plot_dir.join(format!("validation-{suite}-{name}")), chart));
+            }
+        }
+        out
+    }
+
+    /// Writes `dir/validation.{csv,json}`, `dir/report.md` and the plots under `plot_dir`;
+    /// returns every path written.
+    pub fn write(&self, dir: &Path, plot_dir: &Path) -> Result<Vec<PathBuf>, ValidateError> {
+        let mut plots = Vec::new();
+        for (stem, chart) in self.charts(plot_dir) {
+            plots.extend(chart.save(&stem).map_err(|e| ValidateError::Plot(e.to_string()))?);
+        }
+        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let files = vec![
+            (dir.join("validation.csv"), self.csv().into_bytes()),
+            (dir.join("validation.json"), json),
+            (dir.join("report.md"), self.markdown(&plots).into_bytes()),
+        ];
+        write_all(&files)?;
+        Ok(files.into_iter().map(|(p, _)| p).chain(plots).collect())
+    }
+}
+
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_owned() }
+}
+
+fn x_of(p: &ValidatedPoint, key: &str) -> Option<f64> {
+    p.params.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok())
+}
+
+/// One plotted metric: file-name stem, axis label and accessor.
+type Metric = (&'static str, &'static str, fn(&ValidatedPoint) -> &Compared);
+
+/// The numeric axis with the most distinct values.
+fn x_axis(points: &[&ValidatedPoint]) -> Option<String> {
+    let first = points.first()?;
+    first
+        .params
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| points.iter().all(|p| x_of(p, k).is_some()))
+        .max_by_key(|k| {
+            let mut v: Vec<u64> = points.iter().filter_map(|p| x_of(p, k)).map(f64::to_bits).collect();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        })
+        .cloned()
+}
+
