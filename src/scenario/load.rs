@@ -91,7 +91,12 @@ impl Override {
     /// Sets this value in a TOML table, creating intermediate tables.
     fn apply(&self, root: &mut toml::Table) -> Result<(), ScenarioError> {
         let keys: Vec<&str> = self.path.split('.').collect();
-        let (last, parents) = keys.split_last().expect("paths are non-empty");
+        let Some((last, parents)) = keys.split_last() else {
+            return Err(ScenarioError::Override {
+                arg: self.path.clone(),
+                message: "the path is empty".into(),
+            });
+        };
         let mut table = root;
         for (i, key) in parents.iter().enumerate() {
             let entry =
@@ -139,8 +144,8 @@ impl Scenario {
 
     /// Builds a scenario from a TOML table (after overrides) and validates it.
     pub fn from_table(table: toml::Table, base: &Path) -> Result<Scenario, ScenarioError> {
-        let mut scenario: Scenario = serde_path_to_error::deserialize(table)
-            .map_err(|e| ScenarioError::Schema { field: schema_path(&e), message: e.inner().to_string() })?;
+        let mut scenario: Scenario =
+            serde_path_to_error::deserialize(table.clone()).map_err(|e| schema_error(&e, &table))?;
         scenario.base_dir = base.to_owned();
         scenario.load_files()?;
         scenario.validate()?;
@@ -180,6 +185,57 @@ impl Scenario {
     /// A value with every field at its default.
     pub fn defaults() -> Scenario {
         Scenario::deserialize(toml::Value::Table(toml::Table::new())).expect("defaults deserialize")
+    }
+}
+
+/// A schema error; an integer field given a value its type cannot hold (too large, negative,
+/// fractional) is reported against the field's range instead, as validation would.
+fn schema_error(e: &serde_path_to_error::Error<toml::de::Error>, table: &toml::Table) -> ScenarioError {
+    let field = schema_path(e);
+    let out_of_range = super::validate::integer_range(&field)
+        .and_then(|range| Some((range, value_at(table, &field)?)))
+        .and_then(|((lo, hi), v)| out_of_range(v, lo, hi));
+    match out_of_range {
+        Some(message) => ScenarioError::Invalid { field, message },
+        None => ScenarioError::Schema { field, message: e.inner().to_string() },
+    }
+}
+
+/// The value at a dotted path, if the path leads through tables to one.
+fn value_at<'t>(table: &'t toml::Table, path: &str) -> Option<&'t toml::Value> {
+    let (parents, last) = path.rsplit_once('.').map_or((None, path), |(p, l)| (Some(p), l));
+    let mut t = table;
+    for key in parents.into_iter().flat_map(|p| p.split('.')) {
+        t = t.get(key)?.as_table()?;
+    }
+    t.get(last)
+}
+
+/// Why `v` is not an integer in `[lo, hi]`, if it is a number that is not: an integer
+/// outside the range, a fraction, or — from `--set`, where TOML refused it as too long —
+/// a string of digits.
+fn out_of_range(v: &toml::Value, lo: u64, hi: u64) -> Option<String> {
+    let digits = match v {
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => return Some(format!("must be a whole number in [{lo}, {hi}], got {f}")),
+        toml::Value::String(s) => {
+            let s = s.trim().replace('_', "");
+            let body = s.strip_prefix(['-', '+']).unwrap_or(&s);
+            if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s
+        }
+        _ => return None,
+    };
+    if digits.starts_with('-') && digits.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return Some(format!("must be ≥ {lo}, got {digits}"));
+    }
+    match digits.trim_start_matches(['+', '-']).parse::<u64>() {
+        Ok(n) if n < lo => Some(format!("must be ≥ {lo}, got {digits}")),
+        // In range: the error is about something else.
+        Ok(n) if n <= hi => None,
+        _ => Some(format!("must be ≤ {hi}, got {digits}")),
     }
 }
 

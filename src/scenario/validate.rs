@@ -1,82 +1,205 @@
 //! Range checks: every rule names the field, what it must be, and the value given.
+//!
+//! Besides the rules of meaning (≥ 1 thread, a rate > 0), every value is bounded in
+//! magnitude, so that no valid scenario can overflow the simulator's u64 nanosecond clock
+//! (1.8e19 ns ≈ 584 years), stall it with zero-length steps, or ask for memory no machine
+//! has. Each bound is documented on its field and sits far beyond any real service.
 
-use super::{ClientKind, Scenario, ScenarioError};
+use super::{BatchingMode, ClientKind, Scenario, ScenarioError};
 use crate::workload::Dist;
 
 /// Largest count accepted for users, bursts, workers, threads and similar sizes; far beyond
 /// any machine, small enough that memory stays bounded.
 const MAX_COUNT: u64 = 1_000_000;
 
+/// Largest number of threads simulated in all: every worker's event loop, pool threads and
+/// batch scheduler. A million threads take about 50 MB of simulator state.
+const MAX_THREADS: u64 = 1_000_000;
+
+/// Largest number of requests the workers may admit at once (`system.workers ×
+/// worker.queue_limit`): about 1 GB of simulator state at ~100 bytes per request.
+const MAX_ADMITTED: u64 = 10_000_000;
+
+/// Largest duration of a scalar time field [ms]: the bound on every distribution's mean.
+const MAX_MS: f64 = Dist::MAX_VALUE;
+
+/// Shortest GIL switch interval [ms]: CPython keeps the interval in whole microseconds and
+/// waits at least 1 µs (`take_gil` in `Python/ceval_gil.c`).
+const MIN_SWITCH_MS: f64 = 1e-3;
+
+/// Highest open-loop rate [requests/s]: a mean gap of 1000 ns, so rounding gaps to the
+/// 1 ns clock moves the rate by < 0.1%; beyond any model server.
+const MAX_RATE_RPS: f64 = 1e6;
+
+/// Lowest open-loop rate [requests/s]: a mean gap of 1e9 ms, the bound on every duration.
+const MIN_RATE_RPS: f64 = 1e-6;
+
+/// Most lock release points per token: a 100-layer model releasing the lock around a
+/// hundred kernels per layer. Each slice is a simulated step, so this bounds the steps per
+/// token.
+const MAX_RELEASE_POINTS: u64 = 10_000;
+
+/// Largest lock hand-off cost [µs]: 1 s, a million times a context switch.
+const MAX_HANDOFF_US: f64 = 1e6;
+
+/// Most tokens per request: the simulator draws at most this many (`workload.new_tokens`).
+const MAX_TOKENS: f64 = 1e6;
+
+/// Longest simulated run [s]: 1e9 s (31.7 years) is 1e18 ns, 18× below where the u64
+/// nanosecond clock wraps, with room for any event scheduled past the end.
+const MAX_SIM_S: f64 = 1e9;
+
+/// Most requests measured plus warmed up per replication: a client's request counter
+/// stays far below 2³²; a billion requests already take minutes to simulate.
+const MAX_REQUESTS: u64 = 1_000_000_000;
+
+/// Largest memory of one process or one sequence [MB]: 1e9 MB is a petabyte.
+const MAX_MEMORY_MB: f64 = 1e9;
+
+/// A number as an error shows it: plain when short, in exponent form when huge or tiny
+/// (`1e300`, not its 301 digits).
+pub(crate) fn show(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-3..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
 fn at_least<T: PartialOrd + std::fmt::Display>(field: &str, v: T, min: T) -> Result<(), ScenarioError> {
     if v >= min { Ok(()) } else { Err(ScenarioError::invalid(field, format!("must be ≥ {min}, got {v}"))) }
 }
 
+fn at_most<T: PartialOrd + std::fmt::Display>(field: &str, v: T, max: T) -> Result<(), ScenarioError> {
+    if v <= max { Ok(()) } else { Err(ScenarioError::invalid(field, format!("must be ≤ {max}, got {v}"))) }
+}
+
 fn count(field: &str, v: u64, min: u64) -> Result<(), ScenarioError> {
     at_least(field, v, min)?;
-    if v > MAX_COUNT {
-        return Err(ScenarioError::invalid(field, format!("must be ≤ {MAX_COUNT}, got {v}")));
-    }
-    Ok(())
+    at_most(field, v, MAX_COUNT)
 }
 
 fn positive(field: &str, v: f64) -> Result<(), ScenarioError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(ScenarioError::invalid(field, format!("must be a finite number > 0, got {v}")))
+        Err(ScenarioError::invalid(field, format!("must be a finite number > 0, got {}", show(v))))
     }
 }
 
-fn non_negative(field: &str, v: f64) -> Result<(), ScenarioError> {
-    if v.is_finite() && v >= 0.0 {
+/// A number in `[min, max]` (finite), written with the bounds as given.
+fn within(field: &str, v: f64, min: f64, max: f64) -> Result<(), ScenarioError> {
+    if v.is_finite() && (min..=max).contains(&v) {
         Ok(())
     } else {
-        Err(ScenarioError::invalid(field, format!("must be a finite number ≥ 0, got {v}")))
+        let (lo, hi, v) = (show(min), show(max), show(v));
+        Err(ScenarioError::invalid(field, format!("must be a finite number in [{lo}, {hi}], got {v}")))
     }
+}
+
+/// The dotted paths of the scenario's distributions, in [`Scenario::dists`] order.
+const DIST_FIELDS: [&str; 15] = [
+    "clients.think_ms",
+    "workload.new_tokens",
+    "cost.loop_in_ms",
+    "cost.loop_out_ms",
+    "cost.loop_in_free_ms",
+    "cost.loop_out_free_ms",
+    "cost.request_locked_ms",
+    "cost.request_free_ms",
+    "cost.token_locked_ms",
+    "cost.token_free_ms",
+    "cost.rtt_ms",
+    "batching.step_locked_ms",
+    "batching.step_free_ms",
+    "batching.seq_locked_ms",
+    "batching.seq_free_ms",
+];
+
+/// The scenario's distributions, borrowed as `$r` (`&` or `&mut`), in [`DIST_FIELDS`] order.
+macro_rules! dists {
+    ($s:expr, $($r:tt)+) => {{
+        let (c, b) = ($($r)+ $s.cost, $($r)+ $s.batching);
+        let d = [
+            $($r)+ $s.clients.think_ms,
+            $($r)+ $s.workload.new_tokens,
+            $($r)+ c.loop_in_ms,
+            $($r)+ c.loop_out_ms,
+            $($r)+ c.loop_in_free_ms,
+            $($r)+ c.loop_out_free_ms,
+            $($r)+ c.request_locked_ms,
+            $($r)+ c.request_free_ms,
+            $($r)+ c.token_locked_ms,
+            $($r)+ c.token_free_ms,
+            $($r)+ c.rtt_ms,
+            $($r)+ b.step_locked_ms,
+            $($r)+ b.step_free_ms,
+            $($r)+ b.seq_locked_ms,
+            $($r)+ b.seq_free_ms,
+        ];
+        let mut names = DIST_FIELDS.into_iter();
+        d.map(|d| (names.next().unwrap_or_default(), d))
+    }};
 }
 
 impl Scenario {
     /// Every distribution of the scenario with its dotted path.
     pub fn dists_mut(&mut self) -> [(&'static str, &mut Dist); 15] {
-        let c = &mut self.cost;
-        let b = &mut self.batching;
-        [
-            ("clients.think_ms", &mut self.clients.think_ms),
-            ("workload.new_tokens", &mut self.workload.new_tokens),
-            ("cost.loop_in_ms", &mut c.loop_in_ms),
-            ("cost.loop_out_ms", &mut c.loop_out_ms),
-            ("cost.loop_in_free_ms", &mut c.loop_in_free_ms),
-            ("cost.loop_out_free_ms", &mut c.loop_out_free_ms),
-            ("cost.request_locked_ms", &mut c.request_locked_ms),
-            ("cost.request_free_ms", &mut c.request_free_ms),
-            ("cost.token_locked_ms", &mut c.token_locked_ms),
-            ("cost.token_free_ms", &mut c.token_free_ms),
-            ("cost.rtt_ms", &mut c.rtt_ms),
-            ("batching.step_locked_ms", &mut b.step_locked_ms),
-            ("batching.step_free_ms", &mut b.step_free_ms),
-            ("batching.seq_locked_ms", &mut b.seq_locked_ms),
-            ("batching.seq_free_ms", &mut b.seq_free_ms),
-        ]
+        dists!(self, &mut)
+    }
+
+    /// Every distribution of the scenario with its dotted path.
+    pub fn dists(&self) -> [(&'static str, &Dist); 15] {
+        dists!(self, &)
     }
 
     /// Checks every value; the first violation is returned with its path and the fix.
     pub fn validate(&self) -> Result<(), ScenarioError> {
-        let (s, w, c, r) = (&self.system, &self.worker, &self.cost, &self.run);
+        self.validate_system()?;
+        self.validate_clients()?;
+        self.validate_dists()?;
+        self.validate_cost()?;
+        self.validate_batching()?;
+        self.validate_run()
+    }
+
+    fn validate_system(&self) -> Result<(), ScenarioError> {
+        let (s, w) = (&self.system, &self.worker);
         count("system.cores", s.cores.into(), 1)?;
         count("system.workers", s.workers.into(), 1)?;
-        non_negative("system.worker_memory_mb", s.worker_memory_mb)?;
-        non_negative("system.seq_memory_mb", s.seq_memory_mb)?;
+        within("system.worker_memory_mb", s.worker_memory_mb, 0.0, MAX_MEMORY_MB)?;
+        within("system.seq_memory_mb", s.seq_memory_mb, 0.0, MAX_MEMORY_MB)?;
         count("worker.threads", w.threads.into(), 1)?;
         count("worker.queue_limit", w.queue_limit.into(), 1)?;
         positive("worker.switch_interval_ms", w.switch_interval_ms)?;
-        self.validate_clients()?;
-        count("cost.release_points", c.release_points.into(), 1)?;
-        non_negative("cost.handoff_us", c.handoff_us)?;
-        count("batching.max_batch", self.batching.max_batch.into(), 1)?;
-        non_negative("batching.max_wait_ms", self.batching.max_wait_ms)?;
-        at_least("run.requests", r.requests, 1)?;
-        count("run.replications", r.replications.into(), 1)?;
-        positive("run.max_sim_s", r.max_sim_s)?;
+        within("worker.switch_interval_ms", w.switch_interval_ms, MIN_SWITCH_MS, MAX_MS)?;
+        let workers = u64::from(s.workers);
+        // Each worker runs an event loop (and a batch scheduler when batching) besides its pool.
+        let own = 1 + u64::from(self.batching.mode != BatchingMode::None);
+        let threads = workers * (u64::from(w.threads) + own);
+        if threads > MAX_THREADS {
+            let what = if own == 1 { "an event loop" } else { "an event loop and a batch scheduler" };
+            return Err(ScenarioError::invalid(
+                "system.workers",
+                format!(
+                    "× (worker.threads + {own}) must be ≤ {MAX_THREADS} simulated threads, got {} × ({} + {own}) \
+                     = {threads} (each worker runs {what} besides its pool); lower system.workers or \
+                     worker.threads",
+                    s.workers, w.threads
+                ),
+            ));
+        }
+        let admitted = workers * u64::from(w.queue_limit);
+        if admitted > MAX_ADMITTED {
+            return Err(ScenarioError::invalid(
+                "system.workers",
+                format!(
+                    "× worker.queue_limit must be ≤ {MAX_ADMITTED} requests admitted at once, got \
+                     {} × {} = {admitted}; lower worker.queue_limit",
+                    s.workers, w.queue_limit
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -97,15 +220,244 @@ impl Scenario {
                 }
                 Ok(())
             }
-            ClientKind::Open => positive("clients.rate_rps", k.rate_rps),
+            ClientKind::Open => {
+                positive("clients.rate_rps", k.rate_rps)?;
+                within("clients.rate_rps", k.rate_rps, MIN_RATE_RPS, MAX_RATE_RPS)
+            }
             ClientKind::Burst => count("clients.burst", k.burst.into(), 1),
             ClientKind::Trace => match &k.trace {
-                Some(_) => Ok(()),
+                Some(_) => self.validate_trace(),
                 None => Err(ScenarioError::invalid(
                     "clients.trace",
                     "is required with kind = \"trace\": a CSV file of arrival times [ms]",
                 )),
             },
         }
+    }
+
+    /// The arrival times read from `clients.trace` (the loader checked they do not decrease).
+    fn validate_trace(&self) -> Result<(), ScenarioError> {
+        let times = &self.clients.trace_ms;
+        if let Some(t) = times.iter().find(|t| !(t.is_finite() && (0.0..=MAX_MS).contains(*t))) {
+            return Err(ScenarioError::invalid(
+                "clients.trace",
+                format!(": arrival times must be finite, ≥ 0 and ≤ {MAX_MS:e} ms, got {t}"),
+            ));
+        }
+        if times.len() as u64 > MAX_REQUESTS {
+            return Err(ScenarioError::invalid(
+                "clients.trace",
+                format!(": must hold ≤ {MAX_REQUESTS} arrivals, got {}", times.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every distribution again (the loader may have added calibrated parts), and the
+    /// tighter bound on tokens.
+    fn validate_dists(&self) -> Result<(), ScenarioError> {
+        for (field, d) in self.dists() {
+            d.validate()
+                .map_err(|e| ScenarioError::Schema { field: field.into(), message: e.to_string() })?;
+        }
+        let tokens = &self.workload.new_tokens;
+        let most = magnitude(tokens);
+        if most > MAX_TOKENS {
+            let got = match tokens {
+                Dist::Const(_) => show(most),
+                d => format!(
+                    "a {} distribution reaching {} (its largest value, or mean)",
+                    d.kind(),
+                    show(most)
+                ),
+            };
+            return Err(ScenarioError::invalid(
+                "workload.new_tokens",
+                format!("must be ≤ {} tokens, the most a request may generate, got {got}", show(MAX_TOKENS)),
+            ));
+        }
+        count("workload.prompt_chars", self.workload.prompt_chars.into(), 0)
+    }
+
+    fn validate_cost(&self) -> Result<(), ScenarioError> {
+        let c = &self.cost;
+        at_least("cost.release_points", u64::from(c.release_points), 1)?;
+        at_most("cost.release_points", u64::from(c.release_points), MAX_RELEASE_POINTS)?;
+        within("cost.handoff_us", c.handoff_us, 0.0, MAX_HANDOFF_US)?;
+        let Some(cal) = &c.calibrated else { return Ok(()) };
+        let field = "cost.calibration";
+        let mut sizes: Vec<u32> = Vec::new();
+        for st in &cal.batch_steps {
+            at_least(&format!("{field}: batch_steps.batch"), st.batch, 1)?;
+            if sizes.contains(&st.batch) {
+                return Err(ScenarioError::invalid(
+                    field,
+                    format!(": batch size {} is measured twice in batch_steps; calibrate again", st.batch),
+                ));
+            }
+            sizes.push(st.batch);
+            let ok = |x: &f64| x.is_finite() && (0.0..=MAX_MS).contains(x);
+            if let Some(x) = st.locked_ms.iter().chain(&st.free_ms).find(|x| !ok(x)) {
+                return Err(ScenarioError::invalid(
+                    field,
+                    format!(
+                        ": batch_steps at batch {} has a sample {x}; samples must be finite, ≥ 0 and \
+                         ≤ {MAX_MS:e} ms",
+                        st.batch
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_batching(&self) -> Result<(), ScenarioError> {
+        let b = &self.batching;
+        count("batching.max_batch", b.max_batch.into(), 1)?;
+        within("batching.max_wait_ms", b.max_wait_ms, 0.0, MAX_MS)?;
+        // A step of a full batch must stay within the bound on any duration.
+        let full = f64::from(b.max_batch);
+        for (field, step, seq) in [
+            ("batching.seq_locked_ms", &b.step_locked_ms, &b.seq_locked_ms),
+            ("batching.seq_free_ms", &b.step_free_ms, &b.seq_free_ms),
+        ] {
+            let mean = step.mean() + full * seq.mean();
+            if mean > MAX_MS {
+                return Err(ScenarioError::invalid(
+                    field,
+                    format!(
+                        "is too large: a step of batching.max_batch = {} sequences would cost {mean:e} ms \
+                         on average, more than {MAX_MS:e} ms; lower it or batching.max_batch",
+                        b.max_batch
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_run(&self) -> Result<(), ScenarioError> {
+        let r = &self.run;
+        at_least("run.requests", r.requests, 1)?;
+        at_most("run.requests", r.requests, MAX_REQUESTS)?;
+        at_most("run.warmup_requests", r.warmup_requests, MAX_REQUESTS)?;
+        let total = r.requests + r.warmup_requests;
+        if total > MAX_REQUESTS {
+            return Err(ScenarioError::invalid(
+                "run.requests",
+                format!(
+                    "+ run.warmup_requests must be ≤ {MAX_REQUESTS}, got {} + {} = {total}",
+                    r.requests, r.warmup_requests
+                ),
+            ));
+        }
+        count("run.replications", r.replications.into(), 1)?;
+        positive("run.max_sim_s", r.max_sim_s)?;
+        if r.max_sim_s > MAX_SIM_S {
+            let (max, v) = (show(MAX_SIM_S), show(r.max_sim_s));
+            return Err(ScenarioError::invalid("run.max_sim_s", format!("must be ≤ {max}, got {v}")));
+        }
+        Ok(())
+    }
+}
+
+/// The largest value of a bounded distribution, the mean of an unbounded one; summed over
+/// the parts of a sum.
+fn magnitude(d: &Dist) -> f64 {
+    match d {
+        Dist::Const(v) => *v,
+        Dist::Uniform { max, .. } => *max,
+        Dist::Empirical { samples, .. } => samples.iter().copied().fold(0.0, f64::max),
+        Dist::Sum(parts) => parts.iter().map(magnitude).sum(),
+        Dist::Exponential { .. } | Dist::LogNormal { .. } | Dist::Gamma { .. } => d.mean(),
+    }
+}
+
+/// The range of an integer field, for errors about values its type cannot hold.
+pub(crate) fn integer_range(field: &str) -> Option<(u64, u64)> {
+    Some(match field {
+        "system.cores" | "system.workers" | "worker.threads" | "worker.queue_limit" | "clients.users"
+        | "clients.burst" | "batching.max_batch" | "run.replications" => (1, MAX_COUNT),
+        "workload.prompt_chars" => (0, MAX_COUNT),
+        "cost.release_points" => (1, MAX_RELEASE_POINTS),
+        "run.requests" => (1, MAX_REQUESTS),
+        "run.warmup_requests" => (0, MAX_REQUESTS),
+        // TOML integers are 64-bit signed.
+        "run.seed" => (0, i64::MAX as u64),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Override;
+    use std::path::Path;
+
+    fn load(sets: &[String]) -> Result<Scenario, ScenarioError> {
+        let o: Vec<Override> = sets.iter().map(|s| s.parse().unwrap()).collect();
+        Scenario::parse("", Path::new("t.toml"), Path::new("."), &o)
+    }
+
+    /// The ranges reported for values an integer type cannot hold are the ones validation
+    /// enforces: one past either end is refused with the same bound.
+    #[test]
+    fn integer_ranges_match_validation() {
+        for field in [
+            "system.cores",
+            "system.workers",
+            "worker.threads",
+            "worker.queue_limit",
+            "clients.users",
+            "clients.burst",
+            "batching.max_batch",
+            "run.replications",
+            "workload.prompt_chars",
+            "cost.release_points",
+            "run.requests",
+            "run.warmup_requests",
+            "run.seed",
+        ] {
+            let (lo, hi) = integer_range(field).unwrap();
+            let mut base = vec!["worker.queue_limit=1000000".to_string()];
+            if field == "clients.burst" {
+                base.push("clients.kind=\"burst\"".into());
+            }
+            if field == "run.warmup_requests" {
+                base.push("run.requests=1".into());
+            }
+            let refused = |value: String, want: String| {
+                let mut sets = base.clone();
+                sets.push(format!("{field}={value}"));
+                let e = load(&sets).expect_err(&value).to_string();
+                assert!(e.contains(&format!("{field} {want}")), "{field}={value}: {e}");
+            };
+            if hi < i64::MAX as u64 {
+                refused((hi + 1).to_string(), format!("must be ≤ {hi}, got {}", hi + 1));
+            }
+            refused("99999999999999999999".into(), format!("must be ≤ {hi}"));
+            refused((i128::from(lo) - 1).to_string(), format!("must be ≥ {lo}"));
+            refused("2.5".into(), format!("must be a whole number in [{lo}, {hi}]"));
+        }
+    }
+
+    #[test]
+    fn numbers_show_short() {
+        for (v, want) in [(0.0, "0"), (1e300, "1e300"), (1e-300, "1e-300"), (2.5, "2.5"), (1e9, "1e9")] {
+            assert_eq!(show(v), want);
+        }
+        assert_eq!(
+            (show(f64::NAN), show(f64::INFINITY), show(86_400.0)),
+            ("NaN".into(), "inf".into(), "86400".into())
+        );
+    }
+
+    #[test]
+    fn dists_and_dists_mut_list_the_same_fields() {
+        let mut sc = Scenario::defaults();
+        let names: Vec<&str> = sc.dists().iter().map(|d| d.0).collect();
+        assert_eq!(names, DIST_FIELDS);
+        let names_mut: Vec<&str> = sc.dists_mut().iter().map(|d| d.0).collect();
+        assert_eq!(names_mut, DIST_FIELDS);
     }
 }

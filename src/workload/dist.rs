@@ -73,7 +73,7 @@ pub enum Dist {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DistError {
     /// A parameter is out of range.
-    #[error("{kind} needs {param} {rule}, got {got}")]
+    #[error("{kind} needs {param} {rule}, got {}", show(*.got))]
     Param {
         /// The distribution kind.
         kind: &'static str,
@@ -103,41 +103,109 @@ pub enum DistError {
         /// What went wrong.
         reason: String,
     },
+    /// The parameters are each in range, but `rand_distr` cannot build a sampler from them.
+    #[error("{kind} cannot be sampled with these parameters ({reason}); change mean or cv")]
+    Sampler {
+        /// The distribution kind.
+        kind: &'static str,
+        /// `rand_distr`'s reason.
+        reason: String,
+    },
+}
+
+/// A number as an error shows it: plain when short, in exponent form when huge or tiny
+/// (`1e300`, not its 301 digits).
+fn show(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-3..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }
 
 impl Dist {
-    /// Checks every parameter; the error says which and what it must be.
+    /// Largest mean a distribution may have, and largest value a `const`, `uniform` or
+    /// `empirical` one may take, in its field's unit (ms for durations). 1e9 ms is 11.6 days,
+    /// beyond any request; as 1e15 ns it stays four orders of magnitude below the 1.8e19 ns at
+    /// which the simulator's u64 nanosecond clock wraps.
+    pub const MAX_VALUE: f64 = 1e9;
+
+    /// Smallest coefficient of variation of `lognormal` and `gamma`: below it a distribution is
+    /// a constant for every purpose (write the constant), and gamma's shape 1/cv² stays ≤ 1e12,
+    /// where `rand_distr` samples it exactly.
+    pub const MIN_CV: f64 = 1e-6;
+
+    /// Largest coefficient of variation of `lognormal` and `gamma`: far heavier tails than any
+    /// measured service time (those have cv of order 0.1–10), and gamma's shape 1/cv² stays
+    /// ≥ 1e-6, where its small-shape sampler returns finite draws.
+    pub const MAX_CV: f64 = 1e3;
+
+    /// Checks every parameter, then that a sampler can be built from them, so that
+    /// [`Dist::sampler`] cannot fail on a valid distribution; the error says which
+    /// parameter and what it must be. An `empirical` distribution whose file is not read
+    /// yet is checked again by [`Dist::load_files`].
     pub fn validate(&self) -> Result<(), DistError> {
-        let check = |kind, param, ok: bool, rule, got| {
-            if ok && f64::is_finite(got) { Ok(()) } else { Err(DistError::Param { kind, param, rule, got }) }
+        self.check_params()?;
+        if !self.awaits_files() {
+            self.try_sampler()?;
+        }
+        Ok(())
+    }
+
+    fn check_params(&self) -> Result<(), DistError> {
+        let check = |kind, param, ok: bool, rule, got: f64| match (ok, got.is_finite()) {
+            (true, true) => Ok(()),
+            // Infinity passes the lower bounds; the upper one (every parameter has one) fails.
+            (true, false) => Err(DistError::Param { kind, param, rule: "≤ 1e9", got }),
+            (false, _) => Err(DistError::Param { kind, param, rule, got }),
         };
+        let kind = self.kind();
+        let at_most = |param, v: f64| check(kind, param, v <= Dist::MAX_VALUE, "≤ 1e9", v);
         match *self {
-            Dist::Const(v) => check("const", "value", v >= 0.0, "≥ 0", v),
-            Dist::Exponential { mean } => check("exponential", "mean", mean > 0.0, "> 0", mean),
-            Dist::LogNormal { mean, cv } | Dist::Gamma { mean, cv } => {
-                let kind = self.kind();
+            Dist::Const(v) => {
+                check(kind, "value", v >= 0.0, "≥ 0", v)?;
+                at_most("value", v)
+            }
+            Dist::Exponential { mean } => {
                 check(kind, "mean", mean > 0.0, "> 0", mean)?;
-                check(kind, "cv", cv > 0.0, "> 0", cv)
+                at_most("mean", mean)
+            }
+            Dist::LogNormal { mean, cv } | Dist::Gamma { mean, cv } => {
+                check(kind, "mean", mean > 0.0, "> 0", mean)?;
+                at_most("mean", mean)?;
+                check(kind, "cv", (Dist::MIN_CV..=Dist::MAX_CV).contains(&cv), "in [1e-6, 1e3]", cv)
             }
             Dist::Uniform { min, max } => {
-                check("uniform", "min", min >= 0.0, "≥ 0", min)?;
-                check("uniform", "max", max >= min, "≥ min", max)
+                check(kind, "min", min >= 0.0, "≥ 0", min)?;
+                check(kind, "max", max >= min, "≥ min", max)?;
+                at_most("max", max)
             }
             Dist::Empirical { ref samples, ref file } => {
                 if samples.is_empty() && file.is_none() {
-                    return Err(DistError::Missing { kind: "empirical", param: "samples or file" });
+                    return Err(DistError::Missing { kind, param: "samples or file" });
                 }
-                match samples.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
-                    Some(&bad) => check("empirical", "samples", false, "finite and ≥ 0", bad),
+                let ok = |s: &f64| s.is_finite() && (0.0..=Dist::MAX_VALUE).contains(s);
+                match samples.iter().find(|s| !ok(s)) {
+                    Some(&bad) => check(kind, "samples", false, "finite, ≥ 0 and ≤ 1e9", bad),
                     None => Ok(()),
                 }
             }
             Dist::Sum(ref parts) => {
                 if parts.is_empty() {
-                    return Err(DistError::Missing { kind: "sum", param: "of" });
+                    return Err(DistError::Missing { kind, param: "of" });
                 }
-                parts.iter().try_for_each(Dist::validate)
+                parts.iter().try_for_each(Dist::check_params)?;
+                at_most("mean", self.mean())
             }
+        }
+    }
+
+    /// Whether an `empirical` part names a file whose samples are not read yet.
+    fn awaits_files(&self) -> bool {
+        match self {
+            Dist::Empirical { file: Some(_), samples } => samples.is_empty(),
+            Dist::Sum(parts) => parts.iter().any(Dist::awaits_files),
+            _ => false,
         }
     }
 
@@ -216,23 +284,44 @@ impl Dist {
         }
     }
 
-    /// A sampler for this distribution. The distribution must be valid.
+    /// A sampler for this distribution.
+    ///
+    /// # Panics
+    ///
+    /// If the distribution is not valid. [`Dist::validate`] builds the same sampler, so
+    /// this cannot happen to a validated distribution — every one of a loaded scenario.
     pub fn sampler(&self) -> Sampler {
+        match self.try_sampler() {
+            Ok(s) => s,
+            Err(e) => panic!("sampler of an unvalidated distribution {self:?}: {e}"),
+        }
+    }
+
+    /// A sampler for this distribution, or why `rand_distr` cannot build one.
+    pub fn try_sampler(&self) -> Result<Sampler, DistError> {
+        let kind = self.kind();
+        let fail = |e: &dyn fmt::Display| DistError::Sampler { kind, reason: e.to_string() };
         let inner = match *self {
             Dist::Const(v) => Inner::Const(v),
-            Dist::Exponential { mean } => Inner::Exp(Exp::new(1.0 / mean).expect("validated")),
+            Dist::Exponential { mean } => Inner::Exp(Exp::new(1.0 / mean).map_err(|e| fail(&e))?),
             Dist::LogNormal { mean, cv } => {
-                Inner::LogNormal(LogNormal::from_mean_cv(mean, cv).expect("validated"))
+                Inner::LogNormal(LogNormal::from_mean_cv(mean, cv).map_err(|e| fail(&e))?)
             }
             Dist::Gamma { mean, cv } => {
                 let shape = 1.0 / (cv * cv);
-                Inner::Gamma(Gamma::new(shape, mean / shape).expect("validated"))
+                Inner::Gamma(Gamma::new(shape, mean / shape).map_err(|e| fail(&e))?)
             }
             Dist::Uniform { min, max } => Inner::Uniform(min, max - min),
+            // An empty sample set has nothing to draw: its file was never read.
+            Dist::Empirical { ref samples, .. } if samples.is_empty() => {
+                return Err(DistError::Missing { kind, param: "samples (read its file first)" });
+            }
             Dist::Empirical { ref samples, .. } => Inner::Empirical(samples.clone()),
-            Dist::Sum(ref parts) => Inner::Sum(parts.iter().map(Dist::sampler).collect()),
+            Dist::Sum(ref parts) => {
+                Inner::Sum(parts.iter().map(Dist::try_sampler).collect::<Result<_, _>>()?)
+            }
         };
-        Sampler(inner)
+        Ok(Sampler(inner))
     }
 }
 
@@ -439,10 +528,52 @@ mod tests {
             ("x = { dist = \"uniform\", min = 3, max = 1 }", "max ≥ min"),
             ("x = { dist = \"exponential\", mean = 1, sigma = 2 }", "unknown field `sigma`"),
             ("x = \"fast\"", "a number or a table"),
+            ("x = 1e300", "value ≤ 1e9, got 1e300"),
+            ("x = nan", "value ≥ 0, got NaN"),
+            ("x = { dist = \"exponential\", mean = 2e9 }", "mean ≤ 1e9, got 2e9"),
+            ("x = { dist = \"gamma\", mean = 1, cv = 1e200 }", "cv in [1e-6, 1e3], got 1e200"),
+            ("x = { dist = \"gamma\", mean = 1, cv = 1e-200 }", "cv in [1e-6, 1e3], got 1e-200"),
+            ("x = { dist = \"lognormal\", mean = 1, cv = 1e200 }", "cv in [1e-6, 1e3], got 1e200"),
+            ("x = { dist = \"lognormal\", mean = inf, cv = 1 }", "mean ≤ 1e9, got inf"),
+            ("x = { dist = \"uniform\", min = 0, max = 1e10 }", "max ≤ 1e9, got 1e10"),
+            ("x = { dist = \"empirical\", samples = [1, -1] }", "samples finite, ≥ 0 and ≤ 1e9, got -1"),
+            ("x = { dist = \"empirical\", samples = [1, 1e12] }", "got 1e12"),
+            ("x = { dist = \"sum\", of = [9e8, 9e8] }", "sum needs mean ≤ 1e9, got 1.8e9"),
+            ("x = { dist = \"gamma\", mean = 1e-320, cv = 1e-6 }", "cannot be sampled"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    /// At the edges of every limit a sampler builds and draws finite values ≥ 0, so a
+    /// valid distribution can never make `sampler` fail.
+    #[test]
+    fn edges_of_the_limits_sample() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let (lo, hi) = (Dist::MIN_CV, Dist::MAX_CV);
+        let mut edges = vec![Dist::Const(Dist::MAX_VALUE), Dist::Uniform { min: 0.0, max: Dist::MAX_VALUE }];
+        for mean in [1e-300, 1e-9, 1.0, Dist::MAX_VALUE] {
+            edges.push(Dist::Exponential { mean });
+            for cv in [lo, 1.0, hi] {
+                edges.extend([Dist::LogNormal { mean, cv }, Dist::Gamma { mean, cv }]);
+            }
+        }
+        for d in edges {
+            d.validate().unwrap_or_else(|e| panic!("{d:?}: {e}"));
+            let s = d.try_sampler().unwrap();
+            for _ in 0..1000 {
+                let x = s.sample(&mut rng);
+                assert!(x.is_finite() && x >= 0.0, "{d:?} drew {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unread_samples_file_cannot_be_sampled_but_is_valid_until_read() {
+        let d = Dist::Empirical { file: Some("later.csv".into()), samples: Arc::from([]) };
+        assert_eq!(d.validate(), Ok(()));
+        assert!(d.try_sampler().unwrap_err().to_string().contains("read its file first"));
     }
 
     #[test]
