@@ -1,7 +1,13 @@
-//! Mini-GPT speed on one core (ndarray's matmul backend and ours are single-threaded):
+//! Mini-GPT speed on one core. ndarray only holds the weights and the KV cache; every
+//! kernel — the matmuls, attention's q·Kᵀ and p·V, LayerNorm, softmax, GELU — is the
+//! crate's own, hand-blocked for AVX2 + FMA (`src/gpt/simd.rs`, chosen at run time; plain
+//! code otherwise) and single-threaded, as NumPy without a threaded BLAS:
 //!
 //! * `decode/token B=1` — latency of one decode step with the KV cache (a forward pass of
 //!   one row), over the 20 tokens after a 41-character prompt;
+//! * `decode/token B=1, outside kernels` — the part of that step outside the matmul
+//!   kernels (embedding, LayerNorm, softmax, GELU, bookkeeping): the work a NumPy model
+//!   does holding the GIL (it also counts the timing hooks' two clock reads per kernel);
 //! * `decode/step_batch B=…` — one batched step of B sequences (prompts of 21 to 56
 //!   characters, each at its own position), reported as tokens/s;
 //! * `request` — one whole request: the prefill of a 41-character prompt and 20 new tokens.
@@ -11,7 +17,7 @@
 //! Run: `cargo bench --bench gpt`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use servesim::gpt::{Model, NoHooks, Sequence, Workspace};
+use servesim::gpt::{Model, NoHooks, Sequence, TimingHooks, Workspace};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -60,11 +66,31 @@ fn time_steps(m: &Model, batch: usize, single: bool, iters: u64) -> Duration {
     total
 }
 
+/// Times the part of `iters` single steps outside the matmul kernels (the step's wall time
+/// minus its kernels'), restarting the sequence (untimed) every `NEW`.
+fn time_outside_kernels(m: &Model, iters: u64) -> Duration {
+    let (mut total, mut seq, mut done) = (Duration::ZERO, fresh(m, 1).remove(0), 0);
+    for _ in 0..iters {
+        if done == NEW {
+            (seq, done) = (fresh(m, 1).remove(0), 0);
+        }
+        let mut hooks = TimingHooks::new(NoHooks);
+        let t = Instant::now();
+        m.step(&mut seq, &mut hooks);
+        total += t.elapsed().saturating_sub(hooks.matmul);
+        done += 1;
+    }
+    total
+}
+
 fn decode(c: &mut Criterion) {
     let m = model();
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(1));
     g.bench_function("token B=1", |b| b.iter_custom(|iters| time_steps(&m, 1, true, iters)));
+    g.bench_function("token B=1, outside kernels", |b| {
+        b.iter_custom(|iters| time_outside_kernels(&m, iters))
+    });
     for batch in [1usize, 8, 32] {
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_function(format!("step_batch B={batch}"), |b| {

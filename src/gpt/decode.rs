@@ -96,10 +96,16 @@ impl Sequence {
     }
 }
 
-/// Where the time of a request went.
+/// Where the time of a request went: the [`Config::kernels_per_token`] kernels of each
+/// forward pass, and the rest.
+///
+/// [`Config::kernels_per_token`]: super::Config::kernels_per_token
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timing {
-    /// Inside matmul kernels (where NumPy would release the GIL).
+    /// Inside matmul kernels (where NumPy would release the GIL): per layer the QKV, output,
+    /// MLP-in and MLP-out dense layers *and* attention's two kernels — the scores q·Kᵀ and
+    /// the weighted values p·V over the KV cache, each timed as one kernel across all heads
+    /// — plus the LM head.
     pub matmul: Duration,
     /// Everything else: tokenizing, LayerNorm, softmax, GELU, bookkeeping.
     pub other: Duration,

@@ -86,3 +86,28 @@ fn read_config(dir: &Path) -> Result<Config, GptError> {
     config.validate().map_err(|e| bad(&path, e.to_string()))?;
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each tensor's values as bits, by name.
+    fn bits(m: &Model) -> BTreeMap<String, Vec<u32>> {
+        m.tensors().into_iter().map(|(n, v)| (n, v.iter().map(|x| x.to_bits()).collect())).collect()
+    }
+
+    #[test]
+    fn the_committed_model_loads_back_bit_for_bit() {
+        let committed = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mini-gpt")).unwrap();
+        let dir = std::env::temp_dir().join(format!("servesim-files-{}", std::process::id()));
+        committed.save(&dir).unwrap();
+        let back = Model::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(back.config, committed.config);
+        let (want, got) = (bits(&committed), bits(&back));
+        assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());
+        for (name, w) in &want {
+            assert!(got[name] == *w, "tensor {name} changed in the round trip");
+        }
+    }
+}

@@ -248,30 +248,3 @@ mod tests {
         }
     }
 }
-#[cfg(test)]
-mod tmp_timing {
-    #[test]
-    fn tmp_time_pointwise() {
-        let mut x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
-        let reps = 200_000;
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            super::softmax(std::hint::black_box(&mut x), 0.25);
-        }
-        eprintln!("TMP softmax(64): {:.1} ns", t.elapsed().as_nanos() as f64 / reps as f64);
-        let mut g: Vec<f32> = (0..256).map(|i| (i as f32 * 0.37).sin()).collect();
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            super::gelu(std::hint::black_box(&mut g));
-            g.iter_mut().for_each(|v| *v = v.min(3.0));
-        }
-        eprintln!("TMP gelu(256): {:.1} ns", t.elapsed().as_nanos() as f64 / reps as f64);
-        let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
-        let (gg, bb, mut o) = (vec![1.0; 64], vec![0.0; 64], vec![0.0; 64]);
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            super::layer_norm(std::hint::black_box(&x), &gg, &bb, &mut o);
-        }
-        eprintln!("TMP layer_norm(64): {:.1} ns", t.elapsed().as_nanos() as f64 / reps as f64);
-    }
-}

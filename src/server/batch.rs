@@ -224,7 +224,7 @@ impl Batcher {
             CANCELLED => BatchError::TimedOut,
             _ => BatchError::Closed,
         };
-        let answer = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
+        match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(r) => r.map_err(|_| lost(&ticket))?,
             Err(_) => {
                 if ticket.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
@@ -233,8 +233,7 @@ impl Batcher {
                 // Already in a batch: it leaves at its next step boundary; wait for that.
                 rx.await.map_err(|_| lost(&ticket))?
             }
-        };
-        answer
+        }
     }
 
     /// The counters so far.

@@ -38,7 +38,8 @@ struct Queue {
 pub struct PoolStats {
     /// Threads.
     pub threads: u32,
-    /// Jobs run to completion.
+    /// Jobs run (a panicking one included; one cancelled in the queue is not), each
+    /// counted before its result is sent.
     pub jobs: u64,
     /// Wall time threads spent running jobs [ms].
     pub busy_ms: f64,
@@ -78,14 +79,33 @@ impl Shared {
 
     fn work(&self) {
         while let Some(job) = self.next() {
-            let (t0, c0) = (Instant::now(), thread_cpu_ns());
             // A panicking handler must not take the thread with it: its result channel is
             // dropped and the request fails with 500.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-            self.cpu_ns.fetch_add(thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
-            self.busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            self.jobs.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Counts one job's wall and CPU time when dropped — before its result is sent (so whoever
+/// receives the result sees the job counted), or while a panic unwinds.
+struct Accounting<'a> {
+    shared: &'a Shared,
+    t0: Instant,
+    c0: u64,
+}
+
+impl<'a> Accounting<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        Self { shared, t0: Instant::now(), c0: thread_cpu_ns() }
+    }
+}
+
+impl Drop for Accounting<'_> {
+    fn drop(&mut self) {
+        let s = self.shared;
+        s.cpu_ns.fetch_add(thread_cpu_ns().saturating_sub(self.c0), Ordering::Relaxed);
+        s.busy_ns.fetch_add(self.t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        s.jobs.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -134,13 +154,17 @@ impl Pool {
     {
         let ticket = Arc::new(AtomicU8::new(QUEUED));
         let (tx, mut rx) = oneshot::channel();
-        let (t, queued_at) = (Arc::clone(&ticket), Instant::now());
+        let (t, queued_at, shared) = (Arc::clone(&ticket), Instant::now(), Arc::clone(&self.shared));
         self.submit(Box::new(move || {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 let _ = t.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
             }
             if t.compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                let _ = tx.send(f(queued_at.elapsed()));
+                let r = {
+                    let _counted = Accounting::start(&shared);
+                    f(queued_at.elapsed())
+                };
+                let _ = tx.send(r);
             }
         }))?;
         let lost = |ticket: &AtomicU8| match ticket.load(Ordering::Acquire) {
@@ -261,6 +285,7 @@ mod tests {
             assert_eq!(a, Ok(()));
             assert_eq!(b, Err(PoolError::TimedOut));
         });
+        assert_eq!(pool.stats().jobs, 1, "the cancelled job is not counted");
         drop(pool);
         assert_eq!(ran.load(Ordering::SeqCst), 0);
     }

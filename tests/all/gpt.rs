@@ -211,19 +211,54 @@ fn one_model_serves_many_threads() {
     }
 }
 
+/// Every tensor of a safetensors file: name, shape, and its f32 values as bits.
+fn tensor_bits(bytes: &[u8]) -> Vec<(String, Vec<usize>, Vec<u32>)> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let mut out: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+            let bits = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).to_bits())
+                .collect();
+            (name, t.shape().to_vec(), bits)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 #[test]
 fn save_load_round_trip_is_bit_exact_and_init_is_deterministic() {
     let m = Model::init(&Config::default(), 42);
     assert_eq!(m, Model::init(&Config::default(), 42));
     assert_ne!(m, Model::init(&Config::default(), 43));
-    let dir = tmp("roundtrip");
-    m.save(&dir).unwrap();
-    assert_eq!(Model::load(&dir).unwrap(), m);
-    // The file is the same bytes each time.
-    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    m.save(&dir).unwrap();
-    assert_eq!(std::fs::read(dir.join("model.safetensors")).unwrap(), bytes);
-    std::fs::remove_dir_all(&dir).unwrap();
+    // The committed model, loaded and saved again, then loaded and saved once more.
+    let committed_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mini-gpt");
+    let (once, twice) = (tmp("roundtrip-1"), tmp("roundtrip-2"));
+    committed().save(&once).unwrap();
+    Model::load(&once).unwrap().save(&twice).unwrap();
+    let read = |dir: &Path, file: &str| std::fs::read(dir.join(file)).unwrap();
+    let want = read(&committed_dir, "model.safetensors");
+    let want_bits = tensor_bits(&want);
+    // tok_emb, 12 per block, ln_f's gain and bias (the head is tied, positions are fixed).
+    assert_eq!(want_bits.len(), 1 + 12 * Config::default().n_layer + 2, "every tensor is in the file");
+    for dir in [&once, &twice] {
+        // Each tensor's values are the same bits (-0.0 and NaN payloads included)…
+        for (w, g) in want_bits.iter().zip(tensor_bits(&read(dir, "model.safetensors"))) {
+            assert_eq!((&w.0, &w.1), (&g.0, &g.1), "{}", dir.display());
+            let diff = w.2.iter().zip(&g.2).position(|(a, b)| a != b);
+            assert_eq!(diff, None, "{}: tensor {} differs at element {diff:?}", dir.display(), w.0);
+        }
+        // …and the files are the committed ones, byte for byte.
+        assert!(read(dir, "model.safetensors") == want, "{}: model.safetensors differs", dir.display());
+        assert_eq!(read(dir, "config.json"), read(&committed_dir, "config.json"), "{}", dir.display());
+    }
+    std::fs::remove_dir_all(&once).unwrap();
+    std::fs::remove_dir_all(&twice).unwrap();
 }
 
 #[test]
