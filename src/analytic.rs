@@ -21,6 +21,8 @@
 //!   Performance*, ch. 6 and 8; Reiser–Lavenberg 1980);
 //! * `bounds` — [`asymptotic_bounds`], [`balanced_job_bounds`], [`open_bounds`]
 //!   (Lazowska et al. ch. 5);
+//! * `response_bound` — [`open_response_lower_bound`]: a lower bound on the mean response
+//!   time of an open system from one resource's work, valid for any scheduling;
 //! * `usl` — [`UslParams`], [`fit_usl`]: Gunther's Universal Scalability Law, fitted by
 //!   nonlinear least squares with standard errors and 95% intervals;
 //! * `error` — [`AnalyticError`]: every function checks its inputs (finite, positive,
@@ -58,6 +60,7 @@ mod mg1;
 mod mva;
 mod network;
 mod ps;
+mod response_bound;
 mod usl;
 
 pub use bounds::{ClosedBounds, OpenBounds, asymptotic_bounds, balanced_job_bounds, open_bounds};
@@ -67,4 +70,5 @@ pub use mg1::{Mg1Metrics, ServiceTime, md1, mg1, mm1};
 pub use mva::{MAX_MULTI_SERVER_STATIONS, MAX_POPULATION, MvaPoint, mva};
 pub use network::{ClosedNetwork, Station, StationKind};
 pub use ps::{PsMetrics, mg1_ps};
+pub use response_bound::open_response_lower_bound;
 pub use usl::{UslFit, UslParams, fit_usl};

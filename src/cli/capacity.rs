@@ -8,12 +8,22 @@ use servesim::experiment::{CapacityQuery, CapacityReport, Config, Planner, Slo, 
 /// within a latency SLO.
 ///
 /// The scenario gives the workload and costs; its clients are replaced by open Poisson
-/// arrivals. Candidates — cores × workers × handler × threads — are visited cheapest first,
-/// pruned when a bound proves they cannot work (memory, a capacity bound below the rate, a
-/// request's own work over the SLO), and otherwise simulated at the target rate plus
-/// headroom: a candidate meets the SLO when the figure's 95% CI lies under the limit. For
-/// the answer it prints the bottleneck, the utilization of every resource and the knee —
-/// the highest rate that still meets the SLO — with its interval.
+/// arrivals. Candidates — cores × workers × handler × threads, and batch sizes when the
+/// scenario has batched step costs — are visited cheapest first, pruned when a bound proves
+/// they cannot work, and otherwise simulated at the target rate plus headroom: a candidate
+/// meets the SLO when the figure's 95% CI lies under the limit.
+///
+/// The bounds: memory over the cap; a capacity bound below the rate (the bottleneck's
+/// servers over its demand); a request's own work over the SLO (its mean, or for a
+/// percentile the lower quantile bound μ − σ·√((1−q)/q) from Cantelli's inequality); and for
+/// a mean-latency SLO, an open-queueing lower bound on mean latency at each resource that
+/// holds for any scheduling. Each only prunes what cannot meet the SLO; no analytic bound
+/// on a percentile exists from the work alone, so percentile SLOs are otherwise left to the
+/// simulator.
+///
+/// For the answer it prints the bottleneck, the utilization of every resource, the knee —
+/// the highest rate that still meets the SLO — with its interval, and the closest strictly
+/// cheaper candidate that was simulated and missed.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     servesim capacity models/seed-sync.toml --target-rps 40 --slo p95=300ms\n  \
@@ -85,7 +95,16 @@ fn summary(r: &CapacityReport) -> String {
         q.slo.metric,
         q.slo.limit_ms
     );
-    s.push_str(&format!("{} candidates pruned by bounds, {} simulated\n\n", r.pruned, r.simulated));
+    let by: Vec<String> = Verdict::SCREENS
+        .iter()
+        .map(|t| format!("{} {}", r.pruned_by.get(*t).copied().unwrap_or(0), screen_name(t)))
+        .collect();
+    s.push_str(&format!(
+        "{} candidates pruned by bounds ({}), {} simulated\n\n",
+        r.pruned,
+        by.join(", "),
+        r.simulated
+    ));
     let Some(a) = &r.answer else {
         s.push_str("no configuration within the limits meets the SLO; raise --max-cores or --max-memory\n");
         return s;
@@ -111,19 +130,42 @@ fn summary(r: &CapacityReport) -> String {
         100.0 * u.threads,
         100.0 * u.event_loop
     ));
+    if a.config.max_batch > 0 {
+        s.push_str(&format!(
+            "  batch scheduler: {:.2} ± {:.2} sequences per step of at most {} (the simulator reports no busy share for it)\n",
+            f.mean_batch, ci.mean_batch, a.config.max_batch
+        ));
+    }
     s.push_str(&format!(
         "  knee: {:.2} req/s still meets the SLO (95% interval {:.2}–{:.2})\n",
         a.knee.rps, a.knee.lo_rps, a.knee.hi_rps
     ));
-    if let Some(e) = &r.cheaper {
-        let c = &e.config;
-        let why = match &e.verdict {
-            Verdict::Misses { value_ms, ci95_ms, rejected } => {
-                format!("{value_ms:.2} ± {ci95_ms:.2} ms, {rejected} refused")
-            }
-            other => format!("{other:?}"),
-        };
-        s.push_str(&format!("next cheaper simulated: {} — misses ({why})\n", describe(c)));
+    match &r.cheaper {
+        Some(e) => {
+            let why = match &e.verdict {
+                Verdict::Misses { value_ms, ci95_ms, rejected } => {
+                    format!("{value_ms:.2} ± {ci95_ms:.2} ms, {rejected} refused")
+                }
+                other => format!("{other:?}"),
+            };
+            s.push_str(&format!(
+                "next cheaper simulated: {} ({:.1} MB) — misses ({why})\n",
+                describe(&e.config),
+                e.memory_mb
+            ));
+        }
+        None => s.push_str("next cheaper simulated: none — every cheaper candidate was pruned by a bound\n"),
     }
     s
+}
+
+/// How the summary names a screen's verdict tag.
+fn screen_name(tag: &str) -> &str {
+    match tag {
+        "too-much-memory" => "memory",
+        "bound-below-target" => "capacity",
+        "work-over-slo" => "work",
+        "latency-bound-over-slo" => "latency",
+        other => other,
+    }
 }

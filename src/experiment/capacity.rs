@@ -2,18 +2,37 @@
 //! holds a target rate within a latency SLO, with evidence.
 //!
 //! Candidates (cores × workers × handler × threads) are visited cheapest first. Each is
-//! pruned when it cannot work — memory over the cap, a capacity bound below the target
-//! (bottleneck analysis), or a request's own work already over the SLO — and otherwise
-//! confirmed by simulation at the target rate plus headroom, with open Poisson arrivals:
-//! it meets the SLO when the figure's 95% CI lies under the limit. The answer's knee — the
-//! highest rate that still meets the SLO — is found by bisection, with an interval from the
-//! CI of the figure.
+//! pruned when a bound proves it cannot work, and otherwise confirmed by simulation at the
+//! target rate plus headroom, with open Poisson arrivals: it meets the SLO when the
+//! figure's 95% CI lies under the limit. The screens, in order:
+//!
+//! 1. memory over the cap;
+//! 2. a capacity bound below the rate (bottleneck analysis, [`sim::stability`]);
+//! 3. a request's own work over the SLO: latency is at least the work, so its quantile q
+//!    is at least `μ − σ·√((1 − q)/q)` (Cantelli's inequality; `μ` for the mean);
+//! 4. for a mean-latency SLO, the open-system bound of each resource (cores, lock,
+//!    threadpool, event loop), [`analytic::open_response_lower_bound`]: it holds whatever
+//!    the scheduling, so it only prunes what the simulator would also reject. No such bound
+//!    exists for a percentile from the work alone, so percentile SLOs skip this screen.
+//!
+//! Every screen uses a lower bound on the mean work and an upper bound on its variance, so
+//! rounding token counts or drawing from wide distributions never prunes a candidate that
+//! could meet the SLO. Batched candidates only get screens 1–3 (the mean work of a batched
+//! request is bounded, its spread is not). Closed clients do not arise: the search replaces
+//! the scenario's clients with open arrivals at the target rate.
+//!
+//! The answer's knee — the highest rate that still meets the SLO — is found by bisection,
+//! with an interval from the CI of the figure.
 
 use crate::scenario::{ClientKind, Handler, Override, Scenario, ScenarioError};
 use crate::sim::{self, Bottleneck, Figures, SimError, SimReport};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+
+mod screen;
+use screen::{latency_bound_ms, resources, work_floor_ms};
 
 /// Which latency figure the SLO bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,10 +220,19 @@ pub enum Verdict {
         /// The resource that sets it.
         bottleneck: Bottleneck,
     },
-    /// A request's own CPU work already exceeds the SLO.
+    /// A request's own CPU work already exceeds the SLO: a lower bound on the SLO's figure
+    /// of the work (its mean, or its quantile by Cantelli's inequality) is over the limit.
     WorkOverSlo {
         /// Mean work per request [ms].
         demand_ms: f64,
+    },
+    /// The open-system lower bound on mean latency of one resource is over a mean-latency
+    /// SLO ([`analytic::open_response_lower_bound`]).
+    LatencyBoundOverSlo {
+        /// The bound [ms].
+        bound_ms: f64,
+        /// The resource that gives it.
+        resource: Bottleneck,
     },
     /// Simulated, and the figure's CI is not under the limit.
     Misses {
@@ -222,6 +250,24 @@ pub enum Verdict {
         /// Its CI half-width [ms].
         ci95_ms: f64,
     },
+}
+
+impl Verdict {
+    /// Tags of the verdicts that prune without simulating, in the order the screens run.
+    pub const SCREENS: [&'static str; 4] =
+        ["too-much-memory", "bound-below-target", "work-over-slo", "latency-bound-over-slo"];
+
+    /// Its `verdict` tag in JSON.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Verdict::TooMuchMemory { .. } => "too-much-memory",
+            Verdict::BoundBelowTarget { .. } => "bound-below-target",
+            Verdict::WorkOverSlo { .. } => "work-over-slo",
+            Verdict::LatencyBoundOverSlo { .. } => "latency-bound-over-slo",
+            Verdict::Misses { .. } => "misses",
+            Verdict::Meets { .. } => "meets",
+        }
+    }
 }
 
 /// A visited candidate.
@@ -273,11 +319,14 @@ pub struct CapacityReport {
     pub query: CapacityQuery,
     /// The cheapest configuration that meets it, if any does.
     pub answer: Option<Answer>,
-    /// The closest cheaper candidate that was simulated and missed (the evidence that the
-    /// answer is the cheapest), if any.
+    /// The closest candidate strictly cheaper than the answer (fewer cores, or as many and
+    /// less memory) that was simulated and missed — the evidence that the answer is the
+    /// cheapest. `None` without an answer, or when every cheaper candidate was pruned.
     pub cheaper: Option<Evaluation>,
     /// Candidates pruned without simulation.
     pub pruned: usize,
+    /// The same, by verdict (the `verdict` tags of `evaluated`), every screen listed.
+    pub pruned_by: BTreeMap<String, usize>,
     /// Candidates simulated.
     pub simulated: usize,
     /// Every candidate visited, cheapest first.
@@ -313,6 +362,14 @@ fn candidates(q: &CapacityQuery, batching: bool) -> Vec<Config> {
         }
     }
     out
+}
+
+/// The last simulated miss, in search order, that costs strictly less than `answer`
+/// (cores, memory): fewer cores, or as many and less memory.
+fn closest_cheaper(evaluated: &[Evaluation], answer: (u32, f64)) -> Option<Evaluation> {
+    let cheaper =
+        |e: &Evaluation| e.config.cores < answer.0 || (e.config.cores == answer.0 && e.memory_mb < answer.1);
+    evaluated.iter().rev().find(|e| matches!(e.verdict, Verdict::Misses { .. }) && cheaper(e)).cloned()
 }
 
 fn figure(f: &Figures, m: SloMetric) -> f64 {
@@ -382,15 +439,30 @@ impl Planner {
         if self.query.max_memory_mb.is_some_and(|cap| memory_mb > cap) {
             return Ok(Some(Verdict::TooMuchMemory { memory_mb }));
         }
-        let st = sim::stability(&self.scenario(c, rate)?);
+        let sc = self.scenario(c, rate)?;
+        let st = sim::stability(&sc);
         if st.capacity_rps <= rate {
             return Ok(Some(Verdict::BoundBelowTarget {
                 capacity_rps: st.capacity_rps,
                 bottleneck: st.bottleneck,
             }));
         }
-        if st.demand_ms > self.query.slo.limit_ms && self.query.slo.metric != SloMetric::P50 {
-            return Ok(Some(Verdict::WorkOverSlo { demand_ms: st.demand_ms }));
+        let Slo { metric, limit_ms } = self.query.slo;
+        if c.max_batch > 0 {
+            // A full batch shares each step the most, so `demand_ms` bounds the mean work of
+            // a batched request from below; its spread is not bounded.
+            let over = metric == SloMetric::Mean && st.demand_ms > limit_ms;
+            return Ok(over.then_some(Verdict::WorkOverSlo { demand_ms: st.demand_ms }));
+        }
+        let own = resources(&sc)[0].2;
+        if work_floor_ms(own, metric) > limit_ms {
+            return Ok(Some(Verdict::WorkOverSlo { demand_ms: own.mean_ms }));
+        }
+        if metric == SloMetric::Mean
+            && let Some((bound_ms, resource)) = latency_bound_ms(&sc, rate)
+            && bound_ms > limit_ms
+        {
+            return Ok(Some(Verdict::LatencyBoundOverSlo { bound_ms, resource }));
         }
         Ok(None)
     }
@@ -428,6 +500,7 @@ impl Planner {
             answer: None,
             cheaper: None,
             pruned: 0,
+            pruned_by: Verdict::SCREENS.iter().map(|t| (t.to_string(), 0)).collect(),
             simulated: 0,
             evaluated: Vec::new(),
         };
@@ -435,6 +508,7 @@ impl Planner {
             let verdict = match self.prune(&config, memory_mb, rate)? {
                 Some(v) => {
                     report.pruned += 1;
+                    *report.pruned_by.entry(v.tag().into()).or_default() += 1;
                     v
                 }
                 None => {
@@ -444,9 +518,9 @@ impl Planner {
                     if let Verdict::Meets { .. } = v {
                         report.evaluated.push(Evaluation { config, memory_mb, verdict: v });
                         report.answer = Some(self.answer(config, memory_mb, &r)?);
+                        report.cheaper = closest_cheaper(&report.evaluated, (config.cores, memory_mb));
                         return Ok(report);
                     }
-                    report.cheaper = Some(Evaluation { config, memory_mb, verdict: v.clone() });
                     v
                 }
             };
@@ -501,5 +575,117 @@ mod tests {
         assert!((parse_memory_mb("16GiB").unwrap() - 17179.869184).abs() < 1e-6);
         assert_eq!(parse_memory_mb("64 GB").unwrap(), 64_000.0);
         assert!(parse_memory_mb("3 parsecs").unwrap_err().to_string().contains("the unit must be"));
+    }
+
+    /// Writes a scenario file into a fresh temporary directory.
+    fn scenario_file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("servesim-capacity-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("scenario.toml");
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    /// 100 ms of deterministic lock-free work per request, no loop work.
+    const D100: &str = r#"
+        [worker]
+        lock = "none"
+        queue_limit = 1000000
+        [workload]
+        new_tokens = 0
+        [cost]
+        request_free_ms = 100.0
+        [run]
+        requests = 20000
+        warmup_requests = 1000
+        replications = 3
+    "#;
+
+    fn config(cores: u32, workers: u32, threads: u32) -> Config {
+        Config { cores, workers, handler: Handler::Sync, threads, max_batch: 0 }
+    }
+
+    fn query(target_rps: f64, slo: &str, max_cores: u32) -> CapacityQuery {
+        CapacityQuery { target_rps, slo: slo.parse().unwrap(), max_memory_mb: None, max_cores, headroom: 0.0 }
+    }
+
+    #[test]
+    fn the_latency_bound_prunes_what_the_simulator_rejects() {
+        // 9 req/s of 100 ms on one thread: ρ = 0.9, and the bound is the M/D/1 mean itself,
+        // 0.1 s·(2 − 0.9)/(2·(1 − 0.9)) = 550 ms, over a 300 ms SLO: the candidate is pruned
+        // without being simulated. The simulator agrees that it misses.
+        let file = scenario_file("bound", D100);
+        let planner = Planner::new(&file, &[], query(9.0, "mean=300ms", 2)).unwrap();
+        let one = config(1, 1, 4);
+        let Some(Verdict::LatencyBoundOverSlo { bound_ms, resource }) =
+            planner.prune(&one, 16.0, 9.0).unwrap()
+        else {
+            panic!("not pruned by the latency bound");
+        };
+        assert!((bound_ms - 550.0).abs() < 1e-6 && resource == Bottleneck::Cores, "{bound_ms} {resource:?}");
+        let sim = planner.simulate(&one, 9.0).unwrap();
+        assert!(matches!(planner.judge(&sim), Verdict::Misses { .. }), "{:?}", sim.figures.latency_ms);
+        // A p95 SLO is not screened by it: no bound on a percentile follows from the work.
+        let p95 = Planner::new(&file, &[], query(9.0, "p95=300ms", 2)).unwrap();
+        assert_eq!(p95.prune(&one, 16.0, 9.0).unwrap(), None);
+
+        // The search: every 1-core candidate and the 2-core one with a single thread are
+        // pruned by the bound; two threads on two cores meet the SLO. Nothing cheaper was
+        // simulated, so there is no "next cheaper" to show.
+        let report = planner.run().unwrap();
+        let answer = report.answer.as_ref().expect("an answer");
+        assert_eq!(answer.config, config(2, 1, 2));
+        let by_bound: Vec<Config> = report
+            .evaluated
+            .iter()
+            .filter(|e| matches!(e.verdict, Verdict::LatencyBoundOverSlo { .. }))
+            .map(|e| e.config)
+            .collect();
+        assert!(by_bound.contains(&config(2, 1, 1)) && by_bound.iter().filter(|c| c.cores == 1).count() > 0);
+        assert_eq!(report.pruned_by["latency-bound-over-slo"], by_bound.len());
+        assert_eq!(report.pruned, report.pruned_by.values().sum::<usize>());
+        assert_eq!(report.simulated + report.pruned, report.evaluated.len());
+        assert_eq!(report.cheaper, None);
+    }
+
+    #[test]
+    fn work_over_the_slo_is_proven_not_guessed() {
+        // One request in 100 costs 5 s, the rest 1 ms: the mean work (51 ms) is over a 40 ms
+        // p95, but the p95 of the work is 1 ms, so a lightly loaded server meets the SLO and
+        // must not be pruned. A mean SLO of 40 ms is over the mean work, and is.
+        let mut samples = vec!["1.0"; 99];
+        samples.push("5000.0");
+        let text = D100.replace(
+            "request_free_ms = 100.0",
+            &format!("request_free_ms = {{ dist = \"empirical\", samples = [{}] }}", samples.join(", ")),
+        );
+        let file = scenario_file("work", &text);
+        let one = config(1, 1, 4);
+        let p95 = Planner::new(&file, &[], query(1.0, "p95=40ms", 1)).unwrap();
+        assert_eq!(p95.prune(&one, 16.0, 1.0).unwrap(), None);
+        let mean = Planner::new(&file, &[], query(1.0, "mean=40ms", 1)).unwrap();
+        let v = mean.prune(&one, 16.0, 1.0).unwrap();
+        assert!(
+            matches!(v, Some(Verdict::WorkOverSlo { demand_ms }) if (demand_ms - 50.99).abs() < 1e-9),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn the_next_cheaper_is_strictly_cheaper_than_the_answer() {
+        let e = |cores, memory_mb, verdict: Verdict| Evaluation {
+            config: config(cores, 1, 1),
+            memory_mb,
+            verdict,
+        };
+        let miss = || Verdict::Misses { value_ms: 400.0, ci95_ms: 1.0, rejected: 0 };
+        let pruned = || Verdict::BoundBelowTarget { capacity_rps: 1.0, bottleneck: Bottleneck::Lock };
+        // Search order: cheapest first; the last two cost as much as the answer (5, 32).
+        let evaluated = [e(4, 16.0, miss()), e(4, 64.0, miss()), e(5, 16.0, pruned()), e(5, 32.0, miss())];
+        assert_eq!(closest_cheaper(&evaluated, (5, 32.0)), Some(evaluated[1].clone()));
+        // Same cores, less memory counts as cheaper.
+        assert_eq!(closest_cheaper(&evaluated[..3], (4, 64.0)), Some(evaluated[0].clone()));
+        // Only pruned or equally cheap candidates: none.
+        assert_eq!(closest_cheaper(&evaluated[2..], (5, 32.0)), None);
     }
 }
