@@ -31,35 +31,37 @@ struct Cli {
     command: Command,
 }
 
+// Each variant gives only its one-line `about` for `servesim --help`: a doc comment here
+// would also replace the long text of its argument struct, which `servesim X --help` shows.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Predict throughput and latency with the discrete-event simulator.
+    #[command(about = "Predict throughput and latency with the discrete-event simulator.")]
     Simulate(simulate::SimulateArgs),
-    /// Simulate a grid of configurations in parallel (CSV, JSON, plots; shardable).
+    #[command(about = "Simulate a grid of configurations in parallel (CSV, JSON, plots; shardable).")]
     Sweep(sweep::SweepArgs),
-    /// Join the shard outputs of one sweep.
+    #[command(about = "Join the shard outputs of one sweep.")]
     Merge(sweep::MergeArgs),
-    /// Find the cheapest configuration that holds a rate within a latency SLO.
+    #[command(about = "Find the cheapest configuration that holds a rate within a latency SLO.")]
     Capacity(capacity::CapacityArgs),
-    /// Fit the Universal Scalability Law to a throughput-vs-concurrency CSV.
+    #[command(about = "Fit the Universal Scalability Law to a throughput-vs-concurrency CSV.")]
     FitUsl(usl::UslArgs),
-    /// Inspect or (re)generate the Mini-GPT weights.
+    #[command(about = "Inspect or (re)generate the Mini-GPT weights.")]
     #[cfg(feature = "model")]
     Model(model::ModelArgs),
     // --- server commands (serve, measure) ---
-    /// Run the real server (axum + the Mini-GPT) with a scenario's knobs.
+    #[command(about = "Run the real server (axum + the Mini-GPT) with a scenario's knobs.")]
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
-    /// Measure a scenario on the real server with the load generator.
+    #[command(about = "Measure a scenario on the real server with the load generator.")]
     #[cfg(all(feature = "server", feature = "load"))]
     Measure(measure::MeasureArgs),
-    /// Measure the real server's own costs on this machine (a calibration file).
+    #[command(about = "Measure the real server's own costs on this machine (a calibration file).")]
     #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
     Calibrate(calibrate::CalibrateArgs),
-    /// Check predictions against the real server over a sweep (default: the main suite).
+    #[command(about = "Check predictions against the real server over a sweep (default: the main suite).")]
     #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
     Validate(validate::ValidateArgs),
-    /// Drive any HTTP server with a closed loop, an open loop or a burst, and measure it.
+    #[command(about = "Drive any HTTP server with a closed loop, an open loop or a burst, and measure it.")]
     #[cfg(feature = "load")]
     Load(load::LoadArgs),
     // --- end server commands ---

@@ -90,3 +90,65 @@ fn bad_input_exits_non_zero_with_a_message_on_stderr() {
         assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
     }
 }
+
+#[test]
+fn each_subcommand_s_help_shows_its_long_text() {
+    // `servesim X --help` shows the long text of X's arguments; `servesim --help` lists the
+    // one-liners only.
+    let mut table = vec![
+        ("simulate", "Little's-law residual"),
+        ("sweep", "common random numbers"),
+        ("merge", "shards of different sweeps"),
+        ("capacity", "Cantelli's inequality"),
+        ("fit-usl", "Where the USL misleads"),
+    ];
+    if cfg!(feature = "server") {
+        table.push(("serve", "SO_REUSEPORT"));
+    }
+    if cfg!(all(feature = "server", feature = "load")) {
+        table.push(("measure", "the load generator the rest"));
+    }
+    if cfg!(all(feature = "server", feature = "load", feature = "plot")) {
+        table.extend([("calibrate", "hand-off between threads"), ("validate", "OUT/validation.csv")]);
+    }
+    if cfg!(feature = "load") {
+        table.push(("load", "coordinated omission"));
+    }
+    let top = String::from_utf8(servesim(&["--help"]).stdout).unwrap();
+    assert!(top.contains("Fit the Universal Scalability Law to a throughput-vs-concurrency CSV."), "{top}");
+    for (command, phrase) in table {
+        let out = servesim(&[command, "--help"]);
+        assert!(out.status.success(), "{command}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(phrase), "`servesim {command} --help` lacks {phrase:?}:\n{text}");
+        assert!(!top.contains(phrase), "`servesim --help` shows the long text of {command}");
+    }
+}
+
+#[test]
+fn capacity_prints_what_each_bound_pruned() {
+    // 100 ms of fixed work at 9 req/s, a mean SLO of 300 ms: on one core, or one thread,
+    // ρ = 0.9 and the open-queueing bound (the M/D/1 mean, 550 ms) prunes without
+    // simulating; two threads on two cores meet it. No cheaper candidate was simulated.
+    let dir = std::env::temp_dir().join(format!("servesim-cli-capacity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("d100.toml");
+    std::fs::write(
+        &file,
+        "[worker]\nlock = \"none\"\nqueue_limit = 1000000\n[workload]\nnew_tokens = 0\n\
+         [cost]\nrequest_free_ms = 100.0\n[run]\nrequests = 4000\nwarmup_requests = 200\nreplications = 3\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let args =
+        ["capacity", path, "--target-rps", "9", "--slo", "mean=300ms", "--max-cores", "2", "--headroom", "0"];
+    let v = json(&[&args[..], &["--json"]].concat());
+    let by_bound = v["pruned_by"]["latency-bound-over-slo"].as_u64().unwrap();
+    assert!(by_bound > 0, "{}", v["pruned_by"]);
+    assert!(v["cheaper"].is_null(), "{}", v["cheaper"]);
+    let out = servesim(&args);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&format!("{by_bound} latency")), "{text}");
+    assert!(text.contains("next cheaper simulated: none"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
