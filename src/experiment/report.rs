@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why results could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -69,28 +70,170 @@ pub fn csv_text<T: Serialize>(lead: &[Vec<(String, String)>], records: &[T]) -> 
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-/// Writes every `(path, bytes)` to a temporary file first, then renames them all: a failure
-/// leaves no half-written output.
+/// Writes every `(path, bytes)` whole or not at all (see [`Staged`]): on any failure the
+/// destinations are as they were and no temporary is left.
 pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<(), WriteError> {
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
-        move |source| WriteError::Io { path: path.to_owned(), source }
-    }
-    let mut staged = Vec::new();
+    let mut staged = Staged::new();
     for (path, bytes) in files {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        staged.add(path, bytes)?;
+    }
+    staged.commit().map(|_| ())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io { path: path.to_owned(), source }
+}
+
+/// Distinguishes the temporaries of one process.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A hidden name beside `path` that no other writer uses: `.NAME.PID-N.ROLE.partial`.
+fn sibling(path: &Path, role: &str) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}-{n}.{role}.partial", std::process::id()))
+}
+
+/// A set of output files that appear together or not at all, as far as the filesystem
+/// allows. Each file is first written in full to a temporary beside its destination (so
+/// the rename is on one filesystem); [`Staged::commit`] then renames them into place,
+/// moving aside a file it replaces, and on a failure puts everything back. Dropped
+/// without a commit — on any error on the way — it removes every temporary and every
+/// directory it created.
+///
+/// The one window left is a crash during the commit's renames.
+#[derive(Debug, Default)]
+pub struct Staged {
+    /// (temporary, destination), in the order added.
+    files: Vec<(PathBuf, PathBuf)>,
+    /// Directories it created, outermost first.
+    created: Vec<PathBuf>,
+    /// Scratch directories for files written by code that takes a path (figures).
+    scratch: Vec<PathBuf>,
+    committed: bool,
+}
+
+impl Staged {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates `dir` and its missing ancestors, remembering which it created.
+    fn make_dir(&mut self, dir: &Path) -> Result<(), WriteError> {
+        let missing: Vec<&Path> =
+            dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+        for d in missing.into_iter().rev() {
+            std::fs::create_dir(d).map_err(io(d))?;
+            self.created.push(d.to_owned());
         }
-        let mut name = path.file_name().unwrap_or_default().to_owned();
-        name.push(".partial");
-        let tmp = path.with_file_name(name);
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-        staged.push((tmp, path));
+        Ok(())
     }
-    for (tmp, path) in staged {
-        std::fs::rename(&tmp, path).map_err(io(path))?;
+
+    /// Writes `bytes` to a temporary for `path`.
+    pub fn add(&mut self, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+        if let Some(dir) = path.parent() {
+            self.make_dir(dir)?;
+        }
+        let tmp = sibling(path, "new");
+        // Listed before it is written, so a failure half-way still removes it.
+        self.files.push((tmp.clone(), path.to_owned()));
+        let mut f = std::fs::File::create_new(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))
     }
-    Ok(())
+
+    /// Runs `draw` on a fresh scratch directory inside `dir`; every file it returns there
+    /// is staged for `dir` under its own name. Returns the destinations.
+    pub fn add_drawn<E: Into<WriteError>>(
+        &mut self,
+        dir: &Path,
+        draw: impl FnOnce(&Path) -> Result<Vec<PathBuf>, E>,
+    ) -> Result<Vec<PathBuf>, WriteError> {
+        self.make_dir(dir)?;
+        let scratch = sibling(&dir.join("figures"), "dir");
+        std::fs::create_dir(&scratch).map_err(io(&scratch))?;
+        self.scratch.push(scratch.clone());
+        let drawn = draw(&scratch).map_err(Into::into)?;
+        let mut out = Vec::new();
+        for file in drawn {
+            let dest = dir.join(file.file_name().unwrap_or_default());
+            self.files.push((file, dest.clone()));
+            out.push(dest);
+        }
+        Ok(out)
+    }
+
+    /// Renames every temporary into place; returns the destinations. On a failure, the
+    /// files already renamed are removed, the ones they replaced restored, and the error
+    /// names the destination that could not be written.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, WriteError> {
+        let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+        for (tmp, dest) in &self.files {
+            match place(tmp, dest) {
+                Ok(backup) => done.push((dest.clone(), backup)),
+                Err(source) => {
+                    for (dest, backup) in done.iter().rev() {
+                        let _ = std::fs::remove_file(dest);
+                        if let Some(b) = backup {
+                            let _ = std::fs::rename(b, dest);
+                        }
+                    }
+                    return Err(WriteError::Io { path: dest.clone(), source });
+                }
+            }
+        }
+        for backup in done.iter().filter_map(|(_, b)| b.as_ref()) {
+            let _ = std::fs::remove_file(backup);
+        }
+        self.committed = true;
+        for dir in &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(self.files.iter().map(|(_, dest)| dest.clone()).collect())
+    }
+}
+
+/// Renames `tmp` to `dest`, moving a file already at `dest` aside first; returns where
+/// it went. A directory at `dest` is refused, not replaced.
+fn place(tmp: &Path, dest: &Path) -> std::io::Result<Option<PathBuf>> {
+    let backup = match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => {
+            return Err(std::io::Error::other("a directory of that name is in the way; move it"));
+        }
+        Ok(_) => {
+            let b = sibling(dest, "old");
+            std::fs::rename(dest, &b)?;
+            Some(b)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    match std::fs::rename(tmp, dest) {
+        Ok(()) => Ok(backup),
+        Err(e) => {
+            if let Some(b) = &backup {
+                let _ = std::fs::rename(b, dest);
+            }
+            Err(e)
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        for (tmp, _) in &self.files {
+            let _ = std::fs::remove_file(tmp);
+        }
+        for dir in &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +248,67 @@ mod tests {
         let lead = vec![vec![("index".to_string(), "0".to_string())], vec![("index".into(), "1".into())]];
         let text = csv_text(&lead, &[v.clone(), v]);
         assert_eq!(text, "index,a,b.c,b.d\n0,1,2.5,x\n1,1,2.5,x\n");
+    }
+
+    fn fresh(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("servesim-report-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Every entry of `dir`, sorted, with the content of files.
+    fn listing(dir: &Path) -> Vec<(String, Option<String>)> {
+        let mut out: Vec<(String, Option<String>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let text = std::fs::read_to_string(e.path()).ok();
+                (e.file_name().to_string_lossy().into_owned(), text)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_failure_leaves_the_destination_as_it_was() {
+        // `b.csv` is a directory: `a.json` has been renamed into place by then, and must be
+        // taken back and its old content restored; `c.txt` never appears.
+        let dir = fresh("blocked");
+        std::fs::create_dir_all(dir.join("b.csv")).unwrap();
+        std::fs::write(dir.join("a.json"), "old").unwrap();
+        let before = listing(&dir);
+        let files = [("a.json", "new"), ("b.csv", "new"), ("c.txt", "new")]
+            .map(|(n, t)| (dir.join(n), t.as_bytes().to_vec()));
+        let e = write_all(&files).unwrap_err().to_string();
+        assert!(e.contains("b.csv") && e.contains("directory"), "{e}");
+        assert_eq!(listing(&dir), before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn success_replaces_files_and_creates_missing_directories() {
+        let dir = fresh("ok");
+        let nested = dir.join("x/y");
+        write_all(&[(nested.join("a.csv"), b"1".to_vec())]).unwrap();
+        write_all(&[(nested.join("a.csv"), b"2".to_vec()), (nested.join("b.csv"), b"3".to_vec())]).unwrap();
+        let names = listing(&nested);
+        assert_eq!(names, [("a.csv".to_string(), Some("2".to_string())), ("b.csv".into(), Some("3".into()))]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_drawing_removes_what_it_created() {
+        // The directory did not exist: nothing of it is left, not even the directory.
+        let dir = fresh("drawn").join("out");
+        let mut staged = Staged::new();
+        staged.add(&dir.join("a.csv"), b"1").unwrap();
+        let r = staged.add_drawn(&dir, |scratch: &Path| -> Result<Vec<PathBuf>, WriteError> {
+            std::fs::write(scratch.join("half.png"), "x").unwrap();
+            Err(WriteError::Io { path: scratch.join("half.svg"), source: std::io::Error::other("no") })
+        });
+        assert!(r.is_err());
+        drop(staged);
+        assert!(!dir.exists() && !dir.parent().unwrap().exists());
     }
 }

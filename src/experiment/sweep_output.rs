@@ -1,6 +1,6 @@
 //! Files of a sweep: `sweep.json`, `sweep.csv` and, for one or two swept parameters, plots.
 
-use super::report::{WriteError, csv_text, write_all};
+use super::report::{Staged, WriteError, csv_text};
 #[cfg(feature = "plot")]
 use super::sweep::PointResult;
 use super::sweep::SweepOutput;
@@ -26,16 +26,18 @@ impl SweepOutput {
         csv_text(&lead, &reports)
     }
 
-    /// Writes `sweep.json` and `sweep.csv` into `dir` (whole or not at all), and plots when
-    /// the `plot` feature is on. Returns the files written.
+    /// Writes `sweep.json`, `sweep.csv` and, when the `plot` feature is on and this is not
+    /// one shard of several, the plots into `dir`: all of them or, on any failure, none
+    /// (see [`Staged`]). Returns the files written.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
-        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        let files = vec![(dir.join("sweep.json"), json), (dir.join("sweep.csv"), self.csv().into_bytes())];
-        write_all(&files)?;
-        let written: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
+        let mut staged = Staged::new();
+        staged.add(&dir.join("sweep.json"), &serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        staged.add(&dir.join("sweep.csv"), self.csv().as_bytes())?;
         #[cfg(feature = "plot")]
-        let written = if self.shard.count == 1 { [written, self.plots(dir)?].concat() } else { written };
-        Ok(written)
+        if self.shard.count == 1 {
+            staged.add_drawn(dir, |scratch| self.plots(scratch))?;
+        }
+        staged.commit()
     }
 
     /// Numeric value of parameter `k` at a point, if it is a number.
