@@ -2,7 +2,7 @@
 
 use clap::Args;
 use servesim::experiment::{UslReport, fit_usl_csv};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Fit the Universal Scalability Law to a throughput-vs-concurrency table.
 ///
@@ -18,6 +18,10 @@ use std::path::PathBuf;
 /// which the USL can only imitate with a κ that predicts a fall that never comes; hand-off
 /// costs and convoys show up as κ; and points past saturation with think time bend the fit.
 /// Use the simulator for such systems, and the USL as a summary.
+///
+/// One curve at a time: a CSV in which another parameter varies besides the concurrency (a
+/// column named like a scenario field, `worker.threads`, or a validation `suite`) holds
+/// several curves, and is refused with the columns that vary and how to keep one curve.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     servesim sweep models/seed-sync.toml --sweep clients.users=1,2,4,8,16,32,64 --out plots/users\n  \
@@ -41,6 +45,12 @@ pub struct UslArgs {
 
 /// Runs `servesim fit-usl`.
 pub fn run(args: UslArgs) -> anyhow::Result<()> {
+    // The concurrency column that would be fitted: the only default that names a scenario
+    // field is `clients.users` (the others, `users`, `n`…, are never parameter columns).
+    let x = args.x.as_deref().unwrap_or("clients.users");
+    if let Some(message) = mixed_curves(&args.csv, x) {
+        anyhow::bail!(message);
+    }
     let r = fit_usl_csv(&args.csv, args.x.as_deref(), args.y.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -48,6 +58,67 @@ pub fn run(args: UslArgs) -> anyhow::Result<()> {
         print!("{}", summary(&r));
     }
     Ok(())
+}
+
+/// Scenario sections: a column `section.field` is a parameter (sweep and validation CSVs
+/// give each swept one its own column).
+const SECTIONS: [&str; 7] = ["system", "worker", "clients", "workload", "cost", "batching", "run"];
+
+fn is_parameter(column: &str) -> bool {
+    column == "suite" || column.split_once('.').is_some_and(|(s, _)| SECTIONS.contains(&s))
+}
+
+/// Parameter columns other than `x` that take more than one value: each with its index and
+/// its values in order of appearance.
+fn varying(
+    header: &csv::StringRecord,
+    rows: &[csv::StringRecord],
+    x: &str,
+) -> Vec<(usize, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (i, name) in header.iter().enumerate().filter(|(_, h)| *h != x && is_parameter(h)) {
+        let mut values: Vec<String> = Vec::new();
+        for v in rows.iter().map(|r| r.get(i).unwrap_or("").trim()) {
+            if !values.iter().any(|seen| seen == v) {
+                values.push(v.to_string());
+            }
+        }
+        if values.len() > 1 {
+            out.push((i, name.to_string(), values));
+        }
+    }
+    out
+}
+
+/// Why `file` cannot be fitted as one curve, if other parameters vary in it. A file that
+/// cannot be read is left to the fit, which says why.
+fn mixed_curves(file: &Path, x: &str) -> Option<String> {
+    let mut rdr = csv::Reader::from_path(file).ok()?;
+    let header = rdr.headers().ok()?.clone();
+    let rows: Vec<csv::StringRecord> = rdr.records().collect::<Result<_, _>>().ok()?;
+    let vary = varying(&header, &rows, x);
+    if vary.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = vary
+        .iter()
+        .map(|(_, name, values)| {
+            let shown: Vec<&str> = values.iter().take(4).map(String::as_str).collect();
+            let more = if values.len() > 4 { ", …" } else { "" };
+            format!("{name} takes the values {}{more}", shown.join(", "))
+        })
+        .collect();
+    // awk fields count from 1; a CSV from `servesim sweep` quotes no parameter value.
+    let keep: Vec<String> = vary.iter().map(|(i, _, v)| format!("${} == \"{}\"", i + 1, v[0])).collect();
+    let path = file.display();
+    Some(format!(
+        "{path} holds several curves: besides the concurrency ({x}), {}. One USL fit would mix \
+         them; fit one curve at a time: keep one combination's rows, e.g. \
+         awk -F, 'NR == 1 || ({})' {path} > one-curve.csv, or sweep the concurrency alone (pin \
+         the rest with --set). If {x} is not the concurrency column, name it with --x.",
+        list.join(" and "),
+        keep.join(" && ")
+    ))
 }
 
 fn summary(r: &UslReport) -> String {

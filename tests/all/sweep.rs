@@ -132,6 +132,46 @@ fn cli_refusals_write_nothing() {
 }
 
 #[test]
+fn a_write_that_fails_leaves_the_directory_as_it_was() {
+    // One target name is taken by a directory: the CSV (renamed second) or a plot (renamed
+    // after the CSV and JSON). Either way nothing new appears, an old sweep.json keeps its
+    // content and no temporary is left behind.
+    let out =
+        SweepPlan::new(&model("seed-sync.toml"), &quick(), grid(&["clients.users=1,2,4"]), Shard::default())
+            .unwrap()
+            .run(&|| {})
+            .unwrap();
+    let listing = |dir: &Path| {
+        let mut v: Vec<(String, Option<String>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).ok())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    for blocked in ["sweep.csv", "sweep-p95.png"] {
+        let dir = tmp(&format!("blocked-{blocked}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(blocked)).unwrap();
+        std::fs::write(dir.join("sweep.json"), "old").unwrap();
+        let before = listing(&dir);
+        let e = out.write(&dir).unwrap_err().to_string();
+        assert!(e.contains(blocked) && e.contains("directory"), "{e}");
+        assert_eq!(listing(&dir), before, "{blocked}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    // And with the way clear, every file appears.
+    let dir = tmp("clear");
+    let written = out.write(&dir).unwrap();
+    assert!(written.iter().all(|p| p.exists()) && written.len() >= 2, "{written:?}");
+    assert!(listing(&dir).iter().all(|(name, _)| !name.ends_with(".partial")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn fit_usl_reads_any_csv_and_recovers_parameters() {
     let dir = tmp("usl");
     std::fs::create_dir_all(&dir).unwrap();
@@ -153,5 +193,34 @@ fn fit_usl_reads_any_csv_and_recovers_parameters() {
     std::fs::write(dir.join("bad.csv"), "users,throughput\n1,2\n2,x\n").unwrap();
     let e = experiment::fit_usl_csv(&dir.join("bad.csv"), None, None).unwrap_err().to_string();
     assert!(e.contains("line 3") && e.contains("`x`"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fit_usl_refuses_a_csv_of_several_curves() {
+    // Two curves (worker.threads = 1 and 8) in one file: refused, naming the column, its
+    // values and a filter; one curve alone, its threads column constant, fits.
+    let dir = tmp("usl-mixed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = |threads: &[u32]| {
+        let mut text = String::from("index,clients.users,worker.threads,throughput_rps\n");
+        for (i, (t, n)) in threads.iter().flat_map(|&t| [1u32, 2, 4, 8, 16].map(|n| (t, n))).enumerate() {
+            let x = f64::from(n) * 5.0 / (1.0 + 0.1 * f64::from(n - 1) / f64::from(t));
+            text.push_str(&format!("{i},{n},{t},{x}\n"));
+        }
+        text
+    };
+    let fit = |name: &str, text: String| {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_servesim")).arg("fit-usl").arg(&file).output().unwrap()
+    };
+    let o = fit("mixed.csv", table(&[1, 8]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && o.stdout.is_empty(), "{err}");
+    assert!(err.contains("worker.threads takes the values 1, 8"), "{err}");
+    assert!(err.contains("awk -F, 'NR == 1 || ($3 == \"1\")'"), "{err}");
+    let o = fit("one.csv", table(&[8]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
