@@ -1,6 +1,7 @@
 //! Reading a scenario: TOML text → overrides → schema → files → validation.
 
 use super::Scenario;
+use super::validate::show;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -33,7 +34,7 @@ pub enum ScenarioError {
         message: String,
     },
     /// A value is out of range.
-    #[error("{field} {message}")]
+    #[error("{field}{}{message}", if message.starts_with(':') { "" } else { " " })]
     Invalid {
         /// Dotted path of the field.
         field: String,
@@ -162,17 +163,13 @@ impl Scenario {
             let times = crate::workload::read_samples(&base.join(trace))
                 .map_err(|e| ScenarioError::invalid("clients.trace", format!(": {e}")))?;
             if let Some(i) = times.windows(2).position(|w| w[1] < w[0]) {
+                let (after, before) = (show(times[i + 1]), show(times[i]));
                 return Err(ScenarioError::invalid(
                     "clients.trace",
-                    format!(": arrival times must not decrease (value {} after {})", times[i + 1], times[i]),
+                    format!(": arrival times must not decrease (value {after} after {before})"),
                 ));
             }
-            if times.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
-                return Err(ScenarioError::invalid(
-                    "clients.trace",
-                    ": arrival times must be finite and ≥ 0",
-                ));
-            }
+            // Validation checks that each time is finite and in range.
             self.clients.trace_ms = times;
         }
         if let Some(file) = self.cost.calibration.clone() {
@@ -217,7 +214,9 @@ fn value_at<'t>(table: &'t toml::Table, path: &str) -> Option<&'t toml::Value> {
 fn out_of_range(v: &toml::Value, lo: u64, hi: u64) -> Option<String> {
     let digits = match v {
         toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => return Some(format!("must be a whole number in [{lo}, {hi}], got {f}")),
+        toml::Value::Float(f) => {
+            return Some(format!("must be a whole number in [{lo}, {hi}], got {}", show(*f)));
+        }
         toml::Value::String(s) => {
             let s = s.trim().replace('_', "");
             let body = s.strip_prefix(['-', '+']).unwrap_or(&s);

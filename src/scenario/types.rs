@@ -35,19 +35,25 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct System {
-    /// CPU cores shared by every thread of every worker [count]. By default, 1.
+    /// CPU cores shared by every thread of every worker [count], 1 to 1,000,000.
+    /// By default, 1.
     pub cores: u32,
     /// Worker processes, each with its own event loop, threadpool, lock and copy of the
-    /// weights [count]. By default, 1.
+    /// weights [count], 1 to 1,000,000. By default, 1.
+    ///
+    /// Bounded with the threads in all: `workers × (worker.threads + 1)` (+ 1 more per
+    /// worker when batching, its scheduler) ≤ 1,000,000 simulated threads, about 50 MB of
+    /// simulator state; and with the requests admitted at once: `workers ×
+    /// worker.queue_limit` ≤ 10,000,000, about 1 GB.
     pub workers: u32,
     /// How requests are spread over workers. By default, `round-robin`.
     pub balancer: Balancer,
     /// Resident memory of one worker process: its copy of the weights plus the runtime [MB].
     /// Capacity planning multiplies it by `workers`. By default, 16 (the Mini-GPT's
-    /// 0.4 MB of weights in a ~16 MB process).
+    /// 0.4 MB of weights in a ~16 MB process). At most 1e9 (a petabyte).
     pub worker_memory_mb: f64,
     /// Memory per sequence in a batch — its KV cache [MB]. Capacity planning adds
-    /// `workers × max_batch × seq_memory_mb` when batching. By default, 0.
+    /// `workers × max_batch × seq_memory_mb` when batching. At most 1e9. By default, 0.
     pub seq_memory_mb: f64,
 }
 
@@ -84,15 +90,22 @@ pub enum Balancer {
 pub struct Worker {
     /// How the handler runs. By default, `sync`.
     pub handler: Handler,
-    /// Threadpool size [threads]. By default, 40 (anyio's default).
+    /// Threadpool size [threads], 1 to 1,000,000 (see `system.workers` for the bound on
+    /// threads in all). By default, 40 (anyio's default).
     pub threads: u32,
     /// The process-wide lock held during interpreter work. By default, `none`.
     pub lock: LockKind,
-    /// `gil` only: how long a waiter waits before it asks the holder to drop the lock [ms].
-    /// By default, 5 (CPython's `sys.getswitchinterval()`).
+    /// `gil` only: how long a waiter waits before it asks the holder to drop the lock [ms],
+    /// 0.001 to 1e9. By default, 5 (CPython's `sys.getswitchinterval()`).
+    ///
+    /// CPython keeps the interval in whole microseconds and waits at least 1 µs
+    /// (`take_gil` in `Python/ceval_gil.c`), so 0.001 ms is its shortest; 0 has no meaning
+    /// (`sys.setswitchinterval(0)` is refused). A shorter interval would let drop requests
+    /// repeat without simulated time advancing.
     pub switch_interval_ms: f64,
     /// Requests admitted into one worker at once (queued or in service); beyond it a request
-    /// is refused (HTTP 503) [requests]. By default, 1024.
+    /// is refused (HTTP 503) [requests], 1 to 1,000,000 (see `system.workers` for the bound
+    /// over all workers). By default, 1024.
     pub queue_limit: u32,
 }
 
@@ -141,18 +154,25 @@ pub struct Clients {
     /// `closed`, `open`, `burst` or `trace`. By default, `closed`.
     pub kind: ClientKind,
     /// `closed`: concurrent users, each waiting for its reply before thinking and sending
-    /// again [users]. By default, 1.
+    /// again [users], 1 to 1,000,000 and at most `worker.queue_limit`. By default, 1.
     pub users: u32,
-    /// `closed`: think time between a reply and the next request [ms]. By default, 0.
+    /// `closed`: think time between a reply and the next request [ms]. Like every
+    /// duration distribution, its mean (and largest value, when it has one) is at most 1e9
+    /// ms — 11.6 days, 1e15 ns, four orders of magnitude below where the simulator's u64
+    /// nanosecond clock wraps (see [`Dist::MAX_VALUE`]). By default, 0.
     pub think_ms: Dist,
-    /// `open`: offered rate [requests/s]. By default, 1.
+    /// `open`: offered rate [requests/s], 1e-6 to 1e6. At 1e6 the mean gap is 1000 ns, so
+    /// rounding gaps to the 1 ns clock moves the rate by < 0.1% (and a faster rate would
+    /// let arrivals repeat without simulated time advancing); at 1e-6 it is 1e9 ms, the
+    /// bound on every duration. By default, 1.
     pub rate_rps: f64,
     /// `open`: `poisson` (exponential gaps) or `constant` (equal gaps). By default, `poisson`.
     pub arrivals: Arrivals,
-    /// `burst`: requests sent at t = 0 [requests]. By default, 50.
+    /// `burst`: requests sent at t = 0 [requests], 1 to 1,000,000. By default, 50.
     pub burst: u32,
     /// `trace`: a CSV file of arrival times [ms] in its first column (header optional),
-    /// relative to the scenario file.
+    /// relative to the scenario file. Times must not decrease, and be finite, ≥ 0 and
+    /// ≤ 1e9 ms (the bound on every duration); at most 1e9 arrivals.
     pub trace: Option<PathBuf>,
     /// `trace`: the arrival times read from `trace` [ms] (filled by the loader).
     #[serde(skip)]
@@ -202,10 +222,12 @@ pub enum Arrivals {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
-    /// Tokens generated per request (draws are rounded to whole tokens) [tokens].
-    /// By default, 20.
+    /// Tokens generated per request (draws are rounded to whole tokens) [tokens]. Its mean
+    /// (and largest value, when it has one) is at most 1e6, the most tokens the simulator
+    /// draws for one request. By default, 20.
     pub new_tokens: Dist,
-    /// Length of the prompt the real load generator sends [characters]. By default, 40.
+    /// Length of the prompt the real load generator sends [characters], 0 to 1,000,000.
+    /// By default, 40.
     pub prompt_chars: u32,
 }
 
@@ -216,7 +238,10 @@ impl Default for Workload {
 }
 
 /// `[cost]`: CPU work per request, split by whether it holds the lock. Each is a
-/// distribution (see [`Dist`]); all default to 0.
+/// distribution (see [`Dist`]); all default to 0. Each distribution's mean (and largest
+/// value, when it has one) is at most 1e9 ms ([`Dist::MAX_VALUE`]: 11.6 days, far below where
+/// the simulator's u64 nanosecond clock wraps), and `lognormal`/`gamma` take a cv in
+/// [1e-6, 1e3].
 ///
 /// A request's life: the event loop reads and parses it (`loop_in_free_ms`, then
 /// `loop_in_ms`), a handler thread runs `request_locked_ms` then `request_free_ms`, then for
@@ -251,10 +276,14 @@ pub struct Cost {
     /// [ms]. It takes no core, thread or lock of the server. By default, 0.
     pub rtt_ms: Dist,
     /// Lock release points per token: the token's locked and free work alternate in this
-    /// many slices [count]. By default, 1.
+    /// many slices [count], 1 to 10,000. By default, 1.
+    ///
+    /// Each slice is simulated, so this bounds the steps per token; 10,000 is a 100-layer
+    /// model releasing the lock around a hundred kernels per layer.
     pub release_points: u32,
     /// CPU cost of handing the lock to a waiting thread — the wake-up and context switch the
-    /// receiving thread pays before it runs [µs]. By default, 0.
+    /// receiving thread pays before it runs [µs], 0 to 1e6. A context switch costs
+    /// microseconds; 1e6 µs (1 s) is far beyond any. By default, 0.
     pub handoff_us: f64,
     /// A calibration file (JSON, from `servesim calibrate`), relative to the scenario file:
     /// the real server's own measured costs, added to the emulated work this table sets
@@ -300,18 +329,21 @@ impl Default for Cost {
 pub struct Batching {
     /// `none`, `static` or `continuous`. By default, `none`.
     pub mode: BatchingMode,
-    /// Largest batch [requests]. By default, 8.
+    /// Largest batch [requests], 1 to 1,000,000. By default, 8.
     pub max_batch: u32,
-    /// `static`: a partial batch goes when its oldest request has waited this long [ms].
-    /// By default, 5.
+    /// `static`: a partial batch goes when its oldest request has waited this long [ms],
+    /// 0 to 1e9. By default, 5.
     pub max_wait_ms: f64,
     /// Work per step holding the lock, whatever the batch size [ms]. By default, 0.
     pub step_locked_ms: Dist,
     /// Work per step without the lock, whatever the batch size [ms]. By default, 0.
     pub step_free_ms: Dist,
-    /// Work per step and per sequence holding the lock [ms]. By default, 0.
+    /// Work per step and per sequence holding the lock [ms]. A full batch's mean step,
+    /// `step_locked_ms + max_batch × seq_locked_ms`, is at most 1e9 ms, the bound on every
+    /// duration. By default, 0.
     pub seq_locked_ms: Dist,
-    /// Work per step and per sequence without the lock [ms]. By default, 0.
+    /// Work per step and per sequence without the lock [ms]. A full batch's mean step,
+    /// `step_free_ms + max_batch × seq_free_ms`, is at most 1e9 ms. By default, 0.
     pub seq_free_ms: Dist,
 }
 
@@ -347,18 +379,21 @@ pub enum BatchingMode {
 #[serde(deny_unknown_fields, default)]
 pub struct Run {
     /// Completed requests measured per replication, after warm-up (`burst`: every
-    /// request) [requests]. By default, 10000.
+    /// request) [requests], 1 to 1e9 together with `warmup_requests`: a client's request
+    /// counter stays far below 2³², and a billion requests already take minutes to
+    /// simulate. By default, 10000.
     pub requests: u64,
-    /// Completed requests discarded at the start of each replication [requests].
-    /// By default, 1000.
+    /// Completed requests discarded at the start of each replication [requests]
+    /// (see `requests` for the bound on both). By default, 1000.
     pub warmup_requests: u64,
-    /// Independent replications; confidence intervals come from their spread [count].
-    /// By default, 5.
+    /// Independent replications; confidence intervals come from their spread [count],
+    /// 1 to 1,000,000. By default, 5.
     pub replications: u32,
     /// Base seed; replication r uses streams derived from (seed, r). By default, 1.
     pub seed: u64,
-    /// Bound on simulated time per replication, so an overloaded system still stops [s].
-    /// By default, 86400.
+    /// Bound on simulated time per replication, so an overloaded system still stops [s],
+    /// above 0 and at most 1e9 (31.7 years): 1e18 ns, 18× below where the u64 nanosecond clock
+    /// wraps, leaving room for events scheduled past the end. By default, 86400.
     pub max_sim_s: f64,
 }
 

@@ -182,9 +182,9 @@ impl Scenario {
             return Err(ScenarioError::invalid(
                 "system.workers",
                 format!(
-                    "× (worker.threads + {own}) must be ≤ {MAX_THREADS} simulated threads, got {} × ({} + {own}) \
-                     = {threads} (each worker runs {what} besides its pool); lower system.workers or \
-                     worker.threads",
+                    "× (worker.threads + {own}) must be ≤ {MAX_THREADS} simulated threads, got \
+                     {} × ({} + {own}) = {threads} (each worker runs {what} besides its pool); lower \
+                     system.workers or worker.threads",
                     s.workers, w.threads
                 ),
             ));
@@ -241,7 +241,7 @@ impl Scenario {
         if let Some(t) = times.iter().find(|t| !(t.is_finite() && (0.0..=MAX_MS).contains(*t))) {
             return Err(ScenarioError::invalid(
                 "clients.trace",
-                format!(": arrival times must be finite, ≥ 0 and ≤ {MAX_MS:e} ms, got {t}"),
+                format!(": arrival times must be finite, ≥ 0 and ≤ {} ms, got {}", show(MAX_MS), show(*t)),
             ));
         }
         if times.len() as u64 > MAX_REQUESTS {
@@ -265,11 +265,7 @@ impl Scenario {
         if most > MAX_TOKENS {
             let got = match tokens {
                 Dist::Const(_) => show(most),
-                d => format!(
-                    "a {} distribution reaching {} (its largest value, or mean)",
-                    d.kind(),
-                    show(most)
-                ),
+                d => format!("{} ({}: its largest value, or mean)", show(most), d.kind()),
             };
             return Err(ScenarioError::invalid(
                 "workload.new_tokens",
@@ -301,9 +297,11 @@ impl Scenario {
                 return Err(ScenarioError::invalid(
                     field,
                     format!(
-                        ": batch_steps at batch {} has a sample {x}; samples must be finite, ≥ 0 and \
-                         ≤ {MAX_MS:e} ms",
-                        st.batch
+                        ": batch_steps at batch {} has a sample {}; samples must be finite, ≥ 0 and \
+                         ≤ {} ms",
+                        st.batch,
+                        show(*x),
+                        show(MAX_MS)
                     ),
                 ));
             }
@@ -326,9 +324,11 @@ impl Scenario {
                 return Err(ScenarioError::invalid(
                     field,
                     format!(
-                        "is too large: a step of batching.max_batch = {} sequences would cost {mean:e} ms \
-                         on average, more than {MAX_MS:e} ms; lower it or batching.max_batch",
-                        b.max_batch
+                        "is too large: a step of batching.max_batch = {} sequences would cost {} ms \
+                         on average, more than {} ms; lower it or batching.max_batch",
+                        b.max_batch,
+                        show(mean),
+                        show(MAX_MS)
                     ),
                 ));
             }

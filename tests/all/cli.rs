@@ -152,3 +152,65 @@ fn capacity_prints_what_each_bound_pruned() {
     assert!(text.contains("next cheaper simulated: none"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Inputs that once panicked, ran forever, wrapped the clock or aborted on allocation are
+/// refused before the run starts: a non-zero exit that is not a panic's 101, the field and
+/// its bound on stderr, nothing on stdout.
+#[test]
+fn extreme_values_are_refused_before_the_run() {
+    let mmc = "models/mmc.toml";
+    let sync = "models/seed-sync.toml";
+    for (file, sets, want) in [
+        (
+            mmc,
+            &["cost.request_free_ms={dist=\"gamma\",mean=1,cv=1e200}"][..],
+            "gamma needs cv in [1e-6, 1e3]",
+        ),
+        (
+            mmc,
+            &["cost.request_free_ms={dist=\"gamma\",mean=1,cv=1e-200}"][..],
+            "gamma needs cv in [1e-6, 1e3]",
+        ),
+        (
+            mmc,
+            &["cost.request_free_ms={dist=\"lognormal\",mean=1,cv=1e200}"][..],
+            "lognormal needs cv in [1e-6, 1e3]",
+        ),
+        (
+            mmc,
+            &["cost.request_free_ms=1e300"][..],
+            "cost.request_free_ms: const needs value ≤ 1e9, got 1e300",
+        ),
+        (sync, &["clients.think_ms=1e300"][..], "clients.think_ms: const needs value ≤ 1e9"),
+        (sync, &["cost.rtt_ms=1e300"][..], "cost.rtt_ms: const needs value ≤ 1e9"),
+        (sync, &["cost.handoff_us=1e300"][..], "cost.handoff_us must be a finite number in [0, 1e6]"),
+        (
+            sync,
+            &["worker.switch_interval_ms=1e-300"][..],
+            "worker.switch_interval_ms must be a finite number in [0.001, 1e9]",
+        ),
+        (mmc, &["clients.rate_rps=1e300"][..], "clients.rate_rps must be a finite number in [1e-6, 1e6]"),
+        (sync, &["cost.release_points=1000000"][..], "cost.release_points must be ≤ 10000, got 1000000"),
+        (
+            mmc,
+            &["system.workers=1000000", "worker.threads=1000000"][..],
+            "system.workers × (worker.threads + 1) must be ≤ 1000000 simulated threads",
+        ),
+        (
+            mmc,
+            &["worker.threads=99999999999999999999"][..],
+            "worker.threads must be ≤ 1000000, got 99999999999999999999",
+        ),
+    ] {
+        let mut args = vec!["simulate", file];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let out = servesim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code() != Some(101), "{args:?}: {:?} {err}", out.status);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+}

@@ -186,3 +186,173 @@ fn a_calibration_adds_measured_costs_to_emulated_ones() {
     assert!(e.contains("servesim calibrate"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Magnitudes that would overflow the simulator's clock, stall it, or exhaust memory are
+/// refused when the scenario loads, naming the field and its bound.
+#[test]
+fn extreme_values_are_refused_with_their_bound() {
+    let open = "clients.kind=\"open\"";
+    for (sets, want) in [
+        (
+            &["cost.request_free_ms={dist=\"gamma\",mean=1,cv=1e200}"][..],
+            "cost.request_free_ms: gamma needs cv in [1e-6, 1e3], got 1e200",
+        ),
+        (
+            &["cost.request_free_ms={dist=\"gamma\",mean=1,cv=1e-200}"][..],
+            "gamma needs cv in [1e-6, 1e3], got 1e-200",
+        ),
+        (
+            &["cost.request_free_ms={dist=\"lognormal\",mean=1,cv=1e200}"][..],
+            "lognormal needs cv in [1e-6, 1e3]",
+        ),
+        (&["cost.request_free_ms=1e300"][..], "cost.request_free_ms: const needs value ≤ 1e9, got 1e300"),
+        (&["clients.think_ms=1e300"][..], "clients.think_ms: const needs value ≤ 1e9, got 1e300"),
+        (&["cost.rtt_ms={dist=\"exponential\",mean=1e300}"][..], "cost.rtt_ms: exponential needs mean ≤ 1e9"),
+        (&["cost.token_free_ms={dist=\"uniform\",min=0,max=1e10}"][..], "uniform needs max ≤ 1e9, got 1e10"),
+        (&["cost.token_free_ms={dist=\"empirical\",samples=[1,nan]}"][..], "empirical needs samples finite"),
+        (&["cost.loop_in_ms={dist=\"sum\",of=[9e8,9e8]}"][..], "sum needs mean ≤ 1e9, got 1.8e9"),
+        (&["cost.handoff_us=1e300"][..], "cost.handoff_us must be a finite number in [0, 1e6], got 1e300"),
+        (
+            &["worker.switch_interval_ms=1e-300"][..],
+            "worker.switch_interval_ms must be a finite number in [0.001, 1e9], got 1e-300",
+        ),
+        (
+            &[open, "clients.rate_rps=1e300"][..],
+            "clients.rate_rps must be a finite number in [1e-6, 1e6], got 1e300",
+        ),
+        (&[open, "clients.rate_rps=1e-300"][..], "clients.rate_rps must be a finite number in [1e-6, 1e6]"),
+        (&["cost.release_points=1000000"][..], "cost.release_points must be ≤ 10000, got 1000000"),
+        (
+            &["system.workers=1000000", "worker.threads=1000000"][..],
+            "system.workers × (worker.threads + 1) must be ≤ 1000000 simulated threads, got 1000000 × \
+             (1000000 + 1) = 1000001000000",
+        ),
+        (
+            &["system.workers=1000", "worker.threads=999", "batching.mode=\"static\""][..],
+            "system.workers × (worker.threads + 2) must be ≤ 1000000",
+        ),
+        (
+            &["system.workers=100", "worker.queue_limit=1000000"][..],
+            "system.workers × worker.queue_limit must be ≤ 10000000 requests admitted at once",
+        ),
+        (
+            &["worker.threads=99999999999999999999"][..],
+            "worker.threads must be ≤ 1000000, got 99999999999999999999",
+        ),
+        (&["worker.threads=5000000000"][..], "worker.threads must be ≤ 1000000, got 5000000000"),
+        (&["worker.threads=-1"][..], "worker.threads must be ≥ 1, got -1"),
+        (&["worker.threads=2.5"][..], "worker.threads must be a whole number in [1, 1000000], got 2.5"),
+        (&["run.max_sim_s=1e10"][..], "run.max_sim_s must be ≤ 1e9, got 1e10"),
+        (&["run.max_sim_s=inf"][..], "run.max_sim_s must be a finite number > 0, got inf"),
+        (
+            &["run.requests=999999999", "run.warmup_requests=2"][..],
+            "run.requests + run.warmup_requests must be ≤ 1000000000",
+        ),
+        (&["workload.new_tokens=2e6"][..], "workload.new_tokens must be ≤ 1e6 tokens"),
+        (
+            &["workload.new_tokens={dist=\"exponential\",mean=5e6}"][..],
+            "workload.new_tokens must be ≤ 1e6 tokens, the most a request may generate, got 5e6 \
+             (exponential: its largest value, or mean)",
+        ),
+        (
+            &["batching.max_batch=1000", "batching.seq_free_ms=1e7"][..],
+            "batching.seq_free_ms is too large: a step of batching.max_batch = 1000 sequences would \
+             cost 1e10 ms",
+        ),
+        (
+            &["system.worker_memory_mb=inf"][..],
+            "system.worker_memory_mb must be a finite number in [0, 1e9], got inf",
+        ),
+        (
+            &["system.seq_memory_mb=-1"][..],
+            "system.seq_memory_mb must be a finite number in [0, 1e9], got -1",
+        ),
+        (
+            &["batching.max_wait_ms=1e12"][..],
+            "batching.max_wait_ms must be a finite number in [0, 1e9], got 1e12",
+        ),
+        (&["workload.prompt_chars=2000000"][..], "workload.prompt_chars must be ≤ 1000000"),
+    ] {
+        let e = err("", sets);
+        assert!(e.contains(want), "{sets:?}: {e}");
+    }
+}
+
+/// Every limit is inclusive: a scenario at the edge of each loads.
+#[test]
+fn values_at_the_edges_of_the_limits_load() {
+    for sets in [
+        &["worker.switch_interval_ms=0.001", "worker.lock=\"gil\""][..],
+        &["worker.switch_interval_ms=1e9"][..],
+        &["clients.kind=\"open\"", "clients.rate_rps=1e6"][..],
+        &["clients.kind=\"open\"", "clients.rate_rps=1e-6"][..],
+        &["cost.release_points=10000", "cost.handoff_us=1e6"][..],
+        &["system.workers=1000", "worker.threads=999"][..],
+        &["system.workers=10", "worker.queue_limit=1000000"][..],
+        &["run.max_sim_s=1e9", "run.requests=999999000", "run.warmup_requests=1000"][..],
+        &["cost.request_free_ms={dist=\"gamma\",mean=1e9,cv=1e3}"][..],
+        &["cost.request_free_ms={dist=\"gamma\",mean=1e9,cv=1e-6}"][..],
+        &["cost.request_free_ms={dist=\"lognormal\",mean=1e9,cv=1e3}"][..],
+        &["cost.request_free_ms={dist=\"lognormal\",mean=1e-9,cv=1e-6}"][..],
+        &[
+            "cost.request_free_ms={dist=\"empirical\",samples=[0,1e9]}",
+            "clients.think_ms=1e9",
+            "cost.rtt_ms=1e9",
+        ][..],
+        &["workload.new_tokens=1e6"][..],
+        &["batching.max_batch=1000", "batching.seq_free_ms=1e6", "batching.step_free_ms=0"][..],
+        &["system.worker_memory_mb=1e9", "system.seq_memory_mb=1e9", "workload.prompt_chars=0"][..],
+    ] {
+        parse("", sets).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+    }
+}
+
+#[test]
+fn trace_times_and_sample_files_are_bounded() {
+    let dir = std::env::temp_dir().join(format!("servesim-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let load = |text: &str| Scenario::parse(text, Path::new("b.toml"), &dir, &[]);
+    std::fs::write(dir.join("late.csv"), "0\n1\n2e9\n").unwrap();
+    let e = load("[clients]\nkind = \"trace\"\ntrace = \"late.csv\"\n").unwrap_err().to_string();
+    assert!(e.contains("clients.trace: arrival times must be finite, ≥ 0 and ≤ 1e9 ms, got 2e9"), "{e}");
+    std::fs::write(dir.join("nan.csv"), "0\nnan\n").unwrap();
+    let e = load("[clients]\nkind = \"trace\"\ntrace = \"nan.csv\"\n").unwrap_err().to_string();
+    assert!(e.contains("got NaN"), "{e}");
+    std::fs::write(dir.join("huge.csv"), "1\n1e300\n").unwrap();
+    let e = load("[cost]\nrequest_free_ms = { dist = \"empirical\", file = \"huge.csv\" }\n").unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("cost.request_free_ms") && e.contains("≤ 1e9, got 1e300"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn calibrated_batch_steps_are_checked() {
+    use servesim::scenario::{BatchStep, CALIBRATION_FORMAT, Calibration};
+    let dir = std::env::temp_dir().join(format!("servesim-cal-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let step = |batch, ms: f64| BatchStep { batch, locked_ms: vec![ms], free_ms: vec![ms] };
+    let write = |steps: Vec<BatchStep>| {
+        let cal = Calibration {
+            format: CALIBRATION_FORMAT,
+            kernels_per_token: 4,
+            loop_in_ms: vec![0.01],
+            loop_out_ms: vec![0.01],
+            request_locked_ms: vec![0.1],
+            request_free_ms: vec![0.1],
+            token_locked_ms: vec![0.1],
+            token_free_ms: vec![0.1],
+            batch_steps: steps,
+            ..Calibration::default()
+        };
+        std::fs::write(dir.join("cal.json"), serde_json::to_string(&cal).unwrap()).unwrap();
+        Scenario::parse("[cost]\ncalibration = \"cal.json\"\n", Path::new("c.toml"), &dir, &[])
+    };
+    write(vec![step(1, 1.0), step(4, 2.0)]).unwrap();
+    let e = write(vec![step(2, 1.0), step(2, 2.0)]).unwrap_err().to_string();
+    assert!(e.contains("cost.calibration: batch size 2 is measured twice"), "{e}");
+    let e = write(vec![step(1, 1e12)]).unwrap_err().to_string();
+    assert!(e.contains("has a sample 1e12"), "{e}");
+    let e = write(vec![step(0, 1.0)]).unwrap_err().to_string();
+    assert!(e.contains("batch_steps.batch must be ≥ 1, got 0"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -119,64 +119,168 @@ fn same_seed_same_output_and_other_seeds_differ() {
     assert_ne!(sim::simulate(&other).unwrap().figures, a.figures);
 }
 
-/// A distribution in scenario syntax, from a kind index and a mean [ms].
-fn dist(kind: u8, mean: f64) -> String {
-    match kind % 5 {
-        0 => format!("{mean}"),
-        1 => format!("{{ dist = \"exponential\", mean = {} }}", mean.max(1e-3)),
-        2 => format!("{{ dist = \"lognormal\", mean = {}, cv = 0.7 }}", mean.max(1e-3)),
-        3 => format!("{{ dist = \"gamma\", mean = {}, cv = 1.5 }}", mean.max(1e-3)),
-        _ => format!("{{ dist = \"uniform\", min = 0, max = {} }}", 2.0 * mean),
+/// Largest mean (and value) of a distribution, and bound on every duration [ms].
+const MAX_MS: f64 = 1e9;
+
+/// A log-uniform draw in `[lo, hi]` from `u` in `[0, 1]`, clamped so rounding never leaves
+/// the range.
+fn log_uniform(lo: f64, hi: f64, u: f64) -> f64 {
+    (lo.ln() + u * (hi.ln() - lo.ln())).exp().clamp(lo, hi)
+}
+
+/// A mean [ms]: usually a few ms, so requests contend; one time in four anywhere from 1e-6
+/// to the 1e9 ms limit, log-uniformly.
+fn magnitude(pick: u8, u: f64, typical: f64) -> f64 {
+    if pick % 4 == 0 { log_uniform(1e-6, MAX_MS, u) } else { typical }
+}
+
+/// A distribution in scenario syntax, from a kind index, a mean [ms] and `u` in [0, 1]
+/// for its spread: every kind, cvs log-uniform over the whole accepted [1e-6, 1e3].
+fn dist(kind: u8, mean: f64, u: f64) -> String {
+    let m = mean.max(1e-6);
+    let cv = log_uniform(1e-6, 1e3, u);
+    match kind % 8 {
+        0 => format!("{mean:e}"),
+        1 => format!("{{ dist = \"exponential\", mean = {m:e} }}"),
+        2 => format!("{{ dist = \"lognormal\", mean = {m:e}, cv = {cv:e} }}"),
+        3 => format!("{{ dist = \"gamma\", mean = {m:e}, cv = {cv:e} }}"),
+        4 => format!("{{ dist = \"uniform\", min = 0, max = {:e} }}", (2.0 * mean).min(MAX_MS)),
+        5 => format!("{{ dist = \"empirical\", samples = [0, {:e}, {:e}] }}", mean, (2.0 * mean).min(MAX_MS)),
+        6 => format!("{{ dist = \"empirical\", samples = [{mean:e}] }}"),
+        _ => format!(
+            "{{ dist = \"sum\", of = [{:e}, {{ dist = \"exponential\", mean = {:e} }}] }}",
+            m / 2.0,
+            m / 2.0
+        ),
     }
+}
+
+/// Simulated steps one random case may take, so the suite stays quick whatever the
+/// magnitudes: tokens × release points and request counts shrink to fit.
+const STEP_BUDGET: f64 = 4e5;
+
+/// Events of one kind (arrivals, GIL drops) one random case may take.
+const EVENT_BUDGET: f64 = 2e4;
+
+/// Arrival times [ms] of a `trace` client: sorted draws, log-uniform up to the limit.
+fn trace_times(us: &[f64]) -> Vec<f64> {
+    let mut t: Vec<f64> =
+        us.iter().map(|&u| if u < 0.1 { 0.0 } else { log_uniform(1e-3, MAX_MS, u) }).collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+/// A random valid scenario: its text and, for `trace` clients, the arrival times.
+#[derive(Debug, Clone)]
+struct Case {
+    text: String,
+    trace: Vec<f64>,
 }
 
 prop_compose! {
     fn random_scenario()(
-        cores in 1u32..6, workers in 1u32..4, threads in 1u32..8,
-        handler in 0usize..3, lock in 0usize..3, balancer in 0usize..4, kind in 0usize..3,
-        users in 1u32..20, think in 0.0f64..5.0, rate in 1.0f64..2000.0, burst in 1u32..60,
-        switch_ms in 0.05f64..6.0, handoff_us in 0.0f64..30.0, slices in 1u32..4,
-        tokens in 0u32..5, loop_lock in any::<bool>(),
-        costs in prop::collection::vec((any::<u8>(), 0.0f64..2.0), 6),
-        queue_limit in 20u32..60, requests in 20u64..300, warmup in 0u64..30,
-        batching in 0usize..3, max_batch in 1u32..6, max_wait in 0.0f64..3.0,
-        step in (any::<u8>(), 0.0f64..1.0), seq in (any::<u8>(), 0.0f64..0.5),
-    ) -> String {
+        (cores, workers, threads, big_threads, handler, lock, balancer, kind) in
+            (1u32..6, 1u32..4, 1u32..8, any::<u8>(), 0usize..3, 0usize..3, 0usize..4, 0usize..4),
+        (users, think, rate_u, burst, trace_us) in
+            (1u32..20, (any::<u8>(), any::<u8>(), 0.0f64..5.0, 0.0f64..1.0, 0.0f64..1.0),
+             0.0f64..1.0, 1u32..60, prop::collection::vec(0.0f64..1.0, 1..50)),
+        (switch_u, handoff_u, slices_u, tokens, tokens_u, loop_lock) in
+            (0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0, 0u32..5, (any::<u8>(), 0.0f64..1.0), any::<bool>()),
+        costs in prop::collection::vec((any::<u8>(), any::<u8>(), 0.0f64..2.0, 0.0f64..1.0, 0.0f64..1.0), 7),
+        (queue_limit, requests, warmup, max_sim_u) in (20u32..60, 20u64..300, 0u64..30, 0.0f64..1.0),
+        (batching, max_batch, max_wait_u) in (0usize..3, 1u32..6, 0.0f64..1.0),
+        step in (any::<u8>(), any::<u8>(), 0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0),
+        seq in (any::<u8>(), any::<u8>(), 0.0f64..0.5, 0.0f64..1.0, 0.0f64..1.0),
+    ) -> Case {
         let batching = ["none", "static", "continuous"][batching];
         let handler = ["sync", "async-blocking", "async-offload"][handler];
         let lock = ["none", "mutex", "gil"][lock];
         let balancer = ["round-robin", "random", "least-outstanding", "hash"][balancer];
-        let kind = ["closed", "open", "burst"][kind];
-        let c: Vec<String> = costs.iter().map(|&(k, m)| dist(k, m)).collect();
-        format!(
+        let kind = ["closed", "open", "burst", "trace"][kind];
+        // Now and then a pool at the limit on threads in all (loop and scheduler included).
+        let threads = if big_threads % 16 == 0 { 1_000_000 / workers - 2 } else { threads };
+        let switch_ms = log_uniform(1e-3, MAX_MS, switch_u);
+        let handoff_us = if handoff_u < 0.2 { 0.0 } else { log_uniform(1e-3, 1e6, handoff_u) };
+        let tokens = if tokens_u.0 % 4 == 0 { log_uniform(1.0, 5e3, tokens_u.1).round() as u32 } else { tokens };
+        let slices = log_uniform(1.0, 1e4, slices_u).round() as u32;
+        let slices = slices.min((9_000 / tokens.max(1)).max(1));
+        // Long requests: few of them, so a case stays within its budget of steps.
+        let heavy = tokens * slices > 100;
+        let few = |n: u64| if heavy { n.min(4) } else { n };
+        let (users, burst, queue_limit) = (few(users.into()), few(burst.into()), few(queue_limit.into()));
+        let (requests, warmup) = (few(requests), few(warmup).min(if heavy { 2 } else { 30 }));
+        let per_request = f64::from(tokens * slices) * 2.0 + 6.0;
+        let population = (requests + warmup + users + burst) as f64 + f64::from(workers) * queue_limit as f64;
+        assert!(per_request * population <= STEP_BUDGET * 2.0, "{per_request} × {population}");
+        let rate = log_uniform(1e-6, 1e6, rate_u);
+        let trace = trace_times(&trace_us[..few(trace_us.len() as u64) as usize]);
+        // Simulated time short enough that arrivals and GIL drops stay within budget.
+        let mut max_sim_s = log_uniform(1e-3, 1e9, max_sim_u);
+        if kind == "open" {
+            max_sim_s = max_sim_s.min(EVENT_BUDGET / rate);
+        }
+        if lock == "gil" {
+            max_sim_s = max_sim_s.min(EVENT_BUDGET * switch_ms / 1e3);
+        }
+        let max_wait = if max_wait_u < 0.3 { 0.0 } else { log_uniform(1e-3, MAX_MS, max_wait_u) };
+        let think = dist(think.0, magnitude(think.1, think.3, think.2), think.4);
+        let c: Vec<String> = costs.iter().map(|&(k, p, m, u, s)| dist(k, magnitude(p, u, m), s)).collect();
+        // A full batch's mean step stays within the limit on any duration.
+        let per_seq = MAX_MS / f64::from(max_batch + 1);
+        let step_d = dist(step.0, magnitude(step.1, step.3, step.2).min(per_seq), step.4);
+        let seq_d = dist(seq.0, magnitude(seq.1, seq.3, seq.2).min(per_seq), seq.4);
+        let text = format!(
             "[system]\ncores = {cores}\nworkers = {workers}\nbalancer = \"{balancer}\"\n\
              [worker]\nhandler = \"{handler}\"\nthreads = {threads}\nlock = \"{lock}\"\n\
-             switch_interval_ms = {switch_ms}\nqueue_limit = {queue_limit}\n\
-             [clients]\nkind = \"{kind}\"\nusers = {users}\nthink_ms = {think}\nrate_rps = {rate}\nburst = {burst}\n\
+             switch_interval_ms = {switch_ms:e}\nqueue_limit = {queue_limit}\n\
+             [clients]\nkind = \"{kind}\"\nusers = {users}\nthink_ms = {think}\nrate_rps = {rate:e}\n\
+             burst = {burst}\n{}\
              [workload]\nnew_tokens = {tokens}\n\
              [cost]\nloop_in_ms = {}\nloop_out_ms = {}\nloop_lock = {loop_lock}\n\
              request_locked_ms = {}\nrequest_free_ms = {}\ntoken_locked_ms = {}\ntoken_free_ms = {}\n\
-             release_points = {slices}\nhandoff_us = {handoff_us}\n\
-             [batching]\nmode = \"{batching}\"\nmax_batch = {max_batch}\nmax_wait_ms = {max_wait}\n\
-             step_locked_ms = {}\nseq_free_ms = {}\n\
-             [run]\nrequests = {requests}\nwarmup_requests = {warmup}\nreplications = 1\nmax_sim_s = 60\n",
-            c[0], c[1], c[2], c[3], c[4], c[5], dist(step.0, step.1), dist(seq.0, seq.1),
-        )
+             rtt_ms = {}\nrelease_points = {slices}\nhandoff_us = {handoff_us:e}\n\
+             [batching]\nmode = \"{batching}\"\nmax_batch = {max_batch}\nmax_wait_ms = {max_wait:e}\n\
+             step_locked_ms = {step_d}\nseq_free_ms = {seq_d}\n\
+             [run]\nrequests = {requests}\nwarmup_requests = {warmup}\nreplications = 1\n\
+             max_sim_s = {max_sim_s:e}\n",
+            if kind == "trace" { "trace = \"arrivals.csv\"\n" } else { "" },
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6],
+        );
+        Case { text, trace }
     }
+}
+
+/// A fresh directory for one case's files.
+fn case_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("servesim-prop-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Loads a case: writes its trace, parses, removes the files.
+fn load_case(case: &Case) -> Result<Scenario, servesim::scenario::ScenarioError> {
+    let dir = case_dir();
+    let csv: String = case.trace.iter().map(|t| format!("{t:e}\n")).collect();
+    std::fs::write(dir.join("arrivals.csv"), csv).unwrap();
+    let sc = Scenario::parse(&case.text, Path::new("random.toml"), &dir, &[]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    sc
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// Any valid scenario runs without panicking, conserves requests (every arrival is
+    /// Any valid scenario — every client kind and distribution, magnitudes up to the edges
+    /// of the limits — runs without panicking, conserves requests (every arrival is
     /// refused, completed or still inside), obeys basic bounds, and reproduces exactly.
     #[test]
-    fn random_scenarios_conserve_requests_and_reproduce(text in random_scenario()) {
-        let sc = Scenario::parse(&text, Path::new("random.toml"), Path::new("."), &[]);
-        let sc = match sc {
+    fn random_scenarios_conserve_requests_and_reproduce(case in random_scenario()) {
+        let sc = match load_case(&case) {
             Ok(sc) => sc,
             // users > queue_limit is refused by design; nothing else may be.
-            Err(e) => { prop_assert!(e.to_string().contains("queue_limit"), "{e}"); return Ok(()); }
+            Err(e) => { prop_assert!(e.to_string().contains("queue_limit"), "{e}\n{}", case.text); return Ok(()); }
         };
         let Ok(a) = sim::run_replication(&sc, 0) else {
             // Only the documented refusal: zero work with zero think time.
@@ -190,8 +294,162 @@ proptest! {
         }
         let l = a.figures.latency_ms;
         prop_assert!(l.p50 <= l.p95 && l.p95 <= l.p99 && l.p99 <= l.max * (1.0 + 1e-3), "{l:?}");
+        prop_assert!(a.sim_time_s <= sc.run.max_sim_s * (1.0 + 1e-9) + 1e-9, "{} > {}", a.sim_time_s, sc.run.max_sim_s);
         let b = sim::run_replication(&sc, 0).unwrap();
         prop_assert_eq!(a, b);
+    }
+}
+
+/// Paths a random scenario may set: every field, a dist's keys, and a few that do not exist.
+const PATHS: &[&str] = &[
+    "name",
+    "description",
+    "system.cores",
+    "system.workers",
+    "system.balancer",
+    "system.worker_memory_mb",
+    "system.seq_memory_mb",
+    "worker.handler",
+    "worker.threads",
+    "worker.lock",
+    "worker.switch_interval_ms",
+    "worker.queue_limit",
+    "clients.kind",
+    "clients.users",
+    "clients.think_ms",
+    "clients.rate_rps",
+    "clients.arrivals",
+    "clients.burst",
+    "clients.trace",
+    "workload.new_tokens",
+    "workload.prompt_chars",
+    "cost.loop_in_ms",
+    "cost.loop_out_ms",
+    "cost.loop_lock",
+    "cost.loop_in_free_ms",
+    "cost.loop_out_free_ms",
+    "cost.request_locked_ms",
+    "cost.request_free_ms",
+    "cost.token_locked_ms",
+    "cost.token_free_ms",
+    "cost.rtt_ms",
+    "cost.release_points",
+    "cost.handoff_us",
+    "cost.calibration",
+    "batching.mode",
+    "batching.max_batch",
+    "batching.max_wait_ms",
+    "batching.step_locked_ms",
+    "batching.step_free_ms",
+    "batching.seq_locked_ms",
+    "batching.seq_free_ms",
+    "run.requests",
+    "run.warmup_requests",
+    "run.replications",
+    "run.seed",
+    "run.max_sim_s",
+    "cost.token_free_ms.mean",
+    "cost.rtt_ms.of",
+    "worker",
+    "worker.threads.x",
+    "nope",
+    "run.nope.deeper",
+];
+
+/// A TOML value of any type and magnitude, written as text (some not valid TOML at all).
+fn any_value() -> impl Strategy<Value = String> {
+    let number = prop_oneof![
+        any::<i64>().prop_map(|i| i.to_string()),
+        any::<f64>().prop_map(|f| if f.is_nan() {
+            "nan".into()
+        } else if f.is_infinite() {
+            format!("{}inf", if f < 0.0 { "-" } else { "" })
+        } else {
+            format!("{f:e}")
+        }),
+        (0u32..400).prop_map(|e| format!("1e{e}")),
+        (0u32..400).prop_map(|e| format!("1e-{e}")),
+        Just("99999999999999999999".to_string()),
+        Just("-99999999999999999999".to_string()),
+        (0u64..2_000_000).prop_map(|n| n.to_string()),
+    ];
+    let word = prop_oneof![
+        Just("sync"),
+        Just("gil"),
+        Just("open"),
+        Just("trace"),
+        Just("static"),
+        Just("hash"),
+        Just("missing.csv"),
+        Just(""),
+        Just("nan"),
+    ]
+    .prop_map(|w| format!("\"{w}\""));
+    let kind = prop_oneof![
+        Just("const"),
+        Just("exponential"),
+        Just("lognormal"),
+        Just("gamma"),
+        Just("uniform"),
+        Just("empirical"),
+        Just("sum"),
+        Just("weibull"),
+    ];
+    let param = prop_oneof![
+        Just("mean"),
+        Just("cv"),
+        Just("min"),
+        Just("max"),
+        Just("value"),
+        Just("samples"),
+        Just("of"),
+        Just("file")
+    ];
+    let leaf = prop_oneof![number, word, any::<bool>().prop_map(|b| b.to_string()), "\\PC{0,12}"];
+    leaf.prop_recursive(3, 24, 4, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(", "))),
+            (kind.clone(), prop::collection::vec((param.clone(), inner), 0..4)).prop_map(|(k, ps)| {
+                let ps: Vec<String> = ps.iter().map(|(p, v)| format!(", {p} = {v}")).collect();
+                format!("{{ dist = \"{k}\"{} }}", ps.concat())
+            }),
+        ]
+    })
+}
+
+/// Scenario text: section headers, dotted keys and values of any kind, and junk lines.
+fn any_text() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        4 => (prop::sample::select(PATHS), any_value()).prop_map(|(p, v)| format!("{p} = {v}")),
+        1 => prop::sample::select(PATHS).prop_map(|p| format!("[{p}]")),
+        1 => "\\PC{0,30}",
+    ];
+    prop::collection::vec(line, 0..12).prop_map(|lines| lines.join("\n"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Random scenario text and random `--set` arguments never make parsing panic: each is
+    /// loaded or refused with a message.
+    #[test]
+    fn random_text_and_overrides_never_panic(
+        text in any_text(),
+        sets in prop::collection::vec(
+            prop_oneof![
+                (prop::sample::select(PATHS), any_value()).prop_map(|(p, v)| format!("{p}={v}")),
+                "\\PC{0,30}",
+            ],
+            0..4,
+        ),
+    ) {
+        let overrides: Vec<Override> = sets.iter().filter_map(|s| s.parse().ok()).collect();
+        let dir = case_dir();
+        match Scenario::parse(&text, Path::new("random.toml"), &dir, &overrides) {
+            Ok(sc) => prop_assert!(sc.validate().is_ok()),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
