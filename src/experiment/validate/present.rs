@@ -1,7 +1,7 @@
 //! How a validation is shown: a text table, a markdown report, CSV, JSON and plots.
 
 use super::{Compared, ValidateError, ValidatedPoint, Validation, short};
-use crate::experiment::report::write_all;
+use crate::experiment::report::Staged;
 use crate::plot::{Chart, Point, Series, SeriesKind};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -254,21 +254,22 @@ impl Validation {
         out
     }
 
-    /// Writes `dir/validation.{csv,json}`, `dir/report.md` and the plots under `plot_dir`;
-    /// returns every path written.
+    /// Writes `dir/validation.{csv,json}`, `dir/report.md` and the plots under `plot_dir`,
+    /// all of them or none (see [`Staged`]); returns every path written.
     pub fn write(&self, dir: &Path, plot_dir: &Path) -> Result<Vec<PathBuf>, ValidateError> {
-        let mut plots = Vec::new();
-        for (stem, chart) in self.charts(plot_dir) {
-            plots.extend(chart.save(&stem).map_err(|e| ValidateError::Plot(e.to_string()))?);
-        }
+        let mut staged = Staged::new();
+        let plots = staged.add_drawn(plot_dir, |scratch| {
+            let mut drawn = Vec::new();
+            for (stem, chart) in self.charts(scratch) {
+                drawn.extend(chart.save(&stem)?);
+            }
+            Ok::<_, crate::plot::PlotError>(drawn)
+        })?;
         let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        let files = vec![
-            (dir.join("validation.csv"), self.csv().into_bytes()),
-            (dir.join("validation.json"), json),
-            (dir.join("report.md"), self.markdown(&plots).into_bytes()),
-        ];
-        write_all(&files)?;
-        Ok(files.into_iter().map(|(p, _)| p).chain(plots).collect())
+        staged.add(&dir.join("validation.csv"), self.csv().as_bytes())?;
+        staged.add(&dir.join("validation.json"), &json)?;
+        staged.add(&dir.join("report.md"), self.markdown(&plots).as_bytes())?;
+        Ok(staged.commit()?)
     }
 }
 
