@@ -43,8 +43,7 @@ pub struct System {
     ///
     /// Bounded with the threads in all: `workers × (worker.threads + 1)` (+ 1 more per
     /// worker when batching, its scheduler) ≤ 1,000,000 simulated threads, about 50 MB of
-    /// simulator state; and with the requests admitted at once: `workers ×
-    /// worker.queue_limit` ≤ 10,000,000, about 1 GB.
+    /// simulator state allocated when a replication starts.
     pub workers: u32,
     /// How requests are spread over workers. By default, `round-robin`.
     pub balancer: Balancer,
@@ -104,8 +103,7 @@ pub struct Worker {
     /// repeat without simulated time advancing.
     pub switch_interval_ms: f64,
     /// Requests admitted into one worker at once (queued or in service); beyond it a request
-    /// is refused (HTTP 503) [requests], 1 to 1,000,000 (see `system.workers` for the bound
-    /// over all workers). By default, 1024.
+    /// is refused (HTTP 503) [requests], 1 to 1,000,000. By default, 1024.
     pub queue_limit: u32,
 }
 

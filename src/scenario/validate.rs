@@ -16,10 +16,6 @@ const MAX_COUNT: u64 = 1_000_000;
 /// batch scheduler. A million threads take about 50 MB of simulator state.
 const MAX_THREADS: u64 = 1_000_000;
 
-/// Largest number of requests the workers may admit at once (`system.workers ×
-/// worker.queue_limit`): about 1 GB of simulator state at ~100 bytes per request.
-const MAX_ADMITTED: u64 = 10_000_000;
-
 /// Largest duration of a scalar time field [ms]: the bound on every distribution's mean.
 const MAX_MS: f64 = Dist::MAX_VALUE;
 
@@ -186,17 +182,6 @@ impl Scenario {
                      {} × ({} + {own}) = {threads} (each worker runs {what} besides its pool); lower \
                      system.workers or worker.threads",
                     s.workers, w.threads
-                ),
-            ));
-        }
-        let admitted = workers * u64::from(w.queue_limit);
-        if admitted > MAX_ADMITTED {
-            return Err(ScenarioError::invalid(
-                "system.workers",
-                format!(
-                    "× worker.queue_limit must be ≤ {MAX_ADMITTED} requests admitted at once, got \
-                     {} × {} = {admitted}; lower worker.queue_limit",
-                    s.workers, w.queue_limit
                 ),
             ));
         }
