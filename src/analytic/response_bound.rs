@@ -32,10 +32,12 @@
 use super::error::{AnalyticError, non_negative, positive, servers};
 use super::mg1::{ServiceTime, mg1};
 
-/// Caps tried, as powers of 2^(1/4) times the mean work, from 1/2 to 64: any cap gives a
-/// valid bound and the best is kept. For deterministic work the best is the mean itself;
-/// near saturation a large cap keeps `E[min(D,k)]` close to μ.
+/// Caps tried: powers of 2^(1/4) times the mean work, from 1/2 to 64, and the mean plus
+/// 0, ½, 1, … 4 standard deviations. Any cap gives a valid bound and the best is kept: for
+/// deterministic work it is the mean itself, for narrow work about a deviation above it,
+/// and near saturation a large cap keeps `E[min(D,k)]` close to μ.
 const CAP_STEPS: std::ops::RangeInclusive<i32> = -4..=24;
+const CAP_DEVIATIONS: std::ops::RangeInclusive<i32> = 0..=8;
 
 /// Lower bound \[s\] on the mean time from arrival until a request's work on a resource of
 /// `servers_c` servers is done, under Poisson arrivals at `arrival_rate_per_s` [1/s], when
@@ -68,7 +70,10 @@ pub fn open_response_lower_bound(
         });
     }
     let mut best = work_mean_s;
-    for k in CAP_STEPS.map(|i| work_mean_s * 2f64.powf(f64::from(i) / 4.0)) {
+    let sd = work_variance_s2.sqrt();
+    let by_mean = CAP_STEPS.map(|i| work_mean_s * 2f64.powf(f64::from(i) / 4.0));
+    let by_sd = CAP_DEVIATIONS.filter(|_| sd > 0.0).map(|j| work_mean_s + sd * f64::from(j) / 2.0);
+    for k in by_mean.chain(by_sd) {
         let capped = capped_mean_lower(work_mean_s, work_variance_s2, k);
         if capped <= 0.0 {
             continue;
