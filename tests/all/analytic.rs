@@ -29,7 +29,7 @@ fn open_queue(rate: f64, c: u32, cores: u32, dist: &str, requests: u64, reps: u3
         "[system]\ncores = {cores}\n[worker]\nthreads = {c}\nqueue_limit = 1000000\n\
          [clients]\nkind = \"open\"\nrate_rps = {rate}\n[workload]\nnew_tokens = 0\n\
          [cost]\nrequest_free_ms = {dist}\n\
-         [run]\nrequests = {requests}\nwarmup_requests = {}\nreplications = {reps}\nmax_sim_s = 1e12\n",
+         [run]\nrequests = {requests}\nwarmup_requests = {}\nreplications = {reps}\nmax_sim_s = 1e9\n",
         requests / 20
     )
 }
