@@ -51,6 +51,7 @@ impl Lock {
 
     /// Queues `thread` behind the current waiters; the first waiter of a tenure starts the
     /// drop deadline.
+    #[inline]
     pub(crate) fn wait(&mut self, thread: u32, now: Nanos) {
         if self.waiters.is_empty() {
             self.arm(now);
@@ -58,11 +59,13 @@ impl Lock {
         self.waiters.push_back(thread);
     }
 
+    #[inline]
     fn arm(&mut self, now: Nanos) {
         self.deadline = self.interval.map_or(Nanos::MAX, |i| now.saturating_add(i));
     }
 
     /// When the holder must drop the lock, if it must.
+    #[inline]
     pub(crate) fn deadline(&self) -> Nanos {
         self.deadline
     }

@@ -25,6 +25,48 @@ pub(crate) struct Counts {
     pub(crate) live: u64,
 }
 
+/// A count that changes over time and its integral `∫ count dt` [ns], kept exactly in
+/// integers and brought up to date only when the count changes (not at every event).
+#[derive(Default)]
+pub(crate) struct Occupancy {
+    count: u64,
+    since: Nanos,
+    area: u128,
+}
+
+impl Occupancy {
+    #[inline]
+    fn settle(&mut self, now: Nanos) {
+        self.area += u128::from(now - self.since) * u128::from(self.count);
+        self.since = now;
+    }
+
+    /// The count goes up by one at `now`.
+    #[inline]
+    pub(crate) fn inc(&mut self, now: Nanos) {
+        self.settle(now);
+        self.count += 1;
+    }
+
+    /// The count goes down by one at `now`.
+    #[inline]
+    pub(crate) fn dec(&mut self, now: Nanos) {
+        self.settle(now);
+        self.count -= 1;
+    }
+
+    /// Forgets the integral so far: it runs from `now` on.
+    fn restart(&mut self, now: Nanos) {
+        self.area = 0;
+        self.since = now;
+    }
+
+    /// The integral up to `now` [ns].
+    fn area(&self, now: Nanos) -> f64 {
+        (self.area + u128::from(now - self.since) * u128::from(self.count)) as f64
+    }
+}
+
 pub(crate) struct Metrics {
     warmup: u64,
     target: u64,
@@ -32,13 +74,15 @@ pub(crate) struct Metrics {
     completed: u64,
     rejected: u64,
     measured: u64,
-    in_system: u64,
+    /// Requests in the system.
+    in_system: Occupancy,
+    /// Busy threadpool threads.
+    pub(crate) pool: Occupancy,
+    /// Busy event-loop threads.
+    pub(crate) loops: Occupancy,
     hist: LatencyHistogram,
     wait_sums: [u128; 3],
     window: Option<Snapshot>,
-    area_in_system: f64,
-    area_pool: f64,
-    area_loops: f64,
     cores: f64,
     workers: f64,
     pool_threads: f64,
@@ -61,13 +105,12 @@ impl Metrics {
             completed: 0,
             rejected: 0,
             measured: 0,
-            in_system: 0,
+            in_system: Occupancy::default(),
+            pool: Occupancy::default(),
+            loops: Occupancy::default(),
             hist: LatencyHistogram::new(),
             wait_sums: [0; 3],
             window: (warmup == 0).then(Snapshot::default),
-            area_in_system: 0.0,
-            area_pool: 0.0,
-            area_loops: 0.0,
             cores: f64::from(sc.system.cores),
             workers: f64::from(sc.system.workers),
             pool_threads: f64::from(sc.system.workers * sc.worker.threads),
@@ -76,19 +119,9 @@ impl Metrics {
         }
     }
 
-    /// Accumulates occupancy over `[from, to)` when inside the window.
-    #[inline]
-    pub(crate) fn integrate(&mut self, from: Nanos, to: Nanos, busy_pool: u32, busy_loops: u32) {
-        if self.window.is_some() && to > from {
-            let dt = (to - from) as f64;
-            self.area_in_system += dt * self.in_system as f64;
-            self.area_pool += dt * f64::from(busy_pool);
-            self.area_loops += dt * f64::from(busy_loops);
-        }
-    }
-
-    pub(crate) fn admit(&mut self) {
-        self.in_system += 1;
+    /// A request enters the system at `now`.
+    pub(crate) fn admit(&mut self, now: Nanos) {
+        self.in_system.inc(now);
     }
 
     pub(crate) fn reject(&mut self) {
@@ -97,8 +130,8 @@ impl Metrics {
 
     /// Records a completion; returns true when it ends the warm-up (the caller then opens
     /// the window with a snapshot).
-    pub(crate) fn complete(&mut self, latency: Nanos, waits: [Nanos; 3]) -> bool {
-        self.in_system -= 1;
+    pub(crate) fn complete(&mut self, now: Nanos, latency: Nanos, waits: [Nanos; 3]) -> bool {
+        self.in_system.dec(now);
         self.completed += 1;
         if self.window.is_none() {
             return self.completed == self.warmup;
@@ -112,6 +145,9 @@ impl Metrics {
     }
 
     pub(crate) fn start_window(&mut self, at: Snapshot) {
+        for o in [&mut self.in_system, &mut self.pool, &mut self.loops] {
+            o.restart(at.t);
+        }
         self.window = Some(at);
     }
 
@@ -131,7 +167,7 @@ impl Metrics {
         let wait_ms = |i: usize| ns_to_ms((self.wait_sums[i] as f64 / n) as Nanos);
         let throughput_rps = per_span(self.measured as f64) * 1e9;
         let latency_ms = self.hist.summary();
-        let mean_in_system = per_span(self.area_in_system);
+        let mean_in_system = per_span(self.in_system.area(end.t));
         let little = throughput_rps * latency_ms.mean / 1e3;
         let little_residual =
             if mean_in_system > 0.0 { (mean_in_system - little).abs() / mean_in_system } else { 0.0 };
@@ -146,8 +182,12 @@ impl Metrics {
                 } else {
                     0.0
                 },
-                threads: if self.blocking { 0.0 } else { per_span(self.area_pool) / self.pool_threads },
-                event_loop: per_span(self.area_loops) / self.workers,
+                threads: if self.blocking {
+                    0.0
+                } else {
+                    per_span(self.pool.area(end.t)) / self.pool_threads
+                },
+                event_loop: per_span(self.loops.area(end.t)) / self.workers,
             },
             mean_in_system,
             little_residual,

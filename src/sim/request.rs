@@ -31,6 +31,9 @@ pub(crate) struct CostModel {
     /// Whether handler work marked "locked" holds the lock.
     handler_locks: bool,
     slices: u32,
+    /// Bit `p` set: the segment of phase `p` always costs 0, so it is skipped without a
+    /// draw (a constant draws no random number, so skipping leaves every stream as is).
+    zero: u16,
 }
 
 impl CostModel {
@@ -53,6 +56,17 @@ impl CostModel {
             loop_locks: has_lock && c.loop_lock,
             handler_locks: has_lock,
             slices: c.release_points,
+            zero: [
+                (Phase::LoopInFree, &c.loop_in_free_ms),
+                (Phase::LoopIn, &c.loop_in_ms),
+                (Phase::ReqLocked, &c.request_locked_ms),
+                (Phase::ReqFree, &c.request_free_ms),
+                (Phase::LoopOut, &c.loop_out_ms),
+                (Phase::LoopOutFree, &c.loop_out_free_ms),
+            ]
+            .iter()
+            .filter(|(_, d)| d.is_zero())
+            .fold(0, |m, (p, _)| m | 1 << *p as u16),
         }
     }
 
@@ -173,6 +187,7 @@ pub(crate) enum Job {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 enum Phase {
     LoopInFree,
     LoopIn,
@@ -208,8 +223,8 @@ pub(crate) struct Request {
     rng: StreamRng,
     tokens_left: u32,
     slice: u32,
-    slice_locked_ms: f64,
-    slice_free_ms: f64,
+    slice_locked_ns: f64,
+    slice_free_ns: f64,
     phase: Phase,
     job: Job,
 }
@@ -239,8 +254,8 @@ impl Request {
             rng,
             tokens_left,
             slice: 0,
-            slice_locked_ms: 0.0,
-            slice_free_ms: 0.0,
+            slice_locked_ns: 0.0,
+            slice_free_ns: 0.0,
             phase: Phase::End,
             job: Job::LoopIn,
         }
@@ -284,33 +299,13 @@ impl Request {
     }
 
     /// The next step of non-zero work of the current job, or `None` when the job is done.
+    #[inline]
     pub(crate) fn next_step(&mut self, cost: &CostModel) -> Option<Step> {
         loop {
-            let (work_ms, locked) = match self.phase {
-                Phase::End => return None,
-                Phase::LoopInFree => {
-                    self.phase = Phase::LoopIn;
-                    (cost.loop_in_free.sample(&mut self.rng), false)
-                }
-                Phase::LoopIn => {
-                    self.phase = if self.job == Job::Whole { Phase::ReqLocked } else { Phase::End };
-                    (cost.loop_in.sample(&mut self.rng), cost.loop_locks)
-                }
-                Phase::ReqLocked => {
-                    self.phase = Phase::ReqFree;
-                    (cost.req_locked.sample(&mut self.rng), cost.handler_locks)
-                }
-                Phase::ReqFree => {
-                    self.phase = Phase::TokenStart;
-                    (cost.req_free.sample(&mut self.rng), false)
-                }
-                Phase::TokenStart => {
-                    self.start_token(cost);
-                    continue;
-                }
+            let (work_ns, locked) = match self.phase {
                 Phase::TokLocked => {
                     self.phase = Phase::TokFree;
-                    (self.slice_locked_ms, cost.handler_locks)
+                    (self.slice_locked_ns, cost.handler_locks)
                 }
                 Phase::TokFree => {
                     self.slice += 1;
@@ -320,18 +315,35 @@ impl Request {
                     } else {
                         self.phase = Phase::TokLocked;
                     }
-                    (self.slice_free_ms, false)
+                    (self.slice_free_ns, false)
                 }
-                Phase::LoopOut => {
-                    self.phase = Phase::LoopOutFree;
-                    (cost.loop_out.sample(&mut self.rng), cost.loop_locks)
+                Phase::TokenStart => {
+                    self.start_token(cost);
+                    continue;
                 }
-                Phase::LoopOutFree => {
-                    self.phase = Phase::End;
-                    (cost.loop_out_free.sample(&mut self.rng), false)
+                Phase::End => return None,
+                phase => {
+                    let (next, sampler, locked) = match phase {
+                        Phase::LoopInFree => (Phase::LoopIn, &cost.loop_in_free, false),
+                        Phase::LoopIn => {
+                            let next = if self.job == Job::Whole { Phase::ReqLocked } else { Phase::End };
+                            (next, &cost.loop_in, cost.loop_locks)
+                        }
+                        Phase::ReqLocked => (Phase::ReqFree, &cost.req_locked, cost.handler_locks),
+                        Phase::ReqFree => (Phase::TokenStart, &cost.req_free, false),
+                        Phase::LoopOut => (Phase::LoopOutFree, &cost.loop_out, cost.loop_locks),
+                        Phase::LoopOutFree => (Phase::End, &cost.loop_out_free, false),
+                        Phase::TokLocked | Phase::TokFree | Phase::TokenStart | Phase::End => {
+                            unreachable!("matched above")
+                        }
+                    };
+                    self.phase = next;
+                    if cost.zero & (1 << phase as u16) != 0 {
+                        continue;
+                    }
+                    (sampler.sample(&mut self.rng) * 1e6, locked)
                 }
             };
-            let work_ns = work_ms * 1e6;
             if work_ns > 0.0 {
                 return Some(Step { work_ns, locked });
             }
@@ -345,8 +357,9 @@ impl Request {
             return;
         }
         let k = f64::from(cost.slices);
-        self.slice_locked_ms = cost.tok_locked.sample(&mut self.rng) / k;
-        self.slice_free_ms = cost.tok_free.sample(&mut self.rng) / k;
+        // The same operations, in the same order, as the cost of each slice in ms, then ns.
+        self.slice_locked_ns = cost.tok_locked.sample(&mut self.rng) / k * 1e6;
+        self.slice_free_ns = cost.tok_free.sample(&mut self.rng) / k * 1e6;
         self.slice = 0;
         self.phase = Phase::TokLocked;
     }

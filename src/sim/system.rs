@@ -80,10 +80,10 @@ pub(crate) struct System<'a> {
     pub(super) loop_idle: bool,
     /// Random stream of batched step costs.
     pub(super) batch_rng: StreamRng,
+    /// Whether the locks are GILs, with drop deadlines.
+    gil: bool,
     /// The earliest GIL drop deadline of any worker, and that worker.
     gil_next: (Nanos, u32),
-    busy_pool: u32,
-    busy_loops: u32,
     events: u64,
     arrived: u64,
 }
@@ -148,6 +148,7 @@ impl<'a> System<'a> {
             balancer_rng,
             round_robin: 0,
             handoff_ns: sc.cost.handoff_us * 1e3,
+            gil: gil_interval.is_some(),
             gil_next: (Nanos::MAX, 0),
             loop_idle: [
                 &sc.cost.loop_in_ms,
@@ -157,8 +158,6 @@ impl<'a> System<'a> {
             ]
             .iter()
             .all(|d| d.is_zero()),
-            busy_pool: 0,
-            busy_loops: 0,
             events: 0,
             arrived: 0,
         }
@@ -171,17 +170,17 @@ impl<'a> System<'a> {
         let limit = s(self.sc.run.max_sim_s);
         let mut truncated = false;
         while !self.metrics.done() {
-            let mut next = (Nanos::MAX, Next::Cpu);
-            for (t, kind) in [
-                (self.cpu.next_finish(), Next::Cpu),
-                (self.queue.peek_time(), Next::Event),
-                (Some(self.gil_next.0), Next::GilDrop),
-            ] {
-                if let Some(t) = t.filter(|&t| t < next.0) {
-                    next = (t, kind);
-                }
-            }
-            let (t, kind) = next;
+            // Ties go to CPU completions, then queued events, then GIL drops.
+            let tc = self.cpu.next_finish();
+            let te = self.queue.peek_time().unwrap_or(Nanos::MAX);
+            let tg = self.gil_next.0;
+            let (t, kind) = if tc <= te && tc <= tg {
+                (tc, Next::Cpu)
+            } else if te <= tg {
+                (te, Next::Event)
+            } else {
+                (tg, Next::GilDrop)
+            };
             if t == Nanos::MAX {
                 break;
             }
@@ -193,12 +192,9 @@ impl<'a> System<'a> {
             self.events += 1;
             match kind {
                 Next::Cpu => {
-                    let th = self
-                        .cpu
-                        .pop_finished()
-                        .or_else(|| self.cpu.pop_earliest())
-                        .expect("a thread finishes");
+                    let th = self.cpu.take_top();
                     self.run_thread(th);
+                    self.cpu.settle();
                 }
                 Next::Event => match self.queue.pop().expect("peeked").1 {
                     Ev::Arrive { client } => self.arrive(client),
@@ -220,7 +216,6 @@ impl<'a> System<'a> {
     }
 
     fn advance(&mut self, t: Nanos) {
-        self.metrics.integrate(self.now, t, self.busy_pool, self.busy_loops);
         self.now = t;
         self.cpu.advance(t);
     }
@@ -257,7 +252,7 @@ impl<'a> System<'a> {
             }
         };
         self.workers[w as usize].outstanding += 1;
-        self.metrics.admit();
+        self.metrics.admit(self.now);
         match self.sc.worker.handler {
             _ if self.workers[w as usize].batcher.is_some() => {
                 if self.loop_idle {
@@ -299,7 +294,7 @@ impl<'a> System<'a> {
             return;
         }
         worker.loop_busy = true;
-        self.busy_loops += 1;
+        self.metrics.loops.inc(self.now);
         let th = worker.loop_thread;
         self.assign(th, r, job, WAIT_LOOP);
         self.run_thread(th);
@@ -321,47 +316,39 @@ impl<'a> System<'a> {
             self.batch_cpu_done(t.worker);
             return;
         }
+        let mut r = t.req;
         loop {
-            let r = self.threads[th as usize].req;
-            match self.reqs[r as usize].next_step(&self.cost) {
-                Some(step) => {
-                    self.start_step(th, step);
-                    return;
-                }
-                None => {
-                    if self.threads[th as usize].holds_lock {
-                        self.release_lock(th);
-                    }
-                    if !self.job_done(th) {
-                        return;
-                    }
-                }
+            if let Some(step) = self.reqs[r as usize].next_step(&self.cost) {
+                self.start_step(th, step);
+                return;
             }
+            if self.threads[th as usize].holds_lock {
+                self.release_lock(th);
+            }
+            if !self.job_done(th) {
+                return;
+            }
+            r = self.threads[th as usize].req;
         }
     }
 
+    #[inline]
     pub(super) fn start_step(&mut self, th: u32, step: Step) {
-        let t = &self.threads[th as usize];
-        if !step.locked {
-            if t.holds_lock {
-                self.release_lock(th);
-            }
+        let t = &mut self.threads[th as usize];
+        if t.holds_lock == step.locked {
             self.cpu.start(th, step.work_ns);
-            return;
-        }
-        if t.holds_lock {
+        } else if !step.locked {
+            self.release_lock(th);
             self.cpu.start(th, step.work_ns);
-            return;
-        }
-        let w = t.worker as usize;
-        if self.workers[w].lock.try_take(th, self.now) {
-            self.threads[th as usize].holds_lock = true;
+        } else if self.workers[t.worker as usize].lock.try_take(th, self.now) {
+            t.holds_lock = true;
             self.cpu.start(th, step.work_ns);
         } else {
             self.wait_for_lock(th, step.work_ns);
         }
     }
 
+    #[inline]
     pub(super) fn wait_for_lock(&mut self, th: u32, work_ns: f64) {
         let t = &mut self.threads[th as usize];
         t.pending_ns = work_ns;
@@ -374,7 +361,11 @@ impl<'a> System<'a> {
     }
 
     /// Keeps `gil_next` the earliest drop deadline after worker `w`'s lock changed.
+    #[inline]
     fn update_gil_next(&mut self, w: usize) {
+        if !self.gil {
+            return;
+        }
         let d = self.workers[w].lock.deadline();
         if d <= self.gil_next.0 {
             self.gil_next = (d, w as u32);
@@ -390,9 +381,11 @@ impl<'a> System<'a> {
 
     /// Releases `th`'s lock; the first waiter, if any, gets it and starts its step after
     /// paying the hand-off.
+    #[inline]
     pub(super) fn release_lock(&mut self, th: u32) {
-        let w = self.threads[th as usize].worker as usize;
-        self.threads[th as usize].holds_lock = false;
+        let t = &mut self.threads[th as usize];
+        t.holds_lock = false;
+        let w = t.worker as usize;
         let handed = self.workers[w].lock.release(self.now);
         self.update_gil_next(w);
         if let Some(next) = handed {
@@ -453,7 +446,7 @@ impl<'a> System<'a> {
         let worker = &mut self.workers[w as usize];
         match worker.idle_pool.pop() {
             Some(th) => {
-                self.busy_pool += 1;
+                self.metrics.pool.inc(self.now);
                 self.assign(th, r, Job::Handler, WAIT_THREAD);
                 self.run_thread(th);
             }
@@ -474,7 +467,7 @@ impl<'a> System<'a> {
             None => {
                 worker.idle_pool.push(th);
                 self.threads[th as usize].req = NONE;
-                self.busy_pool -= 1;
+                self.metrics.pool.dec(self.now);
                 false
             }
         }
@@ -491,7 +484,7 @@ impl<'a> System<'a> {
             None => {
                 worker.loop_busy = false;
                 self.threads[th as usize].req = NONE;
-                self.busy_loops -= 1;
+                self.metrics.loops.dec(self.now);
                 false
             }
         }
@@ -516,7 +509,7 @@ impl<'a> System<'a> {
         let latency = self.now - req.arrival;
         let waits = req.waits;
         self.free_reqs.push(r);
-        if self.metrics.complete(latency, waits) {
+        if self.metrics.complete(self.now, latency, waits) {
             let snap = self.snapshot();
             self.metrics.start_window(snap);
         }
