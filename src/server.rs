@@ -80,6 +80,7 @@ pub use api::{CorrectRequest, CorrectResponse, ErrorBody, Timing};
 pub use batch::BatchStats;
 pub use config::{ConfigError, EmulatedCost, Limits, ServerConfig, resolve_model_dir};
 pub use gil::{Gil, LockStats};
+pub use handler::{HandlerTimes, time_batched_step, time_prefill};
 pub use launch::{LaunchError, LaunchOptions, ServerProcess, find_binary};
 pub use pool::{PoolError, PoolStats};
 pub use stats::{RequestCounts, Sums, WorkerStats};

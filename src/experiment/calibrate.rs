@@ -7,15 +7,17 @@
 //!       (matmul + busy_free) / tokens         → token_free_ms   (the GIL-free kernels)
 //!       (compute − the above) / tokens        → token_locked_ms (model code outside kernels)
 //!       client latency − compute − lock wait  → loop_in_ms + loop_out_ms (HTTP, JSON, dispatch)
-//!  2. two threads passing the real lock back and forth ─► handoff_us
-//!  3. the batched step at B = 1, 2, 4 … ─► batch_steps (locked = outside kernels, free = kernels)
+//!  2. four threads queueing for the real lock ─► handoff_us
+//!  3. the batch scheduler's step at B = 1, 2, 4 …, with the GIL and emulated step work
+//!     (nominal taken out) ─► batch_steps (locked = outside kernels, free = kernels);
+//!     a joining sequence's prefill ─► prefill_locked_ms, prefill_free_ms
 //! ```
 //!
 //! Every cost is kept as its samples (an empirical distribution), so the simulator draws
 //! what the machine did, tails included. One calibration serves every point of a
 //! validation: the emulated work a point adds (`cost.*`) is added on top in both backends.
 
-use crate::gpt::{Model, TimingHooks};
+use crate::gpt::Model;
 use crate::scenario::BatchStep;
 use crate::scenario::{BatchingMode, CALIBRATION_FORMAT, Calibration, Handler, LockKind, Machine, Scenario};
 use crate::server::busy::{NoSwitch, spin};
@@ -156,7 +158,7 @@ pub fn calibrate(
     let handoff_us = handoff_us(opts.handoffs.max(10));
     progress("batched steps");
     let model = Model::load(&model_dir)?;
-    let batch_steps = batch_steps(&model, sc.workload.prompt_chars as usize, opts);
+    let batch_steps = batch_steps(&model, sc, opts);
     let (prefill_locked_ms, prefill_free_ms) = prefill(&model, sc.workload.prompt_chars as usize, opts);
     let n = samples.len();
     let mut cal = Calibration {
@@ -167,7 +169,8 @@ pub fn calibrate(
              workload.new_tokens), server on CPUs {} with 1 thread, the GIL and the scenario's \
              emulated work (its nominal mean taken out); loop work: the event loop's CPU time per \
              request; rtt: the rest of each request's time outside the handler; \
-             {} lock hand-offs among four threads; {} steps per batch size",
+             {} lock hand-offs among four threads; {} batched steps per batch size and prefills, on \
+             the batch scheduler's own code path with the GIL and emulated step work (nominal taken out)",
             opts.warmup, sc.workload.prompt_chars, cpus.server, opts.handoffs, opts.batch_samples
         ),
         kernels_per_token: model.config().kernels_per_token() as u32,
@@ -309,40 +312,63 @@ fn handoff_us(handoffs: u32) -> f64 {
     rounds[0]
 }
 
-/// The prompt's forward pass, timed `batch_samples` times: (outside kernels, inside) [ms].
+/// The calibration prompt: `prompt_chars` characters of a pangram, at most half the
+/// model's context.
+fn prompt(model: &Model, prompt_chars: usize) -> String {
+    let chars = prompt_chars.clamp(1, model.config().context / 2);
+    "the quick brown fox jumps over the lazy dog ".chars().cycle().take(chars).collect()
+}
+
+/// Milliseconds of a duration.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The prompt's forward pass as a request joining a batch pays it on the server (the GIL
+/// dropped around every kernel), timed `batch_samples` times: (outside kernels, inside) [ms].
 fn prefill(model: &Model, prompt_chars: usize, opts: &CalibrateOptions) -> (Vec<f64>, Vec<f64>) {
     if opts.batch_sizes.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let chars = prompt_chars.clamp(1, model.config().context / 2);
-    let prompt: String = "the quick brown fox jumps over the lazy dog ".chars().cycle().take(chars).collect();
+    let prompt = prompt(model, prompt_chars);
+    let gil = Arc::new(Gil::new(Some(Duration::from_millis(5))));
     let (mut locked, mut free) = (Vec::new(), Vec::new());
     for i in 0..opts.batch_samples + 3 {
-        let mut hooks = Timing::default();
-        let t0 = Instant::now();
-        let started = model.start(&prompt, 1, false, &mut hooks);
-        let wall = t0.elapsed();
+        let (started, t) = server::time_prefill(model, Some(Arc::clone(&gil)), &prompt, 1);
         if started.is_err() {
             break;
         }
         if i >= 3 {
-            let f = hooks.matmul.as_secs_f64() * 1e3;
-            free.push(f);
-            locked.push((wall.as_secs_f64() * 1e3 - f).max(0.0));
+            free.push(ms(t.matmul));
+            locked.push(ms(t.compute.saturating_sub(t.matmul)));
         }
     }
     (locked, free)
 }
 
-/// Hooks that only time the kernels.
-type Timing = TimingHooks;
+/// The emulated (locked, free) work of one batched step of `b` sequences in `sc` [ns]: its
+/// `batching.step_*` and `seq_*` means, or, when those are all zero, one token's
+/// (`cost.token_*`), so that the emulation's own overhead is measured with work to do.
+fn nominal_step_ns(sc: &Scenario, b: u32) -> (u64, u64) {
+    let (bt, bf) = (&sc.batching, f64::from(b));
+    let mut locked = bt.step_locked_ms.mean() + bf * bt.seq_locked_ms.mean();
+    let mut free = bt.step_free_ms.mean() + bf * bt.seq_free_ms.mean();
+    if locked == 0.0 && free == 0.0 {
+        (locked, free) = (sc.cost.token_locked_ms.mean(), sc.cost.token_free_ms.mean());
+    }
+    (server::busy::ms_to_ns(locked), server::busy::ms_to_ns(free))
+}
 
-/// One step's (locked, free) time at each batch size.
-fn batch_steps(model: &Model, prompt_chars: usize, opts: &CalibrateOptions) -> Vec<BatchStep> {
+/// One step's (locked, free) time at each batch size, on the server's own code path: the
+/// batch scheduler's step with the GIL and `sc`'s emulated step work, less that work's
+/// nominal amount (so that what emulating it costs beyond nominal — clock reads and lock
+/// operations at every slice — stays in the measured cost, as it does for tokens).
+fn batch_steps(model: &Model, sc: &Scenario, opts: &CalibrateOptions) -> Vec<BatchStep> {
     let context = model.config().context;
-    let chars = prompt_chars.clamp(1, context / 2);
-    let prompt: String = "the quick brown fox jumps over the lazy dog ".chars().cycle().take(chars).collect();
-    let room = context.saturating_sub(chars + 2).max(2);
+    let prompt = prompt(model, sc.workload.prompt_chars as usize);
+    let room = context.saturating_sub(prompt.chars().count() + 2).max(2);
+    let gil = Arc::new(Gil::new(Some(Duration::from_millis(5))));
+    let mut ws = crate::gpt::Workspace::default();
     opts.batch_sizes
         .iter()
         .map(|&b| {
@@ -352,6 +378,8 @@ fn batch_steps(model: &Model, prompt_chars: usize, opts: &CalibrateOptions) -> V
                     .collect::<Result<Vec<_>, _>>()
                     .unwrap_or_default()
             };
+            let nominal = nominal_step_ns(sc, b);
+            let (nominal_locked, nominal_free) = (nominal.0 as f64 / 1e6, nominal.1 as f64 / 1e6);
             let mut seqs = start();
             let mut step = BatchStep { batch: b, locked_ms: Vec::new(), free_ms: Vec::new() };
             for i in 0..opts.batch_samples + 3 {
@@ -359,13 +387,12 @@ fn batch_steps(model: &Model, prompt_chars: usize, opts: &CalibrateOptions) -> V
                     seqs = start();
                 }
                 let mut refs: Vec<_> = seqs.iter_mut().collect();
-                let mut hooks = Timing::default();
-                let t0 = Instant::now();
-                model.step_batch(&mut refs, &mut hooks);
-                let wall = t0.elapsed();
+                let t = server::time_batched_step(model, &mut ws, Some(Arc::clone(&gil)), &mut refs, nominal);
                 if i >= 3 {
-                    step.free_ms.push(hooks.matmul.as_secs_f64() * 1e3);
-                    step.locked_ms.push(wall.saturating_sub(hooks.matmul).as_secs_f64() * 1e3);
+                    let free = ms(t.matmul) + ms(t.busy_free);
+                    let locked = ms(t.compute) - free;
+                    step.free_ms.push((free - nominal_free).max(0.0));
+                    step.locked_ms.push((locked - nominal_locked).max(0.0));
                 }
             }
             step

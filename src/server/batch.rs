@@ -361,12 +361,9 @@ impl Scheduler {
         sh.running.store(size as u64, Ordering::Relaxed);
         sh.peak.fetch_max(size as u64, Ordering::Relaxed);
         if self.active.iter().any(|m| !m.seq.is_finished()) {
-            let costs = [self.steps.draw(size as u32)];
-            let mut hooks = TokenHooks::new(&mut self.lock, &costs, &self.model, t);
+            let cost = self.steps.draw(size as u32);
             let mut seqs: Vec<&mut Sequence> = self.active.iter_mut().map(|m| &mut m.seq).collect();
-            self.model.step_batch_in(&mut self.ws, &mut seqs, &mut hooks);
-            hooks.finish_token();
-            t = hooks.t;
+            t = handler::batched_step(&self.model, &mut self.ws, &mut self.lock, &mut seqs, cost, t);
             sh.steps.fetch_add(1, Ordering::Relaxed);
             sh.sequences.fetch_add(size as u64, Ordering::Relaxed);
             self.sizes.record(size as f64);

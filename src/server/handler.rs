@@ -25,7 +25,7 @@ use super::busy::{NoSwitch, spin, thread_cpu_ns};
 use super::gil::Gil;
 use super::session::LockSession;
 use super::work::Work;
-use crate::gpt::{GptError, KernelHooks, Model};
+use crate::gpt::{GptError, KernelHooks, Model, Sequence, Workspace};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,69 @@ impl KernelHooks for TokenHooks<'_> {
             self.left -= 1;
         }
     }
+}
+
+/// Advances `seqs` by one token in one batched step, as the batch scheduler runs it:
+/// `cost` [ns] of emulated (locked, free) work split over the step's kernels, the lock
+/// dropped around each kernel. The lock is held before and after; adds to `t`.
+pub(super) fn batched_step(
+    model: &Model,
+    ws: &mut Workspace,
+    lock: &mut LockSession,
+    seqs: &mut [&mut Sequence],
+    cost: (u64, u64),
+    t: HandlerTimes,
+) -> HandlerTimes {
+    let costs = [cost];
+    let mut hooks = TokenHooks::new(lock, &costs, model, t);
+    model.step_batch_in(ws, seqs, &mut hooks);
+    hooks.finish_token();
+    hooks.t
+}
+
+/// Where one batched step's time goes on the server's own code path: [`batched_step`] on a
+/// fresh lock session of `gil`, timed like the scheduler times it (compute is the step's
+/// wall time less any lock wait). For calibration, which must measure what the server
+/// runs — the lock operations around every kernel and the emulated work's own overhead
+/// included.
+pub fn time_batched_step(
+    model: &Model,
+    ws: &mut Workspace,
+    gil: Option<Arc<Gil>>,
+    seqs: &mut [&mut Sequence],
+    cost_ns: (u64, u64),
+) -> HandlerTimes {
+    let mut lock = LockSession::new(gil);
+    let t0 = Instant::now();
+    lock.acquire();
+    let mut t = batched_step(model, ws, &mut lock, seqs, cost_ns, HandlerTimes::default());
+    lock.release();
+    t.lock_wait = lock.wait;
+    t.lock_held = lock.held;
+    t.compute = t0.elapsed().saturating_sub(lock.wait);
+    t
+}
+
+/// A sequence's start (its prompt's forward pass) on the server's own code path, as a
+/// request joining a batch pays it: the lock held around it and dropped around every
+/// kernel. Returns the sequence and the times (compute as in [`time_batched_step`]).
+pub fn time_prefill(
+    model: &Model,
+    gil: Option<Arc<Gil>>,
+    prompt: &str,
+    max_new_tokens: usize,
+) -> (Result<Sequence, GptError>, HandlerTimes) {
+    let mut lock = LockSession::new(gil);
+    let t0 = Instant::now();
+    lock.acquire();
+    let mut hooks = TokenHooks::new(&mut lock, &[], model, HandlerTimes::default());
+    let seq = model.start(prompt, max_new_tokens, false, &mut hooks);
+    let mut t = hooks.t;
+    lock.release();
+    t.lock_wait = lock.wait;
+    t.lock_held = lock.held;
+    t.compute = t0.elapsed().saturating_sub(lock.wait);
+    (seq, t)
 }
 
 /// The request's emulated work before the model: `request_locked` holding the lock, then
