@@ -105,7 +105,8 @@ impl Cpu {
     pub(crate) fn advance(&mut self, now: Nanos) {
         if now > self.last && self.runnable > 0 {
             let dt = now - self.last;
-            self.v += dt as f64 * self.rate;
+            // Through i64: one instruction, and the same value (a span is below 2^63).
+            self.v += dt as i64 as f64 * self.rate;
             self.busy_core_ns += u128::from(dt) * u128::from(self.runnable.min(self.cores));
         }
         self.last = now;

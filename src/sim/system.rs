@@ -332,7 +332,7 @@ impl<'a> System<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn start_step(&mut self, th: u32, step: Step) {
         let t = &mut self.threads[th as usize];
         if t.holds_lock == step.locked {
