@@ -4,7 +4,7 @@
 use super::system::Ev;
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, round_ns};
 use crate::scenario::{Arrivals, Balancer, ClientKind, Scenario};
-use crate::workload::Sampler;
+use crate::workload::{Dist, Sampler};
 use rand::RngExt;
 use rand_distr::{Distribution, Exp1};
 
@@ -13,6 +13,9 @@ pub(crate) struct Clients {
     kind: ClientKind,
     /// Closed: think-time sampler and one stream per user.
     think: Sampler,
+    /// The think time when it is a constant [ns]: no draw (a constant consumes no random
+    /// number) and no sampler call.
+    const_think_ns: Option<Nanos>,
     think_rngs: Vec<StreamRng>,
     /// Requests sent so far, per client (closed) or in all (others, in slot 0).
     sent: Vec<u32>,
@@ -40,6 +43,10 @@ impl Clients {
         Self {
             kind: c.kind,
             think: c.think_ms.sampler(),
+            const_think_ns: match c.think_ms {
+                Dist::Const(v) => Some(ms(v)),
+                _ => None,
+            },
             think_rngs: (0..users).map(|u| RngStreams::keyed_from(think_seed, u.into())).collect(),
             sent: vec![0; users as usize],
             conn_worker: if hashed {
@@ -117,8 +124,11 @@ impl Clients {
         if self.kind != ClientKind::Closed {
             return None;
         }
-        let think = self.think.sample(&mut self.think_rngs[client as usize]);
-        Some(now + ms(think))
+        let think_ns = match self.const_think_ns {
+            Some(t) => t,
+            None => ms(self.think.sample(&mut self.think_rngs[client as usize])),
+        };
+        Some(now + think_ns)
     }
 
     /// A key for the request `client` is sending now: (client, its sequence number), so a

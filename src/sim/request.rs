@@ -4,7 +4,7 @@
 
 use crate::des::{Nanos, StreamRng, round_ns};
 use crate::scenario::{LockKind, Scenario};
-use crate::workload::Sampler;
+use crate::workload::{Dist, Sampler};
 use rand::RngExt;
 
 /// Most tokens one request may generate: a bound on any draw of `workload.new_tokens`.
@@ -24,6 +24,9 @@ pub(crate) struct CostModel {
     /// Whether `rtt` is zero, so replies reach clients at once.
     pub(crate) no_rtt: bool,
     tokens: Sampler,
+    /// The token count when `workload.new_tokens` is a constant: no draw to make (a constant
+    /// consumes no random number), and no sampler call whose dispatch other fields share.
+    const_tokens: Option<u32>,
     /// Batched steps.
     pub(crate) step: StepCost,
     /// Whether loop work holds the lock.
@@ -52,6 +55,10 @@ impl CostModel {
             rtt: c.rtt_ms.sampler(),
             no_rtt: c.rtt_ms.is_zero(),
             tokens: s.workload.new_tokens.sampler(),
+            const_tokens: match s.workload.new_tokens {
+                Dist::Const(v) => Some(Self::tokens_of(v)),
+                _ => None,
+            },
             step: StepCost::new(s),
             loop_locks: has_lock && c.loop_lock,
             handler_locks: has_lock,
@@ -72,7 +79,15 @@ impl CostModel {
 
     /// Tokens for a new request.
     pub(crate) fn draw_tokens(&self, rng: &mut StreamRng) -> u32 {
-        round_ns(self.tokens.sample(rng).min(MAX_TOKENS)) as u32
+        match self.const_tokens {
+            Some(n) => n,
+            None => Self::tokens_of(self.tokens.sample(rng)),
+        }
+    }
+
+    /// A drawn token count, bounded and rounded.
+    fn tokens_of(x: f64) -> u32 {
+        round_ns(x.min(MAX_TOKENS)) as u32
     }
 }
 
@@ -193,9 +208,8 @@ enum Phase {
     LoopIn,
     ReqLocked,
     ReqFree,
+    /// Draws the first token (the token loop itself is tracked by `Request::in_tokens`).
     TokenStart,
-    TokLocked,
-    TokFree,
     LoopOut,
     LoopOutFree,
     End,
@@ -225,6 +239,12 @@ pub(crate) struct Request {
     slice: u32,
     slice_locked_ns: f64,
     slice_free_ns: f64,
+    /// In the token loop (`phase` is then where the job goes after it). Kept apart from
+    /// `phase` so that the loop's two steps are two-way branches, not a jump table that
+    /// every phase shares and that predicts them poorly.
+    in_tokens: bool,
+    /// In the token loop: the next slice is the locked one.
+    locked_next: bool,
     phase: Phase,
     job: Job,
 }
@@ -256,6 +276,8 @@ impl Request {
             slice: 0,
             slice_locked_ns: 0.0,
             slice_free_ns: 0.0,
+            in_tokens: false,
+            locked_next: false,
             phase: Phase::End,
             job: Job::LoopIn,
         }
@@ -264,6 +286,7 @@ impl Request {
     /// Begins `job`: the next [`Request::next_step`] calls walk through its steps.
     pub(crate) fn begin(&mut self, job: Job) {
         self.job = job;
+        self.in_tokens = false;
         self.phase = match job {
             Job::LoopIn | Job::Whole => Phase::LoopInFree,
             Job::Handler => Phase::ReqLocked,
@@ -302,46 +325,40 @@ impl Request {
     #[inline]
     pub(crate) fn next_step(&mut self, cost: &CostModel) -> Option<Step> {
         loop {
-            let (work_ns, locked) = match self.phase {
-                Phase::TokLocked => {
-                    self.phase = Phase::TokFree;
+            // The token loop makes most of a request's steps: tested first.
+            let (work_ns, locked) = if self.in_tokens {
+                if self.locked_next {
+                    self.locked_next = false;
                     (self.slice_locked_ns, cost.handler_locks)
-                }
-                Phase::TokFree => {
+                } else {
+                    let work_ns = self.slice_free_ns;
                     self.slice += 1;
                     if self.slice == cost.slices {
                         self.tokens_left -= 1;
-                        self.phase = Phase::TokenStart;
+                        // Draws the next token's costs now rather than when this slice
+                        // ends: nothing else draws from the request's stream in between, so
+                        // the draws and their order are the same.
+                        self.start_token(cost);
                     } else {
-                        self.phase = Phase::TokLocked;
+                        self.locked_next = true;
                     }
-                    (self.slice_free_ns, false)
+                    (work_ns, false)
                 }
-                Phase::TokenStart => {
-                    self.start_token(cost);
-                    continue;
-                }
-                Phase::End => return None,
-                phase => {
-                    let (next, sampler, locked) = match phase {
-                        Phase::LoopInFree => (Phase::LoopIn, &cost.loop_in_free, false),
-                        Phase::LoopIn => {
-                            let next = if self.job == Job::Whole { Phase::ReqLocked } else { Phase::End };
-                            (next, &cost.loop_in, cost.loop_locks)
-                        }
-                        Phase::ReqLocked => (Phase::ReqFree, &cost.req_locked, cost.handler_locks),
-                        Phase::ReqFree => (Phase::TokenStart, &cost.req_free, false),
-                        Phase::LoopOut => (Phase::LoopOutFree, &cost.loop_out, cost.loop_locks),
-                        Phase::LoopOutFree => (Phase::End, &cost.loop_out_free, false),
-                        Phase::TokLocked | Phase::TokFree | Phase::TokenStart | Phase::End => {
-                            unreachable!("matched above")
-                        }
-                    };
-                    self.phase = next;
-                    if cost.zero & (1 << phase as u16) != 0 {
+            } else {
+                match self.phase {
+                    Phase::TokenStart => {
+                        self.start_token(cost);
                         continue;
                     }
-                    (sampler.sample(&mut self.rng) * 1e6, locked)
+                    Phase::End => return None,
+                    phase => {
+                        let (next, sampler, locked) = self.fixed_phase(phase, cost);
+                        self.phase = next;
+                        if cost.zero & (1 << phase as u16) != 0 {
+                            continue;
+                        }
+                        (sampler.sample(&mut self.rng) * 1e6, locked)
+                    }
                 }
             };
             if work_ns > 0.0 {
@@ -350,9 +367,30 @@ impl Request {
         }
     }
 
+    /// A phase with one draw of its own: the phase after it, its sampler and whether it
+    /// holds the lock.
+    #[inline]
+    fn fixed_phase<'c>(&self, phase: Phase, cost: &'c CostModel) -> (Phase, &'c Sampler, bool) {
+        match phase {
+            Phase::LoopInFree => (Phase::LoopIn, &cost.loop_in_free, false),
+            Phase::LoopIn => {
+                let next = if self.job == Job::Whole { Phase::ReqLocked } else { Phase::End };
+                (next, &cost.loop_in, cost.loop_locks)
+            }
+            Phase::ReqLocked => (Phase::ReqFree, &cost.req_locked, cost.handler_locks),
+            Phase::ReqFree => (Phase::TokenStart, &cost.req_free, false),
+            Phase::LoopOut => (Phase::LoopOutFree, &cost.loop_out, cost.loop_locks),
+            Phase::LoopOutFree => (Phase::End, &cost.loop_out_free, false),
+            Phase::TokenStart | Phase::End => {
+                unreachable!("{phase:?} draws no cost of its own")
+            }
+        }
+    }
+
     /// Draws the next token's costs, or ends the handler when no token is left.
     fn start_token(&mut self, cost: &CostModel) {
         if self.tokens_left == 0 {
+            self.in_tokens = false;
             self.phase = if self.job == Job::Whole { Phase::LoopOut } else { Phase::End };
             return;
         }
@@ -361,6 +399,7 @@ impl Request {
         self.slice_locked_ns = cost.tok_locked.sample(&mut self.rng) / k * 1e6;
         self.slice_free_ns = cost.tok_free.sample(&mut self.rng) / k * 1e6;
         self.slice = 0;
-        self.phase = Phase::TokLocked;
+        self.in_tokens = true;
+        self.locked_next = true;
     }
 }
