@@ -7,7 +7,8 @@
 //!       (matmul + busy_free) / tokens         → token_free_ms   (the GIL-free kernels)
 //!       (compute − the above) / tokens        → token_locked_ms (model code outside kernels)
 //!       client latency − compute − lock wait  → loop_in_ms + loop_out_ms (HTTP, JSON, dispatch)
-//!  2. four threads queueing for the real lock ─► handoff_us
+//!  2. as many clients as cores to as many pool threads behind the GIL: the lock's held
+//!     time per request beyond the single client's, per hand-off ─► handoff_us
 //!  3. the batch scheduler's step at B = 1, 2, 4 …, with the GIL and emulated step work
 //!     (nominal taken out) ─► batch_steps (locked = outside kernels, free = kernels);
 //!     a joining sequence's prefill ─► prefill_locked_ms, prefill_free_ms
@@ -151,11 +152,11 @@ pub fn calibrate(
     };
     progress("single-client requests on the real server");
     let srv = ServerProcess::start(&config, &launch)?;
-    let samples = requests(&srv, sc, &Nominal::of(&config.cost), opts);
+    let single = requests(&srv, sc, &Nominal::of(&config.cost), opts);
     let _ = srv.stop(Duration::from_secs(10));
-    let (samples, loop_cpu_ms) = samples?;
-    progress("lock hand-offs");
-    let handoff_us = handoff_us(opts.handoffs.max(10));
+    let Single { samples, loop_ms: loop_cpu_ms } = single?;
+    progress("lock hand-offs on the real server");
+    let contended = contended(&config, &launch, sc, opts)?;
     progress("batched steps");
     let model = Model::load(&model_dir)?;
     let batch_steps = batch_steps(&model, sc, opts);
@@ -169,12 +170,11 @@ pub fn calibrate(
              workload.new_tokens), server on CPUs {} with 1 thread, the GIL and the scenario's \
              emulated work (its nominal mean taken out); loop work: the event loop's CPU time per \
              request; rtt: the rest of each request's time outside the handler; \
-             {} lock hand-offs among four threads; {} batched steps per batch size and prefills, on \
-             the batch scheduler's own code path with the GIL and emulated step work (nominal taken out)",
-            opts.warmup, sc.workload.prompt_chars, cpus.server, opts.handoffs, opts.batch_samples
+             {} batched steps per batch size and prefills, on the batch scheduler's own code \
+             path with the GIL and emulated step work (nominal taken out)",
+            opts.warmup, sc.workload.prompt_chars, cpus.server, opts.batch_samples
         ),
         kernels_per_token: model.config().kernels_per_token() as u32,
-        handoff_us,
         batch_steps,
         prefill_locked_ms,
         prefill_free_ms,
@@ -193,6 +193,26 @@ pub fn calibrate(
     // The per-request part is folded into the tokens (the prefill is the first token's pass).
     cal.request_locked_ms = vec![0.0];
     cal.request_free_ms = vec![0.0];
+    let n = contenders(sc);
+    let fitted = contended.as_ref().and_then(|c| fit_handoff_us(sc, &cal, n, c.throughput_rps));
+    let handoff = match (&contended, fitted) {
+        (Some(c), Some(h)) => {
+            cal.handoff_us = h;
+            format!(
+                "hand-off: the cost at which the simulator holds the {:.1} req/s that {n} clients \
+                 to {n} pool threads behind the GIL held on the server ({:.0} hand-offs per request)",
+                c.throughput_rps, c.handoffs_per_request
+            )
+        }
+        _ => {
+            cal.handoff_us = handoff_us(opts.handoffs.max(10));
+            format!(
+                "hand-off: {} lock hand-offs among four threads (the server run passed none)",
+                opts.handoffs
+            )
+        }
+    };
+    cal.method = format!("{}; {handoff}", cal.method);
     Ok(cal)
 }
 
@@ -202,19 +222,8 @@ struct Sample {
     token_free_ms: f64,
 }
 
-/// Sends the scenario's request from one keep-alive client and splits each response's time;
-/// also returns the event loop's mean CPU time per measured request [ms] (the server's own
-/// count, before its nominal emulated loop work).
-///
-/// The server does the scenario's emulated work too, so that what emulating it costs beyond
-/// its nominal amount (timer reads, lock operations at every slice) is measured with the
-/// real costs: each sample is the measured time minus the nominal emulated mean.
-fn requests(
-    srv: &ServerProcess,
-    sc: &Scenario,
-    nominal: &Nominal,
-    opts: &CalibrateOptions,
-) -> Result<(Vec<Sample>, f64), CalibrateError> {
+/// The request the calibration sends: the scenario's prompt length and its mean tokens.
+fn body(sc: &Scenario) -> String {
     let tokens = match sc.workload.new_tokens {
         crate::workload::Dist::Const(n) => n.round().max(1.0) as u32,
         ref d => d.mean().round().max(1.0) as u32,
@@ -224,25 +233,53 @@ fn requests(
         .cycle()
         .take(sc.workload.prompt_chars.max(1) as usize)
         .collect();
-    let body = serde_json::json!({ "sentence": sentence, "max_new_tokens": tokens }).to_string();
-    let fail = |index, message: String| CalibrateError::Request { index, message };
-    let mut conn =
-        Connection::open(srv.addr(), Duration::from_secs(30)).map_err(|e| fail(0, e.to_string()))?;
+    serde_json::json!({ "sentence": sentence, "max_new_tokens": tokens }).to_string()
+}
+
+/// One request on `conn`, answered 200.
+fn send(conn: &mut Connection, body: &str, index: u32) -> Result<CorrectResponse, CalibrateError> {
+    let fail = |message: String| CalibrateError::Request { index, message };
+    let resp = conn
+        .request("POST", "/correct", Some(body.as_bytes()), &[("Content-Type", "application/json")])
+        .map_err(|e| fail(e.to_string()))?;
+    if resp.status != 200 {
+        return Err(fail(format!("status {}: {}", resp.status, String::from_utf8_lossy(&resp.body))));
+    }
+    resp.json().map_err(|e| fail(e.to_string()))
+}
+
+/// What the single-client run measured.
+struct Single {
+    samples: Vec<Sample>,
+    /// The event loop's CPU per request beyond its nominal emulated work [ms].
+    loop_ms: f64,
+}
+
+/// Sends the scenario's request from one keep-alive client and splits each response's time;
+/// also returns, from the server's own counters, the event loop's mean CPU time per measured
+/// request (before its nominal emulated loop work).
+///
+/// The server does the scenario's emulated work too, so that what emulating it costs beyond
+/// its nominal amount (timer reads, lock operations at every slice) is measured with the
+/// real costs: each sample is the measured time minus the nominal emulated mean.
+fn requests(
+    srv: &ServerProcess,
+    sc: &Scenario,
+    nominal: &Nominal,
+    opts: &CalibrateOptions,
+) -> Result<Single, CalibrateError> {
+    let body = body(sc);
+    let mut conn = Connection::open(srv.addr(), Duration::from_secs(30))
+        .map_err(|e| CalibrateError::Request { index: 0, message: e.to_string() })?;
     let mut out = Vec::with_capacity(opts.requests as usize);
-    let mut before = if opts.warmup == 0 { Some(loop_cpu(srv)?) } else { None };
+    let mut before = if opts.warmup == 0 { Some(counters(srv)?) } else { None };
     for i in 0..opts.warmup + opts.requests {
         let t0 = Instant::now();
-        let resp = conn
-            .request("POST", "/correct", Some(body.as_bytes()), &[("Content-Type", "application/json")])
-            .map_err(|e| fail(i, e.to_string()))?;
+        let r = send(&mut conn, &body, i)?;
         let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
-        if resp.status != 200 {
-            return Err(fail(i, format!("status {}: {}", resp.status, String::from_utf8_lossy(&resp.body))));
-        }
-        let r: CorrectResponse = resp.json().map_err(|e| fail(i, e.to_string()))?;
         if i < opts.warmup {
             if i + 1 == opts.warmup {
-                before = Some(loop_cpu(srv)?);
+                before = Some(counters(srv)?);
             }
             continue;
         }
@@ -256,16 +293,167 @@ fn requests(
             token_free_ms: ((free - nominal.free.0) / n - nominal.free.1).max(0.0),
         });
     }
-    let used = loop_cpu(srv)? - before.unwrap_or(0.0);
-    let loop_ms = (used / f64::from(opts.requests) - nominal.loop_ms).max(0.0);
-    Ok((out, loop_ms))
+    let used = counters(srv)?.since(&before.unwrap_or_default());
+    let n = f64::from(opts.requests);
+    Ok(Single { samples: out, loop_ms: (used.loop_cpu_ms / n - nominal.loop_ms).max(0.0) })
 }
 
-/// The event loop's CPU time so far, summed over workers [ms].
-fn loop_cpu(srv: &ServerProcess) -> Result<f64, CalibrateError> {
+/// The server's cumulative counters that calibration reads, summed over workers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    loop_cpu_ms: f64,
+    held_ms: f64,
+    handoffs: u64,
+    completed: u64,
+}
+
+impl Counters {
+    fn since(&self, before: &Counters) -> Counters {
+        Counters {
+            loop_cpu_ms: self.loop_cpu_ms - before.loop_cpu_ms,
+            held_ms: self.held_ms - before.held_ms,
+            handoffs: self.handoffs.saturating_sub(before.handoffs),
+            completed: self.completed.saturating_sub(before.completed),
+        }
+    }
+}
+
+fn counters(srv: &ServerProcess) -> Result<Counters, CalibrateError> {
     let stats =
         srv.stats().map_err(|e| CalibrateError::Request { index: 0, message: format!("/stats: {e}") })?;
-    Ok(stats.iter().map(|w| w.loop_cpu_ms).sum())
+    Ok(stats.iter().fold(Counters::default(), |c, w| Counters {
+        loop_cpu_ms: c.loop_cpu_ms + w.loop_cpu_ms,
+        held_ms: c.held_ms + w.lock_stats.held_ms,
+        handoffs: c.handoffs + w.lock_stats.handoffs,
+        completed: c.completed + w.requests.completed,
+    }))
+}
+
+/// Threads (and clients) of the contended run: one more than the scenario's cores (at
+/// least three), so that waiters for the lock outnumber the cores as in a loaded pool — and
+/// a configuration the validation suite does not measure.
+fn contenders(sc: &Scenario) -> u32 {
+    sc.system.cores.max(2) + 1
+}
+
+/// What the contended run measured.
+struct Contended {
+    /// Requests per second of the measured part.
+    throughput_rps: f64,
+    /// Lock hand-offs per request.
+    handoffs_per_request: f64,
+}
+
+/// The scenario's request from [`contenders`] clients at once to as many pool threads
+/// behind the GIL, so that releases around kernels hand the lock to parked waiters: the
+/// throughput it holds and the hand-offs per request, from the server's own counters.
+/// `None` when the run passed no hand-off.
+fn contended(
+    config: &ServerConfig,
+    launch: &LaunchOptions,
+    sc: &Scenario,
+    opts: &CalibrateOptions,
+) -> Result<Option<Contended>, CalibrateError> {
+    let n = contenders(sc);
+    let mut config = config.clone();
+    config.threads = n;
+    let srv = ServerProcess::start(&config, launch)?;
+    let result = contended_run(&srv, sc, opts, n);
+    let _ = srv.stop(Duration::from_secs(10));
+    let (used, wall_s) = result?;
+    if used.handoffs == 0 || used.completed == 0 || wall_s <= 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(Contended {
+        throughput_rps: used.completed as f64 / wall_s,
+        handoffs_per_request: used.handoffs as f64 / used.completed as f64,
+    }))
+}
+
+/// The hand-off cost [µs] at which the simulator, given everything else this calibration
+/// measured, holds the contended run's throughput: one number for a mechanism (waking a
+/// parked thread to take the lock, its caches cold), taken from a run of its own and used
+/// for every point. Bisection; the simulated throughput falls as the cost grows.
+fn fit_handoff_us(sc: &Scenario, cal: &Calibration, n: u32, want_rps: f64) -> Option<f64> {
+    let mut base = bare(sc);
+    base.worker.threads = n;
+    base.clients.kind = crate::scenario::ClientKind::Closed;
+    base.clients.users = n;
+    base.clients.think_ms = crate::workload::Dist::Const(0.0);
+    base.run.requests = 3000;
+    base.run.warmup_requests = 300;
+    base.run.replications = 3;
+    let rate = |h: f64| -> Option<f64> {
+        let mut c = cal.clone();
+        c.handoff_us = h;
+        let mut s = base.clone();
+        c.apply(&mut s, Path::new("calibration")).ok()?;
+        crate::sim::simulate(&s).ok().map(|r| r.figures.throughput_rps)
+    };
+    let (mut lo, mut hi) = (0.0, 1000.0);
+    if rate(lo)? <= want_rps {
+        return Some(0.0);
+    }
+    if rate(hi)? >= want_rps {
+        return Some(hi);
+    }
+    for _ in 0..14 {
+        let mid = (lo + hi) / 2.0;
+        if rate(mid)? > want_rps { lo = mid } else { hi = mid }
+    }
+    Some((lo + hi) / 2.0)
+}
+
+/// `n` clients sending at once: a warm-up, then `opts.requests` requests in all; the
+/// server's counters over the measured part and its wall time [s].
+fn contended_run(
+    srv: &ServerProcess,
+    sc: &Scenario,
+    opts: &CalibrateOptions,
+    n: u32,
+) -> Result<(Counters, f64), CalibrateError> {
+    let body = body(sc);
+    let per_client = opts.requests.div_ceil(n).max(1);
+    let warmup = opts.warmup.div_ceil(n).max(1);
+    let barrier = Barrier::new(n as usize + 1);
+    let addr = srv.addr();
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..n)
+            .map(|_| {
+                let (body, barrier) = (&body, &barrier);
+                scope.spawn(move || -> Result<(), CalibrateError> {
+                    let conn = Connection::open(addr, Duration::from_secs(30))
+                        .map_err(|e| CalibrateError::Request { index: 0, message: e.to_string() });
+                    let mut conn = match conn {
+                        Ok(c) => c,
+                        Err(e) => {
+                            barrier.wait();
+                            barrier.wait();
+                            return Err(e);
+                        }
+                    };
+                    let warm = (0..warmup).try_for_each(|i| send(&mut conn, body, i).map(drop));
+                    barrier.wait();
+                    barrier.wait();
+                    warm?;
+                    (0..per_client).try_for_each(|i| send(&mut conn, body, warmup + i).map(drop))
+                })
+            })
+            .collect();
+        barrier.wait();
+        let before = counters(srv);
+        let t0 = Instant::now();
+        barrier.wait();
+        let outcomes: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
+        let wall_s = t0.elapsed().as_secs_f64();
+        for o in outcomes {
+            match o {
+                Ok(r) => r?,
+                Err(_) => return Err(CalibrateError::Options("a calibration client panicked".into())),
+            }
+        }
+        Ok((counters(srv)?.since(&before?), wall_s))
+    })
 }
 
 /// The real lock's hand-off cost [µs] when threads queue for it, as the server's pool

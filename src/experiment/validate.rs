@@ -351,9 +351,12 @@ impl Planned {
         let n = self.predicted.len().max(1) as f64;
         let mean = |g: fn(&sim::SimReport) -> f64| self.predicted.iter().map(g).sum::<f64>() / n;
         // Independent predictions: the mean's half-width is √(Σ h²) / n.
-        let half = |g: fn(&sim::SimReport) -> f64| self.predicted.iter().map(|r| g(r).powi(2)).sum::<f64>().sqrt() / n;
+        let half = |g: fn(&sim::SimReport) -> f64| {
+            self.predicted.iter().map(|r| g(r).powi(2)).sum::<f64>().sqrt() / n
+        };
         let windows: Vec<&super::Window> = measured.iter().map(|r| &r.window).collect();
-        let rates: Vec<(f64, &super::Window)> = measured.iter().map(|r| (r.throughput_rps, &r.window)).collect();
+        let rates: Vec<(f64, &super::Window)> =
+            measured.iter().map(|r| (r.throughput_rps, &r.window)).collect();
         let capacity = self.stability.capacity_rps;
         let throughput = mean(|r| r.figures.throughput_rps);
         ValidatedPoint {
@@ -362,7 +365,11 @@ impl Planned {
             saturated: throughput >= 0.9 * capacity || self.stability.unstable,
             unstable: self.stability.unstable,
             capacity_rps: capacity,
-            throughput_rps: Compared::new(throughput, half(|r| r.ci95.throughput_rps), spread::throughput(&rates)),
+            throughput_rps: Compared::new(
+                throughput,
+                half(|r| r.ci95.throughput_rps),
+                spread::throughput(&rates),
+            ),
             p50_ms: Compared::new(
                 mean(|r| r.figures.latency_ms.p50),
                 half(|r| r.ci95.latency_ms.p50),
@@ -412,7 +419,9 @@ fn plan_point(
     let base = load(suite, point, &extra, label)?;
     let stability = sim::stability(&base);
     let repeats = opts.repeats.max(1);
-    let simulate = |sc: &Scenario| sim::simulate(sc).map_err(|source| ValidateError::Sim { point: label.into(), source });
+    let simulate = |sc: &Scenario| {
+        sim::simulate(sc).map_err(|source| ValidateError::Sim { point: label.into(), source })
+    };
     let (predicted, passes) = match base.clients.kind {
         ClientKind::Open => {
             let mut predicted = Vec::new();
@@ -457,9 +466,10 @@ fn as_trace(sc: &Scenario, n: u64, seed: u64) -> Scenario {
         rate_rps: sc.clients.rate_rps,
         poisson: sc.clients.arrivals == crate::scenario::Arrivals::Poisson,
     };
-    let times = crate::load::Schedule::new(&mode, crate::load::Stop::Requests(n), std::time::Duration::ZERO, seed)
-        .map(|s| s.map(|t| t.as_secs_f64() * 1e3).collect())
-        .unwrap_or_default();
+    let times =
+        crate::load::Schedule::new(&mode, crate::load::Stop::Requests(n), std::time::Duration::ZERO, seed)
+            .map(|s| s.map(|t| t.as_secs_f64() * 1e3).collect())
+            .unwrap_or_default();
     let mut out = sc.clone();
     out.clients.kind = ClientKind::Trace;
     out.clients.trace_ms = times;
@@ -549,7 +559,9 @@ mod tests {
         let errs = [(96.0, true), (101.0, true), (102.0, false), (f64::NAN, false)];
         let cs: Vec<Compared> = errs
             .iter()
-            .map(|&(pred, _)| Compared::new(pred, if pred == 102.0 { 0.0 } else { 1.0 }, spread(100.0, 99.0, 101.5)))
+            .map(|&(pred, _)| {
+                Compared::new(pred, if pred == 102.0 { 0.0 } else { 1.0 }, spread(100.0, 99.0, 101.5))
+            })
             .collect();
         let s = ErrorSummary::of(cs.iter());
         assert_eq!((s.points, s.median_abs_pct, s.max_abs_pct), (3, 2.0, 4.0));
@@ -559,8 +571,7 @@ mod tests {
     #[test]
     fn an_open_loop_point_is_the_load_generators_own_schedule_as_a_trace() {
         let text = "[clients]\nkind = \"open\"\nrate_rps = 50\narrivals = \"poisson\"\n";
-        let sc = Scenario::parse(text, Path::new("t.toml"), Path::new("."), &[])
-            .expect("a scenario");
+        let sc = Scenario::parse(text, Path::new("t.toml"), Path::new("."), &[]).expect("a scenario");
         let t = as_trace(&sc, 200, 7);
         assert_eq!(t.clients.kind, ClientKind::Trace);
         let mode = crate::load::Mode::Open { rate_rps: 50.0, poisson: true };

@@ -22,7 +22,13 @@ impl Validation {
                 let _ = write!(
                     s,
                     " {:>22}",
-                    format!("{:.1}/{:.1}/{:+.1}%{}", c.predicted, c.measured, c.error_pct, if c.agrees { "~" } else { " " })
+                    format!(
+                        "{:.1}/{:.1}/{:+.1}%{}",
+                        c.predicted,
+                        c.measured,
+                        c.error_pct,
+                        if c.agrees { "~" } else { " " }
+                    )
                 );
             }
             s.push('\n');
@@ -40,8 +46,11 @@ impl Validation {
     /// Median and max |error| per metric, and the targets.
     pub fn summary_text(&self) -> String {
         let mut s = String::new();
-        let _ =
-            writeln!(s, "{:<30} {:>7} {:>16} {:>14} {:>12}", "metric", "points", "median |error|", "max |error|", "CIs overlap");
+        let _ = writeln!(
+            s,
+            "{:<30} {:>7} {:>16} {:>14} {:>12}",
+            "metric", "points", "median |error|", "max |error|", "CIs overlap"
+        );
         for (name, e) in &self.summary {
             let _ = writeln!(
                 s,
@@ -79,8 +88,7 @@ impl Validation {
             "## Summary\n\n| metric | points | median \\|error\\| | max \\|error\\| | CIs overlap |\n|---|---:|---:|---:|---:|"
         );
         for (name, e) in &self.summary {
-            let _ =
-                writeln!(
+            let _ = writeln!(
                 s,
                 "| {name} | {} | {:.1}% | {:.1}% | {} |",
                 e.points, e.median_abs_pct, e.max_abs_pct, e.agree
@@ -142,8 +150,15 @@ impl Validation {
         }
         s.push_str("saturated,unstable,capacity_rps");
         for m in ["throughput_rps", "p50_ms", "p95_ms", "p99_ms"] {
-            for c in ["predicted", "predicted_ci95", "measured", "measured_lo", "measured_hi", "error_pct", "agrees"]
-            {
+            for c in [
+                "predicted",
+                "predicted_ci95",
+                "measured",
+                "measured_lo",
+                "measured_hi",
+                "error_pct",
+                "agrees",
+            ] {
                 let _ = write!(s, ",{m}_{c}");
             }
         }
@@ -159,7 +174,13 @@ impl Validation {
                 let _ = write!(
                     s,
                     ",{},{},{},{},{},{},{}",
-                    c.predicted, c.predicted_ci95, c.measured, c.measured_lo, c.measured_hi, c.error_pct, c.agrees
+                    c.predicted,
+                    c.predicted_ci95,
+                    c.measured,
+                    c.measured_lo,
+                    c.measured_hi,
+                    c.error_pct,
+                    c.agrees
                 );
             }
             s.push('\n');
@@ -300,4 +321,3 @@ fn x_axis(points: &[&ValidatedPoint]) -> Option<String> {
         })
         .cloned()
 }
-

@@ -74,7 +74,11 @@ pub fn quantile_ms(runs: &[&Window], q: f64) -> Spread {
     let nf = n as f64;
     let at = |rank: f64| all[(rank.clamp(1.0, nf) as usize) - 1] as f64 / 1e3;
     let half = Z_975 * (nf * q * (1.0 - q)).sqrt();
-    Spread { value: at((nf * q).ceil()), lo: at((nf * q - half).floor()), hi: at((nf * q + half).ceil() + 1.0) }
+    Spread {
+        value: at((nf * q).ceil()),
+        lo: at((nf * q - half).floor()),
+        hi: at((nf * q + half).ceil() + 1.0),
+    }
 }
 
 #[cfg(test)]
@@ -120,7 +124,11 @@ mod tests {
     #[test]
     fn quantile_interval_brackets_the_nearest_rank() {
         // Latencies 1..=1000 ms: p95 is the 950th, its 95% interval ranks 937..=965.
-        let w = Window { start_us: 0, done_us: (1..=1000).collect(), latency_us: (1..=1000).map(|i| i * 1000).collect() };
+        let w = Window {
+            start_us: 0,
+            done_us: (1..=1000).collect(),
+            latency_us: (1..=1000).map(|i| i * 1000).collect(),
+        };
         let s = quantile_ms(&[&w], 0.95);
         assert_eq!(s.value, 950.0);
         assert_eq!((s.lo, s.hi), (936.0, 965.0));
