@@ -13,12 +13,18 @@
 //!   lock holder slows down when other threads are runnable;
 //! * locked work runs only while holding its worker's lock; the lock is handed FIFO to the
 //!   next waiter, who pays `cost.handoff_us`; in `gil` mode a waiter that waited
-//!   `worker.switch_interval_ms` with no hand-off makes the holder drop it;
+//!   `worker.switch_interval_ms` with no hand-off makes the holder drop it — but not before
+//!   the holder has paid its own hand-off and run one more interval, so every tenure does
+//!   some work (CPython clears a drop request made while the woken thread takes the GIL);
 //! * one event-loop thread per worker runs loop work in FIFO order; `async-blocking` runs
 //!   the whole request there;
 //! * the threadpool serves handlers FIFO.
 //!
-//! Runs are deterministic: the same scenario and seed give bit-identical results.
+//! Runs are deterministic: the same scenario and seed give bit-identical results. Every run
+//! ends: a replication that reaches `run.max_sim_s` (or the end of the u64 nanosecond
+//! clock, where times saturate), `run.max_events`, or — an open system offered more than its
+//! capacity bound — [`UNSTABLE_ARRIVALS_PER_REQUEST`] arrivals per request to measure stops
+//! early and says why ([`Truncation`]).
 //!
 //! ```
 //! use servesim::scenario::Scenario;
@@ -117,6 +123,41 @@ pub struct Figures {
     pub mean_batch: f64,
 }
 
+/// Why a replication stopped before it measured what it should.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Truncation {
+    /// The next event lay beyond `run.max_sim_s`, or beyond the end of the u64 nanosecond
+    /// clock (a heavy-tailed draw of a cost or a think time can exceed 584 years).
+    MaxSimTime,
+    /// `run.max_events` events were processed.
+    MaxEvents,
+    /// An open system offered more than its capacity bound ([`Stability::unstable`])
+    /// received [`UNSTABLE_ARRIVALS_PER_REQUEST`] × (`run.requests` +
+    /// `run.warmup_requests`) arrivals: its queues only grow, so simulating more arrivals
+    /// adds refusals, not information.
+    ArrivalCap,
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Truncation::MaxSimTime => f.write_str("run.max_sim_s passed (or the clock's end)"),
+            Truncation::MaxEvents => f.write_str("run.max_events events were processed"),
+            Truncation::ArrivalCap => write!(
+                f,
+                "the unstable open system had {UNSTABLE_ARRIVALS_PER_REQUEST} × (run.requests + \
+                 run.warmup_requests) arrivals"
+            ),
+        }
+    }
+}
+
+/// An unstable open system stops after this many arrivals per request it must complete
+/// (`run.requests + run.warmup_requests`). A system offered up to this multiple of what it
+/// completes still finishes normally; one offered more is reported truncated.
+pub const UNSTABLE_ARRIVALS_PER_REQUEST: u64 = 4;
+
 /// The result of one replication.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replication {
@@ -136,8 +177,10 @@ pub struct Replication {
     pub events: u64,
     /// Simulated time at the end [s].
     pub sim_time_s: f64,
-    /// Whether `run.max_sim_s` stopped the run before it measured enough.
+    /// Whether the run stopped before it measured enough (see `truncation`).
     pub truncated: bool,
+    /// What stopped it, when it was truncated.
+    pub truncation: Option<Truncation>,
 }
 
 /// The result of all replications: means with 95% confidence intervals.
@@ -154,8 +197,12 @@ pub struct SimReport {
     pub rejected: u64,
     /// Events processed, summed over replications.
     pub events: u64,
-    /// Whether any replication hit `run.max_sim_s`.
+    /// Whether any replication stopped before it measured enough.
     pub truncated: bool,
+    /// What stopped the truncated replications, each reason once, in [`Truncation`]'s
+    /// order (empty, and absent from JSON, when none was).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated_by: Vec<Truncation>,
     /// Capacity bound, bottleneck and whether the offered load exceeds it.
     pub stability: Stability,
     /// Replications run.
@@ -204,6 +251,12 @@ pub fn aggregate(sc: &Scenario, reps: &[Replication]) -> SimReport {
         rejected: reps.iter().map(|r| r.rejected).sum(),
         events: reps.iter().map(|r| r.events).sum(),
         truncated: reps.iter().any(|r| r.truncated),
+        truncated_by: reps
+            .iter()
+            .filter_map(|r| r.truncation)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         stability: stability(sc),
         replications: reps.len() as u32,
         seed: sc.run.seed,

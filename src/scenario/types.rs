@@ -393,11 +393,24 @@ pub struct Run {
     /// above 0 and at most 1e9 (31.7 years): 1e18 ns, 18× below where the u64 nanosecond clock
     /// wraps, leaving room for events scheduled past the end. By default, 86400.
     pub max_sim_s: f64,
+    /// Bound on events processed per replication, so that no scenario runs for hours (a
+    /// 1 µs GIL switch interval over a day of simulated time is 10¹¹ drop requests)
+    /// [events], 1 to 1e12. A replication that reaches it stops and is reported truncated.
+    /// By default, 1e9: a minute or two of simulation, room for about 2e7 requests of the
+    /// lesson's scenarios (~45 events each: a few per CPU step); raise it for longer runs.
+    pub max_events: u64,
 }
 
 impl Default for Run {
     fn default() -> Self {
-        Self { requests: 10_000, warmup_requests: 1_000, replications: 5, seed: 1, max_sim_s: 86_400.0 }
+        Self {
+            requests: 10_000,
+            warmup_requests: 1_000,
+            replications: 5,
+            seed: 1,
+            max_sim_s: 86_400.0,
+            max_events: 1_000_000_000,
+        }
     }
 }
 

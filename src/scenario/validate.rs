@@ -49,6 +49,9 @@ const MAX_SIM_S: f64 = 1e9;
 /// stays far below 2³²; a billion requests already take minutes to simulate.
 const MAX_REQUESTS: u64 = 1_000_000_000;
 
+/// Most events per replication: 1e12 events take hours to simulate.
+const MAX_EVENTS: u64 = 1_000_000_000_000;
+
 /// Largest memory of one process or one sequence [MB]: 1e9 MB is a petabyte.
 const MAX_MEMORY_MB: f64 = 1e9;
 
@@ -342,6 +345,8 @@ impl Scenario {
             let (max, v) = (show(MAX_SIM_S), show(r.max_sim_s));
             return Err(ScenarioError::invalid("run.max_sim_s", format!("must be ≤ {max}, got {v}")));
         }
+        at_least("run.max_events", r.max_events, 1)?;
+        at_most("run.max_events", r.max_events, MAX_EVENTS)?;
         Ok(())
     }
 }
@@ -367,6 +372,7 @@ pub(crate) fn integer_range(field: &str) -> Option<(u64, u64)> {
         "cost.release_points" => (1, MAX_RELEASE_POINTS),
         "run.requests" => (1, MAX_REQUESTS),
         "run.warmup_requests" => (0, MAX_REQUESTS),
+        "run.max_events" => (1, MAX_EVENTS),
         // TOML integers are 64-bit signed.
         "run.seed" => (0, i64::MAX as u64),
         _ => return None,
@@ -401,6 +407,7 @@ mod tests {
             "cost.release_points",
             "run.requests",
             "run.warmup_requests",
+            "run.max_events",
             "run.seed",
         ] {
             let (lo, hi) = integer_range(field).unwrap();

@@ -5,6 +5,10 @@
 //!   sequence is done, and every reply leaves at the end.
 //! * `continuous` (Orca / vLLM iteration-level scheduling): at every step boundary finished
 //!   sequences leave at once and waiting ones join, up to `max_batch`.
+//!
+//! A step that costs nothing is over as soon as it starts, and a million of them may follow
+//! one another (a million tokens): the functions that start a step return whether it is
+//! already over, and [`System::batch_steps_done`] loops rather than recursing.
 
 use super::request::Step;
 use super::system::{Ev, System};
@@ -74,56 +78,60 @@ impl System<'_> {
             b.queue.push_back(r);
             b.queue.len() >= max
         };
-        match self.batcher(w).phase {
+        let over = match self.batcher(w).phase {
             Phase::Idle => self.batch_try_start(w),
             Phase::Waiting if full => self.batch_form(w),
-            _ => {}
+            _ => false,
+        };
+        if over {
+            self.batch_steps_done(w);
         }
     }
 
-    /// With the scheduler idle: start a batch, or wait for one.
-    fn batch_try_start(&mut self, w: u32) {
+    /// With the scheduler idle: start a batch, or wait for one. Returns whether a step
+    /// started and is already over.
+    fn batch_try_start(&mut self, w: u32) -> bool {
         if !self.is_static() {
             let joining = self.batch_admit(w);
             if self.batcher(w).active.is_empty() {
                 self.batcher(w).phase = Phase::Idle;
-            } else {
-                self.batch_step(w, joining);
+                return false;
             }
-            return;
+            return self.batch_step(w, joining);
         }
         let (max, wait) = (self.max_batch(), crate::des::ms(self.sc.batching.max_wait_ms));
         let b = self.workers[w as usize].batcher.as_ref().expect("batching is on");
         let Some(&oldest) = b.queue.front() else {
             self.batcher(w).phase = Phase::Idle;
-            return;
+            return false;
         };
         let deadline = self.reqs[oldest as usize].wait_start.saturating_add(wait);
         if b.queue.len() >= max || self.now >= deadline {
-            self.batch_form(w);
-        } else {
-            let b = self.batcher(w);
-            b.phase = Phase::Waiting;
-            b.stamp = b.stamp.wrapping_add(1);
-            let stamp = b.stamp;
-            self.queue.push(deadline, Ev::BatchTimeout { worker: w, stamp });
+            return self.batch_form(w);
         }
+        let b = self.batcher(w);
+        b.phase = Phase::Waiting;
+        b.stamp = b.stamp.wrapping_add(1);
+        let stamp = b.stamp;
+        self.queue.push(deadline, Ev::BatchTimeout { worker: w, stamp });
+        false
     }
 
     /// `static`: the oldest request's wait is over.
     pub(super) fn batch_timeout(&mut self, w: u32, stamp: u32) {
         let b = self.batcher(w);
-        if b.phase == Phase::Waiting && b.stamp == stamp {
-            self.batch_form(w);
+        if b.phase == Phase::Waiting && b.stamp == stamp && self.batch_form(w) {
+            self.batch_steps_done(w);
         }
     }
 
     /// `static`: takes up to `max_batch` waiting requests as the batch and starts it.
-    fn batch_form(&mut self, w: u32) {
+    /// Returns whether its first step is already over.
+    fn batch_form(&mut self, w: u32) -> bool {
         let b = self.batcher(w);
         b.stamp = b.stamp.wrapping_add(1);
         let joining = self.batch_admit(w);
-        self.batch_step(w, joining);
+        self.batch_step(w, joining)
     }
 
     /// Moves waiting requests into the batch, up to `max_batch`; returns them.
@@ -137,7 +145,8 @@ impl System<'_> {
     }
 
     /// Starts one step of the current batch; joining sequences pay their prefill in it.
-    fn batch_step(&mut self, w: u32, joining: Vec<u32>) {
+    /// Returns whether the step cost nothing and is already over.
+    fn batch_step(&mut self, w: u32, joining: Vec<u32>) -> bool {
         let size = self.batcher(w).active.len() as u32;
         let (mut locked, mut free) = self.cost.step.draw_ns(size, &mut self.batch_rng);
         for r in joining {
@@ -156,54 +165,67 @@ impl System<'_> {
         if locked > 0.0 {
             let has_lock = self.sc.worker.lock != LockKind::None;
             self.start_step(th, Step { work_ns: locked, locked: has_lock });
+            false
         } else {
-            self.batch_cpu_done(w);
+            self.batch_phase_done(w)
         }
     }
 
     /// The scheduler's CPU work is done: go on to the free part, or end the step.
     pub(super) fn batch_cpu_done(&mut self, w: u32) {
+        if self.batch_phase_done(w) {
+            self.batch_steps_done(w);
+        }
+    }
+
+    /// The current part of a step is done: starts the free part after the locked one, if it
+    /// costs anything. Returns whether the step is over.
+    fn batch_phase_done(&mut self, w: u32) -> bool {
         let b = self.batcher(w);
         let (th, free) = (b.thread, b.free_ns);
         if b.phase == Phase::Locked {
             b.phase = Phase::Free;
             if free > 0.0 {
                 self.start_step(th, Step { work_ns: free, locked: false });
-                return;
+                return false;
             }
         }
         if self.threads[th as usize].holds_lock {
             self.release_lock(th);
         }
-        self.batch_step_done(w);
+        true
     }
 
-    /// Every sequence of the batch has one more token.
-    fn batch_step_done(&mut self, w: u32) {
+    /// The current step is over: ends it and every following step that is over as soon as
+    /// it starts, until one needs the CPU or the scheduler waits or idles.
+    fn batch_steps_done(&mut self, w: u32) {
+        while self.batch_step_done(w) {}
+    }
+
+    /// Every sequence of the batch has one more token. Returns whether the next step
+    /// started and is already over.
+    fn batch_step_done(&mut self, w: u32) -> bool {
         let active = std::mem::take(&mut self.batcher(w).active);
         for &r in &active {
             self.reqs[r as usize].token_done();
         }
         let done = |s: &Self, r: u32| s.reqs[r as usize].tokens_left() == 0;
         if self.is_static() {
-            if active.iter().all(|&r| done(self, r)) {
-                for r in active {
-                    self.reply(w, r);
-                }
-                self.batcher(w).phase = Phase::Idle;
-                self.batch_try_start(w);
-            } else {
+            if !active.iter().all(|&r| done(self, r)) {
                 self.batcher(w).active = active;
-                self.batch_step(w, Vec::new());
+                return self.batch_step(w, Vec::new());
             }
-            return;
-        }
-        let (finished, running): (Vec<u32>, Vec<u32>) = active.into_iter().partition(|&r| done(self, r));
-        self.batcher(w).active = running;
-        for r in finished {
-            self.reply(w, r);
+            for r in active {
+                self.reply(w, r);
+            }
+        } else {
+            let (finished, running): (Vec<u32>, Vec<u32>) = active.into_iter().partition(|&r| done(self, r));
+            self.batcher(w).active = running;
+            for r in finished {
+                self.reply(w, r);
+            }
         }
         self.batcher(w).phase = Phase::Idle;
-        self.batch_try_start(w);
+        self.batch_try_start(w)
     }
 }

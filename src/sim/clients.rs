@@ -17,8 +17,9 @@ pub(crate) struct Clients {
     /// number) and no sampler call.
     const_think_ns: Option<Nanos>,
     think_rngs: Vec<StreamRng>,
-    /// Requests sent so far, per client (closed) or in all (others, in slot 0).
-    sent: Vec<u32>,
+    /// Requests admitted so far, per client (closed) or in all (others, in slot 0): 64 bits,
+    /// as an open or trace process may admit more than 2³² requests in one run.
+    sent: Vec<u64>,
     /// `hash` balancing of closed users: the worker each user's connection lands on.
     conn_worker: Vec<u32>,
     /// Open: mean gap [ns] and whether gaps are exponential.
@@ -128,14 +129,21 @@ impl Clients {
             Some(t) => t,
             None => ms(self.think.sample(&mut self.think_rngs[client as usize])),
         };
-        Some(now + think_ns)
+        // Saturating: a think time can be drawn past the clock's end, which ends the run.
+        Some(now.saturating_add(think_ns))
     }
 
     /// A key for the request `client` is sending now: (client, its sequence number), so a
     /// request's random demands do not depend on how other clients interleave.
+    ///
+    /// The key is `client << 32 | seq`, unique because either `client` is 0 — the only
+    /// client of open, burst and trace processes, whose `seq` may use all 64 bits — or
+    /// `client` is a closed-loop user, which has at most one request in the system, so its
+    /// `seq` is at most `run.requests + run.warmup_requests` ≤ 1e9 < 2³² (validation's
+    /// bound). Below 2³² the key is the same as with a 32-bit counter.
     pub(crate) fn request_key(&mut self, client: u32) -> u64 {
         let seq = &mut self.sent[client as usize];
-        let key = (u64::from(client) << 32) | u64::from(*seq);
+        let key = (u64::from(client) << 32) | *seq;
         *seq += 1;
         key
     }
@@ -143,5 +151,39 @@ impl Clients {
     /// `hash` balancing: the worker a closed-loop user's connection is bound to.
     pub(crate) fn connection_worker(&self, client: u32) -> Option<u32> {
         self.conn_worker.get(client as usize).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    fn clients(kind: ClientKind, users: u32) -> Clients {
+        let mut sc = Scenario::defaults();
+        sc.clients.kind = kind;
+        sc.clients.users = users;
+        let streams = RngStreams::new(1, 0);
+        Clients::new(&sc, &streams, &mut streams.stream("balancer"))
+    }
+
+    #[test]
+    fn request_keys_stay_unique_past_two_to_the_32_requests() {
+        let mut open = clients(ClientKind::Open, 1);
+        assert_eq!((open.request_key(0), open.request_key(0)), (0, 1));
+        open.sent[0] = u64::from(u32::MAX);
+        let keys = [open.request_key(0), open.request_key(0), open.request_key(0)];
+        assert_eq!(keys, [u64::from(u32::MAX), 1 << 32, (1 << 32) + 1]);
+        // Closed users: (user, seq), as with a 32-bit counter.
+        let mut closed = clients(ClientKind::Closed, 3);
+        closed.request_key(2);
+        assert_eq!((closed.request_key(2), closed.request_key(1)), ((2 << 32) | 1, 1 << 32));
+    }
+
+    #[test]
+    fn a_think_time_past_the_clock_saturates() {
+        let mut closed = clients(ClientKind::Closed, 1);
+        closed.const_think_ns = Some(Nanos::MAX - 1);
+        assert_eq!(closed.after_reply(0, 10), Some(Nanos::MAX));
     }
 }

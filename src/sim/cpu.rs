@@ -139,16 +139,29 @@ impl Cpu {
         (vfinish - self.v).max(0.0)
     }
 
-    /// When the next thread finishes (`Nanos::MAX` if none runs).
+    /// When the next thread finishes (`Nanos::MAX` if none runs, or if it would finish
+    /// beyond the clock's end: one draw of a heavy-tailed cost can exceed 2⁶⁴ ns).
     #[inline]
     pub(crate) fn next_finish(&self) -> Nanos {
         match self.heap.first() {
             Some(&top) => {
                 let left = (vfinish_of(top) - self.v).max(0.0);
-                self.last + ceil_span(left / self.rate)
+                self.last.saturating_add(ceil_span(left / self.rate))
             }
             None => Nanos::MAX,
         }
+    }
+
+    /// Work every runnable thread has received since the start [ns] (the virtual clock).
+    #[inline]
+    pub(crate) fn virtual_ns(&self) -> f64 {
+        self.v
+    }
+
+    /// How long a runnable thread takes to receive `work` ns of CPU at the current rate
+    /// [ns], rounded up and saturating.
+    pub(crate) fn span_of(&self, work: f64) -> Nanos {
+        ceil_span(work.max(0.0) / self.rate)
     }
 
     /// Takes the thread that finishes first off the cores and returns it. Call after
@@ -254,6 +267,24 @@ mod tests {
         assert_eq!(cpu.pop(), 1);
         assert_eq!(cpu.busy_core_ns(), 400.0);
         assert_eq!(cpu.next_finish(), Nanos::MAX);
+    }
+
+    #[test]
+    fn finishes_beyond_the_clock_saturate_instead_of_wrapping() {
+        let mut cpu = Cpu::new(1, 3);
+        cpu.start(0, 10.0);
+        cpu.advance(10);
+        assert_eq!(cpu.pop(), 0);
+        // 1e20 ns is past 2⁶⁴ ns: the finish is the clock's end, not a time before now.
+        cpu.start(1, 1e20);
+        assert_eq!(cpu.next_finish(), Nanos::MAX);
+        // Work that fits alone but not at a shared rate (1e19 ns at rate 1/2).
+        let mut cpu = Cpu::new(1, 3);
+        cpu.advance(5);
+        cpu.start(1, 1e19);
+        cpu.start(2, 1e19);
+        assert_eq!(cpu.next_finish(), Nanos::MAX);
+        assert_eq!(cpu.span_of(10.0), 20);
     }
 
     #[test]

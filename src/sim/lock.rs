@@ -6,6 +6,15 @@
 //! first thread that waits during its tenure: the *drop deadline*. (CPython arms a timer
 //! per waiter, so a waiter from an earlier tenure may fire up to one interval later; the
 //! real server implements the same deadline rule as this simulator.)
+//!
+//! A tenure begins when the lock is handed over, but the new holder first pays the hand-off
+//! (`cost.handoff_us`: being woken). A deadline that passes before it has paid is put off
+//! to one interval after it will have ([`Lock::put_off`]): in CPython a thread only counts
+//! as having switched once `take_gil` returns in the woken thread, which clears any drop
+//! request made meanwhile, and a waiter asks only after a whole interval with no switch
+//! (`Python/ceval_gil.c`). So every holder runs some bytecode in each tenure; dropping it
+//! mid-hand-off would make a hand-off longer than the CPU a holder gets per interval
+//! livelock the lock, every tenure paying the hand-off again and none doing work.
 
 use crate::des::Nanos;
 use std::collections::VecDeque;
@@ -62,6 +71,13 @@ impl Lock {
     #[inline]
     fn arm(&mut self, now: Nanos) {
         self.deadline = self.interval.map_or(Nanos::MAX, |i| now.saturating_add(i));
+    }
+
+    /// Puts the drop deadline off to one switch interval after `paid`, when the holder will
+    /// have paid its hand-off (see the module docs).
+    #[inline]
+    pub(crate) fn put_off(&mut self, paid: Nanos) {
+        self.arm(paid);
     }
 
     /// When the holder must drop the lock, if it must.
@@ -149,5 +165,11 @@ mod tests {
         assert_eq!(l.deadline(), Nanos::MAX, "nobody waits");
         l.wait(1, 80);
         assert_eq!(l.deadline(), 180);
+        l.put_off(150);
+        assert_eq!(l.deadline(), 250, "an interval after the hand-off is paid");
+        assert!(Lock::new(None).deadline() == Nanos::MAX);
+        let mut late = Lock::new(Some(100));
+        late.put_off(Nanos::MAX - 10);
+        assert_eq!(late.deadline(), Nanos::MAX, "saturates");
     }
 }

@@ -2,7 +2,7 @@
 //! statistics, and time-averaged occupancy for utilizations and Little's law.
 
 use super::clients::Clients;
-use super::{Figures, Replication, Utilization, Waits};
+use super::{Figures, Replication, Truncation, Utilization, Waits};
 use crate::des::{Nanos, ns_to_ms, ns_to_s};
 use crate::scenario::{Handler, Scenario};
 use crate::stats::LatencyHistogram;
@@ -159,7 +159,7 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn finish(self, end: Snapshot, count: Counts, truncated: bool) -> Replication {
+    pub(crate) fn finish(self, end: Snapshot, count: Counts, truncation: Option<Truncation>) -> Replication {
         let start = self.window.unwrap_or(end);
         let span = end.t.saturating_sub(start.t) as f64;
         let per_span = |x: f64| if span > 0.0 { x / span } else { 0.0 };
@@ -205,7 +205,8 @@ impl Metrics {
             rejected: self.rejected,
             events: count.events,
             sim_time_s: ns_to_s(end.t),
-            truncated,
+            truncated: truncation.is_some(),
+            truncation,
         }
     }
 }

@@ -34,6 +34,10 @@ pub(crate) struct CostModel {
     /// Whether handler work marked "locked" holds the lock.
     handler_locks: bool,
     slices: u32,
+    /// Whether both per-token costs are the constant 0: the token loop is skipped whole
+    /// (constants draw no random number), rather than walked slice by slice — up to
+    /// 1e6 tokens × 1e4 release points of nothing per request.
+    free_tokens: bool,
     /// Bit `p` set: the segment of phase `p` always costs 0, so it is skipped without a
     /// draw (a constant draws no random number, so skipping leaves every stream as is).
     zero: u16,
@@ -63,6 +67,7 @@ impl CostModel {
             loop_locks: has_lock && c.loop_lock,
             handler_locks: has_lock,
             slices: c.release_points,
+            free_tokens: c.token_locked_ms.is_zero() && c.token_free_ms.is_zero(),
             zero: [
                 (Phase::LoopInFree, &c.loop_in_free_ms),
                 (Phase::LoopIn, &c.loop_in_ms),
@@ -387,19 +392,60 @@ impl Request {
         }
     }
 
-    /// Draws the next token's costs, or ends the handler when no token is left.
+    /// Draws the next token's costs, or ends the handler when no token is left. A token
+    /// drawn as costing nothing is skipped at once: walking its slices would draw nothing
+    /// more and return no step.
     fn start_token(&mut self, cost: &CostModel) {
-        if self.tokens_left == 0 {
-            self.in_tokens = false;
-            self.phase = if self.job == Job::Whole { Phase::LoopOut } else { Phase::End };
-            return;
+        if cost.free_tokens {
+            self.tokens_left = 0;
         }
         let k = f64::from(cost.slices);
-        // The same operations, in the same order, as the cost of each slice in ms, then ns.
-        self.slice_locked_ns = cost.tok_locked.sample(&mut self.rng) / k * 1e6;
-        self.slice_free_ns = cost.tok_free.sample(&mut self.rng) / k * 1e6;
-        self.slice = 0;
-        self.in_tokens = true;
-        self.locked_next = true;
+        while self.tokens_left > 0 {
+            // The same operations, in the same order, as the cost of each slice in ms, then ns.
+            self.slice_locked_ns = cost.tok_locked.sample(&mut self.rng) / k * 1e6;
+            self.slice_free_ns = cost.tok_free.sample(&mut self.rng) / k * 1e6;
+            if self.slice_locked_ns > 0.0 || self.slice_free_ns > 0.0 {
+                self.slice = 0;
+                self.in_tokens = true;
+                self.locked_next = true;
+                return;
+            }
+            self.tokens_left -= 1;
+        }
+        self.in_tokens = false;
+        self.phase = if self.job == Job::Whole { Phase::LoopOut } else { Phase::End };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::des::RngStreams;
+    use crate::workload::Dist;
+
+    /// The steps of a handler job.
+    fn handler_steps(sc: &Scenario) -> Vec<(f64, bool)> {
+        let cost = CostModel::new(sc);
+        let mut req = Request::new(0, 0, 0, RngStreams::new(1, 0).keyed("request", 0), &cost);
+        req.begin(Job::Handler);
+        std::iter::from_fn(|| req.next_step(&cost)).map(|s| (s.work_ns, s.locked)).collect()
+    }
+
+    #[test]
+    fn tokens_that_cost_nothing_are_skipped_not_walked() {
+        let mut sc = Scenario::defaults();
+        sc.workload.new_tokens = Dist::Const(1e6);
+        sc.cost.release_points = 10_000;
+        sc.cost.request_free_ms = Dist::Const(2.0);
+        // Constant zeros, then zeros drawn (an empirical distribution draws an index).
+        assert_eq!(handler_steps(&sc), [(2e6, false)]);
+        sc.cost.token_free_ms = Dist::Empirical { samples: vec![0.0].into(), file: None };
+        assert_eq!(handler_steps(&sc), [(2e6, false)]);
+        // A token that costs something still runs slice by slice.
+        sc.workload.new_tokens = Dist::Const(2.0);
+        sc.cost.release_points = 2;
+        sc.cost.token_locked_ms = Dist::Const(1.0);
+        let steps = handler_steps(&sc);
+        assert_eq!(steps, [(2e6, false), (5e5, false), (5e5, false), (5e5, false), (5e5, false)]);
     }
 }

@@ -1,15 +1,15 @@
 //! The serving system on the event engine: clients, balancer, per-worker event loop,
 //! threadpool and lock, and processor-sharing cores shared by every thread.
 
-use super::Replication;
 use super::batch::Batcher;
 use super::clients::Clients;
 use super::cpu::Cpu;
 use super::lock::Lock;
 use super::metrics::{Counts, Metrics, Snapshot};
 use super::request::{CostModel, Job, Request, Step, WAIT_LOCK, WAIT_LOOP, WAIT_THREAD};
+use super::{Replication, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST};
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, s};
-use crate::scenario::{Balancer, BatchingMode, Handler, LockKind, Scenario};
+use crate::scenario::{Balancer, BatchingMode, ClientKind, Handler, LockKind, Scenario};
 use rand::RngExt;
 use std::collections::VecDeque;
 
@@ -45,6 +45,9 @@ pub(super) struct Thread {
     pub(super) pending_ns: f64,
     /// Whether this is the worker's batch scheduler.
     pub(super) batcher: bool,
+    /// The CPU's virtual time at which this thread has paid the hand-off that gave it the
+    /// lock (−∞ when there was none to pay): a GIL drop waits until then.
+    handoff_paid_v: f64,
 }
 
 pub(super) struct Worker {
@@ -86,6 +89,8 @@ pub(crate) struct System<'a> {
     gil_next: (Nanos, u32),
     events: u64,
     arrived: u64,
+    /// Arrivals after which the run stops: an unstable open system's cap, else none.
+    arrival_cap: u64,
 }
 
 impl<'a> System<'a> {
@@ -106,6 +111,7 @@ impl<'a> System<'a> {
                     holds_lock: false,
                     pending_ns: 0.0,
                     batcher: false,
+                    handoff_paid_v: f64::NEG_INFINITY,
                 });
             }
             let batcher = batching.then(|| {
@@ -115,6 +121,7 @@ impl<'a> System<'a> {
                     holds_lock: false,
                     pending_ns: 0.0,
                     batcher: true,
+                    handoff_paid_v: f64::NEG_INFINITY,
                 });
                 Batcher::new(threads.len() as u32 - 1)
             });
@@ -160,16 +167,27 @@ impl<'a> System<'a> {
             .all(|d| d.is_zero()),
             events: 0,
             arrived: 0,
+            arrival_cap: arrival_cap(sc),
         }
     }
 
-    /// Runs until enough requests are measured, every request of a finite arrival process
-    /// is done, or `run.max_sim_s` passes.
+    /// Runs until enough requests are measured or every request of a finite arrival process
+    /// is done — or, truncated, until `run.max_sim_s` passes, `run.max_events` events are
+    /// processed or an unstable open system has its arrival cap.
     pub(crate) fn run(mut self) -> Replication {
         self.clients.start(&mut self.queue);
         let limit = s(self.sc.run.max_sim_s);
-        let mut truncated = false;
+        let max_events = self.sc.run.max_events;
+        let mut truncation = None;
         while !self.metrics.done() {
+            if self.events >= max_events {
+                truncation = Some(Truncation::MaxEvents);
+                break;
+            }
+            if self.arrived >= self.arrival_cap {
+                truncation = Some(Truncation::ArrivalCap);
+                break;
+            }
             // Ties go to CPU completions, then queued events, then GIL drops.
             let tc = self.cpu.next_finish();
             let te = self.queue.peek_time().unwrap_or(Nanos::MAX);
@@ -181,11 +199,10 @@ impl<'a> System<'a> {
             } else {
                 (tg, Next::GilDrop)
             };
-            if t == Nanos::MAX {
-                break;
-            }
+            // Also when nothing can happen before the clock's end (`Nanos::MAX`: a time that
+            // saturated): the limit is far below it.
             if t > limit {
-                truncated = true;
+                truncation = Some(Truncation::MaxSimTime);
                 break;
             }
             self.advance(t);
@@ -212,7 +229,7 @@ impl<'a> System<'a> {
             .filter_map(|w| w.batcher.as_ref())
             .fold((0, 0), |(n, sum), b| (n + b.steps, sum + b.batch_sum));
         let counts = Counts { events: self.events, batch_steps, arrived: self.arrived, live };
-        self.metrics.finish(end, counts, truncated)
+        self.metrics.finish(end, counts, truncation)
     }
 
     fn advance(&mut self, t: Nanos) {
@@ -391,6 +408,9 @@ impl<'a> System<'a> {
         if let Some(next) = handed {
             let t = &mut self.threads[next as usize];
             t.holds_lock = true;
+            if self.handoff_ns > 0.0 {
+                t.handoff_paid_v = self.cpu.virtual_ns() + self.handoff_ns;
+            }
             let (r, work) = (t.req, t.pending_ns + self.handoff_ns);
             if r != NONE {
                 let req = &mut self.reqs[r as usize];
@@ -401,9 +421,19 @@ impl<'a> System<'a> {
     }
 
     /// CPython's drop request: the deadline passed, so the holder of worker `w`'s lock
-    /// releases at its next switch point (here: at once) and queues again.
+    /// releases at its next switch point (here: at once) and queues again — unless it has
+    /// not yet paid the hand-off that gave it the lock (or has done nothing since): then the
+    /// deadline moves to one interval after it will have, so every tenure does some work
+    /// (see [`Lock::put_off`]).
     fn gil_drop(&mut self, w: u32) {
         let holder = self.workers[w as usize].lock.holder().expect("a deadline implies a holder");
+        let unpaid = self.threads[holder as usize].handoff_paid_v - self.cpu.virtual_ns();
+        if unpaid >= 0.0 {
+            let paid = self.now.saturating_add(self.cpu.span_of(unpaid));
+            self.workers[w as usize].lock.put_off(paid);
+            self.update_gil_next(w as usize);
+            return;
+        }
         let remaining = self.cpu.preempt(holder);
         self.release_lock(holder);
         self.wait_for_lock(holder, remaining);
@@ -498,7 +528,8 @@ impl<'a> System<'a> {
             self.deliver(r);
         } else {
             let delay = self.reqs[r as usize].draw_rtt_ns(&self.cost);
-            self.queue.push(self.now + delay, Ev::Deliver { req: r });
+            // Saturating: a delay drawn past the clock's end ends the run.
+            self.queue.push(self.now.saturating_add(delay), Ev::Deliver { req: r });
         }
     }
 
@@ -516,5 +547,16 @@ impl<'a> System<'a> {
         if let Some(next) = self.clients.after_reply(client, self.now) {
             self.queue.push(next, Ev::Arrive { client });
         }
+    }
+}
+
+/// The arrivals after which a replication stops: [`UNSTABLE_ARRIVALS_PER_REQUEST`] × the
+/// requests it must complete for an open system offered at least its capacity bound (its
+/// queues only grow, so more arrivals only add refusals), else no cap.
+fn arrival_cap(sc: &Scenario) -> u64 {
+    if sc.clients.kind == ClientKind::Open && super::stability(sc).unstable {
+        UNSTABLE_ARRIVALS_PER_REQUEST.saturating_mul(sc.run.requests + sc.run.warmup_requests)
+    } else {
+        u64::MAX
     }
 }

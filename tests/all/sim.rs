@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use servesim::scenario::{Override, Scenario};
-use servesim::sim::{self, Replication};
+use servesim::sim::{self, Replication, Truncation};
 use std::path::Path;
 
 fn scenario(text: &str) -> Scenario {
@@ -119,6 +119,123 @@ fn same_seed_same_output_and_other_seeds_differ() {
     assert_ne!(sim::simulate(&other).unwrap().figures, a.figures);
 }
 
+/// Latencies never exceed the simulated time and utilizations stay in [0, 1]: a time that
+/// wrapped past the u64 clock's end would break both (latencies of ~1.8e13 ms, or the clock
+/// going back). The tolerance on latencies is the histogram's (its max is the top of a
+/// bucket).
+fn sane(r: &Replication) -> bool {
+    let u = r.figures.utilization;
+    r.figures.latency_ms.max <= r.sim_time_s * 1e3 * (1.0 + 2.0 * HIST_TOL)
+        && [u.cores, u.lock, u.threads, u.event_loop].iter().all(|x| (0.0..=1.0 + 1e-9).contains(x))
+}
+
+#[test]
+fn huge_draws_saturate_the_clock_instead_of_wrapping() {
+    // 20,000 requests of 1e9 ms share one core: each would finish after 2e19 ns, past the
+    // u64 clock's end (1.8e19 ns); a heavy-tailed cost gets there in single draws. The
+    // loop's 1 µs per request moves the clock off 0 first, so that a wrapped time would lie
+    // before now.
+    for cost in ["1e9", "{ dist = \"lognormal\", mean = 1e9, cv = 1e3 }"] {
+        let r = one(&format!(
+            "[system]\ncores = 1\n[worker]\nthreads = 20000\nqueue_limit = 20000\n\
+             [clients]\nusers = 20000\n[workload]\nnew_tokens = 0\n\
+             [cost]\nloop_in_free_ms = 0.001\nrequest_free_ms = {cost}\n\
+             [run]\nrequests = 10\nwarmup_requests = 0\nmax_sim_s = 1e9\n"
+        ));
+        assert!(sane(&r), "{cost}: {r:?}");
+        assert!(r.sim_time_s <= 1e9, "{cost}: {r:?}");
+        assert_eq!(r.arrived, r.rejected + r.finished + r.in_system, "{cost}: {r:?}");
+        if cost == "1e9" {
+            assert_eq!((r.truncation, r.finished), (Some(Truncation::MaxSimTime), 0), "{r:?}");
+        }
+    }
+}
+
+#[test]
+fn an_unstable_open_system_stops_at_its_arrival_cap() {
+    // Capacity 4 cores / 10 ms = 400 req/s.
+    let text = |rate: f64| {
+        format!(
+            "[system]\ncores = 4\n[worker]\nthreads = 4\nqueue_limit = 50\n\
+             [clients]\nkind = \"open\"\nrate_rps = {rate:e}\n[workload]\nnew_tokens = 0\n\
+             [cost]\nrequest_free_ms = 10\n[run]\nrequests = 1000\nwarmup_requests = 100\nreplications = 2\n"
+        )
+    };
+    // Offered 1e6 req/s: it stops after 4 × 1100 arrivals, nearly all refused.
+    let sc = scenario(&text(1e6));
+    let r = sim::run_replication(&sc, 0).unwrap();
+    let cap = sim::UNSTABLE_ARRIVALS_PER_REQUEST * 1100;
+    assert_eq!((r.truncation, r.arrived), (Some(Truncation::ArrivalCap), cap), "{r:?}");
+    assert!(r.rejected > cap - 100, "{r:?}");
+    let report = sim::simulate(&sc).unwrap();
+    assert!(report.stability.unstable && report.truncated, "{report:?}");
+    assert_eq!(report.truncated_by, [Truncation::ArrivalCap]);
+    // Offered 1.5 × its capacity, it still measures run.requests before the cap: refused
+    // requests, not truncated.
+    let r = sim::run_replication(&scenario(&text(600.0)), 0).unwrap();
+    assert_eq!((r.truncation, r.completed), (None, 1000), "{r:?}");
+    assert!(r.rejected > 0 && r.arrived < cap, "{r:?}");
+}
+
+/// Two requests of 1 ms under the GIL, each on its own thread and core, with a 1 µs switch
+/// interval; `cost` and `run` are more lines of those sections.
+fn tiny_switch_interval(cost: &str, run: &str) -> Replication {
+    one(&format!(
+        "[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"gil\"\nswitch_interval_ms = 0.001\n\
+         [clients]\nkind = \"burst\"\nburst = 2\n[workload]\nnew_tokens = 0\n\
+         [cost]\nrequest_locked_ms = 1\n{cost}[run]\nmax_sim_s = 1e9\n{run}"
+    ))
+}
+
+#[test]
+fn the_event_budget_stops_a_run_that_would_take_hours() {
+    // Two users with requests of 1e9 ms under a 1 µs switch interval: 2e15 drop requests
+    // before the first reply.
+    let r = one("[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"gil\"\nswitch_interval_ms = 0.001\n\
+         [clients]\nusers = 2\n[workload]\nnew_tokens = 0\n[cost]\nrequest_locked_ms = 1e9\n\
+         [run]\nmax_sim_s = 1e9\nmax_events = 100000\n");
+    assert_eq!((r.truncation, r.events, r.finished), (Some(Truncation::MaxEvents), 100_000, 0), "{r:?}");
+}
+
+#[test]
+fn a_gil_hand_off_longer_than_the_switch_interval_still_makes_progress() {
+    // A hand-off of 100 µs against a 1 µs interval. Were the holder dropped while being
+    // woken, every tenure would pay the hand-off again and do nothing. As in CPython, the
+    // drop request waits until the hand-off is paid, then one interval: each tenure after
+    // the first is 100 µs of hand-off + 1 µs of work. A runs 0–1 µs, then the two alternate
+    // in tenures of 101 µs: B has its 1000 µs after 1000 of them (the last: tenure 1999),
+    // A after 999 more (the last: tenure 1998).
+    let r = tiny_switch_interval("handoff_us = 100\n", "max_events = 1000000\n");
+    assert_eq!((r.truncation, r.finished), (None, 2), "{r:?}");
+    let (a_ms, b_ms) = (0.001 + 1998.0 * 0.101, 0.001 + 1999.0 * 0.101);
+    let l = r.figures.latency_ms;
+    assert!(close(l.mean, (a_ms + b_ms) / 2.0, 1e-9), "{l:?}");
+    assert!(close(l.max, b_ms, HIST_TOL), "{l:?}");
+}
+
+#[test]
+fn steps_that_cost_nothing_cost_no_time_to_simulate() {
+    // A million tokens of ten thousand release points that cost nothing: skipped, not
+    // walked (1e10 empty slices per request) — constant zeros or zeros drawn.
+    for tokens in ["token_locked_ms = 0\n", "token_locked_ms = { dist = \"empirical\", samples = [0] }\n"] {
+        let r = one(&format!(
+            "[workload]\nnew_tokens = 1e6\n[cost]\nrequest_free_ms = 1\nrelease_points = 10000\n{tokens}\
+             [run]\nrequests = 3\nwarmup_requests = 0\n"
+        ));
+        assert_eq!(r.completed, 3, "{r:?}");
+        assert!(close(r.figures.latency_ms.mean, 1.0, 1e-9), "{:?}", r.figures.latency_ms);
+    }
+    // Batched steps that cost nothing, a million in a row, end in a loop, not a recursion
+    // as deep (which overflowed the stack).
+    for mode in ["static", "continuous"] {
+        let r = one(&format!(
+            "[workload]\nnew_tokens = 1e6\n[cost]\nloop_in_ms = 1\n[batching]\nmode = \"{mode}\"\nmax_batch = 1\n\
+             [run]\nrequests = 3\nwarmup_requests = 0\n"
+        ));
+        assert_eq!(r.completed, 3, "{mode}: {r:?}");
+    }
+}
+
 /// Largest mean (and value) of a distribution, and bound on every duration [ms].
 const MAX_MS: f64 = 1e9;
 
@@ -159,8 +276,9 @@ fn dist(kind: u8, mean: f64, u: f64) -> String {
 /// magnitudes: tokens × release points and request counts shrink to fit.
 const STEP_BUDGET: f64 = 4e5;
 
-/// Events of one kind (arrivals, GIL drops) one random case may take.
-const EVENT_BUDGET: f64 = 2e4;
+/// Events one random case may take (`run.max_events`), so the suite stays quick whatever
+/// the rates, switch intervals and simulated times.
+const EVENT_BUDGET: u64 = 250_000;
 
 /// Arrival times [ms] of a `trace` client: sorted draws, log-uniform up to the limit.
 fn trace_times(us: &[f64]) -> Vec<f64> {
@@ -187,7 +305,8 @@ prop_compose! {
         (switch_u, handoff_u, slices_u, tokens, tokens_u, loop_lock) in
             (0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0, 0u32..5, (any::<u8>(), 0.0f64..1.0), any::<bool>()),
         costs in prop::collection::vec((any::<u8>(), any::<u8>(), 0.0f64..2.0, 0.0f64..1.0, 0.0f64..1.0), 7),
-        (queue_limit, requests, warmup, max_sim_u) in (20u32..60, 20u64..300, 0u64..30, 0.0f64..1.0),
+        (queue_limit, requests, warmup, max_sim_u, budget_u) in
+            (20u32..60, 20u64..300, 0u64..30, 0.0f64..1.0, 0.0f64..1.0),
         (batching, max_batch, max_wait_u) in (0usize..3, 1u32..6, 0.0f64..1.0),
         step in (any::<u8>(), any::<u8>(), 0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0),
         seq in (any::<u8>(), any::<u8>(), 0.0f64..0.5, 0.0f64..1.0, 0.0f64..1.0),
@@ -214,14 +333,11 @@ prop_compose! {
         assert!(per_request * population <= STEP_BUDGET * 2.0, "{per_request} × {population}");
         let rate = log_uniform(1e-6, 1e6, rate_u);
         let trace = trace_times(&trace_us[..few(trace_us.len() as u64) as usize]);
-        // Simulated time short enough that arrivals and GIL drops stay within budget.
-        let mut max_sim_s = log_uniform(1e-3, 1e9, max_sim_u);
-        if kind == "open" {
-            max_sim_s = max_sim_s.min(EVENT_BUDGET / rate);
-        }
-        if lock == "gil" {
-            max_sim_s = max_sim_s.min(EVENT_BUDGET * switch_ms / 1e3);
-        }
+        // Any simulated time: the event budget bounds open arrivals and GIL drops. One case
+        // in eight gets a budget of a few events, which truncates it.
+        let max_sim_s = log_uniform(1e-3, 1e9, max_sim_u);
+        let max_events =
+            if budget_u < 0.125 { log_uniform(1.0, 1e3, budget_u * 8.0) as u64 } else { EVENT_BUDGET };
         let max_wait = if max_wait_u < 0.3 { 0.0 } else { log_uniform(1e-3, MAX_MS, max_wait_u) };
         let think = dist(think.0, magnitude(think.1, think.3, think.2), think.4);
         let c: Vec<String> = costs.iter().map(|&(k, p, m, u, s)| dist(k, magnitude(p, u, m), s)).collect();
@@ -242,7 +358,7 @@ prop_compose! {
              [batching]\nmode = \"{batching}\"\nmax_batch = {max_batch}\nmax_wait_ms = {max_wait:e}\n\
              step_locked_ms = {step_d}\nseq_free_ms = {seq_d}\n\
              [run]\nrequests = {requests}\nwarmup_requests = {warmup}\nreplications = 1\n\
-             max_sim_s = {max_sim_s:e}\n",
+             max_sim_s = {max_sim_s:e}\nmax_events = {max_events}\n",
             if kind == "trace" { "trace = \"arrivals.csv\"\n" } else { "" },
             c[0], c[1], c[2], c[3], c[4], c[5], c[6],
         );
@@ -288,9 +404,15 @@ proptest! {
             return Ok(());
         };
         prop_assert_eq!(a.arrived, a.rejected + a.finished + a.in_system, "{:?}", a);
-        let u = a.figures.utilization;
-        for x in [u.cores, u.lock, u.threads, u.event_loop] {
-            prop_assert!((0.0..=1.0 + 1e-9).contains(&x), "utilization {x} in {u:?}");
+        prop_assert!(sane(&a), "{a:?}");
+        prop_assert_eq!(a.truncated, a.truncation.is_some());
+        prop_assert!(a.events <= sc.run.max_events, "{a:?}");
+        if a.truncation == Some(Truncation::MaxEvents) {
+            prop_assert_eq!(a.events, sc.run.max_events);
+        }
+        if sc.clients.kind == servesim::scenario::ClientKind::Open && sim::stability(&sc).unstable {
+            let cap = sim::UNSTABLE_ARRIVALS_PER_REQUEST * (sc.run.requests + sc.run.warmup_requests);
+            prop_assert!(a.arrived <= cap, "{} arrivals, cap {cap}", a.arrived);
         }
         let l = a.figures.latency_ms;
         prop_assert!(l.p50 <= l.p95 && l.p95 <= l.p99 && l.p99 <= l.max * (1.0 + 1e-3), "{l:?}");
@@ -348,6 +470,7 @@ const PATHS: &[&str] = &[
     "run.replications",
     "run.seed",
     "run.max_sim_s",
+    "run.max_events",
     "cost.token_free_ms.mean",
     "cost.rtt_ms.of",
     "worker",
