@@ -11,8 +11,10 @@ enum Op {
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    // Few distinct times, so ties are frequent.
-    let op = prop_oneof![3 => (0u64..50).prop_map(Op::Push), 2 => Just(Op::Pop)];
+    // Few distinct times, so ties are frequent; some at the clock's end, where saturated
+    // times land.
+    let end = prop_oneof![Just(u64::MAX), Just(u64::MAX - 1)];
+    let op = prop_oneof![3 => (0u64..50).prop_map(Op::Push), 1 => end.prop_map(Op::Push), 2 => Just(Op::Pop)];
     prop::collection::vec(op, 0..2_000)
 }
 
