@@ -161,7 +161,7 @@ fn an_unstable_open_system_stops_at_its_arrival_cap() {
              [cost]\nrequest_free_ms = 10\n[run]\nrequests = 1000\nwarmup_requests = 100\nreplications = 2\n"
         )
     };
-    // Offered 1e6 req/s: it stops after 4 × 1100 arrivals, nearly all refused.
+    // Offered 1e6 req/s: it stops after 10 × 1100 arrivals, nearly all refused.
     let sc = scenario(&text(1e6));
     let r = sim::run_replication(&sc, 0).unwrap();
     let cap = sim::UNSTABLE_ARRIVALS_PER_REQUEST * 1100;
