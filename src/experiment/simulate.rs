@@ -85,7 +85,12 @@ impl SimulateOutput {
             let _ = writeln!(out, "  {} requests refused by worker.queue_limit", r.rejected);
         }
         if r.truncated {
-            let _ = writeln!(out, "  run.max_sim_s stopped a replication before it measured run.requests");
+            let why: Vec<String> = r.truncated_by.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "  TRUNCATED: a replication stopped before it measured run.requests ({})",
+                if why.is_empty() { "run.max_sim_s".into() } else { why.join("; ") }
+            );
         }
         let _ = writeln!(
             out,
