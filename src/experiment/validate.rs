@@ -320,7 +320,7 @@ pub fn validate(
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
         method: format!(
             "measured: {} pass(es) over the points; closed loops: {} requests per point and pass \
-             after a warm-up of 20 + 2 × users; open loops: {} requests, played as the same trace \
+             after a warm-up of 20 + users; open loops: {} requests, played as the same trace \
              on both sides; 95% CIs from {} batch means per pass (throughput) and from order \
              statistics (percentiles); simulated: closed loops, replications of {} requests after \
              a warm-up of 200 + 4 × users",
@@ -444,7 +444,7 @@ fn plan_point(
             let predicted = vec![simulate(&load(suite, point, &sim_extra, label)?)?];
             let mut meas_extra = extra;
             meas_extra.push(set("run.requests", opts.requests as i64));
-            meas_extra.push(set("run.warmup_requests", 20 + 2 * users));
+            meas_extra.push(set("run.warmup_requests", 20 + users));
             let measured = load(suite, point, &meas_extra, label)?;
             let passes = (0..repeats)
                 .map(|r| {
