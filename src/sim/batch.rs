@@ -191,7 +191,7 @@ impl System<'_> {
             }
         }
         if self.threads[th as usize].holds_lock {
-            self.release_lock(th);
+            self.release_lock(th, false);
         }
         true
     }

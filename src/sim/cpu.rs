@@ -184,6 +184,12 @@ impl Cpu {
         }
     }
 
+    /// Cores with no thread to run.
+    #[inline]
+    pub(crate) fn idle_cores(&self) -> u32 {
+        self.cores.saturating_sub(self.runnable)
+    }
+
     /// Core-nanoseconds of work done so far (∫ min(runnable, cores) dt).
     pub(crate) fn busy_core_ns(&self) -> f64 {
         self.busy_core_ns as f64

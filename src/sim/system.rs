@@ -48,6 +48,8 @@ pub(super) struct Thread {
     /// The CPU's virtual time at which this thread has paid the hand-off that gave it the
     /// lock (−∞ when there was none to pay): a GIL drop waits until then.
     handoff_paid_v: f64,
+    /// When this thread last queued for the lock.
+    lock_wait_since: Nanos,
 }
 
 pub(super) struct Worker {
@@ -112,6 +114,7 @@ impl<'a> System<'a> {
                     pending_ns: 0.0,
                     batcher: false,
                     handoff_paid_v: f64::NEG_INFINITY,
+                    lock_wait_since: 0,
                 });
             }
             let batcher = batching.then(|| {
@@ -122,6 +125,7 @@ impl<'a> System<'a> {
                     pending_ns: 0.0,
                     batcher: true,
                     handoff_paid_v: f64::NEG_INFINITY,
+                    lock_wait_since: 0,
                 });
                 Batcher::new(threads.len() as u32 - 1)
             });
@@ -340,7 +344,7 @@ impl<'a> System<'a> {
                 return;
             }
             if self.threads[th as usize].holds_lock {
-                self.release_lock(th);
+                self.release_lock(th, false);
             }
             if !self.job_done(th) {
                 return;
@@ -355,7 +359,7 @@ impl<'a> System<'a> {
         if t.holds_lock == step.locked {
             self.cpu.start(th, step.work_ns);
         } else if !step.locked {
-            self.release_lock(th);
+            self.release_lock(th, true);
             self.cpu.start(th, step.work_ns);
         } else if self.workers[t.worker as usize].lock.try_take(th, self.now) {
             t.holds_lock = true;
@@ -369,6 +373,7 @@ impl<'a> System<'a> {
     pub(super) fn wait_for_lock(&mut self, th: u32, work_ns: f64) {
         let t = &mut self.threads[th as usize];
         t.pending_ns = work_ns;
+        t.lock_wait_since = self.now;
         let (w, r) = (t.worker as usize, t.req);
         if r != NONE {
             self.reqs[r as usize].wait_start = self.now;
@@ -398,8 +403,19 @@ impl<'a> System<'a> {
 
     /// Releases `th`'s lock; the first waiter, if any, gets it and starts its step after
     /// paying the hand-off.
+    ///
+    /// The hand-off is the waiter's wake-up, `cost.handoff_us` being what waking a parked
+    /// thread on an idle core costs (the core must leave its idle state first). So it is
+    /// paid only while a core is idle: with every core busy, the woken thread joins a busy
+    /// core's run queue and shares it at once, as processor sharing has it. And a waiter
+    /// that queued moments ago has not gone to sleep yet: it pays no more than it has
+    /// waited, `min(cost.handoff_us, waited)`. (Without the cap, a hand-off dearer than a
+    /// thread's lock-free slice turns every acquisition into a hand-off — a convoy the real
+    /// lock does not form when its holds are short.)
     #[inline]
-    pub(super) fn release_lock(&mut self, th: u32) {
+    /// `continues`: the releaser goes straight on to lock-free work (it is off the cores
+    /// only for this instant), so it does not leave a core idle.
+    pub(super) fn release_lock(&mut self, th: u32, continues: bool) {
         let t = &mut self.threads[th as usize];
         t.holds_lock = false;
         let w = t.worker as usize;
@@ -408,10 +424,15 @@ impl<'a> System<'a> {
         if let Some(next) = handed {
             let t = &mut self.threads[next as usize];
             t.holds_lock = true;
-            if self.handoff_ns > 0.0 {
-                t.handoff_paid_v = self.cpu.virtual_ns() + self.handoff_ns;
+            let handoff_ns = if self.cpu.idle_cores() > u32::from(continues) {
+                self.handoff_ns.min(self.now.saturating_sub(t.lock_wait_since) as f64)
+            } else {
+                0.0
+            };
+            if handoff_ns > 0.0 {
+                t.handoff_paid_v = self.cpu.virtual_ns() + handoff_ns;
             }
-            let (r, work) = (t.req, t.pending_ns + self.handoff_ns);
+            let (r, work) = (t.req, t.pending_ns + handoff_ns);
             if r != NONE {
                 let req = &mut self.reqs[r as usize];
                 req.waits[WAIT_LOCK] += self.now - req.wait_start;
@@ -435,7 +456,7 @@ impl<'a> System<'a> {
             return;
         }
         let remaining = self.cpu.preempt(holder);
-        self.release_lock(holder);
+        self.release_lock(holder, false);
         self.wait_for_lock(holder, remaining);
     }
 

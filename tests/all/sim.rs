@@ -199,18 +199,19 @@ fn the_event_budget_stops_a_run_that_would_take_hours() {
 
 #[test]
 fn a_gil_hand_off_longer_than_the_switch_interval_still_makes_progress() {
-    // A hand-off of 100 µs against a 1 µs interval. Were the holder dropped while being
-    // woken, every tenure would pay the hand-off again and do nothing. As in CPython, the
-    // drop request waits until the hand-off is paid, then one interval: each tenure after
-    // the first is 100 µs of hand-off + 1 µs of work. A runs 0–1 µs, then the two alternate
-    // in tenures of 101 µs: B has its 1000 µs after 1000 of them (the last: tenure 1999),
-    // A after 999 more (the last: tenure 1998).
+    // A hand-off of up to 100 µs against a 1 µs interval. Were the holder dropped while
+    // being woken, every tenure would pay the hand-off again and do nothing. As in CPython,
+    // the drop request waits until the hand-off is paid, then one interval, so each tenure
+    // does 1 µs of work. A waiter pays no more of the hand-off than it has waited, so no
+    // tenure is longer than 101 µs: with the full hand-off every time (tenures of 101 µs
+    // after A's first microsecond) B would finish at 0.001 + 1999 × 0.101 ms, A one tenure
+    // earlier; and the two requests' 2 ms of work run one at a time.
     let r = tiny_switch_interval("handoff_us = 100\n", "max_events = 1000000\n");
     assert_eq!((r.truncation, r.finished), (None, 2), "{r:?}");
     let (a_ms, b_ms) = (0.001 + 1998.0 * 0.101, 0.001 + 1999.0 * 0.101);
     let l = r.figures.latency_ms;
-    assert!(close(l.mean, (a_ms + b_ms) / 2.0, 1e-9), "{l:?}");
-    assert!(close(l.max, b_ms, HIST_TOL), "{l:?}");
+    assert!(l.mean <= (a_ms + b_ms) / 2.0 * (1.0 + 1e-9), "{l:?}");
+    assert!(l.max <= b_ms * (1.0 + HIST_TOL) && l.max >= 2.0, "{l:?}");
 }
 
 #[test]
@@ -626,4 +627,19 @@ fn static_batching_loses_to_continuous_when_output_lengths_vary() {
     let co = sim::simulate(&scenario(&text("continuous"))).unwrap();
     let (s, c) = (st.figures.latency_ms.mean, co.figures.latency_ms.mean);
     assert!(c + co.ci95.latency_ms.mean < s - st.ci95.latency_ms.mean, "continuous {c} vs static {s}");
+}
+
+#[test]
+fn a_waiter_pays_no_more_of_the_hand_off_than_it_has_waited() {
+    // Two threads on two cores alternate 3 µs holding the GIL with 30 µs without it, and a
+    // hand-off costs 34 µs. A waiter asks while the holder finishes its short hold, so it
+    // pays about 3 µs, not 34: the lock stays mostly free and the cores bind. (Were every
+    // hand-off paid whole, it would outlast the lock-free slice, every acquisition would
+    // find a waiter being woken, and the lock would be busy all the time: a convoy.)
+    let r = one("[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"gil\"\n[clients]\nusers = 8\n\
+         [workload]\nnew_tokens = 20\n[cost]\nloop_lock = false\ntoken_locked_ms = 0.003\n\
+         token_free_ms = 0.03\nrelease_points = 1\nhandoff_us = 34\n\
+         [run]\nrequests = 3000\nwarmup_requests = 300\n");
+    let u = r.figures.utilization;
+    assert!(u.lock < 0.5 && u.cores > 0.9, "{u:?}");
 }
