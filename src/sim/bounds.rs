@@ -41,10 +41,10 @@ pub struct Stability {
 }
 
 /// Capacity bound of a scenario: the least of workers / lock demand, workers / loop demand,
-/// workers · threads / handler demand and cores / CPU demand. The lock demand counts a
-/// hand-off (`cost.handoff_us`) per acquisition, as a saturated lock always has a queue —
-/// when more than one thread of a worker can want it (see [`lock_contenders`]); a lock only
-/// one thread takes is never handed over.
+/// workers · threads / handler demand and cores / CPU demand. The lock demand is the work
+/// done holding it: a hand-off (`cost.handoff_us`) costs nothing while every core is busy
+/// and less when the waiter has not waited long (see `release_lock`), so counting it would
+/// not bound the throughput.
 pub fn stability(sc: &Scenario) -> Stability {
     let c = &sc.cost;
     let tokens = sc.workload.new_tokens.mean();
@@ -55,13 +55,8 @@ pub fn stability(sc: &Scenario) -> Stability {
     let demand_ms = handler + loop_work + loop_free;
     let workers = f64::from(sc.system.workers);
     let has_lock = sc.worker.lock != LockKind::None;
-    // A saturated lock always has a queue, so each of its acquisitions is a hand-off.
-    let acquisitions = f64::from(u8::from(c.request_locked_ms.mean() > 0.0))
-        + tokens * f64::from(c.release_points)
-        + if c.loop_lock { 2.0 } else { 0.0 };
-    let handoff_ms = if lock_contenders(sc) > 1 { c.handoff_us / 1e3 } else { 0.0 };
     let lock_ms = if has_lock {
-        handler_locked + if c.loop_lock { loop_work } else { 0.0 } + acquisitions * handoff_ms
+        handler_locked + if c.loop_lock { loop_work } else { 0.0 }
     } else {
         0.0
     };
@@ -97,26 +92,6 @@ pub fn stability(sc: &Scenario) -> Stability {
         .fold((Bottleneck::None, f64::INFINITY), |best, c| if c.1 < best.1 { c } else { best });
     let offered_rps = offered(sc);
     Stability { demand_ms, capacity_rps, bottleneck, offered_rps, unstable: offered_rps >= capacity_rps }
-}
-
-/// Threads of one worker that can want its lock at once: the pool's (no more than a closed
-/// loop's users) for `sync` and `async-offload`, the batch scheduler when batching, and the
-/// event loop when its work takes the lock; `async-blocking` runs everything on the loop.
-pub fn lock_contenders(sc: &Scenario) -> u32 {
-    let loop_takes = u32::from(sc.cost.loop_lock);
-    if sc.batching.mode != BatchingMode::None {
-        return 1 + loop_takes;
-    }
-    match sc.worker.handler {
-        Handler::AsyncBlocking => 1,
-        Handler::Sync | Handler::AsyncOffload => {
-            let pool = match sc.clients.kind {
-                ClientKind::Closed => sc.worker.threads.min(sc.clients.users),
-                _ => sc.worker.threads,
-            };
-            pool + loop_takes
-        }
-    }
 }
 
 fn offered(sc: &Scenario) -> f64 {
