@@ -148,7 +148,8 @@ pub struct ValidatedPoint {
     pub suite: String,
     /// `path=value` of every swept axis.
     pub params: Vec<(String, String)>,
-    /// Whether the prediction is within 10% of the capacity bound (saturated).
+    /// Whether the point is saturated, as predicted: its throughput within 10% of the
+    /// capacity bound, or a resource (cores, lock, threads, event loop) at least 90% busy.
     pub saturated: bool,
     /// Whether an open system is offered at least its capacity bound: the queue grows for
     /// as long as arrivals last, so latencies depend on the trace's length (the same on
@@ -359,10 +360,14 @@ impl Planned {
             measured.iter().map(|r| (r.throughput_rps, &r.window)).collect();
         let capacity = self.stability.capacity_rps;
         let throughput = mean(|r| r.figures.throughput_rps);
+        let busiest = mean(|r| {
+            let u = &r.figures.utilization;
+            u.cores.max(u.lock).max(u.threads).max(u.event_loop)
+        });
         ValidatedPoint {
             suite: self.suite,
             params: self.params,
-            saturated: throughput >= 0.9 * capacity || self.stability.unstable,
+            saturated: throughput >= 0.9 * capacity || busiest >= 0.9 || self.stability.unstable,
             unstable: self.stability.unstable,
             capacity_rps: capacity,
             throughput_rps: Compared::new(
