@@ -156,6 +156,8 @@ impl Chart {
             }
         };
         let (x0, x1) = (chart.x_range().start, chart.x_range().end);
+        let (y0, y1) = (chart.y_range().start, chart.y_range().end);
+        let legend_at = self.emptiest_corner((x0, x1), (y0, y1));
         let x_labels = if log_x { ((x1.floor() - x0.ceil()) as usize + 1).max(2) } else { 10 };
         chart
             .configure_mesh()
@@ -217,8 +219,27 @@ impl Chart {
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
             .label_font((FAMILY, 13))
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(legend_at)
             .draw()
             .map_err(|e| draw_err(path, e))
+    }
+
+    /// The corner of the plot with the fewest data points in its quarter, for the legend
+    /// (upper left on a tie).
+    fn emptiest_corner(&self, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> SeriesLabelPosition {
+        let (xm, ym) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+        let mut count = [0usize; 4]; // upper left, upper right, lower left, lower right
+        for p in self.series.iter().flat_map(|s| &s.points).filter(|p| p.finite()) {
+            let x = self.axis_x(p.x);
+            count[usize::from(x >= xm) + 2 * usize::from(p.y < ym)] += 1;
+        }
+        let corners = [
+            SeriesLabelPosition::UpperLeft,
+            SeriesLabelPosition::UpperRight,
+            SeriesLabelPosition::LowerLeft,
+            SeriesLabelPosition::LowerRight,
+        ];
+        let best = (0..4).min_by_key(|&i| count[i]).unwrap_or(0);
+        corners.into_iter().nth(best).unwrap_or(SeriesLabelPosition::UpperLeft)
     }
 }

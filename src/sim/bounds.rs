@@ -55,11 +55,7 @@ pub fn stability(sc: &Scenario) -> Stability {
     let demand_ms = handler + loop_work + loop_free;
     let workers = f64::from(sc.system.workers);
     let has_lock = sc.worker.lock != LockKind::None;
-    let lock_ms = if has_lock {
-        handler_locked + if c.loop_lock { loop_work } else { 0.0 }
-    } else {
-        0.0
-    };
+    let lock_ms = if has_lock { handler_locked + if c.loop_lock { loop_work } else { 0.0 } } else { 0.0 };
     let batching = sc.batching.mode != BatchingMode::None;
     let (loop_ms, pool_ms) = match sc.worker.handler {
         _ if batching => (loop_work + loop_free, 0.0),
