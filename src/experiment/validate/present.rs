@@ -16,10 +16,13 @@ const LEFT_OUT: &str = "
   (the calibrated `handoff_us`, taken from a run of cores + 1 threads), nothing extra when
   every core is busy, and no more than the waiter has waited. The real cost also grows with
   the number of parked threads and their cores' idle depth, which one number cannot follow:
-  the GIL-bound pool points (`sync` / `async-offload` with the GIL, 2–64 users on 8 threads)
-  come out low in throughput (10–20% on the 2-core machine these lines were written on),
-  and the onset of a convoy (see `examples/gil_contention.rs`)
-  is where the real machine repeats itself least.
+  the GIL-bound pool points (`sync` / `async-offload` with the GIL, 2–64 users on 8 threads,
+  and the workers suite's single worker) come out low in throughput (3–20% on the 2-core
+  machine these lines were written on, varying from run to run). With two workers the
+  error turns: the other worker's threads keep both cores busy, so the simulator charges
+  no hand-off and predicts the two-core bound, while the machine still pays part of each
+  wake-up (predicted 14–25% high there). The onset of a convoy (see
+  `examples/gil_contention.rs`) is where the real machine repeats itself least.
 * **Processor sharing is finer than the OS.** The simulator shares cores continuously; the
   kernel runs a thread for a time slice, and the load generator shares the two CPUs with the
   server. Throughput is unaffected, tails are not: at 2–4 users on 2 cores without a lock,
@@ -125,7 +128,7 @@ impl Validation {
             let _ = writeln!(
                 s,
                 "| {} | ≤ {:.0}% | {:.1}% | {} |",
-                t.name,
+                t.name.replace('|', "\\|"),
                 t.limit_pct,
                 t.value_pct,
                 if t.met { "met" } else { "missed" }
