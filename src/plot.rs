@@ -98,6 +98,33 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The y coordinate of the first SVG text element whose content is `text`.
+    fn text_y(svg: &str, text: &str) -> f64 {
+        svg.split("<text")
+            .skip(1)
+            .find_map(|el| {
+                let (tag, rest) = el.split_once('>')?;
+                let content = rest.split("</text>").next()?.trim();
+                if content != text {
+                    return None;
+                }
+                tag.split(" y=\"").nth(1)?.split('"').next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no text {text:?}"))
+    }
+
+    #[test]
+    fn the_legend_names_every_series_under_the_plot() {
+        let dir = std::env::temp_dir().join(format!("servesim-legend-{}", std::process::id()));
+        let files = sample_chart().save(&dir.join("chart")).unwrap();
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        let axis = text_y(&svg, "users");
+        for label in ["predicted", "measured"] {
+            assert!(text_y(&svg, label) > axis, "{label} is drawn under the x axis label");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn empty_chart_is_an_error() {
         let e = Chart { title: "t".into(), ..Chart::default() }.save(Path::new("/tmp/servesim-empty"));

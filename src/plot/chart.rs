@@ -5,6 +5,7 @@ use super::{PlotError, SIZE, draw_err, outputs};
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 
 /// One x value with its y and an interval around it (`lo ≤ y ≤ hi`; equal to `y` for none).
@@ -124,6 +125,9 @@ impl Chart {
     {
         let ((x0, x1), (y0, y1)) = self.bounds().ok_or_else(|| PlotError::Empty(self.title.clone()))?;
         area.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        let layout = self.legend_layout(&area, path)?;
+        let (area, legend) = area.split_vertically(area.dim_in_pixel().1.saturating_sub(layout.height));
+        self.draw_legend(&legend, &layout, path)?;
         let mut builder = ChartBuilder::on(&area);
         builder.caption(&self.title, (FAMILY, 22)).margin(12).x_label_area_size(44).y_label_area_size(70);
         let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| draw_err(path, e))?;
@@ -156,8 +160,6 @@ impl Chart {
             }
         };
         let (x0, x1) = (chart.x_range().start, chart.x_range().end);
-        let (y0, y1) = (chart.y_range().start, chart.y_range().end);
-        let legend_at = self.emptiest_corner((x0, x1), (y0, y1));
         let x_labels = if log_x { ((x1.floor() - x0.ceil()) as usize + 1).max(2) } else { 10 };
         chart
             .configure_mesh()
@@ -186,9 +188,7 @@ impl Chart {
                         .map_err(|e| draw_err(path, e))?;
                     chart
                         .draw_series(LineSeries::new(pts.iter().map(|p| (p.x, p.y)), c.stroke_width(2)))
-                        .map_err(|e| draw_err(path, e))?
-                        .label(&s.label)
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                        .map_err(|e| draw_err(path, e))?;
                 }
                 SeriesKind::Points => {
                     chart
@@ -198,9 +198,7 @@ impl Chart {
                         .map_err(|e| draw_err(path, e))?;
                     chart
                         .draw_series(pts.iter().map(|p| Circle::new((p.x, p.y), 4, c.filled())))
-                        .map_err(|e| draw_err(path, e))?
-                        .label(&s.label)
-                        .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
+                        .map_err(|e| draw_err(path, e))?;
                 }
                 SeriesKind::Reference => {
                     chart
@@ -208,38 +206,91 @@ impl Chart {
                             pts.iter().map(|p| (p.x, p.y)),
                             c.mix(0.6).stroke_width(1),
                         ))
-                        .map_err(|e| draw_err(path, e))?
-                        .label(&s.label)
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.mix(0.6)));
+                        .map_err(|e| draw_err(path, e))?;
                 }
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .label_font((FAMILY, 13))
-            .position(legend_at)
-            .draw()
-            .map_err(|e| draw_err(path, e))
+        Ok(())
     }
 
-    /// The corner of the plot with the fewest data points in its quarter, for the legend
-    /// (upper left on a tie).
-    fn emptiest_corner(&self, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> SeriesLabelPosition {
-        let (xm, ym) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-        let mut count = [0usize; 4]; // upper left, upper right, lower left, lower right
-        for p in self.series.iter().flat_map(|s| &s.points).filter(|p| p.finite()) {
-            let x = self.axis_x(p.x);
-            count[usize::from(x >= xm) + 2 * usize::from(p.y < ym)] += 1;
+    /// Columns, rows and height of the legend drawn under the chart: one entry per series,
+    /// row by row (a configuration's predicted and measured series side by side), in as many
+    /// columns as the widest label allows. Outside the plot, it hides no data.
+    fn legend_layout<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        path: &Path,
+    ) -> Result<LegendLayout, PlotError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let font: TextStyle = (FAMILY, LEGEND_FONT).into();
+        let mut widest = 0;
+        for s in &self.series {
+            widest = widest.max(area.estimate_text_size(&s.label, &font).map_err(|e| draw_err(path, e))?.0);
         }
-        let corners = [
-            SeriesLabelPosition::UpperLeft,
-            SeriesLabelPosition::UpperRight,
-            SeriesLabelPosition::LowerLeft,
-            SeriesLabelPosition::LowerRight,
-        ];
-        let best = (0..4).min_by_key(|&i| count[i]).unwrap_or(0);
-        corners.into_iter().nth(best).unwrap_or(SeriesLabelPosition::UpperLeft)
+        let column = widest + GLYPH + 2 * LEGEND_GAP;
+        let usable = area.dim_in_pixel().0.saturating_sub(2 * LEGEND_MARGIN);
+        let columns = (usable / column.max(1)).clamp(1, self.series.len().max(1) as u32);
+        let rows = (self.series.len() as u32).div_ceil(columns);
+        let height = if rows == 0 { 0 } else { rows * LEGEND_ROW + LEGEND_MARGIN };
+        Ok(LegendLayout { columns, column, height })
+    }
+
+    /// Draws the legend in `area` (the strip under the chart).
+    fn draw_legend<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        layout: &LegendLayout,
+        path: &Path,
+    ) -> Result<(), PlotError>
+    where
+        DB::ErrorType: 'static,
+    {
+        let font = TextStyle::from((FAMILY, LEGEND_FONT)).pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, s) in self.series.iter().enumerate() {
+            let (col, row) = (i as u32 % layout.columns, i as u32 / layout.columns);
+            let x = (LEGEND_MARGIN + col * layout.column) as i32;
+            let y = (row * LEGEND_ROW + LEGEND_ROW / 2) as i32;
+            let c = color(s.color);
+            let g = GLYPH as i32;
+            match s.kind {
+                SeriesKind::Band => {
+                    area.draw(&Rectangle::new([(x, y - 5), (x + g, y + 5)], c.mix(0.18).filled()))
+                        .map_err(|e| draw_err(path, e))?;
+                    area.draw(&PathElement::new(vec![(x, y), (x + g, y)], c.stroke_width(2)))
+                        .map_err(|e| draw_err(path, e))?;
+                }
+                SeriesKind::Points => {
+                    area.draw(&PathElement::new(vec![(x + g / 2, y - 6), (x + g / 2, y + 6)], c.filled()))
+                        .map_err(|e| draw_err(path, e))?;
+                    area.draw(&Circle::new((x + g / 2, y), 4, c.filled())).map_err(|e| draw_err(path, e))?;
+                }
+                SeriesKind::Reference => {
+                    area.draw(&PathElement::new(vec![(x, y), (x + g, y)], c.mix(0.6)))
+                        .map_err(|e| draw_err(path, e))?;
+                }
+            }
+            area.draw_text(&s.label, &font, (x + g + LEGEND_GAP as i32, y)).map_err(|e| draw_err(path, e))?;
+        }
+        Ok(())
     }
 }
+
+/// Where the legend's entries go (see [`Chart::legend_layout`]).
+struct LegendLayout {
+    columns: u32,
+    column: u32,
+    height: u32,
+}
+
+/// Legend text size [px].
+const LEGEND_FONT: u32 = 13;
+/// Height of one legend row [px].
+const LEGEND_ROW: u32 = 18;
+/// Width of an entry's glyph (line, band or marker) [px].
+const GLYPH: u32 = 22;
+/// Space after a glyph and between columns [px].
+const LEGEND_GAP: u32 = 8;
+/// Left margin of the legend, and the space under it [px].
+const LEGEND_MARGIN: u32 = 12;
