@@ -33,11 +33,14 @@
 //! shared machine, wrap it in `flock /tmp/servesim-measure.lock …`. Writes
 //! `plots/gil-contention.{png,svg}`.
 
-use servesim::experiment::{CalibrateOptions, MeasureOptions, MeasureReport, calibration_at, measure};
+use servesim::experiment::{MeasureOptions, MeasureReport, measure};
 use servesim::plot::{Chart, Point, Series, SeriesKind};
 use servesim::scenario::{Override, Scenario};
 use servesim::sim::{self, SimReport};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod common;
+use common::{QUIET_BUDGET, Quiet, calibration, root};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -58,69 +61,6 @@ const SIM_SLACK: f64 = 1.02;
 const MEASURED_SLACK: f64 = 1.05;
 /// Throughput at 100% locked must be below this fraction of that at 0%.
 const FALL: f64 = 0.80;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The calibration every point shares: the committed one if it was taken on this machine.
-fn calibration(base: &Path) -> Result<PathBuf> {
-    if servesim::server::find_binary().is_none() {
-        return Err("no `servesim` binary next to this example: run `cargo build --release` first".into());
-    }
-    let path = root().join("validation/calibration.json");
-    calibration_at(&path, &Scenario::load(base, &[])?, &CalibrateOptions::default(), |stage| {
-        eprintln!("calibrating: {stage}")
-    })?;
-    Ok(path)
-}
-
-/// Share of the machine's CPU time other processes used over a quarter second (from
-/// `/proc/stat`, sampled while this process is idle).
-fn others_busy() -> f64 {
-    let sample = || -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let v: Vec<u64> =
-            stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-        Some((v.iter().sum(), v.get(3)? + v.get(4).unwrap_or(&0)))
-    };
-    let a = sample();
-    std::thread::sleep(std::time::Duration::from_millis(250));
-    match (a, sample()) {
-        (Some((t0, i0)), Some((t1, i1))) if t1 > t0 => 1.0 - (i1 - i0) as f64 / (t1 - t0) as f64,
-        _ => 0.0,
-    }
-}
-
-/// Waits before each measured point until other processes leave the CPUs alone: on a
-/// 2-core machine a build running beside the server takes a core from it. Gives up, with a
-/// warning, once `QUIET_BUDGET` of waiting is spent.
-struct Quiet(std::time::Duration);
-
-const QUIET_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
-
-impl Quiet {
-    fn wait(&mut self) {
-        loop {
-            let t0 = std::time::Instant::now();
-            let busy = others_busy();
-            self.0 = self.0.saturating_sub(t0.elapsed());
-            if busy <= 0.15 {
-                return;
-            }
-            if self.0.is_zero() {
-                eprintln!(
-                    "warning: other processes use {:.0}% of the CPUs; measured figures will be low",
-                    busy * 100.0
-                );
-                return;
-            }
-            eprintln!("other processes use {:.0}% of the CPUs: waiting for them", busy * 100.0);
-            std::thread::sleep(std::time::Duration::from_secs(2).min(self.0));
-            self.0 = self.0.saturating_sub(std::time::Duration::from_secs(2));
-        }
-    }
-}
 
 /// The scenario at lock-held share `tenths / 10`, with the calibration and `extra` overrides.
 fn scenario(base: &Path, cal: &Path, tenths: u32, extra: &[String]) -> Result<Scenario> {
