@@ -10,48 +10,18 @@
 //! The server is pinned to the first CPU and the load generator to the others when there
 //! are any; `SERVESIM_BENCH_REQUESTS` sets the requests per configuration (default 4000).
 
-use servesim::load::{self, BodyTemplate, LoadPlan, Mode, Stop};
-use servesim::scenario::Scenario;
-use servesim::server::{
-    CpuPlan, LaunchOptions, Limits, ServerConfig, ServerProcess, WorkerStats, affinity, resolve_model_dir,
-};
-use servesim::workload::Dist;
-use std::path::Path;
+mod common;
+use common::{one, requests, start};
+use servesim::server::{CpuPlan, ServerProcess, affinity};
 use std::time::Duration;
 
 const USERS: u32 = 32;
 const TOKENS: u32 = 20;
 const BODY: &str = r#"{"sentence": "the quick brown fox jumps over the lazy", "max_new_tokens": 20}"#;
 
-fn requests() -> u64 {
-    std::env::var("SERVESIM_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(4000)
-}
-
-fn start(toml: &str, cpus: &CpuPlan) -> ServerProcess {
-    let sc = Scenario::parse(toml, Path::new("bench"), Path::new("."), &[]).expect("scenario");
-    let config =
-        ServerConfig::from_scenario(&sc, Limits::default(), resolve_model_dir(None)).expect("config");
-    let opts = LaunchOptions {
-        binary: Some(env!("CARGO_BIN_EXE_servesim").into()),
-        cpus: Some(cpus.server.clone()),
-        ..LaunchOptions::default()
-    };
-    ServerProcess::start(&config, &opts).expect("server")
-}
-
 /// Closed loop of `USERS` users sending `n` requests; the load report.
-fn closed(srv: &ServerProcess, cpus: &CpuPlan, n: u64) -> load::LoadReport {
-    let mode = Mode::Closed { users: USERS, think_ms: Dist::Const(0.0) };
-    let mut plan = LoadPlan::new(format!("http://{}/correct", srv.addr()), mode, Stop::Requests(n));
-    plan.body = Some(BodyTemplate::new(BODY));
-    plan.cpus = Some(cpus.load.0.clone());
-    let r = load::run_blocking(&plan, None).expect("load run");
-    assert_eq!(r.errors.values().sum::<u64>(), 0, "every request succeeds");
-    r
-}
-
-fn one(srv: &ServerProcess) -> WorkerStats {
-    srv.stats().expect("/stats").remove(0)
+fn closed(srv: &ServerProcess, cpus: &CpuPlan, n: u64) -> servesim::load::LoadReport {
+    common::closed(srv, cpus, USERS, n, BODY)
 }
 
 /// One configuration's figures.

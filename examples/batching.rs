@@ -31,11 +31,14 @@
 //! `plots/batching-p95` (every mode) and `plots/batching-p95-batched` (static vs continuous
 //! only), each `.png` and `.svg`.
 
-use servesim::experiment::{CalibrateOptions, MeasureOptions, MeasureReport, calibration_at, measure};
+mod common;
+use common::{QUIET, Quiet, calibration, root, sets};
+use servesim::experiment::{MeasureOptions, MeasureReport, measure};
 use servesim::plot::{Chart, Point, Series, SeriesKind};
-use servesim::scenario::{Override, Scenario};
+use servesim::scenario::Scenario;
 use servesim::sim::{self, SimReport};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -54,13 +57,9 @@ const BELOW_SATURATION: f64 = 0.7;
 /// Largest |prediction − measurement| / measurement allowed below saturation.
 const TOLERANCE: f64 = 0.25;
 
-/// Other processes may use at most this share of the machine around a measurement for it to
-/// count in the accuracy check (2 cores: 0.15 is 30% of one core).
-const QUIET: f64 = 0.15;
-/// One probe of the machine's load [ms].
-const PROBE_MS: u64 = 250;
-/// Longest total wait for a quiet machine over the whole run [s].
-const WAIT_BUDGET_S: f64 = 60.0;
+/// Longest total wait for a quiet machine over the whole run (a point measured with other
+/// processes on more than [`QUIET`] of the CPUs does not count in the accuracy check).
+const WAIT_BUDGET: Duration = Duration::from_secs(60);
 
 /// Output lengths with the same mean: no variance, and an exponential's (cv = 1).
 const CONST_TOKENS: &str = "20";
@@ -91,15 +90,6 @@ struct Row {
     other_cpu: f64,
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sets(list: &[String]) -> Result<Vec<Override>> {
-    Ok(list.iter().map(|s| s.parse()).collect::<std::result::Result<_, _>>()?)
-}
-
-/// The scenario of one point: the base, the batched step, the configuration and the rate.
 fn scenario(calibration: &Path, c: &Config, rate: f64, seed: u64) -> Result<Scenario> {
     let list = [
         format!("cost.calibration={:?}", calibration.display().to_string()),
@@ -120,36 +110,6 @@ fn scenario(calibration: &Path, c: &Config, rate: f64, seed: u64) -> Result<Scen
     Ok(Scenario::load(&root().join("models/validate.toml"), &sets(&list)?)?)
 }
 
-/// Busy share of every CPU of the machine over `ms` while this process sleeps: what other
-/// processes (a compiler, another session) take.
-fn other_cpu(ms: u64) -> f64 {
-    let busy_total = || -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let v: Vec<u64> =
-            stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-        let idle = v.get(3)? + v.get(4).unwrap_or(&0);
-        Some((v.iter().sum::<u64>() - idle, v.iter().sum()))
-    };
-    let a = busy_total();
-    std::thread::sleep(std::time::Duration::from_millis(ms));
-    match (a, busy_total()) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
-        _ => 0.0,
-    }
-}
-
-/// Waits (within what is left of `budget_s`) until other processes use less than
-/// [`QUIET`] of the machine; returns the last probe.
-fn wait_quiet(budget_s: &mut f64) -> f64 {
-    loop {
-        let busy = other_cpu(PROBE_MS);
-        *budget_s -= PROBE_MS as f64 / 1e3;
-        if busy < QUIET || *budget_s <= 0.0 {
-            return busy;
-        }
-    }
-}
-
 fn run(calibration: &Path) -> Result<Vec<Row>> {
     let mut points = Vec::new();
     for (i, c) in CONFIGS.iter().enumerate() {
@@ -162,12 +122,12 @@ fn run(calibration: &Path) -> Result<Vec<Row>> {
     // Measured after every prediction, so that the simulator's threads never share the CPUs
     // with a measurement; a probe of the machine before and after each one.
     let opts = MeasureOptions { max_wall_s: 60.0, ..MeasureOptions::default() };
-    let mut budget_s = WAIT_BUDGET_S;
-    let mut before = wait_quiet(&mut budget_s);
+    let mut quiet = Quiet(WAIT_BUDGET);
+    let mut before = quiet.wait();
     let mut rows = Vec::new();
     for (config, rate, sc, pred) in points {
         let meas = measure(&sc, &opts)?;
-        let after = wait_quiet(&mut budget_s);
+        let after = quiet.wait();
         eprintln!("   {:<26} {rate:>5.0} req/s measured", CONFIGS[config].label);
         rows.push(Row { config, rate, pred, meas, other_cpu: before.max(after) });
         before = after;
@@ -373,10 +333,7 @@ fn check(rows: &[Row]) {
 }
 
 fn main() -> Result<()> {
-    let base = Scenario::load(&root().join("models/validate.toml"), &[])?;
-    let path = root().join("validation/calibration.json");
-    let cal =
-        calibration_at(&path, &base, &CalibrateOptions::default(), |s| eprintln!("   calibrating: {s}"))?;
+    let (path, cal) = calibration(&root().join("models/validate.toml"))?;
     println!(
         "calibration: {} ({}, {}); {} points × {REQUESTS} requests measured, {REPLICATIONS} replications simulated\n",
         path.display(),

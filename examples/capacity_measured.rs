@@ -19,13 +19,15 @@
 //! (about 20 s on 2 cores; up to 30 s more if other processes keep the CPUs busy). Writes nothing (the calibration, `validation/calibration.json`,
 //! only when it was taken on another machine).
 
+mod common;
+use common::{Quiet, calibration, root, sets};
 use servesim::experiment::{
-    CalibrateOptions, CapacityQuery, Config, MeasureOptions, MeasureReport, Planner, Slo, Verdict,
-    calibration_at, measure,
+    CapacityQuery, Config, MeasureOptions, MeasureReport, Planner, Slo, Verdict, measure,
 };
-use servesim::scenario::{Override, Scenario};
+use servesim::scenario::Scenario;
 use servesim::sim::{self, SimReport};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::Duration;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -36,20 +38,9 @@ const SLO: &str = "p95=30ms";
 /// Measured requests per run (after the warm-up), and runs per configuration (own seeds).
 const REQUESTS: u64 = 600;
 const REPEATS: u64 = 2;
-/// Other processes may use at most this share of the machine around a measurement for it
-/// to count as clean (2 cores: 0.15 is 30% of one core).
-const QUIET: f64 = 0.15;
-/// One probe of the machine's load [ms], and the longest total wait for a quiet one [s].
-const PROBE_MS: u64 = 250;
-const WAIT_BUDGET_S: f64 = 30.0;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sets(list: &[String]) -> Result<Vec<Override>> {
-    Ok(list.iter().map(|s| s.parse()).collect::<std::result::Result<_, _>>()?)
-}
+/// The longest total wait for a quiet machine (the table shows how busy other processes
+/// kept it around each measurement).
+const WAIT_BUDGET: Duration = Duration::from_secs(30);
 
 /// The scenario's own overrides: calibration, batched step and KV-cache memory.
 fn base(calibration: &Path) -> Vec<String> {
@@ -112,35 +103,6 @@ fn verdict(v: &Verdict) -> String {
     }
 }
 
-/// Busy share of every CPU of the machine over `ms` while this process sleeps.
-fn other_cpu(ms: u64) -> f64 {
-    let busy_total = || -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let v: Vec<u64> =
-            stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-        let idle = v.get(3)? + v.get(4).unwrap_or(&0);
-        Some((v.iter().sum::<u64>() - idle, v.iter().sum()))
-    };
-    let a = busy_total();
-    std::thread::sleep(std::time::Duration::from_millis(ms));
-    match (a, busy_total()) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
-        _ => 0.0,
-    }
-}
-
-/// Waits (within what is left of `budget_s`) for other processes to use less than [`QUIET`]
-/// of the machine; returns the last probe.
-fn wait_quiet(budget_s: &mut f64) -> f64 {
-    loop {
-        let busy = other_cpu(PROBE_MS);
-        *budget_s -= PROBE_MS as f64 / 1e3;
-        if busy < QUIET || *budget_s <= 0.0 {
-            return busy;
-        }
-    }
-}
-
 /// A configuration predicted and measured at the target rate.
 struct Checked {
     config: Config,
@@ -170,24 +132,21 @@ impl Checked {
     }
 }
 
-fn check(calibration: &Path, config: Config, role: &'static str, budget_s: &mut f64) -> Result<Checked> {
+fn check(calibration: &Path, config: Config, role: &'static str, quiet: &mut Quiet) -> Result<Checked> {
     let pred = sim::simulate(&scenario(calibration, &config, TARGET_RPS, 4000, 1)?)?;
     let opts = MeasureOptions { max_wall_s: 60.0, ..MeasureOptions::default() };
-    let mut other = wait_quiet(budget_s);
+    let mut other = quiet.wait();
     let mut meas = Vec::new();
     for seed in 1..=REPEATS {
         meas.push(measure(&scenario(calibration, &config, TARGET_RPS, REQUESTS, seed)?, &opts)?);
-        other = other.max(wait_quiet(budget_s));
+        other = other.max(quiet.wait());
     }
     Ok(Checked { config, role, pred, meas, other_cpu: other })
 }
 
 fn main() -> Result<()> {
     let file = root().join("models/validate.toml");
-    let path = root().join("validation/calibration.json");
-    let cal = calibration_at(&path, &Scenario::load(&file, &[])?, &CalibrateOptions::default(), |s| {
-        eprintln!("   calibrating: {s}")
-    })?;
+    let (path, cal) = calibration(&file)?;
     println!("calibration: {} ({}, {})", path.display(), cal.machine.hostname, cal.machine.date);
 
     let slo: Slo = SLO.parse()?;
@@ -221,10 +180,10 @@ fn main() -> Result<()> {
     );
 
     println!("== measured at {TARGET_RPS:.0} req/s: {REPEATS} runs × {REQUESTS} requests each");
-    let mut budget_s = WAIT_BUDGET_S;
+    let mut quiet = Quiet(WAIT_BUDGET);
     let rows = [
-        check(&path, answer.config, "answer", &mut budget_s)?,
-        check(&path, cheaper.config, "cheaper, rejected", &mut budget_s)?,
+        check(&path, answer.config, "answer", &mut quiet)?,
+        check(&path, cheaper.config, "cheaper, rejected", &mut quiet)?,
     ];
     println!(
         "{:<18} {:<36} {:>14} {:>22} {:>14} {:>22} {:>7} {:>6} {:>6}",

@@ -34,13 +34,13 @@
 //! `plots/gil-contention.{png,svg}`.
 
 use servesim::experiment::{MeasureOptions, MeasureReport, measure};
-use servesim::plot::{Chart, Point, Series, SeriesKind};
+use servesim::plot::{Chart, Point};
 use servesim::scenario::{Override, Scenario};
 use servesim::sim::{self, SimReport};
 use std::path::Path;
 
 mod common;
-use common::{QUIET_BUDGET, Quiet, calibration, root};
+use common::{QUIET_BUDGET, Quiet, bound_predicted_measured, calibration, root};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -194,38 +194,19 @@ fn chart(rows: &[Row]) -> Chart {
         x_label: "share of per-token work holding the GIL [%]".into(),
         y_label: "throughput [req/s]".into(),
         log_x: false,
-        series: vec![
-            Series {
-                label: "capacity bound: min(cores / CPU demand, 1 / lock demand)".into(),
-                kind: SeriesKind::Reference,
-                color: 2,
-                points: rows
-                    .iter()
-                    .map(|r| Point::with_half_width(r.share_pct(), r.bound.rps(), 0.0))
-                    .collect(),
-            },
-            Series {
-                label: "predicted".into(),
-                kind: SeriesKind::Band,
-                color: 0,
-                points: rows
-                    .iter()
-                    .map(|r| {
-                        let p = &r.predicted;
-                        Point::with_half_width(r.share_pct(), p.figures.throughput_rps, p.ci95.throughput_rps)
-                    })
-                    .collect(),
-            },
-            Series {
-                label: "measured".into(),
-                kind: SeriesKind::Points,
-                color: 1,
-                points: rows
-                    .iter()
-                    .filter_map(|r| r.measured_rps().map(|(y, lo, hi)| Point { x: r.share_pct(), y, lo, hi }))
-                    .collect(),
-            },
-        ],
+        series: bound_predicted_measured(
+            "capacity bound: min(cores / CPU demand, 1 / lock demand)",
+            rows.iter().map(|r| Point::with_half_width(r.share_pct(), r.bound.rps(), 0.0)).collect(),
+            rows.iter()
+                .map(|r| {
+                    let p = &r.predicted;
+                    Point::with_half_width(r.share_pct(), p.figures.throughput_rps, p.ci95.throughput_rps)
+                })
+                .collect(),
+            rows.iter()
+                .filter_map(|r| r.measured_rps().map(|(y, lo, hi)| Point { x: r.share_pct(), y, lo, hi }))
+                .collect(),
+        ),
     }
 }
 
@@ -248,7 +229,7 @@ fn check_falls(backend: &str, points: &[(f64, f64)], slack: f64) {
 
 fn main() -> Result<()> {
     let base = root().join("models/validate.toml");
-    let cal = calibration(&base)?;
+    let (cal, _) = calibration(&base)?;
     let t0 = std::time::Instant::now();
     let rows = run(&base, &cal, &mut Quiet(QUIET_BUDGET))?;
     println!(

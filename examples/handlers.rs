@@ -27,12 +27,12 @@
 //! shared machine, wrap it in `flock /tmp/servesim-measure.lock …`. Writes
 //! `plots/handlers-throughput.{png,svg}` and `plots/handlers-p95.{png,svg}`.
 
-use servesim::experiment::{Axis, Compared, Suite, ValidateOptions, ValidatedPoint, validate};
+use servesim::experiment::{Axis, Compared, Suite, ValidatedPoint};
 use servesim::plot::{Chart, Point, Series, SeriesKind};
 use servesim::scenario::Override;
 
 mod common;
-use common::{QUIET_BUDGET, Quiet, calibration, root};
+use common::{calibration, root, validate_quietly};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -140,27 +140,14 @@ fn sync_wins(points: &[ValidatedPoint], get: fn(&Compared) -> f64) -> Option<boo
 
 fn main() -> Result<()> {
     let base = root().join("models/validate.toml");
-    let cal = calibration(&base)?;
+    let (cal, _) = calibration(&base)?;
     let suite = Suite {
         name: "handlers".into(),
         file: base,
         fixed: vec!["worker.lock=gil".parse::<Override>()?],
         axes: vec![format!("worker.handler={}", HANDLERS.join(",")).parse::<Axis>()?, USERS.parse()?],
     };
-    let opts = ValidateOptions {
-        calibration: Some(cal),
-        requests: 150,
-        repeats: 1,
-        sim_requests: 4000,
-        ..Default::default()
-    };
-    let mut quiet = Quiet(QUIET_BUDGET);
-    let v = validate(&[suite], &opts, |done, total, label| {
-        eprintln!("[{done}/{total}] {label}");
-        if done < total {
-            quiet.wait();
-        }
-    })?;
+    let v = validate_quietly(suite, cal)?;
     println!("Three handlers under the GIL on 2 cores: predicted (simulator) vs measured (real server)\n");
     print_table(&v.points);
 

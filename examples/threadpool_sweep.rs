@@ -19,12 +19,12 @@
 //! shared machine, wrap it in `flock /tmp/servesim-measure.lock …`. Writes
 //! `plots/threadpool-throughput.{png,svg}` and `plots/threadpool-p95.{png,svg}`.
 
-use servesim::experiment::{Axis, Compared, Suite, ValidateOptions, ValidatedPoint, validate};
+use servesim::experiment::{Axis, Compared, Suite, ValidatedPoint};
 use servesim::plot::{Chart, Point, Series, SeriesKind};
 use servesim::scenario::Override;
 
 mod common;
-use common::{QUIET_BUDGET, Quiet, calibration, root};
+use common::{calibration, root, validate_quietly};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -110,26 +110,13 @@ fn second_thread_helps(points: &[ValidatedPoint], get: fn(&Compared) -> f64) -> 
 
 fn main() -> Result<()> {
     let base = root().join("models/validate.toml");
-    let cal = calibration(&base)?;
+    let (cal, _) = calibration(&base)?;
     let fixed: Vec<Override> = ["worker.handler=sync", "worker.lock=gil", &format!("clients.users={USERS}")]
         .iter()
         .map(|s| s.parse())
         .collect::<std::result::Result<_, _>>()?;
     let suite = Suite { name: "threadpool".into(), file: base, fixed, axes: vec![THREADS.parse::<Axis>()?] };
-    let opts = ValidateOptions {
-        calibration: Some(cal),
-        requests: 150,
-        repeats: 1,
-        sim_requests: 4000,
-        ..Default::default()
-    };
-    let mut quiet = Quiet(QUIET_BUDGET);
-    let v = validate(&[suite], &opts, |done, total, label| {
-        eprintln!("[{done}/{total}] {label}");
-        if done < total {
-            quiet.wait();
-        }
-    })?;
+    let v = validate_quietly(suite, cal)?;
     let mut points = v.points.clone();
     points.sort_by(|a, b| threads(a).total_cmp(&threads(b)));
     println!("Threadpool size, {USERS} users, sync handler, GIL, 2 cores: predicted vs measured\n");

@@ -27,7 +27,7 @@ use servesim::sim::{self, Bottleneck, SimReport};
 use std::path::Path;
 
 mod common;
-use common::{QUIET_BUDGET, Quiet, calibration, root};
+use common::{QUIET_BUDGET, Quiet, bound_predicted_measured, calibration, root};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -161,35 +161,19 @@ fn charts(rows: &[Row]) -> [(&'static str, Chart); 2] {
         x_label: "system.workers".into(),
         y_label: "throughput [req/s]".into(),
         log_x: false,
-        series: vec![
-            Series {
-                label: "capacity bound".into(),
-                kind: SeriesKind::Reference,
-                color: 2,
-                points: rows
-                    .iter()
-                    .map(|r| Point::with_half_width(r.x(), r.predicted.stability.capacity_rps, 0.0))
-                    .collect(),
-            },
-            Series {
-                label: "predicted".into(),
-                kind: SeriesKind::Band,
-                color: 0,
-                points: rows
-                    .iter()
-                    .map(|r| {
-                        let f = &r.predicted;
-                        Point::with_half_width(r.x(), f.figures.throughput_rps, f.ci95.throughput_rps)
-                    })
-                    .collect(),
-            },
-            Series {
-                label: "measured".into(),
-                kind: SeriesKind::Points,
-                color: 1,
-                points: rows.iter().map(|r| r.spread(|m| m.throughput_rps)).collect(),
-            },
-        ],
+        series: bound_predicted_measured(
+            "capacity bound",
+            rows.iter()
+                .map(|r| Point::with_half_width(r.x(), r.predicted.stability.capacity_rps, 0.0))
+                .collect(),
+            rows.iter()
+                .map(|r| {
+                    let f = &r.predicted;
+                    Point::with_half_width(r.x(), f.figures.throughput_rps, f.ci95.throughput_rps)
+                })
+                .collect(),
+            rows.iter().map(|r| r.spread(|m| m.throughput_rps)).collect(),
+        ),
     };
     let memory = Chart {
         title: "Workers: resident memory, every worker a copy of the weights".into(),
@@ -253,7 +237,7 @@ fn check_memory(rows: &[Row]) {
 
 fn main() -> Result<()> {
     let base = root().join("models/validate.toml");
-    let cal = calibration(&base)?;
+    let (cal, _) = calibration(&base)?;
     let t0 = std::time::Instant::now();
     let rows = run(&base, &cal, &mut Quiet(QUIET_BUDGET))?;
     println!("Workers on 2 cores, {USERS} users, sync handler, 8 threads, GIL: predicted vs measured\n");

@@ -106,7 +106,10 @@ impl Cpu {
         if now > self.last && self.runnable > 0 {
             let dt = now - self.last;
             // Through i64: one instruction, and the same value (a span is below 2^63).
-            self.v += dt as i64 as f64 * self.rate;
+            // At rate 1 (no more runnable threads than cores: the common case) the product
+            // is `dt` itself, so the multiplication is skipped, bit for bit the same.
+            let dt_f = dt as i64 as f64;
+            self.v += if self.runnable <= self.cores { dt_f } else { dt_f * self.rate };
             self.busy_core_ns += u128::from(dt) * u128::from(self.runnable.min(self.cores));
         }
         self.last = now;
@@ -146,7 +149,10 @@ impl Cpu {
         match self.heap.first() {
             Some(&top) => {
                 let left = (vfinish_of(top) - self.v).max(0.0);
-                self.last.saturating_add(ceil_span(left / self.rate))
+                // `left / 1.0` is `left`: the division (the loop's longest latency) is
+                // skipped at rate 1, bit for bit the same.
+                let span = if self.runnable <= self.cores { left } else { left / self.rate };
+                self.last.saturating_add(ceil_span(span))
             }
             None => Nanos::MAX,
         }
