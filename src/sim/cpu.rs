@@ -67,6 +67,14 @@ fn ceil_span(x: f64) -> Nanos {
     }
 }
 
+/// `work / rate`: out of line, so that the rate-1 path does not wait for a division the
+/// compiler would otherwise compute on both paths and select from.
+#[cold]
+#[inline(never)]
+fn shared(work: f64, rate: f64) -> f64 {
+    work / rate
+}
+
 /// Processor-sharing cores shared by a fixed set of threads (indexed `0..threads`).
 pub(crate) struct Cpu {
     cores: u32,
@@ -150,8 +158,9 @@ impl Cpu {
             Some(&top) => {
                 let left = (vfinish_of(top) - self.v).max(0.0);
                 // `left / 1.0` is `left`: the division (the loop's longest latency) is
-                // skipped at rate 1, bit for bit the same.
-                let span = if self.runnable <= self.cores { left } else { left / self.rate };
+                // skipped at rate 1, bit for bit the same — by a branch, not a select that
+                // would divide anyway.
+                let span = if self.runnable <= self.cores { left } else { shared(left, self.rate) };
                 self.last.saturating_add(ceil_span(span))
             }
             None => Nanos::MAX,
