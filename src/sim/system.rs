@@ -389,7 +389,9 @@ impl<'a> System<'a> {
             return;
         }
         let d = self.workers[w].lock.deadline();
-        if d <= self.gil_next.0 {
+        if self.workers.len() == 1 {
+            self.gil_next = (d, 0);
+        } else if d <= self.gil_next.0 {
             self.gil_next = (d, w as u32);
         } else if self.gil_next.1 as usize == w {
             self.gil_next = (Nanos::MAX, 0);
@@ -424,7 +426,7 @@ impl<'a> System<'a> {
         if let Some(next) = handed {
             let t = &mut self.threads[next as usize];
             t.holds_lock = true;
-            let handoff_ns = if self.cpu.idle_cores() > u32::from(continues) {
+            let handoff_ns = if self.handoff_ns > 0.0 && self.cpu.idle_cores() > u32::from(continues) {
                 self.handoff_ns.min(self.now.saturating_sub(t.lock_wait_since) as f64)
             } else {
                 0.0
