@@ -1,13 +1,18 @@
 //! Simulator speed: customers per second on the M/M/4 model (`models/mmc.toml`, one
 //! replication of 1,000,000 customers) and requests per second on the GIL scenario
-//! (`models/seed-sync.toml`, one replication of 10,000 requests).
+//! (`models/seed-sync.toml`, one replication of 10,000 requests); and the cost of the draw a
+//! seed-sync request makes 40 of, a per-token gamma (mean 1.642 ms, cv 0.25): the floor
+//! under any exact simulation of that model that draws every token.
 //!
 //! Run: `cargo bench --bench sim`. Criterion reports the throughput in elements/s
 //! (customers or requests per second of wall time, one core).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rand::SeedableRng;
+use servesim::des::StreamRng;
 use servesim::scenario::{Override, Scenario};
 use servesim::sim;
+use servesim::workload::Dist;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
@@ -41,5 +46,16 @@ fn simulator(c: &mut Criterion) {
     bench(c, "seed-sync: requests", &gil, requests);
 }
 
-criterion_group!(benches, simulator);
+fn draws(c: &mut Criterion) {
+    let n = 1000;
+    let gamma = Dist::Gamma { mean: 1.642, cv: 0.25 }.sampler();
+    let mut rng = StreamRng::seed_from_u64(1);
+    let mut g = c.benchmark_group("gamma draws");
+    g.throughput(Throughput::Elements(n));
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    g.bench_function("per-token cost", |b| b.iter(|| (0..n).map(|_| gamma.sample(&mut rng)).sum::<f64>()));
+    g.finish();
+}
+
+criterion_group!(benches, simulator, draws);
 criterion_main!(benches);
