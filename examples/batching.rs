@@ -58,7 +58,7 @@ const BELOW_SATURATION: f64 = 0.7;
 const TOLERANCE: f64 = 0.25;
 
 /// Longest total wait for a quiet machine over the whole run (a point measured with other
-/// processes on more than [`QUIET`] of the CPUs does not count in the accuracy check).
+/// processes on at least [`QUIET`] of the CPUs does not count in the accuracy check).
 const WAIT_BUDGET: Duration = Duration::from_secs(60);
 
 /// Output lengths with the same mean: no variance, and an exponential's (cv = 1).
@@ -90,6 +90,7 @@ struct Row {
     other_cpu: f64,
 }
 
+/// The scenario of one point: the base, the batched step, the configuration and the rate.
 fn scenario(calibration: &Path, c: &Config, rate: f64, seed: u64) -> Result<Scenario> {
     let list = [
         format!("cost.calibration={:?}", calibration.display().to_string()),

@@ -67,6 +67,15 @@ use crate::stats::{LatencySummary, mean_ci95_fields};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// `x / y`, out of line and cold: for hot paths that skip a division in their common case
+/// (a divisor of 1, whose quotient is `x` bit for bit), so that the compiler branches around
+/// it rather than computing it on both paths and selecting.
+#[cold]
+#[inline(never)]
+fn divide_cold(x: f64, y: f64) -> f64 {
+    x / y
+}
+
 /// Why a scenario cannot be simulated.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {

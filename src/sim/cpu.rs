@@ -67,14 +67,6 @@ fn ceil_span(x: f64) -> Nanos {
     }
 }
 
-/// `work / rate`: out of line, so that the rate-1 path does not wait for a division the
-/// compiler would otherwise compute on both paths and select from.
-#[cold]
-#[inline(never)]
-fn shared(work: f64, rate: f64) -> f64 {
-    work / rate
-}
-
 /// Processor-sharing cores shared by a fixed set of threads (indexed `0..threads`).
 pub(crate) struct Cpu {
     cores: u32,
@@ -114,10 +106,7 @@ impl Cpu {
         if now > self.last && self.runnable > 0 {
             let dt = now - self.last;
             // Through i64: one instruction, and the same value (a span is below 2^63).
-            // At rate 1 (no more runnable threads than cores: the common case) the product
-            // is `dt` itself, so the multiplication is skipped, bit for bit the same.
-            let dt_f = dt as i64 as f64;
-            self.v += if self.runnable <= self.cores { dt_f } else { dt_f * self.rate };
+            self.v += dt as i64 as f64 * self.rate;
             self.busy_core_ns += u128::from(dt) * u128::from(self.runnable.min(self.cores));
         }
         self.last = now;
@@ -160,7 +149,8 @@ impl Cpu {
                 // `left / 1.0` is `left`: the division (the loop's longest latency) is
                 // skipped at rate 1, bit for bit the same — by a branch, not a select that
                 // would divide anyway.
-                let span = if self.runnable <= self.cores { left } else { shared(left, self.rate) };
+                let span =
+                    if self.runnable <= self.cores { left } else { super::divide_cold(left, self.rate) };
                 self.last.saturating_add(ceil_span(span))
             }
             None => Nanos::MAX,

@@ -402,7 +402,7 @@ impl Request {
         let k = f64::from(cost.slices);
         // The cost of each slice in ms, then ns; `x / 1.0` is `x`, so one slice skips the
         // division (the same value, bit for bit), by a branch rather than a select.
-        let slice_ns = |x: f64| if cost.slices == 1 { x * 1e6 } else { divided(x, k) * 1e6 };
+        let slice_ns = |x: f64| if cost.slices == 1 { x * 1e6 } else { super::divide_cold(x, k) * 1e6 };
         while self.tokens_left > 0 {
             self.slice_locked_ns = slice_ns(cost.tok_locked.sample(&mut self.rng));
             self.slice_free_ns = slice_ns(cost.tok_free.sample(&mut self.rng));
@@ -417,13 +417,6 @@ impl Request {
         self.in_tokens = false;
         self.phase = if self.job == Job::Whole { Phase::LoopOut } else { Phase::End };
     }
-}
-
-/// `x / k`, out of line: the common single-slice path must not compute it.
-#[cold]
-#[inline(never)]
-fn divided(x: f64, k: f64) -> f64 {
-    x / k
 }
 
 #[cfg(test)]
