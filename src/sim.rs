@@ -55,6 +55,7 @@ mod batch;
 mod bounds;
 mod clients;
 mod cpu;
+mod gil;
 mod lock;
 mod metrics;
 mod request;

@@ -94,7 +94,8 @@ pub struct Worker {
     pub threads: u32,
     /// The process-wide lock held during interpreter work. By default, `none`.
     pub lock: LockKind,
-    /// `gil` only: how long a waiter waits before it asks the holder to drop the lock [ms],
+    /// `gil` and `fair-gil`: how long a waiter waits before it asks the holder to drop the
+    /// lock [ms],
     /// 0.001 to 1e9. By default, 5 (CPython's `sys.getswitchinterval()`).
     ///
     /// CPython keeps the interval in whole microseconds and waits at least 1 µs
@@ -140,9 +141,15 @@ pub enum LockKind {
     None,
     /// A fair mutex: FIFO hand-off, a holder keeps it until it releases.
     Mutex,
-    /// CPython's GIL: FIFO hand-off, and a waiter that has waited `switch_interval_ms`
-    /// without any hand-off asks the holder to drop it at its next switch point.
+    /// CPython's GIL as `Python/ceval_gil.c` implements it: a release point frees the lock
+    /// and signals one waiter, the releaser re-takes a free lock first, a waiter whose
+    /// timed wait of `switch_interval_ms` runs out with no switch asks the holder to drop
+    /// it, and the holder then waits until another thread has taken it.
     Gil,
+    /// A fair GIL (not CPython's): FIFO hand-off, and a waiter that has waited
+    /// `switch_interval_ms` without any hand-off makes the holder drop it at its next
+    /// switch point and queue again.
+    FairGil,
 }
 
 /// `[clients]`: the arrival process.
@@ -283,6 +290,17 @@ pub struct Cost {
     /// receiving thread pays before it runs [µs], 0 to 1e6. A context switch costs
     /// microseconds; 1e6 µs (1 s) is far beyond any. By default, 0.
     pub handoff_us: f64,
+    /// `gil` (CPython's): how long a parked thread takes to run once it is signalled or
+    /// its timed wait runs out — the OS waking it and a core taking it (µs; a
+    /// distribution, like the costs). A signalled waiter takes the GIL only if it is still
+    /// free by then. By default, a gamma of mean 10 µs and cv 0.5 (a wake-up onto an idle
+    /// core of a current x86 server); `servesim calibrate` measures it on the machine.
+    pub wake_us: Dist,
+    /// `gil` (CPython's): CPU a woken thread spends before it can check the GIL — the
+    /// futex return and the mutex — whether it then takes the GIL or finds it taken and
+    /// sleeps again (µs), 0 to 1e6. It is work on the cores, shared like any other. By
+    /// default, 2 µs; `servesim calibrate` measures it on the machine.
+    pub vain_wake_us: f64,
     /// A calibration file (JSON, from `servesim calibrate`), relative to the scenario file:
     /// the real server's own measured costs, added to the emulated work this table sets
     /// (see [`crate::scenario::Calibration`]). By default, none.
@@ -291,6 +309,11 @@ pub struct Cost {
     #[serde(skip)]
     pub calibrated: Option<std::sync::Arc<super::Calibration>>,
 }
+
+/// The mean of `cost.wake_us` when the scenario does not say (µs).
+pub const DEFAULT_WAKE_US: f64 = 10.0;
+/// `cost.vain_wake_us` when the scenario does not say (µs).
+pub const DEFAULT_VAIN_WAKE_US: f64 = 2.0;
 
 impl Default for Cost {
     fn default() -> Self {
@@ -308,6 +331,8 @@ impl Default for Cost {
             rtt_ms: zero,
             release_points: 1,
             handoff_us: 0.0,
+            wake_us: Dist::Gamma { mean: DEFAULT_WAKE_US, cv: 0.5 },
+            vain_wake_us: DEFAULT_VAIN_WAKE_US,
             calibration: None,
             calibrated: None,
         }

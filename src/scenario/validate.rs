@@ -97,7 +97,7 @@ fn within(field: &str, v: f64, min: f64, max: f64) -> Result<(), ScenarioError> 
 }
 
 /// The dotted paths of the scenario's distributions, in [`Scenario::dists`] order.
-const DIST_FIELDS: [&str; 15] = [
+const DIST_FIELDS: [&str; 16] = [
     "clients.think_ms",
     "workload.new_tokens",
     "cost.loop_in_ms",
@@ -109,6 +109,7 @@ const DIST_FIELDS: [&str; 15] = [
     "cost.token_locked_ms",
     "cost.token_free_ms",
     "cost.rtt_ms",
+    "cost.wake_us",
     "batching.step_locked_ms",
     "batching.step_free_ms",
     "batching.seq_locked_ms",
@@ -131,6 +132,7 @@ macro_rules! dists {
             $($r)+ c.token_locked_ms,
             $($r)+ c.token_free_ms,
             $($r)+ c.rtt_ms,
+            $($r)+ c.wake_us,
             $($r)+ b.step_locked_ms,
             $($r)+ b.step_free_ms,
             $($r)+ b.seq_locked_ms,
@@ -143,12 +145,12 @@ macro_rules! dists {
 
 impl Scenario {
     /// Every distribution of the scenario with its dotted path.
-    pub fn dists_mut(&mut self) -> [(&'static str, &mut Dist); 15] {
+    pub fn dists_mut(&mut self) -> [(&'static str, &mut Dist); 16] {
         dists!(self, &mut)
     }
 
     /// Every distribution of the scenario with its dotted path.
-    pub fn dists(&self) -> [(&'static str, &Dist); 15] {
+    pub fn dists(&self) -> [(&'static str, &Dist); 16] {
         dists!(self, &)
     }
 
@@ -268,6 +270,7 @@ impl Scenario {
         at_least("cost.release_points", u64::from(c.release_points), 1)?;
         at_most("cost.release_points", u64::from(c.release_points), MAX_RELEASE_POINTS)?;
         within("cost.handoff_us", c.handoff_us, 0.0, MAX_HANDOFF_US)?;
+        within("cost.vain_wake_us", c.vain_wake_us, 0.0, MAX_HANDOFF_US)?;
         let Some(cal) = &c.calibrated else { return Ok(()) };
         let field = "cost.calibration";
         let mut sizes: Vec<u32> = Vec::new();

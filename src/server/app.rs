@@ -85,12 +85,12 @@ impl App {
         model: Model,
         metrics: PrometheusHandle,
     ) -> std::io::Result<App> {
+        let interval = Duration::from_secs_f64(config.switch_interval_ms / 1e3);
         let gil = match config.lock {
             LockKind::None => None,
             LockKind::Mutex => Some(Arc::new(Gil::new(None))),
-            LockKind::Gil => {
-                Some(Arc::new(Gil::new(Some(Duration::from_secs_f64(config.switch_interval_ms / 1e3)))))
-            }
+            LockKind::FairGil => Some(Arc::new(Gil::new(Some(interval)))),
+            LockKind::Gil => Some(Arc::new(Gil::cpython(interval))),
         };
         let pool = match config.handler {
             _ if config.batched() => None,

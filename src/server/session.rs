@@ -45,7 +45,8 @@ impl LockSession {
         if let (Some(g), true) = (&self.gil, self.holding) {
             self.held += self.since.elapsed();
             self.holding = false;
-            g.release();
+            // A release point may wait for a forced switch (CPython's GIL).
+            self.wait += g.release();
         }
     }
 }

@@ -21,6 +21,10 @@ pub(crate) struct CostModel {
     tok_locked: Sampler,
     tok_free: Sampler,
     rtt: Sampler,
+    /// CPython's GIL: a parked thread's wake-up latency (µs).
+    wake: Sampler,
+    /// CPython's GIL: the CPU of a wake-up (ns).
+    pub(crate) vain_wake_ns: f64,
     /// Whether `rtt` is zero, so replies reach clients at once.
     pub(crate) no_rtt: bool,
     tokens: Sampler,
@@ -57,6 +61,8 @@ impl CostModel {
             tok_locked: c.token_locked_ms.sampler(),
             tok_free: c.token_free_ms.sampler(),
             rtt: c.rtt_ms.sampler(),
+            wake: c.wake_us.sampler(),
+            vain_wake_ns: c.vain_wake_us * 1e3,
             no_rtt: c.rtt_ms.is_zero(),
             tokens: s.workload.new_tokens.sampler(),
             const_tokens: match s.workload.new_tokens {
@@ -80,6 +86,11 @@ impl CostModel {
             .filter(|(_, d)| d.is_zero())
             .fold(0, |m, (p, _)| m | 1 << *p as u16),
         }
+    }
+
+    /// A parked thread's wake-up latency (ns).
+    pub(crate) fn draw_wake_ns(&self, rng: &mut StreamRng) -> f64 {
+        self.wake.sample(rng) * 1e3
     }
 
     /// Tokens for a new request.
@@ -227,6 +238,16 @@ pub(crate) struct Step {
     pub(crate) locked: bool,
 }
 
+/// What a thread runs next under CPython's GIL ([`Request::next_work`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Work {
+    /// One step, as [`Request::next_step`] gives it.
+    Step(Step),
+    /// A whole token: `n` pairs of `a` ns holding the lock, then `b` ns without it — the
+    /// bytecode between two C calls, then the C call.
+    Run { a: f64, b: f64, n: u32 },
+}
+
 /// One request in the system.
 pub(crate) struct Request {
     /// Closed-loop user (or 0).
@@ -368,6 +389,36 @@ impl Request {
             };
             if work_ns > 0.0 {
                 return Some(Step { work_ns, locked });
+            }
+        }
+    }
+
+    /// The next work of the current job with each token whole ([`Work::Run`]) rather than
+    /// slice by slice: the same draws in the same order as [`Request::next_step`].
+    #[inline]
+    pub(crate) fn next_work(&mut self, cost: &CostModel) -> Option<Work> {
+        loop {
+            if self.in_tokens {
+                debug_assert!(self.locked_next && self.slice == 0, "tokens are taken whole");
+                let (a, b, n) = (self.slice_locked_ns, self.slice_free_ns, cost.slices);
+                self.tokens_left -= 1;
+                self.start_token(cost);
+                return Some(Work::Run { a, b, n });
+            }
+            match self.phase {
+                Phase::TokenStart => self.start_token(cost),
+                Phase::End => return None,
+                phase => {
+                    let (next, sampler, locked) = self.fixed_phase(phase, cost);
+                    self.phase = next;
+                    if cost.zero & (1 << phase as u16) != 0 {
+                        continue;
+                    }
+                    let work_ns = sampler.sample(&mut self.rng) * 1e6;
+                    if work_ns > 0.0 {
+                        return Some(Work::Step(Step { work_ns, locked }));
+                    }
+                }
             }
         }
     }

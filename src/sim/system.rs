@@ -4,6 +4,7 @@
 use super::batch::Batcher;
 use super::clients::Clients;
 use super::cpu::Cpu;
+use super::gil::{CpyGil, GilThread};
 use super::lock::Lock;
 use super::metrics::{Counts, Metrics, Snapshot};
 use super::request::{CostModel, Job, Request, Step, WAIT_LOCK, WAIT_LOOP, WAIT_THREAD};
@@ -27,6 +28,8 @@ pub(crate) enum Ev {
     BatchTimeout { worker: u32, stamp: u32 },
     /// Request `req`'s reply reaches its client (`cost.rtt_ms` after the server sent it).
     Deliver { req: u32 },
+    /// CPython's GIL: the OS has woken `thread` (signalled, timed out, or switched).
+    GilWake { thread: u32 },
 }
 
 /// What happens next.
@@ -50,6 +53,8 @@ pub(super) struct Thread {
     handoff_paid_v: f64,
     /// When this thread last queued for the lock.
     lock_wait_since: Nanos,
+    /// CPython's GIL: this thread's side of it.
+    pub(super) g: GilThread,
 }
 
 pub(super) struct Worker {
@@ -62,6 +67,8 @@ pub(super) struct Worker {
     outstanding: u32,
     /// The batch scheduler, when batching is on.
     pub(super) batcher: Option<Batcher>,
+    /// CPython's GIL (`worker.lock = "gil"`).
+    pub(super) gil: CpyGil,
 }
 
 /// One replication of one scenario.
@@ -85,8 +92,15 @@ pub(crate) struct System<'a> {
     pub(super) loop_idle: bool,
     /// Random stream of batched step costs.
     pub(super) batch_rng: StreamRng,
-    /// Whether the locks are GILs, with drop deadlines.
+    /// Whether the locks have drop deadlines (`gil`, `fair-gil`).
     gil: bool,
+    /// Whether the locks are CPython's GIL.
+    pub(super) cpy: bool,
+    /// Random stream of CPython GIL wake-up latencies.
+    pub(super) gil_rng: StreamRng,
+    /// What the CPython GIL did, event by event (tests only).
+    #[cfg(test)]
+    pub(super) trace: Vec<(Nanos, u32, &'static str)>,
     /// The earliest GIL drop deadline of any worker, and that worker.
     gil_next: (Nanos, u32),
     events: u64,
@@ -102,7 +116,9 @@ impl<'a> System<'a> {
         let per_worker = 1 + sc.worker.threads;
         let batching = sc.batching.mode != BatchingMode::None;
         let mut threads = Vec::with_capacity((nworkers * per_worker) as usize);
-        let gil_interval = (sc.worker.lock == LockKind::Gil).then(|| ms(sc.worker.switch_interval_ms));
+        let cpy = sc.worker.lock == LockKind::Gil;
+        let gil_interval = matches!(sc.worker.lock, LockKind::Gil | LockKind::FairGil)
+            .then(|| ms(sc.worker.switch_interval_ms));
         let mut workers = Vec::with_capacity(nworkers as usize);
         for w in 0..nworkers {
             let first = threads.len() as u32;
@@ -115,6 +131,7 @@ impl<'a> System<'a> {
                     batcher: false,
                     handoff_paid_v: f64::NEG_INFINITY,
                     lock_wait_since: 0,
+                    g: GilThread::default(),
                 });
             }
             let batcher = batching.then(|| {
@@ -126,6 +143,7 @@ impl<'a> System<'a> {
                     batcher: true,
                     handoff_paid_v: f64::NEG_INFINITY,
                     lock_wait_since: 0,
+                    g: GilThread::default(),
                 });
                 Batcher::new(threads.len() as u32 - 1)
             });
@@ -135,7 +153,8 @@ impl<'a> System<'a> {
                 loop_queue: VecDeque::new(),
                 idle_pool: (first + 1..first + per_worker).rev().collect(),
                 pool_queue: VecDeque::new(),
-                lock: Lock::new(gil_interval),
+                lock: Lock::new(gil_interval.filter(|_| !cpy)),
+                gil: CpyGil::new(gil_interval.unwrap_or(Nanos::MAX)),
                 outstanding: 0,
                 batcher,
             });
@@ -160,6 +179,10 @@ impl<'a> System<'a> {
             round_robin: 0,
             handoff_ns: sc.cost.handoff_us * 1e3,
             gil: gil_interval.is_some(),
+            cpy,
+            gil_rng: streams.stream("gil"),
+            #[cfg(test)]
+            trace: Vec::new(),
             gil_next: (Nanos::MAX, 0),
             loop_idle: [
                 &sc.cost.loop_in_ms,
@@ -221,7 +244,9 @@ impl<'a> System<'a> {
                     Ev::Arrive { client } => self.arrive(client),
                     Ev::BatchTimeout { worker, stamp } => self.batch_timeout(worker, stamp),
                     Ev::Deliver { req } => self.deliver(req),
+                    Ev::GilWake { thread } => self.cpy_woken(thread),
                 },
+                Next::GilDrop if self.cpy => self.cpy_timeout(self.gil_next.1),
                 Next::GilDrop => self.gil_drop(self.gil_next.1),
             }
         }
@@ -236,6 +261,38 @@ impl<'a> System<'a> {
         self.metrics.finish(end, counts, truncation)
     }
 
+    /// Runs at most `events` events (tests only).
+    #[cfg(test)]
+    pub(super) fn run_loop_for_test(&mut self, events: u64) {
+        self.clients.start(&mut self.queue);
+        for _ in 0..events {
+            let tc = self.cpu.next_finish();
+            let te = self.queue.peek_time().unwrap_or(Nanos::MAX);
+            let tg = self.gil_next.0;
+            let t = tc.min(te).min(tg);
+            if t == Nanos::MAX {
+                return;
+            }
+            self.advance(t);
+            if tc == t {
+                let th = self.cpu.take_top();
+                self.run_thread(th);
+                self.cpu.settle();
+            } else if te == t {
+                match self.queue.pop().expect("peeked").1 {
+                    Ev::Arrive { client } => self.arrive(client),
+                    Ev::BatchTimeout { worker, stamp } => self.batch_timeout(worker, stamp),
+                    Ev::Deliver { req } => self.deliver(req),
+                    Ev::GilWake { thread } => self.cpy_woken(thread),
+                }
+            } else if self.cpy {
+                self.cpy_timeout(self.gil_next.1);
+            } else {
+                self.gil_drop(self.gil_next.1);
+            }
+        }
+    }
+
     fn advance(&mut self, t: Nanos) {
         self.now = t;
         self.cpu.advance(t);
@@ -245,7 +302,11 @@ impl<'a> System<'a> {
         Snapshot {
             t: self.now,
             busy_core_ns: self.cpu.busy_core_ns(),
-            lock_held_ns: self.workers.iter().map(|w| w.lock.held_ns(self.now) as f64).sum(),
+            lock_held_ns: if self.cpy {
+                (0..self.workers.len() as u32).map(|w| self.cpy_held_ns(w)).sum()
+            } else {
+                self.workers.iter().map(|w| w.lock.held_ns(self.now) as f64).sum()
+            },
         }
     }
 
@@ -332,6 +393,9 @@ impl<'a> System<'a> {
     /// Moves thread `th` forward: starts its next step, or finishes its job and takes the
     /// next one, until it has CPU work, waits for the lock, or is idle.
     pub(super) fn run_thread(&mut self, th: u32) {
+        if self.cpy {
+            return self.cpy_cpu_done(th);
+        }
         let t = &self.threads[th as usize];
         if t.batcher {
             self.batch_cpu_done(t.worker);
@@ -355,6 +419,9 @@ impl<'a> System<'a> {
 
     #[inline(always)]
     pub(super) fn start_step(&mut self, th: u32, step: Step) {
+        if self.cpy {
+            return self.cpy_start_step(th, step.work_ns, step.locked);
+        }
         let t = &mut self.threads[th as usize];
         if t.holds_lock == step.locked {
             self.cpu.start(th, step.work_ns);
@@ -384,20 +451,21 @@ impl<'a> System<'a> {
 
     /// Keeps `gil_next` the earliest drop deadline after worker `w`'s lock changed.
     #[inline]
-    fn update_gil_next(&mut self, w: usize) {
+    pub(super) fn update_gil_next(&mut self, w: usize) {
         if !self.gil {
             return;
         }
-        let d = self.workers[w].lock.deadline();
+        let d = self.lock_deadline(w);
         if self.workers.len() == 1 {
             self.gil_next = (d, 0);
         } else if d <= self.gil_next.0 {
             self.gil_next = (d, w as u32);
         } else if self.gil_next.1 as usize == w {
             self.gil_next = (Nanos::MAX, 0);
-            for (i, wk) in self.workers.iter().enumerate() {
-                if wk.lock.deadline() < self.gil_next.0 {
-                    self.gil_next = (wk.lock.deadline(), i as u32);
+            for i in 0..self.workers.len() {
+                let d = self.lock_deadline(i);
+                if d < self.gil_next.0 {
+                    self.gil_next = (d, i as u32);
                 }
             }
         }
@@ -418,6 +486,9 @@ impl<'a> System<'a> {
     /// `continues`: the releaser goes straight on to lock-free work (it is off the cores
     /// only for this instant), so it does not leave a core idle.
     pub(super) fn release_lock(&mut self, th: u32, continues: bool) {
+        if self.cpy {
+            return self.cpy_release(th);
+        }
         let t = &mut self.threads[th as usize];
         t.holds_lock = false;
         let w = t.worker as usize;
@@ -443,7 +514,13 @@ impl<'a> System<'a> {
         }
     }
 
-    /// CPython's drop request: the deadline passed, so the holder of worker `w`'s lock
+    /// When worker `w`'s lock must be dropped, or its first GIL sleeper's wait runs out.
+    #[inline]
+    fn lock_deadline(&self, w: usize) -> Nanos {
+        if self.cpy { self.workers[w].gil.deadline(&self.threads) } else { self.workers[w].lock.deadline() }
+    }
+
+    /// The fair GIL's drop request: the deadline passed, so the holder of worker `w`'s lock
     /// releases at its next switch point (here: at once) and queues again — unless it has
     /// not yet paid the hand-off that gave it the lock (or has done nothing since): then the
     /// deadline moves to one interval after it will have, so every tenure does some work
@@ -463,7 +540,7 @@ impl<'a> System<'a> {
     }
 
     /// The job on `th` is done. Returns whether `th` took another job.
-    fn job_done(&mut self, th: u32) -> bool {
+    pub(super) fn job_done(&mut self, th: u32) -> bool {
         let r = self.threads[th as usize].req;
         let w = self.reqs[r as usize].worker;
         match self.reqs[r as usize].job() {

@@ -61,13 +61,32 @@ fn mutex_is_fifo_and_never_preempts() {
 }
 
 #[test]
-fn gil_holder_drops_the_lock_after_the_switch_interval() {
+fn fair_gil_holder_drops_the_lock_after_the_switch_interval() {
     let mut sc = scenario(TWO_LONG_LOCKED);
-    sc.worker.lock = servesim::scenario::LockKind::Gil;
+    sc.worker.lock = servesim::scenario::LockKind::FairGil;
     let r = sim::run_replication(&sc, 0).unwrap();
     // They alternate every 5 ms: A runs 0–5, 10–15, … 90–95; B 5–10, … 95–100.
     assert!(close(r.figures.latency_ms.mean, 97.5, HIST_TOL), "{:?}", r.figures.latency_ms);
     assert!(close(r.figures.latency_ms.max, 100.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+}
+
+#[test]
+fn cpython_gil_switches_after_a_timed_wait_runs_out_and_pays_two_wake_ups_a_turn() {
+    // Two 50 ms requests of bytecode with no release point, wake-ups of 100 µs. A turn: the
+    // waiter's 5 ms wait runs out, it is woken (100 µs) and asks; the holder drops and
+    // signals it, and it is woken again (100 µs) to take the GIL: the GIL idles 100 µs a
+    // turn, and the waiter's next wait starts 100 µs into the turn (the switched-out
+    // holder's wake-up). So each turn but the first holds 5.2 ms of work in 5.3 ms.
+    let mut sc = scenario(TWO_LONG_LOCKED);
+    sc.worker.lock = servesim::scenario::LockKind::Gil;
+    sc.cost.wake_us = servesim::workload::Dist::Const(100.0);
+    sc.cost.vain_wake_us = 0.0;
+    let r = sim::run_replication(&sc, 0).unwrap();
+    let l = r.figures.latency_ms;
+    // 100 ms of work, and about 19 turns of 0.1 ms idle: the last reply near 101.9 ms.
+    assert!(l.max > 101.0 && l.max < 102.5, "{l:?}");
+    // They alternate: both finish within a turn of each other.
+    assert!(l.max - l.p50 < 5.5, "{l:?}");
 }
 
 #[test]
