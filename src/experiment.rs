@@ -26,7 +26,8 @@ pub use capacity::{
 // --- measure (real backend) ---
 #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
 pub use calibrate::{
-    CalibrateError, CalibrateOptions, calibrate, calibration_at, machine, utc_now, write_calibration,
+    CalibrateError, CalibrateOptions, Wake, calibrate, calibration_at, machine, utc_now, wake_costs,
+    write_calibration,
 };
 #[cfg(all(feature = "server", feature = "load"))]
 pub use measure::{MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};

@@ -76,6 +76,26 @@ pub fn print_summary(cal: &servesim::scenario::Calibration, out: &std::path::Pat
     }
     println!("  kernels_per_token  {}", cal.kernels_per_token);
     println!("  handoff_us         {:.1} µs", cal.handoff_us);
+    let rounds = |r: &Option<servesim::stats::Rounds>| {
+        r.as_ref().map_or(String::new(), |r| {
+            format!(
+                "  ({} rounds, spread {:.0}%{})",
+                r.rounds.len(),
+                r.spread * 100.0,
+                if r.stable { "" } else { ", UNSTABLE" }
+            )
+        })
+    };
+    let (wake, _) = stat(&cal.wake_us);
+    println!("  wake_us            mean {wake:.1} µs{}", rounds(&cal.wake_rounds));
+    println!("  vain_wake_us       {:.2} µs{}", cal.vain_wake_us, rounds(&cal.vain_wake_rounds));
+    if !cal.unstable.is_empty() {
+        println!(
+            "  UNSTABLE: the rounds of {} disagree beyond their bound after re-measuring; predictions \
+             resting on them carry that spread",
+            cal.unstable.join(", ")
+        );
+    }
     for b in &cal.batch_steps {
         let (l, _) = stat(&b.locked_ms);
         let (f, _) = stat(&b.free_ms);

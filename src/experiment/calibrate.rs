@@ -155,8 +155,17 @@ pub fn calibrate(
     let single = requests(&srv, sc, &Nominal::of(&config.cost), opts);
     let _ = srv.stop(Duration::from_secs(10));
     let Single { samples, loop_ms: loop_cpu_ms } = single?;
-    progress("lock hand-offs on the real server");
-    let contended = contended(&config, &launch, sc, opts)?;
+    // Under CPython's GIL a hand-off is a wake-up, measured below; the fair locks' hand-off
+    // cost is fitted to a contended run of the real server.
+    let fair_lock = matches!(sc.worker.lock, LockKind::Mutex | LockKind::FairGil);
+    let contended = if fair_lock {
+        progress("lock hand-offs on the real server");
+        contended(&config, &launch, sc, opts)?
+    } else {
+        None
+    };
+    progress("wake-ups of a parked thread");
+    let wake = wake_costs();
     progress("batched steps");
     let model = Model::load(&model_dir)?;
     let batch_steps = batch_steps(&model, sc, opts);
@@ -193,6 +202,28 @@ pub fn calibrate(
     // The per-request part is folded into the tokens (the prefill is the first token's pass).
     cal.request_locked_ms = vec![0.0];
     cal.request_free_ms = vec![0.0];
+    cal.wake_us = wake.samples_us;
+    cal.vain_wake_us = wake.vain.median;
+    cal.unstable = [("wake_us", &wake.latency), ("vain_wake_us", &wake.vain)]
+        .iter()
+        .filter(|(_, r)| !r.stable)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let wake_note = format!(
+        "wake-ups: {} rounds of {WAKE_PER_ROUND} signals to a parked thread, median latency {:.1} µs \
+         (rounds' spread {:.0}%), CPU of a vain wake-up {:.2} µs (spread {:.0}%)",
+        wake.latency.rounds.len(),
+        wake.latency.median,
+        wake.latency.spread * 100.0,
+        wake.vain.median,
+        wake.vain.spread * 100.0
+    );
+    (cal.wake_rounds, cal.vain_wake_rounds) = (Some(wake.latency), Some(wake.vain));
+    if !fair_lock {
+        cal.method =
+            format!("{}; {wake_note}; no hand-off cost (CPython's GIL hands nothing over)", cal.method);
+        return Ok(cal);
+    }
     let n = contenders(sc);
     let fitted = contended.as_ref().and_then(|c| fit_handoff_us(sc, &cal, n, c.throughput_rps));
     let handoff = match (&contended, fitted) {
@@ -212,8 +243,58 @@ pub fn calibrate(
             )
         }
     };
-    cal.method = format!("{}; {handoff}", cal.method);
+    cal.method = format!("{}; {wake_note}; {handoff}", cal.method);
     Ok(cal)
+}
+
+/// Wake-ups timed per round.
+const WAKE_PER_ROUND: u32 = 200;
+/// Rounds first measured, and the most measured when they disagree.
+const WAKE_ROUNDS: (usize, usize) = (5, 9);
+/// The relative interquartile spread of the rounds' medians that counts as agreement: a
+/// wake-up's latency moves with the idle state its core is in, so rounds a few minutes
+/// apart differ by some tens of percent on a shared machine; past a quarter they describe
+/// different machines.
+const WAKE_SPREAD: f64 = 0.25;
+
+/// A parked thread's wake-up costs on this machine, from rounds that agree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wake {
+    /// Latency samples of the rounds that are not outliers (µs).
+    pub samples_us: Vec<f64>,
+    /// Each round's median latency (µs), judged.
+    pub latency: crate::stats::Rounds,
+    /// Each round's CPU per vain wake-up (µs), judged.
+    pub vain: crate::stats::Rounds,
+}
+
+/// Measures wake-ups in rounds (what `calibrate` records as `wake_us` and `vain_wake_us`);
+/// rounds that disagree beyond a quarter of their median are measured again, up to nine
+/// rounds in all. About a second.
+pub fn wake_costs() -> Wake {
+    use crate::stats::Rounds;
+    let median = |v: &[f64]| Rounds::judge(v, WAKE_SPREAD).map_or(0.0, |r| r.median);
+    let mut rounds: Vec<(Vec<f64>, f64)> = Vec::new();
+    loop {
+        let w = server::gil::wake::measure(WAKE_PER_ROUND);
+        rounds.push((w.latency_us, w.vain_cpu_us));
+        if rounds.len() < WAKE_ROUNDS.0 {
+            continue;
+        }
+        let medians: Vec<f64> = rounds.iter().map(|(l, _)| median(l)).collect();
+        let vains: Vec<f64> = rounds.iter().map(|r| r.1).collect();
+        let latency = Rounds::judge(&medians, WAKE_SPREAD).expect("rounds were measured");
+        let vain = Rounds::judge(&vains, WAKE_SPREAD).expect("rounds were measured");
+        if (latency.stable && vain.stable) || rounds.len() >= WAKE_ROUNDS.1 {
+            let samples_us = rounds
+                .iter()
+                .zip(&medians)
+                .filter(|(_, m)| !latency.outliers.contains(m))
+                .flat_map(|((l, _), _)| l.iter().copied())
+                .collect();
+            return Wake { samples_us, latency, vain };
+        }
+    }
 }
 
 struct Sample {

@@ -251,6 +251,9 @@ pub struct Validation {
     pub machine: crate::scenario::Machine,
     /// The calibration used, if one was given.
     pub calibration: Option<String>,
+    /// The calibrated constants whose rounds disagreed (empty: the calibration is stable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibration_unstable: Vec<String>,
     /// Requests per measured repeat, repeats, requests per simulated replication.
     pub method: String,
     /// Every point.
@@ -319,6 +322,12 @@ pub fn validate(
     Ok(Validation {
         machine: super::calibrate::machine(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
+        calibration_unstable: opts
+            .calibration
+            .as_deref()
+            .and_then(|p| crate::scenario::Calibration::read(p).ok())
+            .map(|c| c.unstable)
+            .unwrap_or_default(),
         method: format!(
             "measured: {} pass(es) over the points; closed loops: {} requests per point and pass \
              after a warm-up of 20 + users; open loops: {} requests, played as the same trace \

@@ -8,8 +8,9 @@
 //! two: `token_locked_ms` becomes *calibrated + emulated*, and so on; the server's loop work
 //! (native code, no lock) goes to `loop_in_free_ms` / `loop_out_free_ms`, the time a
 //! request spends outside the server to `rtt_ms`; `release_points` becomes the model's
-//! kernels per token (the server releases the lock around each), and `handoff_us` adds the
-//! measured lock hand-off cost. With batching, the measured prefill is added to
+//! kernels per token (the server releases the lock around each), `handoff_us` adds the
+//! measured lock hand-off cost, and `wake_us` and `vain_wake_us` become the measured wake-up
+//! latency and CPU of a parked thread. With batching, the measured prefill is added to
 //! `request_locked_ms` / `request_free_ms`, which a sequence pays when it joins a batch.
 
 use super::{Scenario, ScenarioError};
@@ -80,6 +81,24 @@ pub struct Calibration {
     pub rtt_ms: Samples,
     /// CPU cost of one lock hand-off to a waiting thread [µs].
     pub handoff_us: f64,
+    /// A parked thread's wake-up latency, from the signal to it running (µs; samples pooled
+    /// over the rounds that agree; empty in files from before it was measured).
+    #[serde(default)]
+    pub wake_us: Samples,
+    /// CPU of a wake-up that finds its condition false and sleeps again (µs; the median of
+    /// the rounds).
+    #[serde(default)]
+    pub vain_wake_us: f64,
+    /// The rounds `wake_us` was measured in: each round's median, their spread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_rounds: Option<crate::stats::Rounds>,
+    /// The rounds `vain_wake_us` was measured in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vain_wake_rounds: Option<crate::stats::Rounds>,
+    /// The constants whose rounds disagreed beyond their bound even after re-measuring
+    /// (empty: every constant is stable). A verdict resting on them says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstable: Vec<String>,
     /// Batched-step costs by batch size (empty when not measured).
     #[serde(default)]
     pub batch_steps: Vec<BatchStep>,
@@ -122,6 +141,9 @@ impl Calibration {
         if cal.kernels_per_token == 0 || !(cal.handoff_us.is_finite() && cal.handoff_us >= 0.0) {
             return Err(err("kernels_per_token must be ≥ 1 and handoff_us ≥ 0".into()));
         }
+        if !(cal.vain_wake_us.is_finite() && (0.0..=1e6).contains(&cal.vain_wake_us)) {
+            return Err(err(format!("vain_wake_us must be in [0, 1e6] µs, got {}", cal.vain_wake_us)));
+        }
         Ok(cal)
     }
 
@@ -144,6 +166,10 @@ impl Calibration {
         }
         if !self.rtt_ms.is_empty() {
             add(&mut c.rtt_ms, "rtt_ms", &self.rtt_ms)?;
+        }
+        if !self.wake_us.is_empty() {
+            c.wake_us = samples(path, "wake_us", &self.wake_us)?;
+            c.vain_wake_us = self.vain_wake_us;
         }
         c.release_points = self.kernels_per_token;
         c.handoff_us += self.handoff_us;

@@ -45,6 +45,10 @@ pub(super) enum GState {
     WakeCpu,
     /// Dropped the GIL on request; waits until another thread has taken it.
     SwitchWait,
+    /// Blocked on the GIL's mutex, which a woken waiter holds while it checks.
+    MutexWait,
+    /// Given the mutex: the OS is waking it.
+    MutexWake,
 }
 
 /// One thread's side of the GIL.
@@ -69,6 +73,11 @@ pub(super) struct GilThread {
     deadline: Nanos,
     /// Waiting for the GIL (its request's lock wait is running).
     waiting: bool,
+    /// Blocked on the mutex at a point of its run (a release point, or the end of a C call)
+    /// rather than as a woken waiter about to check.
+    at_point: bool,
+    /// That point is the end of a C call (the GIL dropped) rather than a release point.
+    at_call_end: bool,
 }
 
 /// Counters of one GIL.
@@ -97,6 +106,13 @@ pub(super) struct CpyGil {
     sleepers: VecDeque<u32>,
     /// Threads in the forced switch's wait.
     switch_waiters: Vec<u32>,
+    /// `gil->mutex`: the thread that holds it (or is being woken to), `NONE` if free.
+    mutex: u32,
+    /// Threads blocked on the mutex, first come first served.
+    mutex_queue: VecDeque<u32>,
+    /// A drop request the holder has not seen yet: it was blocked on the mutex at a
+    /// release point when the request came.
+    drop_request: bool,
     interval: Nanos,
     /// Time held, up to `acct_t` (ns).
     held_ns: f64,
@@ -114,6 +130,9 @@ impl CpyGil {
             switch_number: 0,
             sleepers: VecDeque::new(),
             switch_waiters: Vec::new(),
+            mutex: NONE,
+            mutex_queue: VecDeque::new(),
+            drop_request: false,
             interval,
             held_ns: 0.0,
             acct_t: 0,
@@ -160,6 +179,18 @@ fn next_release(a: f64, b: f64, p: f64) -> f64 {
 /// Where the C call that `p` lies in (or the pair) ends.
 fn call_end(a: f64, b: f64, p: f64) -> f64 {
     (pair_of(a, b, p).0 + 1.0) * (a + b)
+}
+
+/// The next point of the run strictly after `p` at which its thread takes `gil->mutex`: a
+/// release point (to drop the GIL) or the end of a C call (to take it back).
+fn next_mutex_point(a: f64, b: f64, p: f64) -> f64 {
+    let rp = next_release(a, b, p);
+    if b == 0.0 { rp } else { rp.min(call_end(a, b, p)) }
+}
+
+/// Whether progress `p` is the end of a C call (a pair's start after the first).
+fn at_call_end(a: f64, b: f64, p: f64) -> bool {
+    b > 0.0 && p > 0.0 && pair_of(a, b, p).1 == 0.0
 }
 
 /// Whether progress `p` lies in a C call (the lock free).
@@ -281,7 +312,11 @@ impl System<'_> {
             return true;
         }
         let g = &self.threads[o as usize].g;
-        g.state == GState::Run && in_call(g.a, g.b, self.cpy_pos(o))
+        match g.state {
+            GState::Run => in_call(g.a, g.b, self.cpy_pos(o)),
+            // Blocked on the mutex: it dropped the GIL before its C call, or has not yet.
+            _ => g.at_call_end,
+        }
     }
 
     /// Adds the time held since the last account; `pos` is the owner's progress now.
@@ -323,9 +358,12 @@ impl System<'_> {
             let p = self.cpy_pos(o);
             self.cpy_account(w, p);
             let g = self.threads[o as usize].g;
-            self.cpy_restart(o, p, call_end(g.a, g.b, p).min(g.len));
+            if g.state == GState::Run {
+                self.cpy_restart(o, p, call_end(g.a, g.b, p).min(g.len));
+            }
             self.threads[o as usize].holds_lock = false;
         }
+        self.gil(w).drop_request = false;
         let (pos, now) = (self.threads[th as usize].g.pos, self.now);
         let gil = self.gil(w);
         (gil.owner, gil.acct_t, gil.acct_pos) = (th, now, pos);
@@ -377,9 +415,24 @@ impl System<'_> {
             self.trace(th, "release point");
             self.cpy_signal(w);
         }
-        let stop =
-            if self.gil(w).sleepers.is_empty() { g.len } else { next_release(g.a, g.b, g.pos).min(g.len) };
+        let stop = self.cpy_chunk_stop(th, g.pos);
         self.cpy_start_chunk(th, g.pos, stop);
+    }
+
+    /// Where the owner's chunk from `p` must stop: the run's end, or the next release point
+    /// while a sleeper waits to be signalled, or the next point it needs the mutex while
+    /// another thread has it.
+    fn cpy_chunk_stop(&self, th: u32, p: f64) -> f64 {
+        let t = &self.threads[th as usize];
+        let (g, gil) = (&t.g, &self.workers[t.worker as usize].gil);
+        let mut stop = g.len;
+        if !gil.sleepers.is_empty() {
+            stop = stop.min(next_release(g.a, g.b, p));
+        }
+        if gil.mutex != NONE && gil.mutex != th {
+            stop = stop.min(next_mutex_point(g.a, g.b, p));
+        }
+        stop
     }
 
     /// The owner's chunk ended: at a release point, at the end of a C call in which it lost
@@ -402,13 +455,54 @@ impl System<'_> {
             }
             return self.cpy_continue(th);
         }
-        if !owner {
+        let mutex = self.gil(w).mutex;
+        if mutex != NONE && mutex != th {
+            // The mutex is taken: block on it, at the release point or at the call's end.
+            let g = self.g(th);
+            (g.state, g.at_point, g.at_call_end) = (GState::MutexWait, true, at_call_end(g.a, g.b, pos));
+            self.gil(w).mutex_queue.push_back(th);
+            self.trace(th, "blocked on the mutex");
+            return;
+        }
+        self.cpy_at_point(th);
+    }
+
+    /// The thread, holding the mutex for an instant, at a point of its run: a release point
+    /// (drops the GIL and signals a sleeper) or the end of a C call (takes the GIL back, or
+    /// waits for it).
+    fn cpy_at_point(&mut self, th: u32) {
+        let w = self.threads[th as usize].worker;
+        let g = self.g(th);
+        (g.state, g.at_point, g.at_call_end) = (GState::Run, false, false);
+        let pos = g.pos;
+        if self.gil(w).owner != th {
             // Back from a C call during which another thread took the GIL.
             return self.cpy_acquire(th);
+        }
+        let g = self.threads[th as usize].g;
+        if at_call_end(g.a, g.b, pos) {
+            return self.cpy_run_chunk(th);
+        }
+        if std::mem::take(&mut self.gil(w).drop_request) {
+            // A drop request came while it was blocked: it drops and waits for the switch.
+            return self.cpy_forced_drop_at(w, pos);
         }
         self.trace(th, "release point");
         self.cpy_signal(w);
         self.cpy_run_chunk(th);
+    }
+
+    /// Releases worker `w`'s mutex: the first thread blocked on it gets it, once woken.
+    fn cpy_mutex_release(&mut self, w: u32) {
+        match self.gil(w).mutex_queue.pop_front() {
+            Some(n) => {
+                self.gil(w).mutex = n;
+                self.g(n).state = GState::MutexWake;
+                let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng));
+                self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: n });
+            }
+            None => self.gil(w).mutex = NONE,
+        }
     }
 
     /// Signals the first sleeper of worker `w`'s GIL, if any: it wakes later.
@@ -431,8 +525,24 @@ impl System<'_> {
 
     /// The OS has woken `th`: it spends the wake-up's CPU, then checks the GIL.
     pub(super) fn cpy_woken(&mut self, th: u32) {
+        let w = self.threads[th as usize].worker;
+        let g = self.threads[th as usize].g;
+        let granted = g.state == GState::MutexWake;
+        if granted && g.at_point {
+            self.trace(th, "given the mutex");
+            self.cpy_at_point(th);
+            return self.cpy_mutex_release(w);
+        }
+        if !granted && self.gil(w).mutex != NONE {
+            self.trace(th, "woken, blocked on the mutex");
+            self.g(th).state = GState::MutexWait;
+            return self.gil(w).mutex_queue.push_back(th);
+        }
         self.trace(th, "woken");
+        // It holds the mutex while it spends the wake-up's CPU and checks.
+        self.gil(w).mutex = th;
         self.g(th).state = GState::WakeCpu;
+        self.cpy_stop_owner(w);
         match self.cost.vain_wake_ns {
             c if c > 0.0 => self.cpu.start(th, c),
             _ => self.cpy_check(th),
@@ -442,6 +552,7 @@ impl System<'_> {
     /// A woken thread checks the GIL, as `take_gil`'s loop does.
     fn cpy_check(&mut self, th: u32) {
         let w = self.threads[th as usize].worker;
+        self.cpy_mutex_release(w);
         if self.cpy_free(w) {
             self.cpy_take(th);
             return self.cpy_run_chunk(th);
@@ -451,7 +562,13 @@ impl System<'_> {
             self.gil(w).counts.drop_requests += 1;
             self.trace(th, "drop request");
             self.cpy_sleep(th);
-            return self.cpy_forced_drop(w);
+            let o = self.gil(w).owner;
+            if self.threads[o as usize].g.state == GState::Run {
+                return self.cpy_forced_drop(w);
+            }
+            // Blocked on the mutex before its drop: it sees the request once it has it.
+            self.gil(w).drop_request = true;
+            return;
         }
         if !g.timed_out {
             self.gil(w).counts.vain += 1;
@@ -475,20 +592,20 @@ impl System<'_> {
         }
         self.gil(w).sleepers.push_back(th);
         self.update_gil_next(w as usize);
-        self.cpy_stop_owner_at_release(w);
+        self.cpy_stop_owner(w);
     }
 
-    /// A sleeper waits to be signalled: the owner's chunk must end at its next release point.
-    fn cpy_stop_owner_at_release(&mut self, w: u32) {
+    /// A sleeper waits to be signalled, or another thread has the mutex: the owner's chunk
+    /// must end where it will meet them.
+    fn cpy_stop_owner(&mut self, w: u32) {
         let o = self.gil(w).owner;
         if o == NONE || self.threads[o as usize].g.state != GState::Run {
             return;
         }
-        let g = self.threads[o as usize].g;
         let p = self.cpy_pos(o);
-        let rp = next_release(g.a, g.b, p).min(g.len);
-        if rp < g.stop {
-            self.cpy_restart(o, p, rp);
+        let stop = self.cpy_chunk_stop(o, p);
+        if stop < self.threads[o as usize].g.stop {
+            self.cpy_restart(o, p, stop);
         }
     }
 
@@ -505,9 +622,15 @@ impl System<'_> {
     fn cpy_forced_drop(&mut self, w: u32) {
         let o = self.gil(w).owner;
         let p = self.cpy_pos(o);
-        self.cpy_account(w, p);
         let rem = self.cpu.preempt(o);
         debug_assert!((self.threads[o as usize].g.stop - rem - p).abs() <= 1e-6 * p.max(1.0));
+        self.cpy_forced_drop_at(w, p);
+    }
+
+    /// The owner, off the cores at progress `p` (in bytecode), drops the GIL on request.
+    fn cpy_forced_drop_at(&mut self, w: u32, p: f64) {
+        let o = self.gil(w).owner;
+        self.cpy_account(w, p);
         self.gil(w).owner = NONE;
         self.gil(w).counts.forced += 1;
         self.threads[o as usize].holds_lock = false;

@@ -97,7 +97,21 @@ impl Validation {
                 if t.met { "met" } else { "MISSED" }
             );
         }
+        if let Some(note) = self.unstable_note() {
+            let _ = writeln!(s, "{note}");
+        }
         s
+    }
+
+    /// What a verdict resting on an unstable calibration must say, if it does.
+    pub fn unstable_note(&self) -> Option<String> {
+        (!self.calibration_unstable.is_empty()).then(|| {
+            format!(
+                "UNSTABLE CALIBRATION: the rounds of {} disagreed beyond their bound; this verdict \
+                 rests on them",
+                self.calibration_unstable.join(", ")
+            )
+        })
     }
 
     /// A markdown report: machine, method, summary, and the full table.
@@ -133,6 +147,9 @@ impl Validation {
                 t.value_pct,
                 if t.met { "met" } else { "missed" }
             );
+        }
+        if let Some(note) = self.unstable_note() {
+            let _ = writeln!(s, "\n**{note}.**");
         }
         if !plots.is_empty() {
             s.push_str("\n## Plots\n\n");

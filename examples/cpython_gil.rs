@@ -1,0 +1,411 @@
+//! Example: servesim's CPython GIL, checked against CPython itself.
+//!
+//! `python/gil_bench.py` runs T Python threads, each sending requests back to back; a
+//! request is K segments of pure-Python bytecode (the GIL held) each followed by one NumPy
+//! call (the GIL released), W ms in all, a share H of it bytecode. It measures every
+//! request's latency and the throughput, and — one thread alone — each (W, H, K)'s profile:
+//! what a request's bytecode and calls cost when nothing else runs.
+//!
+//! servesim predicts every point from that one-thread profile and this machine's wake-up
+//! costs (`servesim calibrate` measures the same: a parked thread's wake-up latency, and the
+//! CPU of a wake-up in vain), and nothing else: T threads and T closed-loop users, one token
+//! of the profile's locked and free work in K release points, the cores the harness ran on,
+//! `worker.lock = "gil"`. Nothing is fitted to the points.
+//!
+//! ```text
+//! cargo run --release --example cpython_gil                 # venv, the harness's grid, predictions
+//! cargo run --release --example cpython_gil -- --smoke      # 4 points, under a minute
+//! cargo run --release --example cpython_gil -- --from validation/cpython-gil-harness.json
+//! ```
+//!
+//! The venv comes from `python/make_venv.sh` (the machine's `python3`, NumPy from PyPI); when
+//! it cannot be made, the example says why and stops without failing. Writes
+//! `validation/cpython-gil-harness.json` (the measurement), `validation/cpython-gil.csv`
+//! (every point, predicted and measured) and `plots/cpython-gil-{throughput,p95}.{png,svg}`.
+//! Points the harness measured while other processes used more than 0.15 of a core are
+//! marked and left out of the targets: a busy machine measures the machine, not the GIL.
+
+use rayon::prelude::*;
+use serde::Deserialize;
+use servesim::plot::{Chart, Point, Series, SeriesKind};
+use servesim::scenario::{LockKind, Scenario};
+use servesim::workload::Dist;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+use common::root;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Other processes' CPU (cores) above which a measured point is not clean.
+const QUIET_CORES: f64 = 0.15;
+/// A change of throughput between neighbouring thread counts smaller than this is noise,
+/// not a direction.
+const DIRECTION_NOISE: f64 = 0.05;
+/// Simulated requests per replication, and replications.
+const SIM_REQUESTS: u64 = 3000;
+const SIM_REPLICATIONS: u32 = 3;
+
+#[derive(Debug, Deserialize)]
+struct Harness {
+    switch_interval_ms: f64,
+    affinity: Vec<usize>,
+    points: Vec<Measured>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Measured {
+    threads: u32,
+    work_ms: f64,
+    held_share: f64,
+    release_points: u32,
+    throughput_rps: f64,
+    p95_ms: f64,
+    #[serde(default)]
+    other_cpu_cores: f64,
+    #[serde(default)]
+    truncated: bool,
+    profile: Profile,
+}
+
+#[derive(Debug, Deserialize)]
+struct Profile {
+    held_ms_samples: Vec<f64>,
+    free_ms_samples: Vec<f64>,
+    held_ms_mean: f64,
+    free_ms_mean: f64,
+    /// The costs as the simulator should see them: a NumPy call's dispatch, made with the
+    /// GIL held, moved from the free time to the locked.
+    sim: SimCosts,
+}
+
+#[derive(Debug, Deserialize)]
+struct SimCosts {
+    locked_ms: f64,
+    free_ms: f64,
+    release_points: u32,
+}
+
+/// One point, measured and predicted.
+struct Row<'a> {
+    m: &'a Measured,
+    rps: f64,
+    rps_ci: f64,
+    p95_ms: f64,
+}
+
+impl Row<'_> {
+    fn clean(&self) -> bool {
+        self.m.other_cpu_cores <= QUIET_CORES && !self.m.truncated
+    }
+    fn err_rps(&self) -> f64 {
+        (self.rps - self.m.throughput_rps) / self.m.throughput_rps
+    }
+    fn err_p95(&self) -> f64 {
+        (self.p95_ms - self.m.p95_ms) / self.m.p95_ms
+    }
+    fn series(&self) -> (u64, u32) {
+        ((self.m.held_share * 100.0).round() as u64, self.m.release_points)
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let from = args.iter().position(|a| a == "--from").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let root = root();
+    let json = match from {
+        Some(f) => std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+        None => match run_harness(root, smoke)? {
+            Some(j) => j,
+            None => return Ok(()),
+        },
+    };
+    let data: Harness = serde_json::from_str(&json)?;
+    eprintln!("measuring this machine's wake-up costs…");
+    let wake = servesim::experiment::wake_costs();
+    eprintln!(
+        "  wake-up latency median {:.1} µs over {} rounds (spread {:.0}%), CPU of a vain wake-up {:.2} µs",
+        wake.latency.median,
+        wake.latency.rounds.len(),
+        wake.latency.spread * 100.0,
+        wake.vain.median
+    );
+    let rows: Vec<Row> = data
+        .points
+        .par_iter()
+        .map(|m| predict(m, &data, &wake))
+        .collect::<std::result::Result<_, String>>()?;
+    print!("{}", table(&rows));
+    std::fs::create_dir_all(root.join("validation"))?;
+    std::fs::write(root.join("validation/cpython-gil.csv"), csv(&rows))?;
+    for (stem, what) in [("cpython-gil-throughput", Metric::Rps), ("cpython-gil-p95", Metric::P95)] {
+        chart(&rows, what).save(&root.join("plots").join(stem))?;
+    }
+    let verdict = targets(&rows);
+    print!("{verdict}");
+    // What holds on any machine: with one thread there is nobody to contend with, so the
+    // simulator, given the thread's own profile, must get that point's rate.
+    for r in rows.iter().filter(|r| r.clean() && r.m.threads == 1) {
+        assert!(
+            r.err_rps().abs() < 0.15,
+            "one thread alone, predicted {:.1} vs measured {:.1}",
+            r.rps,
+            r.m.throughput_rps
+        );
+    }
+    Ok(())
+}
+
+/// Makes the venv and runs the harness's grid; `None` (with the reason printed) when the
+/// venv cannot be made.
+fn run_harness(root: &Path, smoke: bool) -> Result<Option<String>> {
+    let venv = Command::new("bash").arg(root.join("python/make_venv.sh")).output()?;
+    if !venv.status.success() {
+        let why = String::from_utf8_lossy(&venv.stderr);
+        println!("skipped: the Python venv could not be made: {}", why.trim());
+        return Ok(None);
+    }
+    let stdout = String::from_utf8_lossy(&venv.stdout);
+    let python = stdout.lines().last().unwrap_or_default().trim().to_string();
+    let out = root.join(if smoke {
+        "target/cpython-gil-smoke.json"
+    } else {
+        "validation/cpython-gil-harness.json"
+    });
+    std::fs::create_dir_all(out.parent().unwrap_or(root))?;
+    eprintln!("running the CPython harness ({})…", if smoke { "smoke" } else { "grid, about 3 minutes" });
+    let status = Command::new(&python)
+        .arg(root.join("python/gil_bench.py"))
+        .arg(if smoke { "--smoke" } else { "--grid" })
+        .arg("--out")
+        .arg(&out)
+        .status()?;
+    if !status.success() {
+        return Err(format!("the harness failed ({status})").into());
+    }
+    Ok(Some(std::fs::read_to_string(&out)?))
+}
+
+/// servesim's prediction of one point, from its one-thread profile and the wake-up costs.
+fn predict<'a>(
+    m: &'a Measured,
+    h: &Harness,
+    wake: &servesim::experiment::Wake,
+) -> std::result::Result<Row<'a>, String> {
+    let p = &m.profile;
+    // Each request as the profile measured it, with the calls' dispatch moved under the GIL.
+    let shift = |v: &[f64], mean: f64, want: f64| -> Dist {
+        let d = want - mean;
+        Dist::Empirical { file: None, samples: v.iter().map(|x| (x + d).max(0.0)).collect::<Vec<_>>().into() }
+    };
+    let mut sc = Scenario::defaults();
+    sc.system.cores = h.affinity.len().max(1) as u32;
+    sc.worker.threads = m.threads;
+    sc.worker.lock = LockKind::Gil;
+    sc.worker.switch_interval_ms = h.switch_interval_ms;
+    sc.clients.users = m.threads;
+    sc.workload.new_tokens = Dist::Const(1.0);
+    sc.cost.token_locked_ms = shift(&p.held_ms_samples, p.held_ms_mean, p.sim.locked_ms);
+    sc.cost.token_free_ms = shift(&p.free_ms_samples, p.free_ms_mean, p.sim.free_ms);
+    // No NumPy call, no release point: only the request's end lets the GIL go.
+    sc.cost.release_points = if p.sim.free_ms > 0.0 { p.sim.release_points.max(1) } else { 1 };
+    sc.cost.wake_us = Dist::Empirical { file: None, samples: wake.samples_us.clone().into() };
+    sc.cost.vain_wake_us = wake.vain.median;
+    sc.run.requests = SIM_REQUESTS;
+    sc.run.warmup_requests = 200 + 4 * u64::from(m.threads);
+    sc.run.replications = SIM_REPLICATIONS;
+    sc.validate().map_err(|e| e.to_string())?;
+    let r = servesim::sim::simulate(&sc).map_err(|e| e.to_string())?;
+    Ok(Row {
+        m,
+        rps: r.figures.throughput_rps,
+        rps_ci: r.ci95.throughput_rps,
+        p95_ms: r.figures.latency_ms.p95,
+    })
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "\n   T  held%      K   measured req/s  predicted req/s   error   p95 meas ms  p95 pred ms   error\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:>4} {:>6.0} {:>6} {:>16.1} {:>16.1} {:>+7.1}% {:>12.2} {:>12.2} {:>+7.1}%{}",
+            r.m.threads,
+            r.m.held_share * 100.0,
+            r.m.release_points,
+            r.m.throughput_rps,
+            r.rps,
+            r.err_rps() * 100.0,
+            r.m.p95_ms,
+            r.p95_ms,
+            r.err_p95() * 100.0,
+            if r.clean() { "" } else { "  (busy machine: left out)" }
+        );
+    }
+    s
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "threads,work_ms,held_share,release_points,measured_rps,predicted_rps,predicted_rps_ci95,\
+         error_rps,measured_p95_ms,predicted_p95_ms,error_p95,other_cpu_cores,clean\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.m.threads,
+            r.m.work_ms,
+            r.m.held_share,
+            r.m.release_points,
+            r.m.throughput_rps,
+            r.rps,
+            r.rps_ci,
+            r.err_rps(),
+            r.m.p95_ms,
+            r.p95_ms,
+            r.err_p95(),
+            r.m.other_cpu_cores,
+            r.clean()
+        );
+    }
+    s
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Points whose throughput moves by more than the noise from one thread count to the next
+/// of the same (H, K): (threads, measured change, predicted change).
+fn directions<'a>(rows: &'a [Row<'a>]) -> Vec<(&'a Row<'a>, f64, f64)> {
+    let clean: Vec<&Row> = rows.iter().filter(|r| r.clean()).collect();
+    let mut out = Vec::new();
+    for r in &clean {
+        let prev = clean
+            .iter()
+            .filter(|q| q.series() == r.series() && q.m.threads < r.m.threads)
+            .max_by_key(|q| q.m.threads);
+        if let Some(q) = prev {
+            let measured = r.m.throughput_rps / q.m.throughput_rps - 1.0;
+            if measured.abs() > DIRECTION_NOISE {
+                out.push((*r, measured, r.rps / q.rps - 1.0));
+            }
+        }
+    }
+    out
+}
+
+fn targets(rows: &[Row]) -> String {
+    let clean: Vec<&Row> = rows.iter().filter(|r| r.clean()).collect();
+    let rps: Vec<f64> = clean.iter().map(|r| r.err_rps().abs() * 100.0).collect();
+    let p95: Vec<f64> = clean.iter().map(|r| r.err_p95().abs() * 100.0).collect();
+    let dirs = directions(rows);
+    let wrong = dirs.iter().filter(|(_, m, p)| m.signum() != p.signum()).count();
+    let max_rps = rps.iter().copied().fold(0.0, f64::max);
+    let mut s = format!(
+        "\n{} points, {} measured on a quiet machine ({} left out)\n",
+        rows.len(),
+        clean.len(),
+        rows.len() - clean.len()
+    );
+    let mut line = |name: &str, limit: f64, got: f64| {
+        let _ = writeln!(
+            s,
+            "target: {name:<44} ≤ {limit:>4.0}%  got {got:>6.1}%  {}",
+            if got <= limit { "met" } else { "MISSED" }
+        );
+    };
+    line("throughput median |error|", 5.0, median(rps.clone()));
+    line("throughput max |error|", 15.0, max_rps);
+    line("p95 median |error|", 10.0, median(p95));
+    let _ = writeln!(
+        s,
+        "target: direction of throughput with more threads      right at {} of {} changes beyond ±{:.0}%  {}",
+        dirs.len() - wrong,
+        dirs.len(),
+        DIRECTION_NOISE * 100.0,
+        if wrong == 0 { "met" } else { "MISSED" }
+    );
+    for (r, m, p) in dirs.iter().filter(|(_, m, p)| m.signum() != p.signum()) {
+        let _ = writeln!(
+            s,
+            "  wrong way: T={} H={:.0}% K={}: measured {:+.1}%, predicted {:+.1}%",
+            r.m.threads,
+            r.m.held_share * 100.0,
+            r.m.release_points,
+            m * 100.0,
+            p * 100.0
+        );
+    }
+    s
+}
+
+#[derive(Clone, Copy)]
+enum Metric {
+    Rps,
+    P95,
+}
+
+/// Throughput (or p95) against threads for the series at the lesson's held share, one per K.
+fn chart(rows: &[Row], what: Metric) -> Chart {
+    let mut series = Vec::new();
+    let mut ks: Vec<u32> = rows.iter().filter(|r| r.series().0 == 82).map(|r| r.m.release_points).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    for (color, k) in ks.into_iter().enumerate() {
+        let mut pts: Vec<&Row> = rows.iter().filter(|r| r.series() == (82, k) && r.clean()).collect();
+        pts.sort_by_key(|r| r.m.threads);
+        if pts.len() < 2 {
+            continue;
+        }
+        let (pred, meas): (Vec<Point>, Vec<Point>) = pts
+            .iter()
+            .map(|r| {
+                let x = f64::from(r.m.threads);
+                match what {
+                    Metric::Rps => (
+                        Point::with_half_width(x, r.rps, r.rps_ci),
+                        Point::with_half_width(x, r.m.throughput_rps, 0.0),
+                    ),
+                    Metric::P95 => {
+                        (Point::with_half_width(x, r.p95_ms, 0.0), Point::with_half_width(x, r.m.p95_ms, 0.0))
+                    }
+                }
+            })
+            .unzip();
+        series.push(Series {
+            label: format!("K = {k}: servesim"),
+            kind: SeriesKind::Band,
+            points: pred,
+            color,
+        });
+        series.push(Series {
+            label: format!("K = {k}: CPython"),
+            kind: SeriesKind::Points,
+            points: meas,
+            color,
+        });
+    }
+    let (title, y) = match what {
+        Metric::Rps => ("throughput", "throughput (req/s)"),
+        Metric::P95 => ("p95 latency", "p95 latency (ms)"),
+    };
+    Chart {
+        title: format!("CPython threads, 82% of each request under the GIL, K release points: {title}"),
+        x_label: "threads (closed loop, one user each)".into(),
+        y_label: y.into(),
+        log_x: true,
+        series,
+    }
+}
