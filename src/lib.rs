@@ -17,9 +17,11 @@
 //! * [`stats`] — summaries, percentiles and confidence intervals shared by both backends.
 //! * [`experiment`] — the commands (simulate, measure, validate…) as library calls.
 //! * [`workload`] — distributions and arrival processes.
+//! * [`affinity`] — CPU lists (`0-3,6`) and pinning threads to them (Linux).
 //! * `gpt`, `server`, `load`, `plot` — the real model, server, load generator and figures
 //!   (behind the default features `model`, `server`, `load` and `plot`).
 
+pub mod affinity;
 pub mod analytic;
 pub mod des;
 pub mod experiment;
