@@ -104,6 +104,9 @@ impl std::str::FromStr for CpuList {
         let mut cpus = Vec::new();
         for part in list.split(',') {
             match part.split_once('-') {
+                Some((a, b)) if a.trim().is_empty() || b.trim().is_empty() => {
+                    return Err(err(format!("range `{}` needs a CPU on each side of `-`", part.trim())));
+                }
                 Some((a, b)) => {
                     let (a, b) = (index(a).map_err(err)?, index(b).map_err(err)?);
                     if a > b {
@@ -262,7 +265,8 @@ mod tests {
             ("", "an item is empty"),
             ("1,,2", "an item is empty"),
             ("a", "`a` is not a CPU index"),
-            ("-1", "an item is empty"),
+            ("-1", "range `-1` needs a CPU on each side of `-`"),
+            ("2-", "range `2-` needs a CPU on each side of `-`"),
             ("1-x", "`x` is not a CPU index"),
             ("3-1", "range 3-1 is empty; write the lower CPU first, 1-3"),
             ("1024", "CPU 1024 is out of range; indices must be < 1024"),
