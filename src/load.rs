@@ -55,7 +55,6 @@ pub use closed::RECONNECT_BACKOFF;
 pub use error::LoadError;
 /// HTTP methods, for [`LoadPlan::method`].
 pub use hyper::Method;
-pub use pin::{allowed_cpus, format_cpus};
 pub use plan::{LoadPlan, MAX_CONNECTIONS, MAX_RATE_RPS, MAX_REQUESTS, MAX_SECONDS, MAX_THREADS, Mode, Stop};
 pub use progress::progress_bar;
 pub use record::{CSV_HEADER, ErrorKind, RequestRecord, write_csv};

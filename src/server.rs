@@ -28,8 +28,9 @@
 //!   `batch` — the batch scheduler (`static`: Triton's dynamic batching; `continuous`:
 //!   iteration-level, as Orca and vLLM), the simulator's semantics on the real model.
 //! * `app`, `routes`, [`api`] — the request pipeline, the routes, the JSON contract.
-//! * [`worker`], [`supervisor`], `listener`, [`affinity`], `shutdown` — processes, sockets,
-//!   CPUs, signals; [`launch`], [`client`] — starting and querying the server from code.
+//! * [`worker`], [`supervisor`], `listener`, `shutdown` — processes, sockets, signals;
+//!   [`affinity`] — the crate's CPU lists, re-exported here; [`launch`], [`client`] —
+//!   starting and querying the server from code.
 //! * [`stats`], [`metrics`] — `/stats` (JSON counters) and `/metrics` (Prometheus).
 //!
 //! Timeouts (`limits.request_timeout_ms`, `serve --timeout-ms`, from the request's arrival):
@@ -53,7 +54,6 @@
 //! only. Each worker also listens on a private admin address (`workers[].admin` on the
 //! ready line, [`WorkerInfo::admin`]) serving the same routes: scrape each worker there.
 
-pub mod affinity;
 pub mod api;
 mod app;
 mod batch;
@@ -75,7 +75,7 @@ pub mod supervisor;
 mod work;
 pub mod worker;
 
-pub use affinity::{AffinityError, CpuList, CpuPlan};
+pub use crate::affinity::{self, AffinityError, CpuList, CpuPlan};
 pub use api::{CorrectRequest, CorrectResponse, ErrorBody, Timing};
 pub use batch::BatchStats;
 pub use config::{ConfigError, EmulatedCost, Limits, ServerConfig, resolve_model_dir};

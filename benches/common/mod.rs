@@ -34,7 +34,7 @@ pub fn closed(srv: &ServerProcess, cpus: &CpuPlan, users: u32, n: u64, body: &st
     let mode = Mode::Closed { users, think_ms: Dist::Const(0.0) };
     let mut plan = LoadPlan::new(format!("http://{}/correct", srv.addr()), mode, Stop::Requests(n));
     plan.body = Some(BodyTemplate::new(body));
-    plan.cpus = Some(cpus.load.0.clone());
+    plan.cpus = Some(cpus.load.clone());
     let r = load::run_blocking(&plan, None).expect("load run");
     assert_eq!(r.errors.values().sum::<u64>(), 0, "every request succeeds");
     r

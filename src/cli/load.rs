@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{ArgGroup, Args};
+use servesim::affinity::CpuList;
 use servesim::load::{self, BodyTemplate, LoadPlan, Method, Mode, Stop};
 use servesim::workload::Dist;
 use std::io::IsTerminal;
@@ -89,7 +90,7 @@ pub struct LoadArgs {
     threads: usize,
 
     /// Pin the load generator to these CPUs, e.g. 2,3 or 2-3 (Linux).
-    #[arg(long, value_name = "LIST", value_parser = cpu_list)]
+    #[arg(long, value_name = "LIST")]
     cpus: Option<CpuList>,
 
     /// Seed of Poisson gaps.
@@ -104,10 +105,6 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
 }
-
-/// A `--cpus` list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuList(Vec<usize>);
 
 /// Runs `servesim load`.
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
@@ -158,7 +155,7 @@ fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
     plan.drain = args.drain;
     plan.max_connections = args.max_connections;
     plan.threads = args.threads;
-    plan.cpus = args.cpus.clone().map(|c| c.0);
+    plan.cpus = args.cpus.clone();
     plan.seed = args.seed;
     Ok(plan)
 }
@@ -172,29 +169,6 @@ fn seconds(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(v).map_err(|_| format!("{s} seconds is too long"))
 }
 
-/// `2,3`, `2-3` or `0-1,4`.
-fn cpu_list(s: &str) -> Result<CpuList, String> {
-    let num = |t: &str| {
-        t.trim().parse::<usize>().map_err(|_| format!("{t:?} is not a CPU number (write e.g. 2,3 or 2-3)"))
-    };
-    let mut cpus = Vec::new();
-    for part in s.split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b || b - a > 4096 {
-                    return Err(format!("range {part:?} is empty or too long"));
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(num(part)?),
-        }
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(CpuList(cpus))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,15 +179,6 @@ mod tests {
         assert_eq!(seconds("0"), Ok(Duration::ZERO));
         for bad in ["-1", "nan", "inf", "x", "1e300"] {
             assert!(seconds(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn parses_cpu_lists() {
-        assert_eq!(cpu_list("2,3"), Ok(CpuList(vec![2, 3])));
-        assert_eq!(cpu_list("0-2,1,5"), Ok(CpuList(vec![0, 1, 2, 5])));
-        for bad in ["", "a", "3-1", "1,,2", "0-100000"] {
-            assert!(cpu_list(bad).is_err(), "{bad}");
         }
     }
 }

@@ -233,7 +233,7 @@ pub fn measure(sc: &Scenario, opts: &MeasureOptions) -> Result<MeasureReport, Me
     let model_dir = server::resolve_model_dir(opts.model_dir.as_deref());
     let config = ServerConfig::from_scenario(sc, opts.limits.clone(), model_dir.clone())?;
     let body = body(sc, model_context(&model_dir)?)?;
-    let allowed = server::affinity::allowed().map_err(|e| setup("read the CPU affinity", e))?;
+    let allowed = crate::affinity::allowed().map_err(|e| setup("read the CPU affinity", e))?;
     let cpus = CpuPlan::split(&allowed, sc.system.cores as usize);
     let (mode, stop, warmup) = clients(sc);
     let mut plan = LoadPlan::new("", mode, stop);
@@ -282,7 +282,7 @@ fn run_load(plan: &LoadPlan, cpus: &CpuPlan, cap_s: f64) -> Result<Vec<RequestRe
         .thread_name("servesim-measure")
         .enable_all()
         .on_thread_start(move || {
-            let _ = server::affinity::pin(&pin);
+            let _ = crate::affinity::pin(&pin);
         })
         .build()
         .map_err(|e| setup("start the load generator's runtime", e))?;

@@ -17,8 +17,10 @@
 
 mod present;
 mod spread;
+mod summary;
 
 pub use spread::{BATCHES, Spread};
+pub use summary::{ErrorSummary, Target};
 
 use super::grid::{Axis, Grid, show};
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, measure};
@@ -28,6 +30,7 @@ use crate::sim::{self, SimError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use summary::{summarize, targets};
 
 /// Why a validation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -197,53 +200,6 @@ pub(crate) fn short(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }
 
-/// Median and largest |error| of one metric.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct ErrorSummary {
-    /// Points counted.
-    pub points: usize,
-    /// Median |error| [%].
-    pub median_abs_pct: f64,
-    /// Largest |error| [%].
-    pub max_abs_pct: f64,
-    /// Points whose predicted and measured 95% CIs overlap.
-    #[serde(default)]
-    pub agree: usize,
-}
-
-impl ErrorSummary {
-    fn of<'a>(compared: impl Iterator<Item = &'a Compared>) -> Self {
-        let compared: Vec<&Compared> = compared.filter(|c| c.error_pct.is_finite()).collect();
-        let agree = compared.iter().filter(|c| c.agrees).count();
-        let mut e: Vec<f64> = compared.iter().map(|c| c.error_pct.abs()).collect();
-        e.sort_by(f64::total_cmp);
-        let median = match e.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => e[n / 2],
-            n => (e[n / 2 - 1] + e[n / 2]) / 2.0,
-        };
-        Self {
-            points: e.len(),
-            median_abs_pct: median,
-            max_abs_pct: e.last().copied().unwrap_or(f64::NAN),
-            agree,
-        }
-    }
-}
-
-/// A target and whether it was met.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Target {
-    /// What is compared.
-    pub name: String,
-    /// The limit [%].
-    pub limit_pct: f64,
-    /// The value reached [%].
-    pub value_pct: f64,
-    /// `value ≤ limit`.
-    pub met: bool,
-}
-
 /// A whole validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
@@ -258,7 +214,9 @@ pub struct Validation {
     pub method: String,
     /// Every point.
     pub points: Vec<ValidatedPoint>,
-    /// |error| of each metric over every point.
+    /// |error| of each metric over every point, in the order throughput, p50, p95, p99,
+    /// throughput below saturation; in JSON, an object keyed by metric name.
+    #[serde(with = "summary::by_metric")]
     pub summary: Vec<(String, ErrorSummary)>,
     /// The targets.
     pub targets: Vec<Target>,
@@ -318,7 +276,7 @@ pub fn validate(
     progress(total, total, "done");
     let points: Vec<ValidatedPoint> = planned.into_iter().zip(&measured).map(|(p, m)| p.compare(m)).collect();
     let summary = summarize(&points);
-    let targets = targets(&points, &summary);
+    let targets = targets(&summary);
     Ok(Validation {
         machine: super::calibrate::machine(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
@@ -491,34 +449,6 @@ fn as_trace(sc: &Scenario, n: u64, seed: u64) -> Scenario {
     out
 }
 
-fn summarize(points: &[ValidatedPoint]) -> Vec<(String, ErrorSummary)> {
-    let mut out = Vec::new();
-    for (i, name) in ["throughput", "p50", "p95", "p99"].iter().enumerate() {
-        out.push((name.to_string(), ErrorSummary::of(points.iter().map(|p| p.metrics()[i].1))));
-    }
-    out.push((
-        "throughput below saturation".into(),
-        ErrorSummary::of(points.iter().filter(|p| !p.saturated).map(|p| &p.throughput_rps)),
-    ));
-    out
-}
-
-fn targets(points: &[ValidatedPoint], summary: &[(String, ErrorSummary)]) -> Vec<Target> {
-    let get = |n: &str| summary.iter().find(|(k, _)| k == n).map(|(_, s)| *s).unwrap_or_default();
-    let t = |name: &str, limit: f64, value: f64| Target {
-        name: name.into(),
-        limit_pct: limit,
-        value_pct: value,
-        met: value <= limit,
-    };
-    let _ = points;
-    vec![
-        t("median |error| throughput", 3.0, get("throughput").median_abs_pct),
-        t("median |error| p95", 8.0, get("p95").median_abs_pct),
-        t("max |error| throughput below saturation", 10.0, get("throughput below saturation").max_abs_pct),
-    ]
-}
-
 /// The default suite on the scenarios in `models`: the three handlers × lock `none` / `gil`
 /// × users 1…64 (closed loop); workers 1 vs 2 (`sync`, GIL) at 8 and 32 users; and batching
 /// `none` / `static` / `continuous` × output lengths of low and high variance (20 tokens, or
@@ -559,28 +489,6 @@ pub fn default_suites(models: &Path) -> Vec<Suite> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spread(value: f64, lo: f64, hi: f64) -> Spread {
-        Spread { value, lo, hi }
-    }
-
-    #[test]
-    fn errors_are_relative_to_the_measurement_and_summaries_use_absolute_values() {
-        let c = Compared::new(110.0, 1.0, spread(100.0, 95.0, 105.0));
-        assert_eq!((c.measured, c.measured_lo, c.measured_hi), (100.0, 95.0, 105.0));
-        assert!((c.error_pct - 10.0).abs() < 1e-12);
-        assert!(!c.agrees, "109..111 and 95..105 do not overlap");
-        let errs = [(96.0, true), (101.0, true), (102.0, false), (f64::NAN, false)];
-        let cs: Vec<Compared> = errs
-            .iter()
-            .map(|&(pred, _)| {
-                Compared::new(pred, if pred == 102.0 { 0.0 } else { 1.0 }, spread(100.0, 99.0, 101.5))
-            })
-            .collect();
-        let s = ErrorSummary::of(cs.iter());
-        assert_eq!((s.points, s.median_abs_pct, s.max_abs_pct), (3, 2.0, 4.0));
-        assert_eq!(s.agree, 1, "only 101 ± 1 overlaps 99..101.5");
-    }
 
     #[test]
     fn an_open_loop_point_is_the_load_generators_own_schedule_as_a_trace() {

@@ -51,9 +51,9 @@ pub enum LoadError {
     Pin {
         /// The CPUs asked for.
         cpus: Vec<usize>,
-        /// The OS error.
+        /// Why pinning failed.
         #[source]
-        source: std::io::Error,
+        source: crate::affinity::AffinityError,
     },
     /// The run's driver task panicked or was cancelled.
     #[error("the load generator stopped unexpectedly: {0}")]

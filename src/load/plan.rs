@@ -2,6 +2,7 @@
 
 use super::pin;
 use super::{BodyTemplate, LoadError, Target};
+use crate::affinity::CpuList;
 use crate::workload::Dist;
 use hyper::Method;
 use std::time::Duration;
@@ -124,7 +125,7 @@ pub struct LoadPlan {
     pub threads: usize,
     /// CPUs the runtime's threads are pinned to (Linux), for `run_blocking`.
     /// By default, `None` (not pinned).
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
 }
 
 impl LoadPlan {
@@ -338,7 +339,7 @@ mod tests {
         p.threads = 0;
         cases.push((p, "--threads"));
         let mut p = closed(1);
-        p.cpus = Some(vec![]);
+        p.cpus = Some(CpuList::default());
         cases.push((p, "--cpus"));
         let mut p = closed(1);
         p.url = "https://127.0.0.1/".into();

@@ -2,12 +2,12 @@
 //! `servesim serve` as a child process on an ephemeral loopback port, stopped — always — by
 //! [`ServerProcess::stop`] or, failing that, when the handle drops.
 
-use super::affinity::CpuList;
 use super::client;
 use super::config::ServerConfig;
 use super::shutdown;
 use super::stats::WorkerStats;
 use super::supervisor::{ReadyLine, StoppedLine};
+use crate::affinity::CpuList;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

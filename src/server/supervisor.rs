@@ -12,12 +12,12 @@
 //! own, the supervisor stops the others and reports it.
 
 use super::ServerError;
-use super::affinity::{self, CpuList};
 use super::config::ServerConfig;
 use super::listener;
 use super::shutdown;
 use super::stats::RequestCounts;
 use super::worker::{WorkerEvent, WorkerSpec};
+use crate::affinity::{self, CpuList};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -7,13 +7,13 @@
 //! [`WorkerEvent::Stopped`] after a SIGTERM/SIGINT, when its in-flight requests have been
 //! answered (or the drain deadline passed: then it exits 1 without waiting further).
 
-use super::affinity::{self, CpuList};
 use super::app::App;
 use super::config::ServerConfig;
 use super::listener::{self, Limited};
 use super::shutdown::{self, Signals};
 use super::stats::RequestCounts;
 use super::{ServerError, metrics, procfs, routes};
+use crate::affinity::{self, CpuList};
 use crate::gpt::Model;
 use serde::{Deserialize, Serialize};
 use std::future::IntoFuture;

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{any, post};
+use servesim::affinity::CpuList;
 use servesim::load::{self, BodyTemplate, ErrorKind, LoadPlan, LoadReport, Mode, Stop};
 use servesim::workload::Dist;
 use std::net::SocketAddr;
@@ -363,10 +364,10 @@ fn bad_plans_fail_before_anything_is_sent() {
 fn pinned_runtime_runs_the_plan() {
     let server = TestServer::start(1);
     let mut plan = LoadPlan::new(server.url("/echo"), closed(2), Stop::Requests(6));
-    plan.cpus = Some(vec![load::allowed_cpus().unwrap()[0]]);
+    plan.cpus = Some(CpuList(vec![servesim::affinity::allowed().unwrap().0[0]]));
     plan.threads = 2;
     assert_eq!(run(&plan).completed, 6);
-    plan.cpus = Some(vec![1 << 20]);
+    plan.cpus = Some(CpuList(vec![1 << 20]));
     let err = load::run_blocking(&plan, None).unwrap_err().to_string();
     assert!(err.starts_with("--cpus"), "{err}");
 }
