@@ -31,9 +31,9 @@ struct Point {
     p50_ms: f64,
     p99_ms: f64,
     mean_batch: f64,
-    /// CPU per request of the threads running the model (pool or scheduler) [ms].
+    /// CPU per request of the threads running the model (pool or scheduler) (ms).
     model_cpu_ms: f64,
-    /// CPU per request of the event loop [ms].
+    /// CPU per request of the event loop (ms).
     loop_cpu_ms: f64,
 }
 

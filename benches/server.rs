@@ -15,13 +15,13 @@ mod common;
 use common::{closed, one, requests, start};
 use servesim::server::{CpuPlan, WorkerStats, affinity};
 
-/// Mean handler wall time per completed request between two snapshots [ms].
+/// Mean handler wall time per completed request between two snapshots (ms).
 fn service_ms(before: &WorkerStats, after: &WorkerStats) -> f64 {
     let n = (after.requests.completed - before.requests.completed).max(1) as f64;
     (after.sums.compute_ms - before.sums.compute_ms) / n
 }
 
-/// The server process's CPU time per completed request between two snapshots [ms]: the
+/// The server process's CPU time per completed request between two snapshots (ms): the
 /// handler and the event loop's parsing, dispatch and serialization — every cycle a
 /// request costs the cores.
 fn cpu_ms(before: &WorkerStats, after: &WorkerStats) -> f64 {

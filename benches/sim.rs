@@ -1,6 +1,7 @@
 //! Simulator speed: customers per second on the M/M/4 model (`models/mmc.toml`, one
 //! replication of 1,000,000 customers) and requests per second on the GIL scenario
-//! (`models/seed-sync.toml`, one replication of 10,000 requests); and the cost of the draw a
+//! (`models/seed-sync.toml`, one replication of 10,000 requests), and with the lesson model's
+//! 13,200 release points per request under CPython's GIL; and the cost of the draw a
 //! seed-sync request makes 40 of, a per-token gamma (mean 1.642 ms, cv 0.25): the floor
 //! under any exact simulation of that model that draws every token.
 //!
@@ -44,6 +45,12 @@ fn simulator(c: &mut Criterion) {
     let requests = 10_000;
     let gil = load("seed-sync.toml", &["run.requests=10000", "run.warmup_requests=0"]);
     bench(c, "seed-sync: requests", &gil, requests);
+    // The lesson's model as CPython runs it: 528 forward steps × 25 kernels = 13,200 release
+    // points per request (660 per token), 40 threads, 50 users, CPython's GIL.
+    let lesson = 300;
+    let fine =
+        load("seed-sync.toml", &["run.requests=300", "run.warmup_requests=0", "cost.release_points=660"]);
+    bench(c, "seed-sync, 13,200 release points per request: requests", &fine, lesson);
 }
 
 fn draws(c: &mut Criterion) {

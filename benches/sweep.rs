@@ -12,7 +12,7 @@ use servesim::scenario::Override;
 use std::path::Path;
 use std::time::Instant;
 
-/// CPU time used by this process so far, all threads [s].
+/// CPU time used by this process so far, all threads (s).
 fn process_cpu_s() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// Offered loads [req/s]: the last two beyond every configuration's capacity, so that the
+/// Offered loads (req/s): the last two beyond every configuration's capacity, so that the
 /// highest is each one's saturated throughput.
 const RATES: [f64; 7] = [60.0, 120.0, 200.0, 300.0, 400.0, 600.0, 900.0];
 /// Measured requests per point, after the warm-up (the simulator runs the same length).
@@ -140,7 +140,7 @@ fn err_pct(pred: f64, meas: f64) -> f64 {
     100.0 * (pred - meas) / meas
 }
 
-/// The highest predicted throughput of configuration `c` over the sweep [req/s].
+/// The highest predicted throughput of configuration `c` over the sweep (req/s).
 fn peak(rows: &[Row], c: usize) -> f64 {
     rows.iter().filter(|r| r.config == c).map(|r| r.pred.figures.throughput_rps).fold(0.0, f64::max)
 }
@@ -193,7 +193,7 @@ fn table(rows: &[Row]) {
     );
 }
 
-/// Mean lateness of the load generator's sends [ms]: latency counts from the intended send
+/// Mean lateness of the load generator's sends (ms): latency counts from the intended send
 /// time, service time from the actual send.
 fn late_ms(m: &MeasureReport) -> f64 {
     m.latency_ms.mean - m.service_ms.mean

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The rate to hold [req/s].
+/// The rate to hold (req/s).
 const TARGET_RPS: f64 = 150.0;
 /// The objective.
 const SLO: &str = "p95=30ms";

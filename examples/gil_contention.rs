@@ -44,7 +44,7 @@ use common::{QUIET_BUDGET, Quiet, bound_predicted_measured, calibration, root};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// Emulated interpreter work per token, whatever its lock-held share [ms].
+/// Emulated interpreter work per token, whatever its lock-held share (ms).
 const TOKEN_WORK_MS: f64 = 0.4;
 const USERS: u32 = 16;
 const THREADS: u32 = 2;
@@ -67,7 +67,7 @@ fn scenario(base: &Path, cal: &Path, tenths: u32, extra: &[String]) -> Result<Sc
     let s = f64::from(tenths) / 10.0;
     let mut sets = vec![
         "worker.handler=sync".to_string(),
-        "worker.lock=gil".into(),
+        "worker.lock=fair-gil".into(),
         format!("worker.threads={THREADS}"),
         format!("clients.users={USERS}"),
         format!("cost.token_locked_ms={}", TOKEN_WORK_MS * s),

@@ -144,7 +144,7 @@ fn main() -> Result<()> {
     let suite = Suite {
         name: "handlers".into(),
         file: base,
-        fixed: vec!["worker.lock=gil".parse::<Override>()?],
+        fixed: vec!["worker.lock=fair-gil".parse::<Override>()?],
         axes: vec![format!("worker.handler={}", HANDLERS.join(",")).parse::<Axis>()?, USERS.parse()?],
     };
     let v = validate_quietly(suite, cal)?;

@@ -111,10 +111,11 @@ fn second_thread_helps(points: &[ValidatedPoint], get: fn(&Compared) -> f64) -> 
 fn main() -> Result<()> {
     let base = root().join("models/validate.toml");
     let (cal, _) = calibration(&base)?;
-    let fixed: Vec<Override> = ["worker.handler=sync", "worker.lock=gil", &format!("clients.users={USERS}")]
-        .iter()
-        .map(|s| s.parse())
-        .collect::<std::result::Result<_, _>>()?;
+    let fixed: Vec<Override> =
+        ["worker.handler=sync", "worker.lock=fair-gil", &format!("clients.users={USERS}")]
+            .iter()
+            .map(|s| s.parse())
+            .collect::<std::result::Result<_, _>>()?;
     let suite = Suite { name: "threadpool".into(), file: base, fixed, axes: vec![THREADS.parse::<Axis>()?] };
     let v = validate_quietly(suite, cal)?;
     let mut points = v.points.clone();

@@ -48,7 +48,7 @@ const PLATEAU: f64 = 0.12;
 fn scenario(base: &Path, cal: &Path, workers: u32, extra: &[String]) -> Result<Scenario> {
     let mut sets = vec![
         "worker.handler=sync".to_string(),
-        "worker.lock=gil".into(),
+        "worker.lock=fair-gil".into(),
         "system.balancer=hash".into(),
         format!("system.workers={workers}"),
         format!("clients.users={USERS}"),
@@ -91,7 +91,7 @@ impl Row {
         self.mean(|m| m.memory_mb)
     }
 
-    /// Every worker's RSS over every repeat [MB].
+    /// Every worker's RSS over every repeat (MB).
     fn worker_rss_mb(&self) -> Vec<f64> {
         self.measured.iter().flat_map(|m| m.workers.iter().map(|w| w.rss_kb as f64 / 1024.0)).collect()
     }

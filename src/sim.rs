@@ -90,7 +90,7 @@ pub enum SimError {
     },
 }
 
-/// Mean time waiting per request, by stage [ms].
+/// Mean time waiting per request, by stage (ms).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Waits {
     /// Waiting for a threadpool thread.
@@ -119,9 +119,9 @@ pub struct Utilization {
 pub struct Figures {
     /// Completed requests per second in the measurement window.
     pub throughput_rps: f64,
-    /// Latency from the intended send time to the reply [ms].
+    /// Latency from the intended send time to the reply (ms).
     pub latency_ms: LatencySummary,
-    /// Mean waits per request by stage [ms].
+    /// Mean waits per request by stage (ms).
     pub waits_ms: Waits,
     /// Utilization of each resource.
     pub utilization: Utilization,
@@ -187,7 +187,7 @@ pub struct Replication {
     pub rejected: u64,
     /// Events processed.
     pub events: u64,
-    /// Simulated time at the end [s].
+    /// Simulated time at the end (s).
     pub sim_time_s: f64,
     /// Whether the run stopped before it measured enough (see `truncation`).
     pub truncated: bool,

@@ -40,7 +40,7 @@ fn predictions_agree_with_the_real_server() {
         axes: vec![axis(&format!("clients.users={users}"))],
     };
     let suites = [
-        suite("gil", &["worker.handler=sync", "worker.lock=gil"], "1,8"),
+        suite("gil", &["worker.handler=sync", "worker.lock=fair-gil"], "1,8"),
         suite("cores", &["worker.handler=sync", "worker.lock=none"], "8"),
         suite("loop", &["worker.handler=async-blocking", "worker.lock=none"], "4"),
     ];

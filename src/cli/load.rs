@@ -43,7 +43,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "USERS")]
     closed: Option<u32>,
 
-    /// Closed loop: think time between a reply and the next request [ms].
+    /// Closed loop: think time between a reply and the next request (ms).
     #[arg(long, value_name = "MS", requires = "closed", default_value_t = 0.0)]
     think_ms: f64,
 
@@ -59,7 +59,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N")]
     burst: Option<u32>,
 
-    /// Send for this long after the warm-up [s].
+    /// Send for this long after the warm-up (s).
     #[arg(long, value_name = "S", value_parser = seconds)]
     duration: Option<Duration>,
 
@@ -67,16 +67,16 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N")]
     requests: Option<u64>,
 
-    /// Leave requests completing in the first S seconds out of the statistics [s].
+    /// Leave requests completing in the first S seconds out of the statistics (s).
     #[arg(long, value_name = "S", value_parser = seconds, default_value = "0")]
     warmup: Duration,
 
-    /// Per-request timeout [s].
+    /// Per-request timeout (s).
     #[arg(long, value_name = "S", value_parser = seconds, default_value = "30")]
     timeout: Duration,
 
     /// After --duration, wait at most this long for requests in flight, then cancel them
-    /// [s]. By default, the timeout.
+    /// (s). By default, the timeout.
     #[arg(long, value_name = "S", value_parser = seconds)]
     drain: Option<Duration>,
 

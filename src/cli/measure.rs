@@ -21,7 +21,7 @@ pub struct MeasureArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
 
-    /// Longest the load run may take [s].
+    /// Longest the load run may take (s).
     #[arg(long, default_value_t = MeasureOptions::default().max_wall_s)]
     max_wall_s: f64,
 

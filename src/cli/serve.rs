@@ -46,7 +46,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
 
-    /// Request timeout from arrival [ms]. A request still queued then (for a pool thread,
+    /// Request timeout from arrival (ms). A request still queued then (for a pool thread,
     /// a batch, or the loop) gets 504 and never runs; a running generation stops at its
     /// next token boundary (before the prefill, then before each token or batched step)
     /// and gets 504 with the tokens it made. Not interrupted: the work between two
@@ -57,11 +57,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = Limits::default().request_timeout_ms)]
     timeout_ms: f64,
 
-    /// After SIGTERM/SIGINT, how long in-flight requests may take [ms].
+    /// After SIGTERM/SIGINT, how long in-flight requests may take (ms).
     #[arg(long, default_value_t = Limits::default().drain_timeout_ms)]
     drain_ms: f64,
 
-    /// Largest request body; larger ones get 413 [bytes].
+    /// Largest request body; larger ones get 413 (bytes).
     #[arg(long, default_value_t = Limits::default().body_limit_bytes)]
     body_limit: usize,
 

@@ -1,10 +1,10 @@
 //! Simulated time: integer nanoseconds, so event order is exact and runs reproduce bit
 //! for bit.
 
-/// A point in or a span of simulated time [ns].
+/// A point in or a span of simulated time (ns).
 pub type Nanos = u64;
 
-/// Rounds a duration [ns] to the nearest whole nanosecond (halves up), saturating:
+/// Rounds a duration (ns) to the nearest whole nanosecond (halves up), saturating:
 /// negative or NaN inputs give 0. Plain arithmetic rather than `f64::round`, which is a
 /// library call on baseline x86-64 and sits on the simulator's hot path.
 #[inline]
@@ -13,7 +13,7 @@ pub fn round_ns(x: f64) -> Nanos {
     (x + 0.5) as Nanos
 }
 
-/// Rounds a duration [ns] up to a whole nanosecond, saturating like [`round_ns`].
+/// Rounds a duration (ns) up to a whole nanosecond, saturating like [`round_ns`].
 #[inline]
 pub fn ceil_ns(x: f64) -> Nanos {
     let i = x as Nanos;

@@ -97,18 +97,23 @@ impl Default for CalibrateOptions {
 }
 
 /// The scenario the server is calibrated with: its CPUs, prompt, tokens and emulated work,
-/// one worker with one thread and the GIL (so lock operations are paid), no batching.
+/// one worker with one thread and its lock, or the GIL if it has none (so lock operations
+/// are paid), no batching.
 fn bare(sc: &Scenario) -> Scenario {
     let mut s = sc.clone();
     s.system.workers = 1;
     s.worker.handler = Handler::Sync;
     s.worker.threads = 1;
-    s.worker.lock = LockKind::Gil;
+    // The scenario's own lock, so that the contended run and the hand-off fit see it; the GIL
+    // when it has none.
+    if s.worker.lock == LockKind::None {
+        s.worker.lock = LockKind::Gil;
+    }
     s.batching.mode = BatchingMode::None;
     s
 }
 
-/// Means of the emulated work the server adds per request [ms]: (loop, locked, free), where
+/// Means of the emulated work the server adds per request (ms): (loop, locked, free), where
 /// locked and free are (per request, per token).
 struct Nominal {
     loop_ms: f64,
@@ -332,7 +337,7 @@ fn send(conn: &mut Connection, body: &str, index: u32) -> Result<CorrectResponse
 /// What the single-client run measured.
 struct Single {
     samples: Vec<Sample>,
-    /// The event loop's CPU per request beyond its nominal emulated work [ms].
+    /// The event loop's CPU per request beyond its nominal emulated work (ms).
     loop_ms: f64,
 }
 
@@ -451,7 +456,7 @@ fn contended(
     }))
 }
 
-/// The hand-off cost [µs] at which the simulator, given everything else this calibration
+/// The hand-off cost (µs) at which the simulator, given everything else this calibration
 /// measured, holds the contended run's throughput: one number for a mechanism (waking a
 /// parked thread to take the lock, its caches cold), taken from a run of its own and used
 /// for every point. Bisection; the simulated throughput falls as the cost grows.
@@ -487,7 +492,7 @@ fn fit_handoff_us(sc: &Scenario, cal: &Calibration, n: u32, want_rps: f64) -> Op
 
 /// `n` clients sending at once: a warm-up, then half of `opts.requests` requests in all
 /// (a throughput needs fewer than the single client's distributions); the server's
-/// counters over the measured part and its wall time [s].
+/// counters over the measured part and its wall time (s).
 fn contended_run(
     srv: &ServerProcess,
     sc: &Scenario,
@@ -538,7 +543,7 @@ fn contended_run(
     })
 }
 
-/// The real lock's hand-off cost [µs] when threads queue for it, as the server's pool
+/// The real lock's hand-off cost (µs) when threads queue for it, as the server's pool
 /// threads do under the GIL: four threads each hold it for a fixed spin, release it, spin
 /// a little more without it (a kernel's worth) and queue again, so that every release hands
 /// it to a parked waiter the OS must wake. The wall time per hold beyond the held spin is
@@ -595,7 +600,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The prompt's forward pass as a request joining a batch pays it on the server (the GIL
-/// dropped around every kernel), timed `batch_samples` times: (outside kernels, inside) [ms].
+/// dropped around every kernel), timed `batch_samples` times: (outside kernels, inside) (ms).
 fn prefill(model: &Model, prompt_chars: usize, opts: &CalibrateOptions) -> (Vec<f64>, Vec<f64>) {
     if opts.batch_sizes.is_empty() {
         return (Vec::new(), Vec::new());
@@ -616,7 +621,7 @@ fn prefill(model: &Model, prompt_chars: usize, opts: &CalibrateOptions) -> (Vec<
     (locked, free)
 }
 
-/// The emulated (locked, free) work of one batched step of `b` sequences in `sc` [ns]: its
+/// The emulated (locked, free) work of one batched step of `b` sequences in `sc` (ns): its
 /// `batching.step_*` and `seq_*` means, or, when those are all zero, one token's
 /// (`cost.token_*`), so that the emulation's own overhead is measured with work to do.
 fn nominal_step_ns(sc: &Scenario, b: u32) -> (u64, u64) {

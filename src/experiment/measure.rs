@@ -77,7 +77,7 @@ pub struct MeasureOptions {
     pub model_dir: Option<PathBuf>,
     /// The server's own limits. By default, [`Limits::default`].
     pub limits: Limits,
-    /// Longest the load run may take [s]. By default, 600.
+    /// Longest the load run may take (s). By default, 600.
     pub max_wall_s: f64,
     /// Pass the server's stderr through. By default, false.
     pub show_server_stderr: bool,
@@ -100,7 +100,7 @@ impl Default for MeasureOptions {
 pub struct WorkerReport {
     /// Process id.
     pub pid: u32,
-    /// Resident memory [kB].
+    /// Resident memory (kB).
     pub rss_kb: u64,
     /// Requests answered 200 during the run.
     pub completed: u64,
@@ -115,9 +115,9 @@ pub struct MeasureReport {
     pub backend: String,
     /// 2xx responses per second in the measurement window.
     pub throughput_rps: f64,
-    /// Latency from the intended send time to the reply, measured requests [ms].
+    /// Latency from the intended send time to the reply, measured requests (ms).
     pub latency_ms: LatencySummary,
-    /// Mean waits per completed request, from the server's counters [ms].
+    /// Mean waits per completed request, from the server's counters (ms).
     pub waits_ms: Waits,
     /// Utilizations over the run, from the server's counters.
     pub utilization: Utilization,
@@ -133,19 +133,19 @@ pub struct MeasureReport {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Requests sent, warm-up included.
     pub sent: u64,
-    /// The measurement window [s].
+    /// The measurement window (s).
     pub window_s: f64,
-    /// Wall time of the load run [s].
+    /// Wall time of the load run (s).
     pub wall_s: f64,
-    /// Service time from the actual send, every 2xx response [ms].
+    /// Service time from the actual send, every 2xx response (ms).
     pub service_ms: LatencySummary,
-    /// Resident memory of all workers [MB].
+    /// Resident memory of all workers (MB).
     pub memory_mb: f64,
     /// Every worker.
     pub workers: Vec<WorkerReport>,
     /// CPUs of the server and of the load generator.
     pub cpus: CpuPlan,
-    /// CPU time of the measuring process (the load generator) per request sent [ms].
+    /// CPU time of the measuring process (the load generator) per request sent (ms).
     pub load_cpu_ms_per_request: f64,
     /// What to know when reading the figures (shared CPUs, fewer CPUs than cores…).
     pub notes: Vec<String>,
@@ -162,7 +162,7 @@ pub struct Window {
     pub start_us: u64,
     /// Each measured request's completion time [µs since start], ascending.
     pub done_us: Vec<u64>,
-    /// Each measured request's latency from its intended send time [µs], same order.
+    /// Each measured request's latency from its intended send time (µs), same order.
     pub latency_us: Vec<u64>,
 }
 
@@ -266,7 +266,7 @@ fn setup(what: &'static str, e: impl std::fmt::Display) -> MeasureError {
     MeasureError::Setup { what, message: e.to_string() }
 }
 
-/// CPU time of this process so far [ms].
+/// CPU time of this process so far (ms).
 fn process_cpu_ms() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid timespec; the clock id is a Linux constant.

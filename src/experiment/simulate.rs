@@ -16,7 +16,7 @@ pub struct SimulateOutput {
     /// The simulator's figures.
     #[serde(flatten)]
     pub report: SimReport,
-    /// Wall time of all replications [s].
+    /// Wall time of all replications (s).
     pub sim_wall_s: f64,
     /// Events per wall-clock second.
     pub events_per_sec: f64,

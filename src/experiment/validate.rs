@@ -119,11 +119,11 @@ pub struct Compared {
     pub predicted_ci95: f64,
     /// Measured.
     pub measured: f64,
-    /// Lower end of the measurement's 95% CI (see [`Spread`]).
+    /// Lower end of the measurement's 95% CI (see `Spread`).
     pub measured_lo: f64,
     /// Upper end of the measurement's 95% CI.
     pub measured_hi: f64,
-    /// (predicted − measured) / measured [%].
+    /// (predicted − measured) / measured (%).
     pub error_pct: f64,
     /// Whether the two intervals overlap: the difference is within the noise of the runs.
     pub agrees: bool,
@@ -159,15 +159,15 @@ pub struct ValidatedPoint {
     /// both sides).
     #[serde(default)]
     pub unstable: bool,
-    /// The simulator's capacity bound [req/s].
+    /// The simulator's capacity bound (req/s).
     pub capacity_rps: f64,
-    /// Throughput [req/s].
+    /// Throughput (req/s).
     pub throughput_rps: Compared,
-    /// Median latency [ms].
+    /// Median latency (ms).
     pub p50_ms: Compared,
-    /// 95th percentile latency [ms].
+    /// 95th percentile latency (ms).
     pub p95_ms: Compared,
-    /// 99th percentile latency [ms].
+    /// 99th percentile latency (ms).
     pub p99_ms: Compared,
 }
 
@@ -220,7 +220,7 @@ pub struct Validation {
     pub summary: Vec<(String, ErrorSummary)>,
     /// The targets.
     pub targets: Vec<Target>,
-    /// Wall time [s].
+    /// Wall time (s).
     pub wall_s: f64,
 }
 
@@ -463,14 +463,14 @@ pub fn default_suites(models: &Path) -> Vec<Suite> {
             fixed: Vec::new(),
             axes: vec![
                 axis("worker.handler=sync,async-blocking,async-offload"),
-                axis("worker.lock=none,gil"),
+                axis("worker.lock=none,fair-gil"),
                 axis("clients.users=1,2,4,8,16,32,64"),
             ],
         },
         Suite {
             name: "workers".into(),
             file,
-            fixed: vec![set("worker.handler", "sync"), set("worker.lock", "gil")],
+            fixed: vec![set("worker.handler", "sync"), set("worker.lock", "fair-gil")],
             axes: vec![axis("system.workers=1,2"), axis("clients.users=8,32")],
         },
         Suite {

@@ -191,7 +191,7 @@ impl Model {
         &self.config
     }
 
-    /// Memory of the parameters [bytes] (f32): what each worker process holds a copy of.
+    /// Memory of the parameters (bytes) (f32): what each worker process holds a copy of.
     pub fn weight_bytes(&self) -> usize {
         self.config.param_count() * std::mem::size_of::<f32>()
     }

@@ -86,7 +86,7 @@ async fn pause_within_window(ctx: &Ctx, d: Duration) -> bool {
     }
 }
 
-/// A think time [ms] as a duration (negative or non-finite draws count as 0).
+/// A think time (ms) as a duration (negative or non-finite draws count as 0).
 fn ms(v: f64) -> Duration {
     if v.is_finite() && v > 0.0 {
         Duration::try_from_secs_f64(v / 1e3).unwrap_or(Duration::MAX)

@@ -26,7 +26,7 @@ pub enum Mode {
     Closed {
         /// Concurrent users.
         users: u32,
-        /// Think time between a reply and the next request [ms].
+        /// Think time between a reply and the next request (ms).
         think_ms: Dist,
     },
     /// Requests at times fixed in advance from an absolute start, whatever the replies.
@@ -43,7 +43,7 @@ pub enum Mode {
     },
     /// Open loop at the given send times [ms from the start], e.g. a recorded trace.
     Trace {
-        /// Send times [ms]; sorted before use.
+        /// Send times (ms); sorted before use.
         at_ms: Vec<f64>,
     },
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 const TICK: Duration = Duration::from_millis(200);
 
 /// A progress bar for `plan`, drawn on stderr: by requests when their number is known,
-/// else by elapsed time [ms].
+/// else by elapsed time (ms).
 pub fn progress_bar(plan: &LoadPlan) -> ProgressBar {
     let (len, template) = match (plan.expected_requests(), plan.stop) {
         (Some(n), _) => (n, "{bar:30} {pos}/{len} requests  {msg}"),

@@ -71,12 +71,12 @@ pub struct RequestRecord {
     /// Request number, from 0, in the order requests were scheduled (open loop) or claimed
     /// by users (closed loop); `{i}` in the body template.
     pub index: u64,
-    /// When the request was meant to be sent [µs]: its scheduled time in the open loop and
+    /// When the request was meant to be sent (µs): its scheduled time in the open loop and
     /// burst, the moment its user was ready in the closed loop.
     pub intended_us: u64,
-    /// When it was handed to a ready connection [µs]; `None` if no connection was had.
+    /// When it was handed to a ready connection (µs); `None` if no connection was had.
     pub sent_us: Option<u64>,
-    /// When its outcome was known: last body byte, error or timeout [µs].
+    /// When its outcome was known: last body byte, error or timeout (µs).
     pub done_us: u64,
     /// The response's status, if a response head arrived.
     pub status: Option<u16>,
@@ -93,17 +93,17 @@ impl RequestRecord {
         self.error.is_none()
     }
 
-    /// Latency from the intended send time to the outcome [µs].
+    /// Latency from the intended send time to the outcome (µs).
     pub fn latency_us(&self) -> u64 {
         self.done_us.saturating_sub(self.intended_us)
     }
 
-    /// Service time from the actual send to the outcome [µs], if it was sent.
+    /// Service time from the actual send to the outcome (µs), if it was sent.
     pub fn service_us(&self) -> Option<u64> {
         self.sent_us.map(|s| self.done_us.saturating_sub(s))
     }
 
-    /// How late the send was against its intended time [µs], if it was sent.
+    /// How late the send was against its intended time (µs), if it was sent.
     pub fn send_lag_us(&self) -> Option<u64> {
         self.sent_us.map(|s| s.saturating_sub(self.intended_us))
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// A send later than this after its intended time is a late send [µs]. The open loop's
+/// A send later than this after its intended time is a late send (µs). The open loop's
 /// pacing thread sleeps in the OS until each send time, which overshoots by tens of
 /// microseconds, and a loopback connect takes about as long; a send 1 ms late was held
 /// back by something else — no free connection, or a load generator short of CPU.
@@ -25,9 +25,9 @@ pub struct LoadReport {
     pub url: String,
     /// 2xx responses completed in the measured window per second of it [requests/s].
     pub throughput_rps: f64,
-    /// Latency of 2xx responses, from the intended send time [ms].
+    /// Latency of 2xx responses, from the intended send time (ms).
     pub latency_ms: LatencySummary,
-    /// Service time of 2xx responses, from the actual send [ms].
+    /// Service time of 2xx responses, from the actual send (ms).
     pub service_ms: LatencySummary,
     /// 2xx responses completed after the warm-up (including while draining).
     pub completed: u64,
@@ -39,9 +39,9 @@ pub struct LoadReport {
     pub warmup_completed: u64,
     /// Failed requests ended during the warm-up (not in `errors`).
     pub warmup_errors: u64,
-    /// The measured window [s]: the duration, or from the warm-up's end to the last outcome.
+    /// The measured window (s): the duration, or from the warm-up's end to the last outcome.
     pub duration_s: f64,
-    /// The warm-up [s].
+    /// The warm-up (s).
     pub warmup_s: f64,
     /// Offered rate (open loop) [requests/s].
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,7 +58,7 @@ pub struct LoadReport {
     pub max_in_flight: u64,
     /// Connections opened.
     pub connections: u64,
-    /// Wall time of the whole run, drain included [s].
+    /// Wall time of the whole run, drain included (s).
     pub wall_s: f64,
     /// One record per request, in index order.
     #[serde(skip)]
@@ -72,7 +72,7 @@ pub struct RunInfo {
     pub max_in_flight: u64,
     /// Connections opened.
     pub connections: u64,
-    /// Wall time of the run [s].
+    /// Wall time of the run (s).
     pub wall_s: f64,
 }
 

@@ -37,7 +37,7 @@ pub struct Machine {
     pub date: String,
 }
 
-/// Samples of one cost component [ms].
+/// Samples of one cost component (ms).
 pub type Samples = Vec<f64>;
 
 /// Step cost of the batched model at one batch size.
@@ -45,9 +45,9 @@ pub type Samples = Vec<f64>;
 pub struct BatchStep {
     /// Sequences in the batch.
     pub batch: u32,
-    /// Work per step holding the lock [ms] (samples).
+    /// Work per step holding the lock (ms) (samples).
     pub locked_ms: Samples,
-    /// Work per step without the lock — the batched matmuls [ms] (samples).
+    /// Work per step without the lock — the batched matmuls (ms) (samples).
     pub free_ms: Samples,
 }
 
@@ -63,23 +63,23 @@ pub struct Calibration {
     pub method: String,
     /// Matmul kernels per generated token: the lock release points per token.
     pub kernels_per_token: u32,
-    /// Event-loop work per request before dispatch, without the lock [ms].
+    /// Event-loop work per request before dispatch, without the lock (ms).
     pub loop_in_ms: Samples,
-    /// Event-loop work per request after the handler, without the lock [ms].
+    /// Event-loop work per request after the handler, without the lock (ms).
     pub loop_out_ms: Samples,
-    /// Handler work per request holding the lock (tokenize, prefill outside kernels) [ms].
+    /// Handler work per request holding the lock (tokenize, prefill outside kernels) (ms).
     pub request_locked_ms: Samples,
-    /// Handler work per request inside kernels (prefill matmuls) [ms].
+    /// Handler work per request inside kernels (prefill matmuls) (ms).
     pub request_free_ms: Samples,
-    /// Work per generated token holding the lock (model code outside kernels) [ms].
+    /// Work per generated token holding the lock (model code outside kernels) (ms).
     pub token_locked_ms: Samples,
-    /// Work per generated token inside kernels (matmuls) [ms].
+    /// Work per generated token inside kernels (matmuls) (ms).
     pub token_free_ms: Samples,
-    /// Time per request outside the server's threads: client, loopback, wake-ups [ms]
+    /// Time per request outside the server's threads: client, loopback, wake-ups (ms)
     /// (empty in files from before it was measured).
     #[serde(default)]
     pub rtt_ms: Samples,
-    /// CPU cost of one lock hand-off to a waiting thread [µs].
+    /// CPU cost of one lock hand-off to a waiting thread (µs).
     pub handoff_us: f64,
     /// A parked thread's wake-up latency, from the signal to it running (µs; samples pooled
     /// over the rounds that agree; empty in files from before it was measured).
@@ -103,10 +103,10 @@ pub struct Calibration {
     #[serde(default)]
     pub batch_steps: Vec<BatchStep>,
     /// A sequence's prefill (its prompt's forward pass) outside kernels, paid when it joins
-    /// a batch [ms] (empty when not measured). Unbatched, the prefill is in the token costs.
+    /// a batch (ms) (empty when not measured). Unbatched, the prefill is in the token costs.
     #[serde(default)]
     pub prefill_locked_ms: Samples,
-    /// A sequence's prefill inside kernels [ms] (empty when not measured).
+    /// A sequence's prefill inside kernels (ms) (empty when not measured).
     #[serde(default)]
     pub prefill_free_ms: Samples,
 }

@@ -35,11 +35,11 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct System {
-    /// CPU cores shared by every thread of every worker [count], 1 to 1,000,000.
+    /// CPU cores shared by every thread of every worker (count), 1 to 1,000,000.
     /// By default, 1.
     pub cores: u32,
     /// Worker processes, each with its own event loop, threadpool, lock and copy of the
-    /// weights [count], 1 to 1,000,000. By default, 1.
+    /// weights (count), 1 to 1,000,000. By default, 1.
     ///
     /// Bounded with the threads in all: `workers × (worker.threads + 1)` (+ 1 more per
     /// worker when batching, its scheduler) ≤ 1,000,000 simulated threads, about 50 MB of
@@ -47,11 +47,11 @@ pub struct System {
     pub workers: u32,
     /// How requests are spread over workers. By default, `round-robin`.
     pub balancer: Balancer,
-    /// Resident memory of one worker process: its copy of the weights plus the runtime [MB].
+    /// Resident memory of one worker process: its copy of the weights plus the runtime (MB).
     /// Capacity planning multiplies it by `workers`. By default, 16 (the Mini-GPT's
     /// 0.4 MB of weights in a ~16 MB process). At most 1e9 (a petabyte).
     pub worker_memory_mb: f64,
-    /// Memory per sequence in a batch — its KV cache [MB]. Capacity planning adds
+    /// Memory per sequence in a batch — its KV cache (MB). Capacity planning adds
     /// `workers × max_batch × seq_memory_mb` when batching. At most 1e9. By default, 0.
     pub seq_memory_mb: f64,
 }
@@ -89,13 +89,13 @@ pub enum Balancer {
 pub struct Worker {
     /// How the handler runs. By default, `sync`.
     pub handler: Handler,
-    /// Threadpool size [threads], 1 to 1,000,000 (see `system.workers` for the bound on
+    /// Threadpool size (threads), 1 to 1,000,000 (see `system.workers` for the bound on
     /// threads in all). By default, 40 (anyio's default).
     pub threads: u32,
     /// The process-wide lock held during interpreter work. By default, `none`.
     pub lock: LockKind,
     /// `gil` and `fair-gil`: how long a waiter waits before it asks the holder to drop the
-    /// lock [ms],
+    /// lock (ms),
     /// 0.001 to 1e9. By default, 5 (CPython's `sys.getswitchinterval()`).
     ///
     /// CPython keeps the interval in whole microseconds and waits at least 1 µs
@@ -104,7 +104,7 @@ pub struct Worker {
     /// repeat without simulated time advancing.
     pub switch_interval_ms: f64,
     /// Requests admitted into one worker at once (queued or in service); beyond it a request
-    /// is refused (HTTP 503) [requests], 1 to 1,000,000. By default, 1024.
+    /// is refused (HTTP 503) (requests), 1 to 1,000,000. By default, 1024.
     pub queue_limit: u32,
 }
 
@@ -159,9 +159,9 @@ pub struct Clients {
     /// `closed`, `open`, `burst` or `trace`. By default, `closed`.
     pub kind: ClientKind,
     /// `closed`: concurrent users, each waiting for its reply before thinking and sending
-    /// again [users], 1 to 1,000,000 and at most `worker.queue_limit`. By default, 1.
+    /// again (users), 1 to 1,000,000 and at most `worker.queue_limit`. By default, 1.
     pub users: u32,
-    /// `closed`: think time between a reply and the next request [ms]. Like every
+    /// `closed`: think time between a reply and the next request (ms). Like every
     /// duration distribution, its mean (and largest value, when it has one) is at most 1e9
     /// ms — 11.6 days, 1e15 ns, four orders of magnitude below where the simulator's u64
     /// nanosecond clock wraps (see [`Dist::MAX_VALUE`]). By default, 0.
@@ -173,13 +173,13 @@ pub struct Clients {
     pub rate_rps: f64,
     /// `open`: `poisson` (exponential gaps) or `constant` (equal gaps). By default, `poisson`.
     pub arrivals: Arrivals,
-    /// `burst`: requests sent at t = 0 [requests], 1 to 1,000,000. By default, 50.
+    /// `burst`: requests sent at t = 0 (requests), 1 to 1,000,000. By default, 50.
     pub burst: u32,
-    /// `trace`: a CSV file of arrival times [ms] in its first column (header optional),
+    /// `trace`: a CSV file of arrival times (ms) in its first column (header optional),
     /// relative to the scenario file. Times must not decrease, and be finite, ≥ 0 and
     /// ≤ 1e9 ms (the bound on every duration); at most 1e9 arrivals.
     pub trace: Option<PathBuf>,
-    /// `trace`: the arrival times read from `trace` [ms] (filled by the loader).
+    /// `trace`: the arrival times read from `trace` (ms) (filled by the loader).
     #[serde(skip)]
     pub trace_ms: Vec<f64>,
 }
@@ -227,11 +227,11 @@ pub enum Arrivals {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
-    /// Tokens generated per request (draws are rounded to whole tokens) [tokens]. Its mean
+    /// Tokens generated per request (draws are rounded to whole tokens) (tokens). Its mean
     /// (and largest value, when it has one) is at most 1e6, the most tokens the simulator
     /// draws for one request. By default, 20.
     pub new_tokens: Dist,
-    /// Length of the prompt the real load generator sends [characters], 0 to 1,000,000.
+    /// Length of the prompt the real load generator sends (characters), 0 to 1,000,000.
     /// By default, 40.
     pub prompt_chars: u32,
 }
@@ -256,38 +256,38 @@ impl Default for Workload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cost {
-    /// Event-loop work before dispatch: accept, read, parse [ms].
+    /// Event-loop work before dispatch: accept, read, parse (ms).
     pub loop_in_ms: Dist,
-    /// Event-loop work after the handler: serialize, write [ms].
+    /// Event-loop work after the handler: serialize, write (ms).
     pub loop_out_ms: Dist,
     /// Whether `loop_in_ms` and `loop_out_ms` need the lock (true for a Python server).
     /// By default, true.
     pub loop_lock: bool,
     /// Event-loop work before dispatch that never holds the lock — native code such as an
-    /// HTTP parser in C or Rust [ms].
+    /// HTTP parser in C or Rust (ms).
     pub loop_in_free_ms: Dist,
-    /// Event-loop work after the handler that never holds the lock [ms].
+    /// Event-loop work after the handler that never holds the lock (ms).
     pub loop_out_free_ms: Dist,
-    /// Handler work per request holding the lock (tokenize, orchestration) [ms].
+    /// Handler work per request holding the lock (tokenize, orchestration) (ms).
     pub request_locked_ms: Dist,
-    /// Handler work per request without the lock (prompt prefill matmuls) [ms].
+    /// Handler work per request without the lock (prompt prefill matmuls) (ms).
     pub request_free_ms: Dist,
-    /// Work per generated token holding the lock (interpreter work) [ms].
+    /// Work per generated token holding the lock (interpreter work) (ms).
     pub token_locked_ms: Dist,
-    /// Work per generated token without the lock (the matmuls) [ms].
+    /// Work per generated token without the lock (the matmuls) (ms).
     pub token_free_ms: Dist,
     /// Time each request spends outside the server's threads — the client's send and
     /// receive, the loopback, the wake-ups between — added to its latency after the reply
-    /// [ms]. It takes no core, thread or lock of the server. By default, 0.
+    /// (ms). It takes no core, thread or lock of the server. By default, 0.
     pub rtt_ms: Dist,
     /// Lock release points per token: the token's locked and free work alternate in this
-    /// many slices [count], 1 to 10,000. By default, 1.
+    /// many slices (count), 1 to 10,000. By default, 1.
     ///
     /// Each slice is simulated, so this bounds the steps per token; 10,000 is a 100-layer
     /// model releasing the lock around a hundred kernels per layer.
     pub release_points: u32,
     /// CPU cost of handing the lock to a waiting thread — the wake-up and context switch the
-    /// receiving thread pays before it runs [µs], 0 to 1e6. A context switch costs
+    /// receiving thread pays before it runs (µs), 0 to 1e6. A context switch costs
     /// microseconds; 1e6 µs (1 s) is far beyond any. By default, 0.
     pub handoff_us: f64,
     /// `gil` (CPython's): how long a parked thread takes to run once it is signalled or
@@ -352,20 +352,20 @@ impl Default for Cost {
 pub struct Batching {
     /// `none`, `static` or `continuous`. By default, `none`.
     pub mode: BatchingMode,
-    /// Largest batch [requests], 1 to 1,000,000. By default, 8.
+    /// Largest batch (requests), 1 to 1,000,000. By default, 8.
     pub max_batch: u32,
-    /// `static`: a partial batch goes when its oldest request has waited this long [ms],
+    /// `static`: a partial batch goes when its oldest request has waited this long (ms),
     /// 0 to 1e9. By default, 5.
     pub max_wait_ms: f64,
-    /// Work per step holding the lock, whatever the batch size [ms]. By default, 0.
+    /// Work per step holding the lock, whatever the batch size (ms). By default, 0.
     pub step_locked_ms: Dist,
-    /// Work per step without the lock, whatever the batch size [ms]. By default, 0.
+    /// Work per step without the lock, whatever the batch size (ms). By default, 0.
     pub step_free_ms: Dist,
-    /// Work per step and per sequence holding the lock [ms]. A full batch's mean step,
+    /// Work per step and per sequence holding the lock (ms). A full batch's mean step,
     /// `step_locked_ms + max_batch × seq_locked_ms`, is at most 1e9 ms, the bound on every
     /// duration. By default, 0.
     pub seq_locked_ms: Dist,
-    /// Work per step and per sequence without the lock [ms]. A full batch's mean step,
+    /// Work per step and per sequence without the lock (ms). A full batch's mean step,
     /// `step_free_ms + max_batch × seq_free_ms`, is at most 1e9 ms. By default, 0.
     pub seq_free_ms: Dist,
 }
@@ -402,25 +402,25 @@ pub enum BatchingMode {
 #[serde(deny_unknown_fields, default)]
 pub struct Run {
     /// Completed requests measured per replication, after warm-up (`burst`: every
-    /// request) [requests], 1 to 1e9 together with `warmup_requests`: a client's request
+    /// request) (requests), 1 to 1e9 together with `warmup_requests`: a client's request
     /// counter stays far below 2³², and a billion requests already take minutes to
     /// simulate. By default, 10000.
     pub requests: u64,
-    /// Completed requests discarded at the start of each replication [requests]
+    /// Completed requests discarded at the start of each replication (requests)
     /// (see `requests` for the bound on both). By default, 1000.
     pub warmup_requests: u64,
-    /// Independent replications; confidence intervals come from their spread [count],
+    /// Independent replications; confidence intervals come from their spread (count),
     /// 1 to 1,000,000. By default, 5.
     pub replications: u32,
     /// Base seed; replication r uses streams derived from (seed, r). By default, 1.
     pub seed: u64,
-    /// Bound on simulated time per replication, so an overloaded system still stops [s],
+    /// Bound on simulated time per replication, so an overloaded system still stops (s),
     /// above 0 and at most 1e9 (31.7 years): 1e18 ns, 18× below where the u64 nanosecond clock
     /// wraps, leaving room for events scheduled past the end. By default, 86400.
     pub max_sim_s: f64,
     /// Bound on events processed per replication, so that no scenario runs for hours (a
     /// 1 µs GIL switch interval over a day of simulated time is 10¹¹ drop requests)
-    /// [events], 1 to 1e12. A replication that reaches it stops and is reported truncated.
+    /// (events), 1 to 1e12. A replication that reaches it stops and is reported truncated.
     /// By default, 1e9: a minute or two of simulation, room for about 2e7 requests of the
     /// lesson's scenarios (~45 events each: a few per CPU step); raise it for longer runs.
     pub max_events: u64,

@@ -16,10 +16,10 @@ const MAX_COUNT: u64 = 1_000_000;
 /// batch scheduler. A million threads take about 50 MB of simulator state.
 const MAX_THREADS: u64 = 1_000_000;
 
-/// Largest duration of a scalar time field [ms]: the bound on every distribution's mean.
+/// Largest duration of a scalar time field (ms): the bound on every distribution's mean.
 const MAX_MS: f64 = Dist::MAX_VALUE;
 
-/// Shortest GIL switch interval [ms]: CPython keeps the interval in whole microseconds and
+/// Shortest GIL switch interval (ms): CPython keeps the interval in whole microseconds and
 /// waits at least 1 µs (`take_gil` in `Python/ceval_gil.c`).
 const MIN_SWITCH_MS: f64 = 1e-3;
 
@@ -35,13 +35,13 @@ const MIN_RATE_RPS: f64 = 1e-6;
 /// token.
 const MAX_RELEASE_POINTS: u64 = 10_000;
 
-/// Largest lock hand-off cost [µs]: 1 s, a million times a context switch.
+/// Largest lock hand-off cost (µs): 1 s, a million times a context switch.
 const MAX_HANDOFF_US: f64 = 1e6;
 
 /// Most tokens per request: the simulator draws at most this many (`workload.new_tokens`).
 const MAX_TOKENS: f64 = 1e6;
 
-/// Longest simulated run [s]: 1e9 s (31.7 years) is 1e18 ns, 18× below where the u64
+/// Longest simulated run (s): 1e9 s (31.7 years) is 1e18 ns, 18× below where the u64
 /// nanosecond clock wraps, with room for any event scheduled past the end.
 const MAX_SIM_S: f64 = 1e9;
 
@@ -52,7 +52,7 @@ const MAX_REQUESTS: u64 = 1_000_000_000;
 /// Most events per replication: 1e12 events take hours to simulate.
 const MAX_EVENTS: u64 = 1_000_000_000_000;
 
-/// Largest memory of one process or one sequence [MB]: 1e9 MB is a petabyte.
+/// Largest memory of one process or one sequence (MB): 1e9 MB is a petabyte.
 const MAX_MEMORY_MB: f64 = 1e9;
 
 /// A number as an error shows it: plain when short, in exponent form when huge or tiny

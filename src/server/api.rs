@@ -90,7 +90,7 @@ pub struct Timing {
 /// What the model accepts, for validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rules {
-    /// Context length [tokens]: prompt tokens (`<bos>` and `<sep>` included) plus new
+    /// Context length (tokens): prompt tokens (`<bos>` and `<sep>` included) plus new
     /// tokens must fit.
     pub context: u32,
 }

@@ -394,7 +394,7 @@ async fn dispatch(
     }
 }
 
-/// The event loop's CPU time so far [ms] — call it on the loop thread.
+/// The event loop's CPU time so far (ms) — call it on the loop thread.
 pub fn loop_cpu_ms() -> f64 {
     thread_cpu_ns() as f64 / 1e6
 }

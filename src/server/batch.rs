@@ -92,8 +92,8 @@ pub struct BatchStats {
     pub running: u64,
     /// Requests waiting to join now.
     pub queued: u64,
-    /// Wall time of the scheduler thread spent in steps [ms].
+    /// Wall time of the scheduler thread spent in steps (ms).
     pub busy_ms: f64,
-    /// CPU time of the scheduler thread spent in steps [ms].
+    /// CPU time of the scheduler thread spent in steps (ms).
     pub cpu_ms: f64,
 }

@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::sync::OnceLock;
 
-/// CPU time consumed so far by the calling thread [ns].
+/// CPU time consumed so far by the calling thread (ns).
 pub fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec and the clock id is a constant Linux knows.
@@ -51,7 +51,7 @@ fn rounds_per_ns() -> f64 {
     })
 }
 
-/// Target CPU time of one chunk between switch points [ns].
+/// Target CPU time of one chunk between switch points (ns).
 const CHUNK_NS: f64 = 1_000.0;
 
 /// `rounds` steps of xorshift64*: real, dependent arithmetic the optimizer cannot remove.
@@ -67,7 +67,7 @@ fn chunk(rounds: u32, mut x: u64) -> u64 {
 }
 
 /// Spends `cpu_ns` of the calling thread's CPU time on arithmetic, passing `sp` about every
-/// microsecond. Returns the CPU time actually consumed [ns] (at least `cpu_ns`, exceeding it
+/// microsecond. Returns the CPU time actually consumed (ns) (at least `cpu_ns`, exceeding it
 /// by well under a microsecond plus the last switch point's own cost).
 pub fn spin(cpu_ns: u64, sp: &mut impl SwitchPoint) -> u64 {
     if cpu_ns == 0 {
@@ -90,7 +90,7 @@ pub fn spin(cpu_ns: u64, sp: &mut impl SwitchPoint) -> u64 {
     now - start
 }
 
-/// Nanoseconds from milliseconds, for busy work drawn from a distribution [ms]. Negative or
+/// Nanoseconds from milliseconds, for busy work drawn from a distribution (ms). Negative or
 /// non-finite draws give 0; huge draws saturate.
 pub fn ms_to_ns(ms: f64) -> u64 {
     if ms.is_finite() && ms > 0.0 { (ms * 1e6).min(u64::MAX as f64) as u64 } else { 0 }

@@ -41,7 +41,7 @@ fn unsupported(field: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Unsupported { field, message: message.into() }
 }
 
-/// The emulated interpreter work of each request [ms], drawn per request (see
+/// The emulated interpreter work of each request (ms), drawn per request (see
 /// [`crate::scenario::Cost`] for each field's meaning).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmulatedCost {
@@ -69,14 +69,14 @@ pub struct EmulatedCost {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Largest request body; larger ones get 413 [bytes]. By default, 65536.
+    /// Largest request body; larger ones get 413 (bytes). By default, 65536.
     pub body_limit_bytes: usize,
-    /// Request timeout from arrival [ms]: a request still queued (for the loop, a pool
+    /// Request timeout from arrival (ms): a request still queued (for the loop, a pool
     /// thread or a batch) at it gets 504 without running; a running generation stops at its
     /// next token boundary and gets 504. Work between two boundaries (per-request work, a
     /// prefill, one token, loop work) is not interrupted. By default, 60000.
     pub request_timeout_ms: f64,
-    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish [ms].
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish (ms).
     /// By default, 10000.
     pub drain_timeout_ms: f64,
     /// Open connections per worker; further ones wait in the kernel's accept queue.
@@ -106,13 +106,13 @@ pub struct ServerConfig {
     pub threads: u32,
     /// `worker.lock`.
     pub lock: LockKind,
-    /// `worker.switch_interval_ms` [ms].
+    /// `worker.switch_interval_ms` (ms).
     pub switch_interval_ms: f64,
-    /// `worker.queue_limit` [requests].
+    /// `worker.queue_limit` (requests).
     pub queue_limit: u32,
-    /// `system.workers` [processes].
+    /// `system.workers` (processes).
     pub workers: u32,
-    /// `system.cores` [CPUs].
+    /// `system.cores` (CPUs).
     pub cores: u32,
     /// `cost.*`, without any calibration.
     pub cost: EmulatedCost,

@@ -62,7 +62,7 @@ pub struct HandlerTimes {
     pub lock_wait: Duration,
     /// Holding the lock.
     pub lock_held: Duration,
-    /// CPU time of the thread that ran the handler [ns].
+    /// CPU time of the thread that ran the handler (ns).
     pub cpu_ns: u64,
     /// Matmul kernels run.
     pub kernels: u64,
@@ -103,7 +103,7 @@ pub(super) struct TokenHooks<'a> {
 }
 
 impl<'a> TokenHooks<'a> {
-    /// Hooks on `lock` doing `costs` [ns], one pair per token, for a model of `model`'s
+    /// Hooks on `lock` doing `costs` (ns), one pair per token, for a model of `model`'s
     /// kernels per token, adding to `t`.
     pub(super) fn new(
         lock: &'a mut LockSession,
@@ -173,7 +173,7 @@ impl KernelHooks for TokenHooks<'_> {
 }
 
 /// Advances `seqs` by one token in one batched step, as the batch scheduler runs it:
-/// `cost` [ns] of emulated (locked, free) work split over the step's kernels, the lock
+/// `cost` (ns) of emulated (locked, free) work split over the step's kernels, the lock
 /// dropped around each kernel. The lock is held before and after; adds to `t`.
 pub(super) fn batched_step(
     model: &Model,
@@ -190,7 +190,7 @@ pub(super) fn batched_step(
     hooks.t
 }
 
-/// Where one batched step's time goes on the server's own code path: [`batched_step`] on a
+/// Where one batched step's time goes on the server's own code path: `batched_step` on a
 /// fresh lock session of `gil`, timed like the scheduler times it (compute is the step's
 /// wall time less any lock wait). For calibration, which must measure what the server
 /// runs — the lock operations around every kernel and the emulated work's own overhead

@@ -25,17 +25,17 @@ pub const IN_FLIGHT: &str = "servesim_requests_in_flight";
 pub const INFERENCE: &str = "servesim_inference_in_flight";
 /// Requests waiting for a pool thread.
 pub const QUEUE_DEPTH: &str = "servesim_queue_depth";
-/// Request latency [s].
+/// Request latency (s).
 pub const DURATION: &str = "servesim_request_duration_seconds";
-/// Lock wait per request [s].
+/// Lock wait per request (s).
 pub const LOCK_WAIT: &str = "servesim_lock_wait_seconds";
 /// Sequences per batched step.
 pub const BATCH_SIZE: &str = "servesim_batch_size";
 
-/// Latency buckets [s]: 1 ms to 30 s.
+/// Latency buckets (s): 1 ms to 30 s.
 const DURATION_BUCKETS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-/// Lock-wait buckets [s]: 10 µs to 5 s.
+/// Lock-wait buckets (s): 10 µs to 5 s.
 const LOCK_BUCKETS: [f64; 12] = [1e-5, 1e-4, 5e-4, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0];
 /// Batch-size buckets [sequences].
 const BATCH_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];

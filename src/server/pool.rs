@@ -41,9 +41,9 @@ pub struct PoolStats {
     /// Jobs run (a panicking one included; one cancelled in the queue is not), each
     /// counted before its result is sent.
     pub jobs: u64,
-    /// Wall time threads spent running jobs [ms].
+    /// Wall time threads spent running jobs (ms).
     pub busy_ms: f64,
-    /// CPU time threads spent running jobs [ms].
+    /// CPU time threads spent running jobs (ms).
     pub cpu_ms: f64,
     /// Jobs queued for a thread now.
     pub queued: u64,

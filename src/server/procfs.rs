@@ -6,7 +6,7 @@ fn proc_file(pid: u32, name: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{name}"))
 }
 
-/// Resident set size of process `pid` [kB] (`VmRSS` in `/proc/PID/status`), if it exists.
+/// Resident set size of process `pid` (kB) (`VmRSS` in `/proc/PID/status`), if it exists.
 pub fn rss_kb(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(proc_file(pid, "status")).ok()?;
     parse_rss_kb(&text)
@@ -17,7 +17,7 @@ fn parse_rss_kb(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// User + system CPU time of process `pid` so far, all its threads [ms]
+/// User + system CPU time of process `pid` so far, all its threads (ms)
 /// (`utime` + `stime` of `/proc/PID/stat`), if it exists.
 pub fn cpu_ms(pid: u32) -> Option<f64> {
     let text = std::fs::read_to_string(proc_file(pid, "stat")).ok()?;

@@ -78,7 +78,7 @@ pub struct RequestCounts {
     pub failed: u64,
 }
 
-/// Sums over completed requests [ms]: divide by `completed` for means.
+/// Sums over completed requests (ms): divide by `completed` for means.
 ///
 /// With batching, `thread_wait_ms` sums the waits to join a batch (the simulator's thread
 /// wait) and `queue_wait_ms` stays the wait for the event loop, whereas a response's
@@ -118,7 +118,7 @@ pub struct Completed {
     pub compute: Duration,
     /// Arrival to response.
     pub total: Duration,
-    /// Handler CPU [ns].
+    /// Handler CPU (ns).
     pub handler_cpu_ns: u64,
     /// Tokens generated.
     pub tokens: u64,
@@ -215,13 +215,13 @@ pub struct WorkerStats {
     pub pid: u32,
     /// Worker index (0-based).
     pub index: u32,
-    /// Time since the worker started serving [ms].
+    /// Time since the worker started serving (ms).
     pub uptime_ms: f64,
-    /// Resident memory [kB].
+    /// Resident memory (kB).
     pub rss_kb: u64,
-    /// CPU time of the whole process, all threads [ms].
+    /// CPU time of the whole process, all threads (ms).
     pub process_cpu_ms: f64,
-    /// CPU time of the event-loop thread [ms].
+    /// CPU time of the event-loop thread (ms).
     pub loop_cpu_ms: f64,
     /// `worker.handler`.
     pub handler: String,

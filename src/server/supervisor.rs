@@ -53,7 +53,7 @@ pub struct WorkerInfo {
     pub pid: u32,
     /// Private address for `/stats`, `/metrics`, `/healthz`.
     pub admin: SocketAddr,
-    /// Resident memory once the weights are loaded [kB].
+    /// Resident memory once the weights are loaded (kB).
     pub rss_kb: u64,
 }
 

@@ -1,5 +1,5 @@
 //! A request's emulated work, drawn when it is admitted: the loop's share, the handler's
-//! share, and each token's locked and free work [ns]; and, with batching, each batched
+//! share, and each token's locked and free work (ns); and, with batching, each batched
 //! step's work, drawn by the scheduler.
 
 use super::busy::ms_to_ns;
@@ -112,7 +112,7 @@ impl StepSampler {
         }
     }
 
-    /// The (locked, free) work of one step of `batch` sequences [ns].
+    /// The (locked, free) work of one step of `batch` sequences (ns).
     pub fn draw(&mut self, batch: u32) -> (u64, u64) {
         let (r, b) = (&mut self.rng, f64::from(batch));
         let locked = self.step_locked.sample(r) + b * self.seq_locked.sample(r);

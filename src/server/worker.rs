@@ -54,7 +54,7 @@ pub enum WorkerEvent {
         pid: u32,
         /// Its private address for `/stats`, `/metrics`, `/healthz`.
         admin: SocketAddr,
-        /// Resident memory with the weights loaded [kB].
+        /// Resident memory with the weights loaded (kB).
         rss_kb: u64,
     },
     /// Stopped after a signal.

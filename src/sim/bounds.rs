@@ -27,7 +27,7 @@ pub enum Bottleneck {
 /// Demands, the capacity bound and the offered load.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Stability {
-    /// Mean CPU work per request [ms].
+    /// Mean CPU work per request (ms).
     pub demand_ms: f64,
     /// Upper bound on throughput [requests/s] (infinite when requests cost nothing).
     pub capacity_rps: f64,

@@ -13,7 +13,7 @@ pub(crate) struct Clients {
     kind: ClientKind,
     /// Closed: think-time sampler and one stream per user.
     think: Sampler,
-    /// The think time when it is a constant [ns]: no draw (a constant consumes no random
+    /// The think time when it is a constant (ns): no draw (a constant consumes no random
     /// number) and no sampler call.
     const_think_ns: Option<Nanos>,
     think_rngs: Vec<StreamRng>,
@@ -22,7 +22,7 @@ pub(crate) struct Clients {
     sent: Vec<u64>,
     /// `hash` balancing of closed users: the worker each user's connection lands on.
     conn_worker: Vec<u32>,
-    /// Open: mean gap [ns] and whether gaps are exponential.
+    /// Open: mean gap (ns) and whether gaps are exponential.
     gap_ns: f64,
     poisson: bool,
     arrivals_rng: StreamRng,

@@ -54,7 +54,7 @@ fn from_key(k: u64) -> f64 {
     f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
 }
 
-/// Rounds a non-negative duration [ns] up to a whole nanosecond, like
+/// Rounds a non-negative duration (ns) up to a whole nanosecond, like
 /// [`crate::des::ceil_ns`], but through a signed conversion (one instruction on x86-64)
 /// when the value fits — it always does for spans a run can reach.
 #[inline]
@@ -127,7 +127,7 @@ impl Cpu {
         }
     }
 
-    /// Stops `thread` before it finishes; returns its remaining work [ns].
+    /// Stops `thread` before it finishes; returns its remaining work (ns).
     pub(crate) fn preempt(&mut self, thread: u32) -> f64 {
         // A linear search: preemption (a GIL drop) is rare next to starts and finishes,
         // which would all pay to keep an index of positions.
@@ -157,14 +157,14 @@ impl Cpu {
         }
     }
 
-    /// Work every runnable thread has received since the start [ns] (the virtual clock).
+    /// Work every runnable thread has received since the start (ns) (the virtual clock).
     #[inline]
     pub(crate) fn virtual_ns(&self) -> f64 {
         self.v
     }
 
     /// How long a runnable thread takes to receive `work` ns of CPU at the current rate
-    /// [ns], rounded up and saturating.
+    /// (ns), rounded up and saturating.
     pub(crate) fn span_of(&self, work: f64) -> Nanos {
         ceil_span(work.max(0.0) / self.rate)
     }

@@ -121,7 +121,7 @@ impl Lock {
         self.switches
     }
 
-    /// Total time the lock has been held up to `now` [ns].
+    /// Total time the lock has been held up to `now` (ns).
     pub(crate) fn held_ns(&self, now: Nanos) -> u64 {
         match self.holder {
             Some(_) => self.held_ns + (now - self.held_since),

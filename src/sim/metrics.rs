@@ -25,7 +25,7 @@ pub(crate) struct Counts {
     pub(crate) live: u64,
 }
 
-/// A count that changes over time and its integral `∫ count dt` [ns], kept exactly in
+/// A count that changes over time and its integral `∫ count dt` (ns), kept exactly in
 /// integers and brought up to date only when the count changes (not at every event).
 #[derive(Default)]
 pub(crate) struct Occupancy {
@@ -61,7 +61,7 @@ impl Occupancy {
         self.since = now;
     }
 
-    /// The integral up to `now` [ns].
+    /// The integral up to `now` (ns).
     fn area(&self, now: Nanos) -> f64 {
         (self.area + u128::from(now - self.since) * u128::from(self.count)) as f64
     }

@@ -107,7 +107,7 @@ impl CostModel {
     }
 }
 
-/// Calibrated step costs at one batch size: samples and their means [ms].
+/// Calibrated step costs at one batch size: samples and their means (ms).
 struct Measured {
     batch: f64,
     locked: Vec<f64>,
@@ -153,7 +153,7 @@ impl StepCost {
         }
     }
 
-    /// Mean calibrated (locked, free) step cost at batch size `b` [ms]: piecewise linear
+    /// Mean calibrated (locked, free) step cost at batch size `b` (ms): piecewise linear
     /// between measured sizes, extended linearly beyond them.
     fn interpolated_ms(&self, b: f64) -> (f64, f64) {
         let m = &self.measured;
@@ -170,7 +170,7 @@ impl StepCost {
         }
     }
 
-    /// A calibrated draw at batch size `b` [ms]: one measured step at the nearest size,
+    /// A calibrated draw at batch size `b` (ms): one measured step at the nearest size,
     /// scaled to the interpolated mean at `b`.
     fn measured_ms(&self, b: f64, rng: &mut StreamRng) -> (f64, f64) {
         let Some(near) =
@@ -184,7 +184,7 @@ impl StepCost {
         (scale(near.locked[k], near.mean.0, il), scale(near.free[k], near.mean.1, if_))
     }
 
-    /// Locked and free work of one step of `b` sequences [ns].
+    /// Locked and free work of one step of `b` sequences (ns).
     pub(crate) fn draw_ns(&self, b: u32, rng: &mut StreamRng) -> (f64, f64) {
         let bf = f64::from(b);
         let (ml, mf) = self.measured_ms(bf, rng);
@@ -193,7 +193,7 @@ impl StepCost {
         (locked * 1e6, free * 1e6)
     }
 
-    /// Mean locked and free work of one step of `b` sequences [ms].
+    /// Mean locked and free work of one step of `b` sequences (ms).
     pub(crate) fn mean_ms(s: &Scenario, b: u32) -> (f64, f64) {
         let (bf, bt) = (f64::from(b), &s.batching);
         let (ml, mf) = Self::new(s).interpolated_ms(bf);
@@ -231,7 +231,7 @@ enum Phase {
     End,
 }
 
-/// One CPU step: work [ns] and whether it holds the lock.
+/// One CPU step: work (ns) and whether it holds the lock.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Step {
     pub(crate) work_ns: f64,
@@ -258,7 +258,7 @@ pub(crate) struct Request {
     pub(crate) arrival: Nanos,
     /// When its current wait began.
     pub(crate) wait_start: Nanos,
-    /// Time spent waiting for a pool thread, the lock and the loop [ns].
+    /// Time spent waiting for a pool thread, the lock and the loop (ns).
     pub(crate) waits: [Nanos; 3],
     rng: StreamRng,
     tokens_left: u32,
@@ -335,13 +335,13 @@ impl Request {
         self.tokens_left = self.tokens_left.saturating_sub(1);
     }
 
-    /// Time from the reply to the client seeing it [ns].
+    /// Time from the reply to the client seeing it (ns).
     pub(crate) fn draw_rtt_ns(&mut self, cost: &CostModel) -> Nanos {
         round_ns(cost.rtt.sample(&mut self.rng) * 1e6)
     }
 
     /// The per-request handler work — the prefill of a sequence joining a batch — as
-    /// (locked, free) [ns].
+    /// (locked, free) (ns).
     pub(crate) fn draw_prefill_ns(&mut self, cost: &CostModel) -> (f64, f64) {
         let locked = cost.req_locked.sample(&mut self.rng) * 1e6;
         (locked, cost.req_free.sample(&mut self.rng) * 1e6)

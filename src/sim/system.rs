@@ -44,7 +44,7 @@ pub(super) struct Thread {
     pub(super) worker: u32,
     pub(super) req: u32,
     pub(super) holds_lock: bool,
-    /// Work of the locked step waiting for the lock [ns].
+    /// Work of the locked step waiting for the lock (ns).
     pub(super) pending_ns: f64,
     /// Whether this is the worker's batch scheduler.
     pub(super) batcher: bool,

@@ -29,7 +29,7 @@ impl LatencyHistogram {
         Self { hist, sum_ns: 0 }
     }
 
-    /// Records one latency [ns].
+    /// Records one latency (ns).
     pub fn record(&mut self, latency_ns: u64) {
         let v = latency_ns.max(1);
         // `record` grows the histogram; it only fails beyond u64 range, where we saturate.
@@ -51,7 +51,7 @@ impl LatencyHistogram {
         self.hist.len()
     }
 
-    /// Exact mean [ns], or 0 when empty.
+    /// Exact mean (ns), or 0 when empty.
     pub fn mean_ns(&self) -> f64 {
         match self.count() {
             0 => 0.0,
@@ -59,7 +59,7 @@ impl LatencyHistogram {
         }
     }
 
-    /// The value at quantile `q` in [0, 1] [ns], or 0 when empty.
+    /// The value at quantile `q` in [0, 1] (ns), or 0 when empty.
     pub fn quantile_ns(&self, q: f64) -> u64 {
         if self.count() == 0 {
             return 0;
@@ -67,7 +67,7 @@ impl LatencyHistogram {
         self.hist.value_at_quantile(q.clamp(0.0, 1.0))
     }
 
-    /// Largest recorded value [ns], or 0 when empty.
+    /// Largest recorded value (ns), or 0 when empty.
     pub fn max_ns(&self) -> u64 {
         self.hist.max()
     }
@@ -89,15 +89,15 @@ impl LatencyHistogram {
 /// JSON report, predicted or measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
-    /// Mean [ms].
+    /// Mean (ms).
     pub mean: f64,
-    /// Median [ms].
+    /// Median (ms).
     pub p50: f64,
-    /// 95th percentile [ms].
+    /// 95th percentile (ms).
     pub p95: f64,
-    /// 99th percentile [ms].
+    /// 99th percentile (ms).
     pub p99: f64,
-    /// Maximum [ms].
+    /// Maximum (ms).
     pub max: f64,
 }
 

@@ -24,7 +24,7 @@ pub enum SloMetric {
 pub struct Slo {
     /// The figure bounded.
     pub metric: SloMetric,
-    /// Its limit [ms].
+    /// Its limit (ms).
     pub limit_ms: f64,
 }
 
@@ -99,7 +99,7 @@ pub struct CapacityQuery {
     pub target_rps: f64,
     /// The latency objective.
     pub slo: Slo,
-    /// Memory cap over all workers [MB], if any.
+    /// Memory cap over all workers (MB), if any.
     pub max_memory_mb: Option<f64>,
     /// Most cores to consider.
     pub max_cores: u32,

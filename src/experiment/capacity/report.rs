@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub enum Verdict {
     /// Its workers need more memory than the cap.
     TooMuchMemory {
-        /// Memory needed [MB].
+        /// Memory needed (MB).
         memory_mb: f64,
     },
     /// Its capacity bound is below the rate it must hold.
@@ -25,31 +25,31 @@ pub enum Verdict {
     /// A request's own CPU work already exceeds the SLO: a lower bound on the SLO's figure
     /// of the work (its mean, or its quantile by Cantelli's inequality) is over the limit.
     WorkOverSlo {
-        /// Mean work per request [ms].
+        /// Mean work per request (ms).
         demand_ms: f64,
     },
     /// The open-system lower bound on mean latency of one resource is over a mean-latency
     /// SLO ([`crate::analytic::open_response_lower_bound`]).
     LatencyBoundOverSlo {
-        /// The bound [ms].
+        /// The bound (ms).
         bound_ms: f64,
         /// The resource that gives it.
         resource: Bottleneck,
     },
     /// Simulated, and the figure's CI is not under the limit.
     Misses {
-        /// The simulated figure [ms].
+        /// The simulated figure (ms).
         value_ms: f64,
-        /// Its CI half-width [ms].
+        /// Its CI half-width (ms).
         ci95_ms: f64,
         /// Requests refused by the admission queue.
         rejected: u64,
     },
     /// Simulated, and it meets the SLO.
     Meets {
-        /// The simulated figure [ms].
+        /// The simulated figure (ms).
         value_ms: f64,
-        /// Its CI half-width [ms].
+        /// Its CI half-width (ms).
         ci95_ms: f64,
     },
 }
@@ -77,7 +77,7 @@ impl Verdict {
 pub struct Evaluation {
     /// The configuration.
     pub config: Config,
-    /// Its memory [MB].
+    /// Its memory (MB).
     pub memory_mb: f64,
     /// What became of it.
     #[serde(flatten)]
@@ -100,7 +100,7 @@ pub struct Knee {
 pub struct Answer {
     /// The configuration.
     pub config: Config,
-    /// Its memory [MB].
+    /// Its memory (MB).
     pub memory_mb: f64,
     /// Simulated figures at `target · (1 + headroom)`.
     pub figures: Figures,

@@ -62,7 +62,7 @@ fn batch_rates(w: &Window) -> Vec<f64> {
     out
 }
 
-/// The `q`-quantile of the pooled latencies of every run [ms] (nearest rank), with the
+/// The `q`-quantile of the pooled latencies of every run (ms) (nearest rank), with the
 /// order statistics around it that bound it with 95% confidence.
 pub fn quantile_ms(runs: &[&Window], q: f64) -> Spread {
     let mut all: Vec<u64> = runs.iter().flat_map(|w| w.latency_us.iter().copied()).collect();

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 pub struct ErrorSummary {
     /// Points counted.
     pub points: usize,
-    /// Median |error| [%].
+    /// Median |error| (%).
     pub median_abs_pct: f64,
-    /// Largest |error| [%].
+    /// Largest |error| (%).
     pub max_abs_pct: f64,
     /// Points whose predicted and measured 95% CIs overlap.
     #[serde(default)]
@@ -43,9 +43,9 @@ impl ErrorSummary {
 pub struct Target {
     /// What is compared.
     pub name: String,
-    /// The limit [%].
+    /// The limit (%).
     pub limit_pct: f64,
-    /// The value reached [%].
+    /// The value reached (%).
     pub value_pct: f64,
     /// `value ≤ limit`.
     pub met: bool,

@@ -46,7 +46,7 @@ struct State {
     held: bool,
     /// When the lock last went from free to held [ns since `epoch`].
     held_since: u64,
-    /// Held time of the tenures that ended with the lock free [ns].
+    /// Held time of the tenures that ended with the lock free (ns).
     held_ns: u64,
     waiters: VecDeque<Arc<Waiter>>,
 }
@@ -54,7 +54,7 @@ struct State {
 /// A fair lock of one worker process.
 #[derive(Debug)]
 pub struct FairLock {
-    /// `gil`: the switch interval [ns]; `None` for a plain fair mutex.
+    /// `gil`: the switch interval (ns); `None` for a plain fair mutex.
     interval_ns: Option<u64>,
     epoch: Instant,
     state: Mutex<State>,
