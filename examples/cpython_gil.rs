@@ -20,7 +20,9 @@
 //!
 //! The venv comes from `python/make_venv.sh` (the machine's `python3`, NumPy from PyPI); when
 //! it cannot be made, the example says why and stops without failing. Writes
-//! `validation/cpython-gil-harness.json` (the measurement), `validation/cpython-gil.csv`
+//! `validation/cpython-gil-harness.json` (the measurement), `validation/cpython-gil-wake.json`
+//! (the wake-up costs, measured right after it; `--from` reuses the file beside its input, or
+//! measures them then), `validation/cpython-gil.csv`
 //! (every point, predicted and measured) and `plots/cpython-gil-{throughput,p95}.{png,svg}`.
 //! Points the harness measured while other processes used more than 0.15 of a core are
 //! marked and left out of the targets: a busy machine measures the machine, not the GIL.
@@ -116,16 +118,16 @@ fn main() -> Result<()> {
     let from = args.iter().position(|a| a == "--from").and_then(|i| args.get(i + 1)).map(PathBuf::from);
     let smoke = args.iter().any(|a| a == "--smoke");
     let root = root();
-    let json = match from {
-        Some(f) => std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+    let harness = match from {
+        Some(f) => f,
         None => match run_harness(root, smoke)? {
-            Some(j) => j,
+            Some(f) => f,
             None => return Ok(()),
         },
     };
+    let json = std::fs::read_to_string(&harness).map_err(|e| format!("{}: {e}", harness.display()))?;
     let data: Harness = serde_json::from_str(&json)?;
-    eprintln!("measuring this machine's wake-up costs…");
-    let wake = servesim::experiment::wake_costs();
+    let wake = wake_costs(&harness)?;
     eprintln!(
         "  wake-up latency median {:.1} µs over {} rounds (spread {:.0}%), CPU of a vain wake-up {:.2} µs",
         wake.latency.median,
@@ -159,9 +161,42 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Makes the venv and runs the harness's grid; `None` (with the reason printed) when the
-/// venv cannot be made.
-fn run_harness(root: &Path, smoke: bool) -> Result<Option<String>> {
+/// The wake-up costs measured with a harness run: `X-wake.json` beside its `X.json`,
+/// measured now (and written there) when there is none, so that a run and its calibration
+/// come from the same machine at the same time.
+fn wake_costs(harness: &Path) -> Result<servesim::experiment::Wake> {
+    let path = wake_path(harness);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let w: WakeFile = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("wake-up costs from {}", path.display());
+        return Ok(servesim::experiment::Wake { samples_us: w.samples_us, latency: w.latency, vain: w.vain });
+    }
+    eprintln!("measuring this machine's wake-up costs…");
+    let w = servesim::experiment::wake_costs();
+    let file =
+        WakeFile { samples_us: w.samples_us.clone(), latency: w.latency.clone(), vain: w.vain.clone() };
+    std::fs::write(&path, serde_json::to_string(&file)?)?;
+    Ok(w)
+}
+
+/// `X-wake.json` for a harness run `X-harness.json` (or `X.json`).
+fn wake_path(harness: &Path) -> PathBuf {
+    let stem = harness.file_stem().and_then(|s| s.to_str()).unwrap_or("harness");
+    let stem = stem.strip_suffix("-harness").unwrap_or(stem);
+    harness.with_file_name(format!("{stem}-wake.json"))
+}
+
+/// The wake-up costs as a file.
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct WakeFile {
+    samples_us: Vec<f64>,
+    latency: servesim::stats::Rounds,
+    vain: servesim::stats::Rounds,
+}
+
+/// Makes the venv and runs the harness's grid; returns the file it wrote, or `None` (with
+/// the reason printed) when the venv cannot be made.
+fn run_harness(root: &Path, smoke: bool) -> Result<Option<PathBuf>> {
     let venv = Command::new("bash").arg(root.join("python/make_venv.sh")).output()?;
     if !venv.status.success() {
         let why = String::from_utf8_lossy(&venv.stderr);
@@ -186,7 +221,9 @@ fn run_harness(root: &Path, smoke: bool) -> Result<Option<String>> {
     if !status.success() {
         return Err(format!("the harness failed ({status})").into());
     }
-    Ok(Some(std::fs::read_to_string(&out)?))
+    // This run's wake-up costs are measured afresh.
+    let _ = std::fs::remove_file(wake_path(&out));
+    Ok(Some(out))
 }
 
 /// servesim's prediction of one point, from its one-thread profile and the wake-up costs.

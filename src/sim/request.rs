@@ -25,6 +25,8 @@ pub(crate) struct CostModel {
     wake: Sampler,
     /// CPython's GIL: the CPU of a wake-up (ns).
     pub(crate) vain_wake_ns: f64,
+    /// CPython's GIL: the share of a wake-up's CPU spent holding the GIL's mutex.
+    pub(crate) mutex_share: f64,
     /// Whether `rtt` is zero, so replies reach clients at once.
     pub(crate) no_rtt: bool,
     tokens: Sampler,
@@ -63,6 +65,7 @@ impl CostModel {
             rtt: c.rtt_ms.sampler(),
             wake: c.wake_us.sampler(),
             vain_wake_ns: c.vain_wake_us * 1e3,
+            mutex_share: super::gil::MUTEX_SHARE,
             no_rtt: c.rtt_ms.is_zero(),
             tokens: s.workload.new_tokens.sampler(),
             const_tokens: match s.workload.new_tokens {
