@@ -380,14 +380,10 @@ impl Request {
                         continue;
                     }
                     Phase::End => return None,
-                    phase => {
-                        let (next, sampler, locked) = self.fixed_phase(phase, cost);
-                        self.phase = next;
-                        if cost.zero & (1 << phase as u16) != 0 {
-                            continue;
-                        }
-                        (sampler.sample(&mut self.rng) * 1e6, locked)
-                    }
+                    phase => match self.draw_fixed(phase, cost) {
+                        Some(step) => step,
+                        None => continue,
+                    },
                 }
             };
             if work_ns > 0.0 {
@@ -412,18 +408,27 @@ impl Request {
                 Phase::TokenStart => self.start_token(cost),
                 Phase::End => return None,
                 phase => {
-                    let (next, sampler, locked) = self.fixed_phase(phase, cost);
-                    self.phase = next;
-                    if cost.zero & (1 << phase as u16) != 0 {
-                        continue;
-                    }
-                    let work_ns = sampler.sample(&mut self.rng) * 1e6;
-                    if work_ns > 0.0 {
+                    if let Some((work_ns, locked)) = self.draw_fixed(phase, cost)
+                        && work_ns > 0.0
+                    {
                         return Some(Work::Step(Step { work_ns, locked }));
                     }
                 }
             }
         }
+    }
+
+    /// Draws the work of fixed phase `phase` (ns) and whether it holds the lock, moving on to
+    /// the phase after it; `None` for a phase that always costs nothing, skipped without a
+    /// draw.
+    #[inline(always)]
+    fn draw_fixed(&mut self, phase: Phase, cost: &CostModel) -> Option<(f64, bool)> {
+        let (next, sampler, locked) = self.fixed_phase(phase, cost);
+        self.phase = next;
+        if cost.zero & (1 << phase as u16) != 0 {
+            return None;
+        }
+        Some((sampler.sample(&mut self.rng) * 1e6, locked))
     }
 
     /// A phase with one draw of its own: the phase after it, its sampler and whether it
