@@ -408,7 +408,10 @@ impl System<'_> {
     /// Restarts `th`'s run at progress `p`, its chunk ending at `stop`.
     fn cpy_restart(&mut self, th: u32, p: f64, stop: f64) {
         let rem = self.cpu.preempt(th);
-        debug_assert!((self.threads[th as usize].g.stop - rem - p).abs() <= 1e-6 * p.max(1.0));
+        // The same progress two ways, up to the virtual clock's rounding.
+        debug_assert!(
+            (self.threads[th as usize].g.stop - rem - p).abs() <= 1e-9 * self.cpu.virtual_ns().max(1.0)
+        );
         self.cpy_start_chunk(th, p, stop);
     }
 
@@ -655,7 +658,9 @@ impl System<'_> {
         let o = self.gil(w).owner;
         let p = self.cpy_pos(o);
         let rem = self.cpu.preempt(o);
-        debug_assert!((self.threads[o as usize].g.stop - rem - p).abs() <= 1e-6 * p.max(1.0));
+        debug_assert!(
+            (self.threads[o as usize].g.stop - rem - p).abs() <= 1e-9 * self.cpu.virtual_ns().max(1.0)
+        );
         self.cpy_forced_drop_at(w, p);
     }
 

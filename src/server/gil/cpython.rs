@@ -300,10 +300,11 @@ mod tests {
             assert!(waited >= interval, "got it before its timed wait ran out: {waited:?}");
             assert!(waited < 2 * interval, "waited {waited:?}, more than two intervals of {interval:?}");
         }
+        // Each time, only the drop request got it the GIL. (Whether the holder then also
+        // waits for the switch depends on whether the waiter, taking the GIL, has cleared
+        // the request before the holder looks: a race the OS decides.)
         let s = g.stats();
-        // A holder that finds the request already cleared by the new holder (which clears it
-        // as it takes the GIL) has nothing to wait for: forced drops can be fewer.
-        assert!(s.drop_requests >= 3 && s.forced_drops >= 1, "{s:?}");
+        assert!(s.drop_requests >= 3, "{s:?}");
         assert_eq!(s.max_holders, 1);
     }
 
