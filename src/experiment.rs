@@ -4,6 +4,7 @@
 mod capacity;
 pub mod grid;
 pub use grid::Axis;
+mod host;
 mod merge;
 // --- measure (real backend) ---
 #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
@@ -26,8 +27,7 @@ pub use capacity::{
 // --- measure (real backend) ---
 #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
 pub use calibrate::{
-    CalibrateError, CalibrateOptions, Wake, calibrate, calibration_at, machine, utc_now, wake_costs,
-    write_calibration,
+    CalibrateError, CalibrateOptions, Wake, calibrate, calibration_at, wake_costs, write_calibration,
 };
 #[cfg(all(feature = "server", feature = "load"))]
 pub use measure::{MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};
@@ -37,6 +37,7 @@ pub use validate::{
     default_suites, validate,
 };
 // --- end measure ---
+pub use host::{machine, utc_now};
 pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};
 pub use sweep::{PointResult, SweepError, SweepInfo, SweepOutput, SweepPlan, default_out, label};

@@ -18,10 +18,10 @@
 //! what the machine did, tails included. One calibration serves every point of a
 //! validation: the emulated work a point adds (`cost.*`) is added on top in both backends.
 
+use super::machine;
 use crate::gpt::Model;
 use crate::scenario::BatchStep;
-use crate::scenario::{BatchingMode, CALIBRATION_FORMAT, Calibration, Handler, LockKind, Machine, Scenario};
-use crate::server::busy::{NoSwitch, spin};
+use crate::scenario::{BatchingMode, CALIBRATION_FORMAT, Calibration, Handler, LockKind, Scenario};
 use crate::server::client::Connection;
 use crate::server::{
     self, CorrectResponse, CpuPlan, Gil, LaunchOptions, Limits, ServerConfig, ServerProcess,
@@ -241,7 +241,7 @@ pub fn calibrate(
             )
         }
         _ => {
-            cal.handoff_us = handoff_us(opts.handoffs.max(10));
+            cal.handoff_us = server::gil::handoff::measure(opts.handoffs.max(10));
             format!(
                 "hand-off: {} lock hand-offs among four threads (the server run passed none)",
                 opts.handoffs
@@ -543,50 +543,6 @@ fn contended_run(
     })
 }
 
-/// The real lock's hand-off cost (µs) when threads queue for it, as the server's pool
-/// threads do under the GIL: four threads each hold it for a fixed spin, release it, spin
-/// a little more without it (a kernel's worth) and queue again, so that every release hands
-/// it to a parked waiter the OS must wake. The wall time per hold beyond the held spin is
-/// the hand-off. The least of five rounds: another process on the machine can only add to
-/// a round's time, so the least is the one it disturbed least.
-///
-/// Four threads, not two: with two threads on two CPUs each waiter parks alone on its own
-/// CPU and wakes faster than in a real queue, where waiters outnumber the CPUs.
-fn handoff_us(handoffs: u32) -> f64 {
-    const HOLD_NS: u64 = 20_000;
-    const FREE_NS: u64 = 10_000;
-    const THREADS: u32 = 4;
-    const ROUNDS: u32 = 5;
-    let per_thread = (handoffs / THREADS / ROUNDS).max(1);
-    let mut rounds: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let gil = Arc::new(Gil::new(Some(Duration::from_millis(5))));
-            let start = Arc::new(Barrier::new(THREADS as usize));
-            let threads: Vec<_> = (0..THREADS)
-                .map(|_| {
-                    let (gil, start) = (Arc::clone(&gil), Arc::clone(&start));
-                    std::thread::spawn(move || {
-                        start.wait();
-                        let t0 = Instant::now();
-                        for _ in 0..per_thread {
-                            gil.acquire();
-                            spin(HOLD_NS, &mut NoSwitch);
-                            gil.release();
-                            spin(FREE_NS, &mut NoSwitch);
-                        }
-                        t0.elapsed()
-                    })
-                })
-                .collect();
-            let wall = threads.into_iter().map(|t| t.join().unwrap_or_default()).max().unwrap_or_default();
-            let holds = f64::from(THREADS * per_thread);
-            ((wall.as_secs_f64() * 1e6 / holds) - HOLD_NS as f64 / 1e3).max(0.0)
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[0]
-}
-
 /// The calibration prompt: `prompt_chars` characters of a pangram, at most half the
 /// model's context.
 fn prompt(model: &Model, prompt_chars: usize) -> String {
@@ -705,57 +661,4 @@ pub fn write_calibration(cal: &Calibration, path: &Path) -> Result<(), Calibrate
     }
     let json = serde_json::to_vec_pretty(cal).map_err(|e| fail(&e))?;
     std::fs::write(path, json).map_err(|e| fail(&e))
-}
-
-/// Where this runs: host, CPU model, CPUs, OS, date (UTC).
-pub fn machine() -> Machine {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_owned();
-    let cpu_model = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    Machine {
-        hostname: read("/proc/sys/kernel/hostname"),
-        cpu_model,
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        os: format!("{} {}", std::env::consts::OS, read("/proc/sys/kernel/osrelease")),
-        date: utc_now(),
-    }
-}
-
-/// Now as RFC 3339 UTC, to the second.
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates_are_rfc3339() {
-        let d = utc_now();
-        assert_eq!(d.len(), 20, "{d}");
-        assert!(d.starts_with("20") && d.ends_with('Z') && &d[10..11] == "T", "{d}");
-    }
-
-    #[test]
-    fn the_lock_hand_off_costs_something_finite() {
-        let h = handoff_us(200);
-        assert!(h.is_finite() && h >= 0.0, "{h}");
-    }
 }

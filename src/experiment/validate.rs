@@ -278,7 +278,7 @@ pub fn validate(
     let summary = summarize(&points);
     let targets = targets(&summary);
     Ok(Validation {
-        machine: super::calibrate::machine(),
+        machine: super::machine(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
         calibration_unstable: opts
             .calibration
