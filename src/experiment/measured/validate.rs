@@ -22,9 +22,9 @@ mod summary;
 pub use spread::{BATCHES, Spread};
 pub use summary::{ErrorSummary, Target};
 
-use super::grid::{Axis, Grid, show};
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, measure};
-use super::report::WriteError;
+use crate::experiment::grid::{Axis, Grid, show};
+use crate::experiment::report::WriteError;
 use crate::scenario::{ClientKind, Override, Scenario, ScenarioError};
 use crate::sim::{self, SimError};
 use rayon::prelude::*;
@@ -61,7 +61,7 @@ pub enum ValidateError {
     },
     /// The sweep is malformed.
     #[error(transparent)]
-    Grid(#[from] super::grid::GridError),
+    Grid(#[from] crate::experiment::grid::GridError),
     /// Outputs could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -278,7 +278,7 @@ pub fn validate(
     let summary = summarize(&points);
     let targets = targets(&summary);
     Ok(Validation {
-        machine: super::machine(),
+        machine: crate::experiment::machine(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
         calibration_unstable: opts
             .calibration
