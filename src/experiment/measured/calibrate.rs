@@ -30,7 +30,7 @@ pub use wake::{Wake, wake_costs};
 
 use crate::experiment::machine;
 use crate::gpt::Model;
-use crate::scenario::{BatchingMode, CALIBRATION_FORMAT, Calibration, Handler, LockKind, Scenario};
+use crate::scenario::{CALIBRATION_FORMAT, Calibration, LockKind, Override, Scenario, ScenarioError};
 use crate::server::{self, CpuPlan, LaunchOptions, Limits, ServerConfig, ServerProcess};
 use single::Nominal;
 use std::path::PathBuf;
@@ -39,6 +39,9 @@ use std::time::Duration;
 /// Why a calibration could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
+    /// The scenario to calibrate with is invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
     /// The server refused the configuration.
     #[error(transparent)]
     Config(#[from] server::ConfigError),
@@ -105,18 +108,19 @@ impl Default for CalibrateOptions {
 /// The scenario the server is calibrated with: its CPUs, prompt, tokens and emulated work,
 /// one worker with one thread and its lock, or the GIL if it has none (so lock operations
 /// are paid), no batching.
-fn bare(sc: &Scenario) -> Scenario {
-    let mut s = sc.clone();
-    s.system.workers = 1;
-    s.worker.handler = Handler::Sync;
-    s.worker.threads = 1;
+fn bare(sc: &Scenario) -> Result<Scenario, ScenarioError> {
+    let mut overrides = vec![
+        Override::new("system.workers", 1),
+        Override::new("worker.handler", "sync"),
+        Override::new("worker.threads", 1),
+        Override::new("batching.mode", "none"),
+    ];
     // The scenario's own lock, so that the contended run and the hand-off fit see it; the GIL
     // when it has none.
-    if s.worker.lock == LockKind::None {
-        s.worker.lock = LockKind::Gil;
+    if sc.worker.lock == LockKind::None {
+        overrides.push(Override::new("worker.lock", "gil"));
     }
-    s.batching.mode = BatchingMode::None;
-    s
+    sc.with(&overrides)
 }
 
 /// Measures the real costs of the server that `sc` describes (its CPUs, prompt length and
@@ -130,7 +134,7 @@ pub fn calibrate(
         return Err(CalibrateError::Options("--requests must be ≥ 1".into()));
     }
     let model_dir = server::resolve_model_dir(opts.model_dir.as_deref());
-    let bare = bare(sc);
+    let bare = bare(sc)?;
     let config = ServerConfig::from_scenario(&bare, Limits::default(), model_dir.clone())?;
     let allowed = server::affinity::allowed()
         .map_err(|e| CalibrateError::Options(format!("cannot read the CPU affinity: {e}")))?;

@@ -3,7 +3,7 @@
 
 use super::client::{Counters, body, counters, send};
 use super::{CalibrateError, CalibrateOptions, bare};
-use crate::scenario::{Calibration, Scenario};
+use crate::scenario::{Calibration, Override, Scenario};
 use crate::server::client::Connection;
 use crate::server::{self, LaunchOptions, ServerConfig, ServerProcess};
 use std::path::Path;
@@ -56,14 +56,19 @@ pub(super) fn contended(
 /// parked thread to take the lock, its caches cold), taken from a run of its own and used
 /// for every point. Bisection; the simulated throughput falls as the cost grows.
 fn fit_handoff_us(sc: &Scenario, cal: &Calibration, n: u32, want_rps: f64) -> Option<f64> {
-    let mut base = bare(sc);
-    base.worker.threads = n;
-    base.clients.kind = crate::scenario::ClientKind::Closed;
-    base.clients.users = n;
-    base.clients.think_ms = crate::workload::Dist::Const(0.0);
-    base.run.requests = 3000;
-    base.run.warmup_requests = 300;
-    base.run.replications = 3;
+    let base = bare(sc)
+        .and_then(|b| {
+            b.with(&[
+                Override::new("worker.threads", n),
+                Override::new("clients.kind", "closed"),
+                Override::new("clients.users", n),
+                Override::new("clients.think_ms", 0.0),
+                Override::new("run.requests", 3000),
+                Override::new("run.warmup_requests", 300),
+                Override::new("run.replications", 3),
+            ])
+        })
+        .ok()?;
     let rate = |h: f64| -> Option<f64> {
         let mut c = cal.clone();
         c.handoff_us = h;
