@@ -1,24 +1,18 @@
 //! Command-line interface: one file per subcommand under `cli/`.
 
-#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-mod calibrate;
 mod capacity;
 mod common;
 #[cfg(feature = "load")]
 mod load;
+#[cfg(all(feature = "server", feature = "load"))]
+mod measured;
 #[cfg(feature = "model")]
 mod model;
-mod simulate;
-// --- server commands (serve, measure) ---
-#[cfg(all(feature = "server", feature = "load"))]
-mod measure;
 #[cfg(feature = "server")]
 mod serve;
-// --- end server commands ---
+mod simulate;
 mod sweep;
 mod usl;
-#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-mod validate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -48,23 +42,16 @@ enum Command {
     #[command(about = "Inspect or (re)generate the Mini-GPT weights.")]
     #[cfg(feature = "model")]
     Model(model::ModelArgs),
-    // --- server commands (serve, measure) ---
     #[command(about = "Run the real server (axum + the Mini-GPT) with a scenario's knobs.")]
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
-    #[command(about = "Measure a scenario on the real server with the load generator.")]
+    // measure, calibrate, validate.
+    #[command(flatten)]
     #[cfg(all(feature = "server", feature = "load"))]
-    Measure(measure::MeasureArgs),
-    #[command(about = "Measure the real server's own costs on this machine (a calibration file).")]
-    #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-    Calibrate(calibrate::CalibrateArgs),
-    #[command(about = "Check predictions against the real server over a sweep (default: the main suite).")]
-    #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-    Validate(validate::ValidateArgs),
+    Measured(measured::Command),
     #[command(about = "Drive any HTTP server with a closed loop, an open loop or a burst, and measure it.")]
     #[cfg(feature = "load")]
     Load(load::LoadArgs),
-    // --- end server commands ---
 }
 
 /// Parses the command line, runs the subcommand and maps its error to an exit code.
@@ -78,18 +65,12 @@ pub fn main() -> ExitCode {
         Command::FitUsl(args) => usl::run(args),
         #[cfg(feature = "model")]
         Command::Model(args) => model::run(args),
-        // --- server commands (serve, measure) ---
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
         #[cfg(all(feature = "server", feature = "load"))]
-        Command::Measure(args) => measure::run(args),
+        Command::Measured(command) => measured::run(command),
         #[cfg(feature = "load")]
         Command::Load(args) => load::run(args),
-        #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-        Command::Calibrate(args) => calibrate::run(args),
-        #[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-        Command::Validate(args) => validate::run(args),
-        // --- end server commands ---
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

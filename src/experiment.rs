@@ -1,18 +1,15 @@
-//! Experiments: the commands users run, as library calls — simulate, sweep and merge, and
-//! (with the real backend) measure, calibrate and validate — and their reports.
+//! Experiments: the commands users run, as library calls, and their reports — on the
+//! simulator: simulate, sweep, merge, capacity and fit-usl; on a measured backend (a private
+//! module compiled with the `server` and `load` features, its items re-exported here):
+//! measure, calibrate and validate.
 
 mod capacity;
 pub mod grid;
 pub use grid::Axis;
-mod merge;
-// --- measure (real backend) ---
-#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-mod calibrate;
+mod host;
 #[cfg(all(feature = "server", feature = "load"))]
-mod measure;
-#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-mod validate;
-// --- end measure ---
+mod measured;
+mod merge;
 pub mod report;
 mod simulate;
 mod sweep;
@@ -23,20 +20,9 @@ pub use capacity::{
     Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, Planner, Slo, SloMetric,
     Verdict, parse_memory_mb,
 };
-// --- measure (real backend) ---
-#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-pub use calibrate::{
-    CalibrateError, CalibrateOptions, Wake, calibrate, calibration_at, machine, utc_now, wake_costs,
-    write_calibration,
-};
+pub use host::{machine, utc_now};
 #[cfg(all(feature = "server", feature = "load"))]
-pub use measure::{MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};
-#[cfg(all(feature = "server", feature = "load", feature = "plot"))]
-pub use validate::{
-    Compared, ErrorSummary, Suite, Target, ValidateError, ValidateOptions, ValidatedPoint, Validation,
-    default_suites, validate,
-};
-// --- end measure ---
+pub use measured::*;
 pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};
 pub use sweep::{PointResult, SweepError, SweepInfo, SweepOutput, SweepPlan, default_out, label};

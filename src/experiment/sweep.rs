@@ -107,6 +107,8 @@ impl SweepPlan {
         for index in shard.points(&info.grid) {
             let over = info.grid.point(index);
             let params = describe(&over);
+            // Parsed from the text rather than derived from `base` (`Scenario::with`), so that
+            // a calibration is added after the point's overrides, as it is for a file.
             let all: Vec<Override> = sets.iter().chain(&over).cloned().collect();
             let mut sc = Scenario::parse(&text, file, base_dir, &all)
                 .map_err(|source| SweepError::Point { index, params: label(&params), source })?;

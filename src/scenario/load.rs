@@ -89,6 +89,11 @@ impl FromStr for Override {
 }
 
 impl Override {
+    /// The override of `path` with `value` (`Override::new("worker.threads", 8)`).
+    pub fn new(path: impl Into<String>, value: impl Into<toml::Value>) -> Override {
+        Override { path: path.into(), value: value.into() }
+    }
+
     /// Sets this value in a TOML table, creating intermediate tables.
     fn apply(&self, root: &mut toml::Table) -> Result<(), ScenarioError> {
         let keys: Vec<&str> = self.path.split('.').collect();
@@ -153,13 +158,58 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Reads the sample files of empirical distributions.
+    /// A scenario derived from this one: `overrides` applied to its values in order, then
+    /// validated again, so that a derived scenario is held to the rules a file is. A bad
+    /// override is refused with its field, as `--set` is.
+    ///
+    /// The overrides apply to the values as loaded. A calibration already applied stays
+    /// applied and is not added again: an override of a cost it adds to replaces the sum
+    /// (to add a calibration after the overrides, as a file does, parse the file with them).
+    /// A `cost.calibration` is read only when none was applied. The arrival times of
+    /// `clients.trace` are kept unless the override names another file; the files of
+    /// empirical distributions are read again.
+    pub fn with(&self, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
+        let mut table = toml::Table::try_from(self)
+            .map_err(|e| ScenarioError::Schema { field: "scenario".into(), message: e.to_string() })?;
+        for o in overrides {
+            o.apply(&mut table)?;
+        }
+        let mut scenario: Scenario =
+            serde_path_to_error::deserialize(table.clone()).map_err(|e| schema_error(&e, &table))?;
+        scenario.base_dir = self.base_dir.clone();
+        if scenario.clients.trace == self.clients.trace {
+            scenario.clients.trace_ms = self.clients.trace_ms.clone();
+        }
+        let calibration_kept = scenario.cost.calibration == self.cost.calibration;
+        if calibration_kept {
+            scenario.cost.calibrated = self.cost.calibrated.clone();
+        } else if self.cost.calibrated.is_some() {
+            return Err(ScenarioError::invalid(
+                "cost.calibration",
+                "cannot be changed once a calibration is applied; set it in the file or with --set",
+            ));
+        }
+        scenario.load_samples(scenario.clients.trace != self.clients.trace)?;
+        if !calibration_kept {
+            scenario.load_calibration()?;
+        }
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Reads the files the scenario names: samples, the trace, the calibration.
     fn load_files(&mut self) -> Result<(), ScenarioError> {
+        self.load_samples(true)?;
+        self.load_calibration()
+    }
+
+    /// Reads the sample files of empirical distributions, and the trace's if `trace`.
+    fn load_samples(&mut self, trace: bool) -> Result<(), ScenarioError> {
         let base = self.base_dir.clone();
         for (field, dist) in self.dists_mut() {
             dist.load_files(&base).map_err(|e| ScenarioError::invalid(field, format!(": {e}")))?;
         }
-        if let Some(trace) = &self.clients.trace {
+        if let Some(trace) = self.clients.trace.as_ref().filter(|_| trace) {
             let times = crate::workload::read_samples(&base.join(trace))
                 .map_err(|e| ScenarioError::invalid("clients.trace", format!(": {e}")))?;
             if let Some(i) = times.windows(2).position(|w| w[1] < w[0]) {
@@ -172,7 +222,13 @@ impl Scenario {
             // Validation checks that each time is finite and in range.
             self.clients.trace_ms = times;
         }
+        Ok(())
+    }
+
+    /// Reads and applies the calibration file the scenario names, if any.
+    fn load_calibration(&mut self) -> Result<(), ScenarioError> {
         if let Some(file) = self.cost.calibration.clone() {
+            let base = self.base_dir.clone();
             let path = base.join(file);
             super::Calibration::read(&path)?.apply(self, &path)?;
         }

@@ -215,17 +215,17 @@ impl Scenario {
                 within("clients.rate_rps", k.rate_rps, MIN_RATE_RPS, MAX_RATE_RPS)
             }
             ClientKind::Burst => count("clients.burst", k.burst.into(), 1),
-            ClientKind::Trace => match &k.trace {
-                Some(_) => self.validate_trace(),
-                None => Err(ScenarioError::invalid(
-                    "clients.trace",
-                    "is required with kind = \"trace\": a CSV file of arrival times [ms]",
-                )),
-            },
+            // Arrival times given in memory (a derived scenario) need no file.
+            ClientKind::Trace if k.trace.is_none() && k.trace_ms.is_empty() => Err(ScenarioError::invalid(
+                "clients.trace",
+                "is required with kind = \"trace\": a CSV file of arrival times [ms]",
+            )),
+            ClientKind::Trace => self.validate_trace(),
         }
     }
 
-    /// The arrival times read from `clients.trace` (the loader checked they do not decrease).
+    /// The arrival times read from `clients.trace` (the loader checked they do not decrease)
+    /// or given in memory.
     fn validate_trace(&self) -> Result<(), ScenarioError> {
         let times = &self.clients.trace_ms;
         if let Some(t) = times.iter().find(|t| !(t.is_finite() && (0.0..=MAX_MS).contains(*t))) {

@@ -13,6 +13,7 @@
 
 pub mod cpython;
 pub mod fair;
+pub mod handoff;
 pub mod wake;
 
 pub use cpython::CpythonGil;

@@ -352,3 +352,59 @@ fn calibrated_batch_steps_are_checked() {
     assert!(e.contains("batch_steps.batch must be ≥ 1, got 0"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn deriving_with_no_override_gives_the_same_scenario() {
+    for f in models() {
+        let sc = Scenario::load(&f, &[]).unwrap();
+        assert_eq!(sc.with(&[]).unwrap(), sc, "{}", f.display());
+    }
+}
+
+#[test]
+fn deriving_applies_overrides_as_loading_with_them_does() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/seed-sync.toml");
+    let sets = [
+        Override::new("worker.threads", 8),
+        Override::new("worker.lock", "fair-gil"),
+        Override::new("cost.token_free_ms", toml::Value::try_from(gamma_dist()).unwrap()),
+    ];
+    let base = Scenario::load(&file, &[]).unwrap();
+    let derived = base.with(&sets).unwrap();
+    assert_eq!(derived, Scenario::load(&file, &sets).unwrap());
+    assert_eq!((derived.worker.threads, derived.worker.lock), (8, LockKind::FairGil));
+    assert_ne!(base.worker.threads, 8, "the original is left as it was");
+}
+
+/// `{ dist = "gamma", mean = 2.5, cv = 0.5 }`.
+fn gamma_dist() -> toml::Table {
+    toml::from_str("dist = \"gamma\"\nmean = 2.5\ncv = 0.5").unwrap()
+}
+
+#[test]
+fn deriving_validates_again_and_names_the_field() {
+    let base = parse("", &[]).unwrap();
+    let e = base.with(&[Override::new("worker.threads", 0)]).unwrap_err().to_string();
+    assert_eq!(e, "worker.threads must be ≥ 1, got 0");
+    // A rule between fields: more users than the queue admits.
+    let e = base.with(&[Override::new("clients.users", 2000)]).unwrap_err().to_string();
+    assert!(e.starts_with("clients.users (2000) exceeds worker.queue_limit (1024)"), "{e}");
+    let e = base.with(&[Override::new("worker.thread", 4)]).unwrap_err().to_string();
+    assert!(e.starts_with("worker.thread:") && e.contains("threads"), "{e}");
+    let e = base.with(&[Override::new("clients.think_ms", -1.0)]).unwrap_err().to_string();
+    assert!(e.starts_with("clients.think_ms"), "{e}");
+}
+
+#[test]
+fn deriving_keeps_the_arrivals_of_a_trace() {
+    let base = parse("[clients]\nkind = \"open\"\nrate_rps = 10\n", &[]).unwrap();
+    let e = base.with(&[Override::new("clients.kind", "trace")]).unwrap_err().to_string();
+    assert!(e.starts_with("clients.trace is required"), "{e}");
+    let mut with_times = base.clone();
+    with_times.clients.trace_ms = vec![0.0, 5.0, 12.5];
+    let t = with_times.with(&[Override::new("clients.kind", "trace")]).unwrap();
+    assert_eq!(t.clients.trace_ms, [0.0, 5.0, 12.5]);
+    with_times.clients.trace_ms.push(f64::NAN);
+    let e = with_times.with(&[Override::new("clients.kind", "trace")]).unwrap_err().to_string();
+    assert!(e.starts_with("clients.trace: arrival times must be finite"), "{e}");
+}

@@ -72,6 +72,8 @@ impl Planner {
     }
 
     fn scenario(&self, c: &Config, rate: f64) -> Result<Scenario, CapacityError> {
+        // Parsed from the text rather than derived with `Scenario::with`, so that a
+        // calibration is added after the candidate's overrides, as it is for a file.
         let all: Vec<Override> = self.sets.iter().cloned().chain(c.overrides(rate)).collect();
         let mut sc = Scenario::parse(&self.text, &self.origin, &self.base_dir, &all)?;
         sc.clients.kind = ClientKind::Open;

@@ -1,6 +1,6 @@
 //! `servesim calibrate`.
 
-use super::common::ScenarioArgs;
+use crate::cli::common::ScenarioArgs;
 use clap::Args;
 use servesim::experiment::{CalibrateOptions, calibrate};
 use std::path::PathBuf;

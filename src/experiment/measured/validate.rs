@@ -22,9 +22,9 @@ mod summary;
 pub use spread::{BATCHES, Spread};
 pub use summary::{ErrorSummary, Target};
 
-use super::grid::{Axis, Grid, show};
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, measure};
-use super::report::WriteError;
+use crate::experiment::grid::{Axis, Grid, show};
+use crate::experiment::report::WriteError;
 use crate::scenario::{ClientKind, Override, Scenario, ScenarioError};
 use crate::sim::{self, SimError};
 use rayon::prelude::*;
@@ -61,7 +61,7 @@ pub enum ValidateError {
     },
     /// The sweep is malformed.
     #[error(transparent)]
-    Grid(#[from] super::grid::GridError),
+    Grid(#[from] crate::experiment::grid::GridError),
     /// Outputs could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -278,7 +278,7 @@ pub fn validate(
     let summary = summarize(&points);
     let targets = targets(&summary);
     Ok(Validation {
-        machine: super::calibrate::machine(),
+        machine: crate::experiment::machine(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
         calibration_unstable: opts
             .calibration
@@ -373,7 +373,7 @@ fn load(
 }
 
 fn set(path: &str, value: impl Into<toml::Value>) -> Override {
-    Override { path: path.into(), value: value.into() }
+    Override::new(path, value)
 }
 
 fn plan_point(
@@ -399,7 +399,8 @@ fn plan_point(
             let mut predicted = Vec::new();
             let mut passes = Vec::new();
             for r in 0..repeats {
-                let sc = as_trace(&base, opts.requests, base.run.seed.wrapping_add(u64::from(r)));
+                let sc = as_trace(&base, opts.requests, base.run.seed.wrapping_add(u64::from(r)))
+                    .map_err(|source| ValidateError::Scenario { point: label.into(), source })?;
                 predicted.push(simulate(&sc)?);
                 passes.push(sc);
             }
@@ -433,7 +434,7 @@ fn plan_point(
 
 /// The open-loop scenario `sc` as a trace of its first `n` send times, drawn as the load
 /// generator draws them from `seed`; the trace is played whole on both sides.
-fn as_trace(sc: &Scenario, n: u64, seed: u64) -> Scenario {
+fn as_trace(sc: &Scenario, n: u64, seed: u64) -> Result<Scenario, ScenarioError> {
     let mode = crate::load::Mode::Open {
         rate_rps: sc.clients.rate_rps,
         poisson: sc.clients.arrivals == crate::scenario::Arrivals::Poisson,
@@ -442,11 +443,12 @@ fn as_trace(sc: &Scenario, n: u64, seed: u64) -> Scenario {
         crate::load::Schedule::new(&mode, crate::load::Stop::Requests(n), std::time::Duration::ZERO, seed)
             .map(|s| s.map(|t| t.as_secs_f64() * 1e3).collect())
             .unwrap_or_default();
-    let mut out = sc.clone();
-    out.clients.kind = ClientKind::Trace;
-    out.clients.trace_ms = times;
-    out.run.seed = seed;
-    out
+    let seed = i64::try_from(seed)
+        .map_err(|_| ScenarioError::invalid("run.seed", format!("must be ≤ {}, got {seed}", i64::MAX)))?;
+    // The times are the trace's loaded data, as the loader fills them from a file.
+    let mut with_times = sc.clone();
+    with_times.clients.trace_ms = times;
+    with_times.with(&[set("clients.kind", "trace"), set("run.seed", seed)])
 }
 
 /// The default suite on the scenarios in `models`: the three handlers × lock `none` / `gil`
@@ -494,7 +496,7 @@ mod tests {
     fn an_open_loop_point_is_the_load_generators_own_schedule_as_a_trace() {
         let text = "[clients]\nkind = \"open\"\nrate_rps = 50\narrivals = \"poisson\"\n";
         let sc = Scenario::parse(text, Path::new("t.toml"), Path::new("."), &[]).expect("a scenario");
-        let t = as_trace(&sc, 200, 7);
+        let t = as_trace(&sc, 200, 7).expect("a trace");
         assert_eq!(t.clients.kind, ClientKind::Trace);
         let mode = crate::load::Mode::Open { rate_rps: 50.0, poisson: true };
         let sends: Vec<f64> =
@@ -503,6 +505,10 @@ mod tests {
                 .map(|d| d.as_secs_f64() * 1e3)
                 .collect();
         assert_eq!(t.clients.trace_ms, sends);
-        assert_ne!(as_trace(&sc, 200, 8).clients.trace_ms, sends, "each pass draws its own arrivals");
+        assert_ne!(
+            as_trace(&sc, 200, 8).expect("a trace").clients.trace_ms,
+            sends,
+            "each pass draws its own arrivals"
+        );
     }
 }

@@ -130,7 +130,7 @@ pub(super) mod by_metric {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::validate::Spread;
+    use crate::experiment::measured::validate::Spread;
 
     #[test]
     fn errors_are_relative_to_the_measurement_and_summaries_use_absolute_values() {

@@ -445,7 +445,7 @@ impl MeasureReport {
             "{} — measured, {} requests sent, {} measured",
             self.scenario, self.sent, self.completed
         );
-        let _ = writeln!(out, "  {}\n", super::simulate::describe(sc));
+        let _ = writeln!(out, "  {}\n", crate::experiment::simulate::describe(sc));
         let mut row = |name: &str, v: f64, unit: &str| {
             let _ = writeln!(out, "  {name:<22} {v:>12.3}  {unit}");
         };

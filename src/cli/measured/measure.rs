@@ -1,6 +1,6 @@
 //! `servesim measure`.
 
-use super::common::ScenarioArgs;
+use crate::cli::common::ScenarioArgs;
 use clap::Args;
 use servesim::experiment::{self, MeasureOptions};
 use servesim::server::Limits;

@@ -1,0 +1,32 @@
+//! The measured backend: commands that run a scenario against a real HTTP service and
+//! measure what it does, where the rest of `experiment` predicts it with the simulator.
+//!
+//! Today the service is this crate's own server (`src/server`), started with the scenario's
+//! knobs on a loopback port and driven by the load generator (`src/load`); an external
+//! HTTP service is meant to become a second kind of target here.
+//!
+//! ```text
+//!  measure    one scenario on the real server → the figures `simulate` prints, measured
+//!  calibrate  the real server's own costs on this machine → a calibration file
+//!  validate   a sweep predicted and measured, side by side → errors, plots, report
+//! ```
+//!
+//! Everything here needs the `server` and `load` features; `calibrate` and `validate` also
+//! need `plot`.
+
+#[cfg(feature = "plot")]
+mod calibrate;
+mod measure;
+#[cfg(feature = "plot")]
+mod validate;
+
+#[cfg(feature = "plot")]
+pub use calibrate::{
+    CalibrateError, CalibrateOptions, Wake, calibrate, calibration_at, wake_costs, write_calibration,
+};
+pub use measure::{MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};
+#[cfg(feature = "plot")]
+pub use validate::{
+    Compared, ErrorSummary, Suite, Target, ValidateError, ValidateOptions, ValidatedPoint, Validation,
+    default_suites, validate,
+};

@@ -1,0 +1,174 @@
+//! The contended run: clients at once to as many pool threads behind the scenario's lock,
+//! and the hand-off cost fitted so that the simulator holds the throughput it held.
+
+use super::client::{Counters, body, counters, send};
+use super::{CalibrateError, CalibrateOptions, bare};
+use crate::scenario::{Calibration, Override, Scenario};
+use crate::server::client::Connection;
+use crate::server::{self, LaunchOptions, ServerConfig, ServerProcess};
+use std::path::Path;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Threads (and clients) of the contended run: one more than the scenario's cores (at
+/// least three), so that waiters for the lock outnumber the cores as in a loaded pool — and
+/// a configuration the validation suite does not measure.
+fn contenders(sc: &Scenario) -> u32 {
+    sc.system.cores.max(2) + 1
+}
+
+/// What the contended run measured.
+pub(super) struct Contended {
+    /// Requests per second of the measured part.
+    throughput_rps: f64,
+    /// Lock hand-offs per request.
+    handoffs_per_request: f64,
+}
+
+/// The scenario's request from [`contenders`] clients at once to as many pool threads
+/// behind the GIL, so that releases around kernels hand the lock to parked waiters: the
+/// throughput it holds and the hand-offs per request, from the server's own counters.
+/// `None` when the run passed no hand-off.
+pub(super) fn contended(
+    config: &ServerConfig,
+    launch: &LaunchOptions,
+    sc: &Scenario,
+    opts: &CalibrateOptions,
+) -> Result<Option<Contended>, CalibrateError> {
+    let n = contenders(sc);
+    let mut config = config.clone();
+    config.threads = n;
+    let srv = ServerProcess::start(&config, launch)?;
+    let result = contended_run(&srv, sc, opts, n);
+    let _ = srv.stop(Duration::from_secs(10));
+    let (used, wall_s) = result?;
+    if used.handoffs == 0 || used.completed == 0 || wall_s <= 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(Contended {
+        throughput_rps: used.completed as f64 / wall_s,
+        handoffs_per_request: used.handoffs as f64 / used.completed as f64,
+    }))
+}
+
+/// The hand-off cost (µs) at which the simulator, given everything else this calibration
+/// measured, holds the contended run's throughput: one number for a mechanism (waking a
+/// parked thread to take the lock, its caches cold), taken from a run of its own and used
+/// for every point. Bisection; the simulated throughput falls as the cost grows.
+fn fit_handoff_us(sc: &Scenario, cal: &Calibration, n: u32, want_rps: f64) -> Option<f64> {
+    let base = bare(sc)
+        .and_then(|b| {
+            b.with(&[
+                Override::new("worker.threads", n),
+                Override::new("clients.kind", "closed"),
+                Override::new("clients.users", n),
+                Override::new("clients.think_ms", 0.0),
+                Override::new("run.requests", 3000),
+                Override::new("run.warmup_requests", 300),
+                Override::new("run.replications", 3),
+            ])
+        })
+        .ok()?;
+    let rate = |h: f64| -> Option<f64> {
+        let mut c = cal.clone();
+        c.handoff_us = h;
+        let mut s = base.clone();
+        c.apply(&mut s, Path::new("calibration")).ok()?;
+        crate::sim::simulate(&s).ok().map(|r| r.figures.throughput_rps)
+    };
+    let (mut lo, mut hi) = (0.0, 1000.0);
+    if rate(lo)? <= want_rps {
+        return Some(0.0);
+    }
+    if rate(hi)? >= want_rps {
+        return Some(hi);
+    }
+    for _ in 0..14 {
+        let mid = (lo + hi) / 2.0;
+        if rate(mid)? > want_rps { lo = mid } else { hi = mid }
+    }
+    Some((lo + hi) / 2.0)
+}
+
+/// `n` clients sending at once: a warm-up, then half of `opts.requests` requests in all
+/// (a throughput needs fewer than the single client's distributions); the server's
+/// counters over the measured part and its wall time (s).
+fn contended_run(
+    srv: &ServerProcess,
+    sc: &Scenario,
+    opts: &CalibrateOptions,
+    n: u32,
+) -> Result<(Counters, f64), CalibrateError> {
+    let body = body(sc);
+    let per_client = (opts.requests / 2).div_ceil(n).max(1);
+    let warmup = opts.warmup.div_ceil(n).max(1);
+    let barrier = Barrier::new(n as usize + 1);
+    let addr = srv.addr();
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..n)
+            .map(|_| {
+                let (body, barrier) = (&body, &barrier);
+                scope.spawn(move || -> Result<(), CalibrateError> {
+                    let conn = Connection::open(addr, Duration::from_secs(30))
+                        .map_err(|e| CalibrateError::Request { index: 0, message: e.to_string() });
+                    let mut conn = match conn {
+                        Ok(c) => c,
+                        Err(e) => {
+                            barrier.wait();
+                            barrier.wait();
+                            return Err(e);
+                        }
+                    };
+                    let warm = (0..warmup).try_for_each(|i| send(&mut conn, body, i).map(drop));
+                    barrier.wait();
+                    barrier.wait();
+                    warm?;
+                    (0..per_client).try_for_each(|i| send(&mut conn, body, warmup + i).map(drop))
+                })
+            })
+            .collect();
+        barrier.wait();
+        let before = counters(srv);
+        let t0 = Instant::now();
+        barrier.wait();
+        let outcomes: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
+        let wall_s = t0.elapsed().as_secs_f64();
+        for o in outcomes {
+            match o {
+                Ok(r) => r?,
+                Err(_) => return Err(CalibrateError::Options("a calibration client panicked".into())),
+            }
+        }
+        Ok((counters(srv)?.since(&before?), wall_s))
+    })
+}
+
+/// Records the lock's hand-off cost in `cal`: fitted to the contended run, or, when that
+/// run passed no hand-off or the fit failed, timed among four threads in process
+/// ([`server::gil::handoff`]). Returns the method's note on it.
+pub(super) fn handoff(
+    sc: &Scenario,
+    cal: &mut Calibration,
+    contended: Option<Contended>,
+    opts: &CalibrateOptions,
+) -> String {
+    let n = contenders(sc);
+    let fitted = contended.as_ref().and_then(|c| fit_handoff_us(sc, cal, n, c.throughput_rps));
+    match (&contended, fitted) {
+        (Some(c), Some(h)) => {
+            cal.handoff_us = h;
+            format!(
+                "hand-off: the cost at which the simulator holds the {:.1} req/s that {n} clients \
+                 to {n} pool threads behind the GIL held on the server ({:.0} hand-offs per request)",
+                c.throughput_rps, c.handoffs_per_request
+            )
+        }
+        _ => {
+            cal.handoff_us = server::gil::handoff::measure(opts.handoffs.max(10));
+            format!(
+                "hand-off: {} lock hand-offs among four threads (the server run passed none)",
+                opts.handoffs
+            )
+        }
+    }
+}
