@@ -10,8 +10,9 @@
 //! one another (a million tokens): the functions that start a step return whether it is
 //! already over, and [`System::batch_steps_done`] loops rather than recursing.
 
+use super::event::Ev;
 use super::request::Step;
-use super::system::{Ev, System};
+use super::system::System;
 use crate::scenario::{BatchingMode, LockKind};
 use std::collections::VecDeque;
 

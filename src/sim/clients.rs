@@ -1,7 +1,7 @@
 //! Arrival processes: closed-loop users, open-loop Poisson or constant arrivals, a burst at
 //! t = 0, or a trace of arrival times. Each draws from its own random stream.
 
-use super::system::Ev;
+use super::event::Ev;
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, round_ns};
 use crate::scenario::{Arrivals, Balancer, ClientKind, Scenario};
 use crate::workload::{Dist, Sampler};

@@ -16,6 +16,8 @@
 //! mid-hand-off would make a hand-off longer than the CPU a holder gets per interval
 //! livelock the lock, every tenure paying the hand-off again and none doing work.
 
+use super::request::{Step, WAIT_LOCK};
+use super::system::{NONE, System};
 use crate::des::Nanos;
 use std::collections::VecDeque;
 
@@ -127,6 +129,132 @@ impl Lock {
             Some(_) => self.held_ns + (now - self.held_since),
             None => self.held_ns,
         }
+    }
+}
+
+/// The serving system's use of the locks: steps that need one, waits, releases and the
+/// fair GIL's drop requests (CPython's GIL has its own, in `gil`).
+impl System<'_> {
+    #[inline(always)]
+    pub(super) fn start_step(&mut self, th: u32, step: Step) {
+        if self.cpy {
+            return self.cpy_start_step(th, step.work_ns, step.locked);
+        }
+        let t = &mut self.threads[th as usize];
+        if t.holds_lock == step.locked {
+            self.cpu.start(th, step.work_ns);
+        } else if !step.locked {
+            self.release_lock(th, true);
+            self.cpu.start(th, step.work_ns);
+        } else if self.workers[t.worker as usize].lock.try_take(th, self.now) {
+            t.holds_lock = true;
+            self.cpu.start(th, step.work_ns);
+        } else {
+            self.wait_for_lock(th, step.work_ns);
+        }
+    }
+
+    #[inline]
+    pub(super) fn wait_for_lock(&mut self, th: u32, work_ns: f64) {
+        let t = &mut self.threads[th as usize];
+        t.pending_ns = work_ns;
+        t.lock_wait_since = self.now;
+        let (w, r) = (t.worker as usize, t.req);
+        if r != NONE {
+            self.reqs[r as usize].wait_start = self.now;
+        }
+        self.workers[w].lock.wait(th, self.now);
+        self.update_gil_next(w);
+    }
+
+    /// Keeps `gil_next` the earliest drop deadline after worker `w`'s lock changed.
+    #[inline]
+    pub(super) fn update_gil_next(&mut self, w: usize) {
+        if !self.gil {
+            return;
+        }
+        let d = self.lock_deadline(w);
+        if self.workers.len() == 1 {
+            self.gil_next = (d, 0);
+        } else if d <= self.gil_next.0 {
+            self.gil_next = (d, w as u32);
+        } else if self.gil_next.1 as usize == w {
+            self.gil_next = (Nanos::MAX, 0);
+            for i in 0..self.workers.len() {
+                let d = self.lock_deadline(i);
+                if d < self.gil_next.0 {
+                    self.gil_next = (d, i as u32);
+                }
+            }
+        }
+    }
+
+    /// Releases `th`'s lock; the first waiter, if any, gets it and starts its step after
+    /// paying the hand-off.
+    ///
+    /// The hand-off is the waiter's wake-up, `cost.handoff_us` being what waking a parked
+    /// thread on an idle core costs (the core must leave its idle state first). So it is
+    /// paid only while a core is idle: with every core busy, the woken thread joins a busy
+    /// core's run queue and shares it at once, as processor sharing has it. And a waiter
+    /// that queued moments ago has not gone to sleep yet: it pays no more than it has
+    /// waited, `min(cost.handoff_us, waited)`. (Without the cap, a hand-off dearer than a
+    /// thread's lock-free slice turns every acquisition into a hand-off — a convoy the real
+    /// lock does not form when its holds are short.)
+    #[inline]
+    /// `continues`: the releaser goes straight on to lock-free work (it is off the cores
+    /// only for this instant), so it does not leave a core idle.
+    pub(super) fn release_lock(&mut self, th: u32, continues: bool) {
+        if self.cpy {
+            return self.cpy_release(th);
+        }
+        let t = &mut self.threads[th as usize];
+        t.holds_lock = false;
+        let w = t.worker as usize;
+        let handed = self.workers[w].lock.release(self.now);
+        self.update_gil_next(w);
+        if let Some(next) = handed {
+            let t = &mut self.threads[next as usize];
+            t.holds_lock = true;
+            let handoff_ns = if self.handoff_ns > 0.0 && self.cpu.idle_cores() > u32::from(continues) {
+                self.handoff_ns.min(self.now.saturating_sub(t.lock_wait_since) as f64)
+            } else {
+                0.0
+            };
+            if handoff_ns > 0.0 {
+                t.handoff_paid_v = self.cpu.virtual_ns() + handoff_ns;
+            }
+            let (r, work) = (t.req, t.pending_ns + handoff_ns);
+            if r != NONE {
+                let req = &mut self.reqs[r as usize];
+                req.waits[WAIT_LOCK] += self.now - req.wait_start;
+            }
+            self.cpu.start(next, work);
+        }
+    }
+
+    /// When worker `w`'s lock must be dropped, or its first GIL sleeper's wait runs out.
+    #[inline]
+    pub(super) fn lock_deadline(&self, w: usize) -> Nanos {
+        if self.cpy { self.workers[w].gil.deadline(&self.threads) } else { self.workers[w].lock.deadline() }
+    }
+
+    /// The fair GIL's drop request: the deadline passed, so the holder of worker `w`'s lock
+    /// releases at its next switch point (here: at once) and queues again — unless it has
+    /// not yet paid the hand-off that gave it the lock (or has done nothing since): then the
+    /// deadline moves to one interval after it will have, so every tenure does some work
+    /// (see [`Lock::put_off`]).
+    pub(super) fn gil_drop(&mut self, w: u32) {
+        let holder = self.workers[w as usize].lock.holder().expect("a deadline implies a holder");
+        let unpaid = self.threads[holder as usize].handoff_paid_v - self.cpu.virtual_ns();
+        if unpaid >= 0.0 {
+            let paid = self.now.saturating_add(self.cpu.span_of(unpaid));
+            self.workers[w as usize].lock.put_off(paid);
+            self.update_gil_next(w as usize);
+            return;
+        }
+        let remaining = self.cpu.preempt(holder);
+        self.release_lock(holder, false);
+        self.wait_for_lock(holder, remaining);
     }
 }
 

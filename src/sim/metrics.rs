@@ -2,7 +2,7 @@
 //! statistics, and time-averaged occupancy for utilizations and Little's law.
 
 use super::clients::Clients;
-use super::{Figures, Replication, Truncation, Utilization, Waits};
+use super::report::{Figures, Replication, Truncation, Utilization, Waits};
 use crate::des::{Nanos, ns_to_ms, ns_to_s};
 use crate::scenario::{Handler, Scenario};
 use crate::stats::LatencyHistogram;

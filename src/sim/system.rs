@@ -4,11 +4,12 @@
 use super::batch::Batcher;
 use super::clients::Clients;
 use super::cpu::Cpu;
+use super::event::Ev;
 use super::gil::{CpyGil, GilThread};
 use super::lock::Lock;
 use super::metrics::{Counts, Metrics, Snapshot};
-use super::request::{CostModel, Job, Request, Step, WAIT_LOCK, WAIT_LOOP, WAIT_THREAD};
-use super::{Replication, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST};
+use super::report::{Replication, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST};
+use super::request::{CostModel, Job, Request, WAIT_LOOP, WAIT_THREAD};
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, s};
 use crate::scenario::{Balancer, BatchingMode, ClientKind, Handler, LockKind, Scenario};
 use rand::RngExt;
@@ -16,21 +17,6 @@ use std::collections::VecDeque;
 
 /// No request.
 pub(super) const NONE: u32 = u32::MAX;
-
-/// Scheduled events. CPU completions and GIL drop deadlines are not queued: the
-/// processor-sharing cores and the locks are asked for their next time directly.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Ev {
-    /// Client `client` sends a request.
-    Arrive { client: u32 },
-    /// `static` batching: worker `worker`'s oldest waiting request has waited
-    /// `max_wait_ms` (ignored unless `stamp` is still the batcher's).
-    BatchTimeout { worker: u32, stamp: u32 },
-    /// Request `req`'s reply reaches its client (`cost.rtt_ms` after the server sent it).
-    Deliver { req: u32 },
-    /// CPython's GIL: the OS has woken `thread` (signalled, timed out, or switched).
-    GilWake { thread: u32 },
-}
 
 /// What happens next.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,9 +36,9 @@ pub(super) struct Thread {
     pub(super) batcher: bool,
     /// The CPU's virtual time at which this thread has paid the hand-off that gave it the
     /// lock (−∞ when there was none to pay): a GIL drop waits until then.
-    handoff_paid_v: f64,
+    pub(super) handoff_paid_v: f64,
     /// When this thread last queued for the lock.
-    lock_wait_since: Nanos,
+    pub(super) lock_wait_since: Nanos,
     /// CPython's GIL: this thread's side of it.
     pub(super) g: GilThread,
 }
@@ -87,13 +73,13 @@ pub(crate) struct System<'a> {
     req_seed: u64,
     balancer_rng: StreamRng,
     round_robin: u32,
-    handoff_ns: f64,
+    pub(super) handoff_ns: f64,
     /// Whether all loop work is zero, so requests bypass the (never busy) loop thread.
     pub(super) loop_idle: bool,
     /// Random stream of batched step costs.
     pub(super) batch_rng: StreamRng,
     /// Whether the locks have drop deadlines (`gil`, `fair-gil`).
-    gil: bool,
+    pub(super) gil: bool,
     /// Whether the locks are CPython's GIL.
     pub(super) cpy: bool,
     /// Random stream of CPython GIL wake-up latencies.
@@ -102,7 +88,7 @@ pub(crate) struct System<'a> {
     #[cfg(test)]
     pub(super) trace: Vec<(Nanos, u32, &'static str)>,
     /// The earliest GIL drop deadline of any worker, and that worker.
-    gil_next: (Nanos, u32),
+    pub(super) gil_next: (Nanos, u32),
     events: u64,
     arrived: u64,
     /// Arrivals after which the run stops: an unstable open system's cap, else none.
@@ -215,17 +201,7 @@ impl<'a> System<'a> {
                 truncation = Some(Truncation::ArrivalCap);
                 break;
             }
-            // Ties go to CPU completions, then queued events, then GIL drops.
-            let tc = self.cpu.next_finish();
-            let te = self.queue.peek_time().unwrap_or(Nanos::MAX);
-            let tg = self.gil_next.0;
-            let (t, kind) = if tc <= te && tc <= tg {
-                (tc, Next::Cpu)
-            } else if te <= tg {
-                (te, Next::Event)
-            } else {
-                (tg, Next::GilDrop)
-            };
+            let (t, kind) = self.next();
             // Also when nothing can happen before the clock's end (`Nanos::MAX`: a time that
             // saturated): the limit is far below it.
             if t > limit {
@@ -234,21 +210,7 @@ impl<'a> System<'a> {
             }
             self.advance(t);
             self.events += 1;
-            match kind {
-                Next::Cpu => {
-                    let th = self.cpu.take_top();
-                    self.run_thread(th);
-                    self.cpu.settle();
-                }
-                Next::Event => match self.queue.pop().expect("peeked").1 {
-                    Ev::Arrive { client } => self.arrive(client),
-                    Ev::BatchTimeout { worker, stamp } => self.batch_timeout(worker, stamp),
-                    Ev::Deliver { req } => self.deliver(req),
-                    Ev::GilWake { thread } => self.cpy_woken(thread),
-                },
-                Next::GilDrop if self.cpy => self.cpy_timeout(self.gil_next.1),
-                Next::GilDrop => self.gil_drop(self.gil_next.1),
-            }
+            self.handle(kind);
         }
         let end = self.snapshot();
         let live = (self.reqs.len() - self.free_reqs.len()) as u64;
@@ -266,30 +228,48 @@ impl<'a> System<'a> {
     pub(super) fn run_loop_for_test(&mut self, events: u64) {
         self.clients.start(&mut self.queue);
         for _ in 0..events {
-            let tc = self.cpu.next_finish();
-            let te = self.queue.peek_time().unwrap_or(Nanos::MAX);
-            let tg = self.gil_next.0;
-            let t = tc.min(te).min(tg);
+            let (t, kind) = self.next();
             if t == Nanos::MAX {
                 return;
             }
             self.advance(t);
-            if tc == t {
+            self.handle(kind);
+        }
+    }
+
+    /// What happens next, and when. Ties go to CPU completions, then queued events, then GIL
+    /// drop deadlines (or CPython GIL timeouts).
+    #[inline(always)]
+    fn next(&self) -> (Nanos, Next) {
+        let tc = self.cpu.next_finish();
+        let te = self.queue.peek_time().unwrap_or(Nanos::MAX);
+        let tg = self.gil_next.0;
+        if tc <= te && tc <= tg {
+            (tc, Next::Cpu)
+        } else if te <= tg {
+            (te, Next::Event)
+        } else {
+            (tg, Next::GilDrop)
+        }
+    }
+
+    /// Makes `kind` happen, now.
+    #[inline(always)]
+    fn handle(&mut self, kind: Next) {
+        match kind {
+            Next::Cpu => {
                 let th = self.cpu.take_top();
                 self.run_thread(th);
                 self.cpu.settle();
-            } else if te == t {
-                match self.queue.pop().expect("peeked").1 {
-                    Ev::Arrive { client } => self.arrive(client),
-                    Ev::BatchTimeout { worker, stamp } => self.batch_timeout(worker, stamp),
-                    Ev::Deliver { req } => self.deliver(req),
-                    Ev::GilWake { thread } => self.cpy_woken(thread),
-                }
-            } else if self.cpy {
-                self.cpy_timeout(self.gil_next.1);
-            } else {
-                self.gil_drop(self.gil_next.1);
             }
+            Next::Event => match self.queue.pop().expect("peeked").1 {
+                Ev::Arrive { client } => self.arrive(client),
+                Ev::BatchTimeout { worker, stamp } => self.batch_timeout(worker, stamp),
+                Ev::Deliver { req } => self.deliver(req),
+                Ev::GilWake { thread } => self.cpy_woken(thread),
+            },
+            Next::GilDrop if self.cpy => self.cpy_timeout(self.gil_next.1),
+            Next::GilDrop => self.gil_drop(self.gil_next.1),
         }
     }
 
@@ -415,128 +395,6 @@ impl<'a> System<'a> {
             }
             r = self.threads[th as usize].req;
         }
-    }
-
-    #[inline(always)]
-    pub(super) fn start_step(&mut self, th: u32, step: Step) {
-        if self.cpy {
-            return self.cpy_start_step(th, step.work_ns, step.locked);
-        }
-        let t = &mut self.threads[th as usize];
-        if t.holds_lock == step.locked {
-            self.cpu.start(th, step.work_ns);
-        } else if !step.locked {
-            self.release_lock(th, true);
-            self.cpu.start(th, step.work_ns);
-        } else if self.workers[t.worker as usize].lock.try_take(th, self.now) {
-            t.holds_lock = true;
-            self.cpu.start(th, step.work_ns);
-        } else {
-            self.wait_for_lock(th, step.work_ns);
-        }
-    }
-
-    #[inline]
-    pub(super) fn wait_for_lock(&mut self, th: u32, work_ns: f64) {
-        let t = &mut self.threads[th as usize];
-        t.pending_ns = work_ns;
-        t.lock_wait_since = self.now;
-        let (w, r) = (t.worker as usize, t.req);
-        if r != NONE {
-            self.reqs[r as usize].wait_start = self.now;
-        }
-        self.workers[w].lock.wait(th, self.now);
-        self.update_gil_next(w);
-    }
-
-    /// Keeps `gil_next` the earliest drop deadline after worker `w`'s lock changed.
-    #[inline]
-    pub(super) fn update_gil_next(&mut self, w: usize) {
-        if !self.gil {
-            return;
-        }
-        let d = self.lock_deadline(w);
-        if self.workers.len() == 1 {
-            self.gil_next = (d, 0);
-        } else if d <= self.gil_next.0 {
-            self.gil_next = (d, w as u32);
-        } else if self.gil_next.1 as usize == w {
-            self.gil_next = (Nanos::MAX, 0);
-            for i in 0..self.workers.len() {
-                let d = self.lock_deadline(i);
-                if d < self.gil_next.0 {
-                    self.gil_next = (d, i as u32);
-                }
-            }
-        }
-    }
-
-    /// Releases `th`'s lock; the first waiter, if any, gets it and starts its step after
-    /// paying the hand-off.
-    ///
-    /// The hand-off is the waiter's wake-up, `cost.handoff_us` being what waking a parked
-    /// thread on an idle core costs (the core must leave its idle state first). So it is
-    /// paid only while a core is idle: with every core busy, the woken thread joins a busy
-    /// core's run queue and shares it at once, as processor sharing has it. And a waiter
-    /// that queued moments ago has not gone to sleep yet: it pays no more than it has
-    /// waited, `min(cost.handoff_us, waited)`. (Without the cap, a hand-off dearer than a
-    /// thread's lock-free slice turns every acquisition into a hand-off — a convoy the real
-    /// lock does not form when its holds are short.)
-    #[inline]
-    /// `continues`: the releaser goes straight on to lock-free work (it is off the cores
-    /// only for this instant), so it does not leave a core idle.
-    pub(super) fn release_lock(&mut self, th: u32, continues: bool) {
-        if self.cpy {
-            return self.cpy_release(th);
-        }
-        let t = &mut self.threads[th as usize];
-        t.holds_lock = false;
-        let w = t.worker as usize;
-        let handed = self.workers[w].lock.release(self.now);
-        self.update_gil_next(w);
-        if let Some(next) = handed {
-            let t = &mut self.threads[next as usize];
-            t.holds_lock = true;
-            let handoff_ns = if self.handoff_ns > 0.0 && self.cpu.idle_cores() > u32::from(continues) {
-                self.handoff_ns.min(self.now.saturating_sub(t.lock_wait_since) as f64)
-            } else {
-                0.0
-            };
-            if handoff_ns > 0.0 {
-                t.handoff_paid_v = self.cpu.virtual_ns() + handoff_ns;
-            }
-            let (r, work) = (t.req, t.pending_ns + handoff_ns);
-            if r != NONE {
-                let req = &mut self.reqs[r as usize];
-                req.waits[WAIT_LOCK] += self.now - req.wait_start;
-            }
-            self.cpu.start(next, work);
-        }
-    }
-
-    /// When worker `w`'s lock must be dropped, or its first GIL sleeper's wait runs out.
-    #[inline]
-    fn lock_deadline(&self, w: usize) -> Nanos {
-        if self.cpy { self.workers[w].gil.deadline(&self.threads) } else { self.workers[w].lock.deadline() }
-    }
-
-    /// The fair GIL's drop request: the deadline passed, so the holder of worker `w`'s lock
-    /// releases at its next switch point (here: at once) and queues again — unless it has
-    /// not yet paid the hand-off that gave it the lock (or has done nothing since): then the
-    /// deadline moves to one interval after it will have, so every tenure does some work
-    /// (see [`Lock::put_off`]).
-    fn gil_drop(&mut self, w: u32) {
-        let holder = self.workers[w as usize].lock.holder().expect("a deadline implies a holder");
-        let unpaid = self.threads[holder as usize].handoff_paid_v - self.cpu.virtual_ns();
-        if unpaid >= 0.0 {
-            let paid = self.now.saturating_add(self.cpu.span_of(unpaid));
-            self.workers[w as usize].lock.put_off(paid);
-            self.update_gil_next(w as usize);
-            return;
-        }
-        let remaining = self.cpu.preempt(holder);
-        self.release_lock(holder, false);
-        self.wait_for_lock(holder, remaining);
     }
 
     /// The job on `th` is done. Returns whether `th` took another job.

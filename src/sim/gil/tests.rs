@@ -1,0 +1,72 @@
+//! The simulator's CPython GIL, event by event, on hand-made two-thread sequences.
+
+use crate::scenario::Scenario;
+use std::path::Path;
+
+/// The GIL's trace of two requests on two threads (1 and 2) and two cores, each wake-up
+/// 30 µs and free of CPU: `(µs, thread, what)` for the first `n` entries.
+fn trace(cost: &str, interval_ms: f64, n: usize) -> Vec<(u64, u32, &'static str)> {
+    let toml = format!(
+        "[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"gil\"\nswitch_interval_ms = {interval_ms}\n\
+         [clients]\nkind = \"burst\"\nburst = 2\n[workload]\nnew_tokens = 1\n\
+         [cost]\nwake_us = 30\nvain_wake_us = 0\n{cost}"
+    );
+    let sc = Scenario::parse(&toml, Path::new("t"), Path::new("."), &[]).unwrap();
+    let mut sys = crate::sim::system::System::new(&sc, 0);
+    sys.run_loop_for_test(10_000);
+    sys.trace.iter().take(n).map(|&(t, th, what)| (t / 1000, th, what)).collect()
+}
+
+#[test]
+fn the_releaser_barges_back_in_and_its_waiter_wakes_in_vain() {
+    // One token: 3 slices of 100 µs of bytecode, each followed by a 20 µs C call.
+    // Thread 2 is signalled at every release (100, 220, 340 µs) and woken 30 µs later;
+    // twice it finds that thread 1, back from its 20 µs call, has taken the GIL again.
+    let got = trace("token_locked_ms = 0.3\ntoken_free_ms = 0.06\nrelease_points = 3\n", 5.0, 14);
+    let want = [
+        (0, 1, "take (switch)"),
+        (0, 2, "sleep"),
+        (100, 1, "release point"),
+        (100, 2, "signalled"),
+        (130, 2, "woken"),
+        (130, 2, "vain"),
+        (220, 1, "release point"),
+        (220, 2, "signalled"),
+        (250, 2, "woken"),
+        (250, 2, "vain"),
+        (340, 1, "release point"),
+        (340, 2, "signalled"),
+        (370, 2, "woken"),
+        (370, 2, "take (switch)"),
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_timed_out_waiter_asks_and_the_holder_is_switched_out() {
+    // 1 ms of bytecode with no release point, a 200 µs switch interval. Thread 2's wait
+    // runs out at 200 µs; woken at 230 with no switch since, it asks for a drop and waits
+    // again; thread 1 drops at once and signals it; thread 2 takes the GIL at 260, which
+    // wakes thread 1 from its forced-switch wait at 290: it finds the GIL taken, and its
+    // own wait runs out at 490 — and so on, 260 µs of work a turn.
+    let got = trace("request_locked_ms = 1\n", 0.2, 16);
+    let want = [
+        (0, 1, "take (switch)"),
+        (0, 2, "sleep"),
+        (200, 2, "timed out"),
+        (230, 2, "woken"),
+        (230, 2, "drop request"),
+        (230, 1, "forced drop"),
+        (230, 2, "signalled"),
+        (260, 2, "woken"),
+        (260, 2, "take (switch)"),
+        (290, 1, "woken"),
+        (290, 1, "vain"),
+        (490, 1, "timed out"),
+        (520, 1, "woken"),
+        (520, 1, "drop request"),
+        (520, 2, "forced drop"),
+        (520, 1, "signalled"),
+    ];
+    assert_eq!(got, want);
+}

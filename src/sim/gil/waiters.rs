@@ -1,0 +1,184 @@
+//! The waiting side of CPython's GIL: signals, wake-ups, the mutex a woken waiter holds
+//! while it checks, timed waits and their drop requests, and the forced switch.
+
+use super::GState;
+use crate::des::round_ns;
+use crate::sim::event::Ev;
+use crate::sim::system::{NONE, System};
+
+impl System<'_> {
+    /// Releases worker `w`'s mutex: the first thread blocked on it gets it, once woken.
+    pub(super) fn cpy_mutex_release(&mut self, w: u32) {
+        match self.gil(w).mutex_queue.pop_front() {
+            Some(n) => {
+                self.gil(w).mutex = n;
+                self.g(n).state = GState::MutexWake;
+                let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng));
+                self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: n });
+            }
+            None => self.gil(w).mutex = NONE,
+        }
+    }
+
+    /// Signals the first sleeper of worker `w`'s GIL, if any: it wakes later.
+    pub(super) fn cpy_signal(&mut self, w: u32) {
+        if let Some(s) = self.gil(w).sleepers.pop_front() {
+            self.gil(w).counts.signals += 1;
+            self.trace(s, "signalled");
+            self.cpy_wake_later(s, false);
+            self.update_gil_next(w as usize);
+        }
+    }
+
+    /// `th` wakes after the OS's wake-up latency.
+    pub(super) fn cpy_wake_later(&mut self, th: u32, timed_out: bool) {
+        let g = self.g(th);
+        (g.state, g.timed_out) = (GState::Waking, timed_out);
+        let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng));
+        self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: th });
+    }
+
+    /// The OS has woken `th`: it spends the wake-up's CPU, then checks the GIL.
+    pub(in crate::sim) fn cpy_woken(&mut self, th: u32) {
+        let w = self.threads[th as usize].worker;
+        let g = self.threads[th as usize].g;
+        if g.state == GState::MutexWake {
+            self.trace(th, "given the mutex");
+            if g.at_point {
+                self.cpy_at_point(th);
+                return self.cpy_mutex_release(w);
+            }
+            return self.cpy_hold_mutex(th);
+        }
+        self.trace(th, "woken");
+        self.g(th).state = GState::WakeCpu;
+        match self.cost.vain_wake_ns * (1.0 - self.cost.mutex_share) {
+            c if c > 0.0 => self.cpu.start(th, c),
+            _ => self.cpy_wants_mutex(th),
+        }
+    }
+
+    /// A woken waiter, back in `take_gil`, takes the mutex to check — or blocks on it.
+    pub(super) fn cpy_wants_mutex(&mut self, th: u32) {
+        let w = self.threads[th as usize].worker;
+        if self.gil(w).mutex != NONE {
+            self.trace(th, "blocked on the mutex");
+            self.g(th).state = GState::MutexWait;
+            return self.gil(w).mutex_queue.push_back(th);
+        }
+        self.cpy_hold_mutex(th);
+    }
+
+    /// `th` holds the mutex while it checks the GIL.
+    pub(super) fn cpy_hold_mutex(&mut self, th: u32) {
+        let w = self.threads[th as usize].worker;
+        self.gil(w).mutex = th;
+        self.g(th).state = GState::WakeCheck;
+        self.cpy_stop_owner(w);
+        match self.cost.vain_wake_ns * self.cost.mutex_share {
+            c if c > 0.0 => self.cpu.start(th, c),
+            _ => self.cpy_check(th),
+        }
+    }
+
+    /// A woken thread checks the GIL, as `take_gil`'s loop does.
+    pub(super) fn cpy_check(&mut self, th: u32) {
+        let w = self.threads[th as usize].worker;
+        self.cpy_mutex_release(w);
+        if self.cpy_free(w) {
+            self.cpy_take(th);
+            return self.cpy_run_chunk(th);
+        }
+        let g = self.threads[th as usize].g;
+        if g.timed_out && g.saved_switch == self.gil(w).switch_number {
+            self.gil(w).counts.drop_requests += 1;
+            self.trace(th, "drop request");
+            self.cpy_sleep(th);
+            let o = self.gil(w).owner;
+            if self.threads[o as usize].g.state == GState::Run {
+                return self.cpy_forced_drop(w);
+            }
+            // Blocked on the mutex before its drop: it sees the request once it has it.
+            self.gil(w).drop_request = true;
+            return;
+        }
+        if !g.timed_out {
+            self.gil(w).counts.vain += 1;
+            self.trace(th, "vain");
+        }
+        self.cpy_sleep(th);
+    }
+
+    /// `th` begins a timed wait.
+    pub(super) fn cpy_sleep(&mut self, th: u32) {
+        let w = self.threads[th as usize].worker;
+        let (switch, interval) = (self.gil(w).switch_number, self.gil(w).interval);
+        let now = self.now;
+        let g = self.g(th);
+        (g.state, g.saved_switch, g.deadline) = (GState::Sleeping, switch, now.saturating_add(interval));
+        if !std::mem::replace(&mut g.waiting, true) {
+            let r = self.threads[th as usize].req;
+            if r != NONE {
+                self.reqs[r as usize].wait_start = now;
+            }
+        }
+        self.gil(w).sleepers.push_back(th);
+        self.update_gil_next(w as usize);
+        self.cpy_stop_owner(w);
+    }
+
+    /// A sleeper waits to be signalled, or another thread has the mutex: the owner's chunk
+    /// must end where it will meet them.
+    pub(super) fn cpy_stop_owner(&mut self, w: u32) {
+        let o = self.gil(w).owner;
+        if o == NONE || self.threads[o as usize].g.state != GState::Run {
+            return;
+        }
+        let p = self.cpy_pos(o);
+        let stop = self.cpy_chunk_stop(o, p);
+        if stop < self.threads[o as usize].g.stop {
+            self.cpy_restart(o, p, stop);
+        }
+    }
+
+    /// The first sleeper's timed wait of worker `w`'s GIL ran out: it wakes.
+    pub(in crate::sim) fn cpy_timeout(&mut self, w: u32) {
+        let s = self.gil(w).sleepers.pop_front().expect("a deadline implies a sleeper");
+        self.trace(s, "timed out");
+        self.cpy_wake_later(s, true);
+        self.update_gil_next(w as usize);
+    }
+
+    /// A drop request: the owner, in bytecode, drops the GIL at once, signals the first
+    /// sleeper and waits until another thread has taken it.
+    pub(super) fn cpy_forced_drop(&mut self, w: u32) {
+        let o = self.gil(w).owner;
+        let p = self.cpy_pos(o);
+        let rem = self.cpu.preempt(o);
+        debug_assert!(
+            (self.threads[o as usize].g.stop - rem - p).abs() <= 1e-9 * self.cpu.virtual_ns().max(1.0)
+        );
+        self.cpy_forced_drop_at(w, p);
+    }
+
+    /// The owner, off the cores at progress `p` (in bytecode), drops the GIL on request.
+    pub(super) fn cpy_forced_drop_at(&mut self, w: u32, p: f64) {
+        let o = self.gil(w).owner;
+        self.cpy_account(w, p);
+        self.gil(w).owner = NONE;
+        self.gil(w).counts.forced += 1;
+        self.threads[o as usize].holds_lock = false;
+        let now = self.now;
+        let g = self.g(o);
+        (g.state, g.pos) = (GState::SwitchWait, p);
+        if !std::mem::replace(&mut g.waiting, true) {
+            let r = self.threads[o as usize].req;
+            if r != NONE {
+                self.reqs[r as usize].wait_start = now;
+            }
+        }
+        self.gil(w).switch_waiters.push(o);
+        self.trace(o, "forced drop");
+        self.cpy_signal(w);
+    }
+}
