@@ -41,6 +41,7 @@ mod error;
 mod files;
 mod forward;
 mod hooks;
+mod info;
 mod kernels;
 mod packed;
 mod simd;

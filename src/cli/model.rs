@@ -42,9 +42,9 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
         ModelCommand::Info { dir, json } => {
             let m = Model::load(&dir)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&info_json(&m))?);
+                println!("{}", serde_json::to_string_pretty(&m.info_json())?);
             } else {
-                print_info(&dir, &m);
+                print!("{}", m.describe(&dir));
             }
         }
         ModelCommand::Init { seed, dir } => {
@@ -58,40 +58,4 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn info_json(m: &Model) -> serde_json::Value {
-    let c = m.config();
-    serde_json::json!({
-        "config": c,
-        "parameters": c.param_count(),
-        "weight_bytes": m.weight_bytes(),
-        "kernels_per_token": c.kernels_per_token(),
-        "max_prompt_chars": m.max_prompt_chars(),
-    })
-}
-
-fn print_info(dir: &std::path::Path, m: &Model) {
-    let c = m.config();
-    let (d, f) = (c.d_model, c.d_ff);
-    let block = c.param_count_per_block();
-    println!("Mini-GPT in {} (random weights: a compute load, not a language model)", dir.display());
-    println!(
-        "  vocab {}, d_model {d}, {} layers × {} heads, d_ff {f}, context {}",
-        c.vocab, c.n_layer, c.n_head, c.context
-    );
-    println!(
-        "  parameters: {} = token embedding {}·{d} (tied LM head) + {} blocks × {block} + final LayerNorm {}",
-        c.param_count(),
-        c.vocab,
-        c.n_layer,
-        2 * d
-    );
-    println!(
-        "  weight memory: {} bytes ({:.1} KiB, f32)",
-        m.weight_bytes(),
-        m.weight_bytes() as f64 / 1024.0
-    );
-    println!("  matmul kernels per token: {}", c.kernels_per_token());
-    println!("  longest prompt: {} characters", m.max_prompt_chars());
 }

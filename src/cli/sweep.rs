@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use servesim::experiment::grid::{Axis, Grid, Shard};
-use servesim::experiment::{self, SweepOutput, SweepPlan};
+use servesim::experiment::{self, SweepPlan};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -98,7 +98,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        print!("{}", table(&out));
+        print!("{}", out.table());
         println!("\n{} points in {:.2} s; wrote:", out.points.len(), start.elapsed().as_secs_f64());
         for f in files {
             println!("  {}", f.display());
@@ -116,23 +116,4 @@ pub fn run_merge(args: MergeArgs) -> anyhow::Result<()> {
         println!("  {}", f.display());
     }
     Ok(())
-}
-
-fn table(out: &SweepOutput) -> String {
-    let mut s =
-        format!("{:<40} {:>12} {:>10} {:>10} {:>10}  bottleneck\n", "point", "X req/s", "±", "p95 ms", "±");
-    for p in &out.points {
-        let (f, c) = (&p.report.figures, &p.report.ci95);
-        s.push_str(&format!(
-            "{:<40} {:>12.3} {:>10.3} {:>10.3} {:>10.3}  {:?}{}\n",
-            experiment::label(&p.params),
-            f.throughput_rps,
-            c.throughput_rps,
-            f.latency_ms.p95,
-            c.latency_ms.p95,
-            p.report.stability.bottleneck,
-            if p.report.stability.unstable { " (unstable)" } else { "" }
-        ));
-    }
-    s
 }

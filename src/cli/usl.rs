@@ -1,7 +1,7 @@
 //! `servesim fit-usl`.
 
 use clap::Args;
-use servesim::experiment::{UslReport, fit_usl_csv};
+use servesim::experiment::fit_usl_csv;
 use std::path::{Path, PathBuf};
 
 /// Fit the Universal Scalability Law to a throughput-vs-concurrency table.
@@ -55,7 +55,7 @@ pub fn run(args: UslArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        print!("{}", summary(&r));
+        print!("{}", r.summary());
     }
     Ok(())
 }
@@ -119,24 +119,4 @@ fn mixed_curves(file: &Path, x: &str) -> Option<String> {
         list.join(" and "),
         keep.join(" && ")
     ))
-}
-
-fn summary(r: &UslReport) -> String {
-    let (p, ci) = (&r.fit.params, &r.fit.ci95);
-    let mut s = format!("USL fit of {} vs {} ({} points)\n", r.y, r.x, r.fit.points);
-    s.push_str(&format!("  λ = {:.6} ± {:.6}   (throughput of one)\n", p.lambda, ci.lambda));
-    s.push_str(&format!("  σ = {:.6} ± {:.6}   (contention)\n", p.sigma, ci.sigma));
-    s.push_str(&format!("  κ = {:.8} ± {:.8}   (coherency)\n", p.kappa, ci.kappa));
-    s.push_str(&format!("  R² = {:.5}\n", r.fit.r_squared));
-    if r.peak_concurrency.is_finite() {
-        s.push_str(&format!("  peak at N* = {:.1}, X(N*) = {:.4}\n", r.peak_concurrency, r.peak_throughput));
-    } else {
-        s.push_str("  no peak: κ ≤ 0, throughput approaches λ/σ\n");
-    }
-    s.push_str(&format!("\n  {:>10} {:>14} {:>14} {:>9}\n", "N", "measured", "USL", "error"));
-    for &(n, x) in &r.points {
-        let m = p.throughput(n);
-        s.push_str(&format!("  {n:>10} {x:>14.4} {m:>14.4} {:>8.2}%\n", 100.0 * (m - x) / x));
-    }
-    s
 }

@@ -29,6 +29,7 @@
 
 mod candidates;
 mod query;
+mod render;
 mod report;
 mod screen;
 mod search;

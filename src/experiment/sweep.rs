@@ -161,3 +161,27 @@ pub fn label(params: &[(String, String)]) -> String {
 pub fn default_out(info: &SweepInfo) -> PathBuf {
     PathBuf::from("plots").join(format!("sweep-{}", info.scenario))
 }
+impl SweepOutput {
+    /// One line per point: throughput and p95 with their CIs, and the bottleneck.
+    pub fn table(&self) -> String {
+        let out = self;
+        let mut s = format!(
+            "{:<40} {:>12} {:>10} {:>10} {:>10}  bottleneck\n",
+            "point", "X req/s", "±", "p95 ms", "±"
+        );
+        for p in &out.points {
+            let (f, c) = (&p.report.figures, &p.report.ci95);
+            s.push_str(&format!(
+                "{:<40} {:>12.3} {:>10.3} {:>10.3} {:>10.3}  {:?}{}\n",
+                label(&p.params),
+                f.throughput_rps,
+                c.throughput_rps,
+                f.latency_ms.p95,
+                c.latency_ms.p95,
+                p.report.stability.bottleneck,
+                if p.report.stability.unstable { " (unstable)" } else { "" }
+            ));
+        }
+        s
+    }
+}

@@ -112,3 +112,30 @@ pub fn fit_usl_csv(file: &Path, x: Option<&str>, y: Option<&str>) -> Result<UslR
         fit,
     })
 }
+impl UslReport {
+    /// The fit as `servesim fit-usl` prints it: the parameters with their CIs, R², the peak,
+    /// and every point beside the curve.
+    pub fn summary(&self) -> String {
+        let r = self;
+        let (p, ci) = (&r.fit.params, &r.fit.ci95);
+        let mut s = format!("USL fit of {} vs {} ({} points)\n", r.y, r.x, r.fit.points);
+        s.push_str(&format!("  λ = {:.6} ± {:.6}   (throughput of one)\n", p.lambda, ci.lambda));
+        s.push_str(&format!("  σ = {:.6} ± {:.6}   (contention)\n", p.sigma, ci.sigma));
+        s.push_str(&format!("  κ = {:.8} ± {:.8}   (coherency)\n", p.kappa, ci.kappa));
+        s.push_str(&format!("  R² = {:.5}\n", r.fit.r_squared));
+        if r.peak_concurrency.is_finite() {
+            s.push_str(&format!(
+                "  peak at N* = {:.1}, X(N*) = {:.4}\n",
+                r.peak_concurrency, r.peak_throughput
+            ));
+        } else {
+            s.push_str("  no peak: κ ≤ 0, throughput approaches λ/σ\n");
+        }
+        s.push_str(&format!("\n  {:>10} {:>14} {:>14} {:>9}\n", "N", "measured", "USL", "error"));
+        for &(n, x) in &r.points {
+            let m = p.throughput(n);
+            s.push_str(&format!("  {n:>10} {x:>14.4} {m:>14.4} {:>8.2}%\n", 100.0 * (m - x) / x));
+        }
+        s
+    }
+}
