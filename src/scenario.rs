@@ -20,6 +20,22 @@
 //! token_locked_ms = 1.667
 //! token_free_ms = 2.333
 //! ```
+//!
+//! Parsing, overriding, deriving, and what a bad value is told:
+//!
+//! ```
+//! use servesim::scenario::{LockKind, Override, Scenario};
+//! use std::path::Path;
+//!
+//! let text = "[worker]\nthreads = 40\nlock = \"gil\"\n[clients]\nusers = 50\n";
+//! let set: Override = "worker.threads=8".parse()?;
+//! let sc = Scenario::parse(text, Path::new("lesson.toml"), Path::new("."), &[set])?;
+//! assert_eq!((sc.worker.threads, sc.worker.lock, sc.clients.users), (8, LockKind::Gil, 50));
+//! // A derived scenario is validated again, and a bad value names its field and the fix.
+//! let err = sc.with(&["worker.threads=0".parse()?]).unwrap_err().to_string();
+//! assert!(err.contains("worker.threads must be ≥ 1, got 0"), "{err}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod calibration;
 mod load;
