@@ -95,6 +95,9 @@ pub struct Calibration {
     /// The rounds `vain_wake_us` was measured in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vain_wake_rounds: Option<crate::stats::Rounds>,
+    /// The rounds `handoff_us` was fitted in (one contended run each), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_rounds: Option<crate::stats::Rounds>,
     /// The constants whose rounds disagreed beyond their bound even after re-measuring
     /// (empty: every constant is stable). A verdict resting on them says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -203,7 +206,6 @@ impl Calibration {
             let _ = writeln!(s, "  {name:<18} mean {m:>8.4} ms   p95 {p95:>8.4} ms   ({} samples)", v.len());
         }
         let _ = writeln!(s, "  kernels_per_token  {}", cal.kernels_per_token);
-        let _ = writeln!(s, "  handoff_us         {:.1} µs", cal.handoff_us);
         let rounds = |r: &Option<crate::stats::Rounds>| {
             r.as_ref().map_or(String::new(), |r| {
                 format!(
@@ -214,6 +216,7 @@ impl Calibration {
                 )
             })
         };
+        let _ = writeln!(s, "  handoff_us         {:.1} µs{}", cal.handoff_us, rounds(&cal.handoff_rounds));
         let (wake, _) = stat(&cal.wake_us);
         let _ = writeln!(s, "  wake_us            mean {wake:.1} µs{}", rounds(&cal.wake_rounds));
         let _ =

@@ -154,7 +154,7 @@ pub fn calibrate(
     let fair_lock = matches!(sc.worker.lock, LockKind::Mutex | LockKind::FairGil);
     let run = if fair_lock {
         progress("lock hand-offs on the real server");
-        Some(contended::contended(&config, &launch, sc, opts)?)
+        Some(contended::rounds(&config, &launch, sc, opts)?)
     } else {
         None
     };

@@ -29,7 +29,7 @@ pub(super) struct Contended {
 /// behind the GIL, so that releases around kernels hand the lock to parked waiters: the
 /// throughput it holds and the hand-offs per request, from the server's own counters.
 /// `None` when the run passed no hand-off.
-pub(super) fn contended(
+fn contended(
     config: &ServerConfig,
     launch: &LaunchOptions,
     sc: &Scenario,
@@ -149,26 +149,71 @@ fn contended_run(
 pub(super) fn handoff(
     sc: &Scenario,
     cal: &mut Calibration,
-    contended: Option<Contended>,
+    rounds: Vec<Contended>,
     opts: &CalibrateOptions,
 ) -> String {
     let n = contenders(sc);
-    let fitted = contended.as_ref().and_then(|c| fit_handoff_us(sc, cal, n, c.throughput_rps));
-    match (&contended, fitted) {
-        (Some(c), Some(h)) => {
-            cal.handoff_us = h;
-            format!(
-                "hand-off: the cost at which the simulator holds the {:.1} req/s that {n} clients \
-                 to {n} pool threads behind the GIL held on the server ({:.0} hand-offs per request)",
-                c.throughput_rps, c.handoffs_per_request
-            )
+    let fitted: Vec<f64> =
+        rounds.iter().filter_map(|c| fit_handoff_us(sc, cal, n, c.throughput_rps)).collect();
+    match crate::stats::Rounds::judge(&fitted, HANDOFF_SPREAD) {
+        Some(r) => {
+            cal.handoff_us = r.median;
+            if !r.stable {
+                cal.unstable.push("handoff_us".into());
+            }
+            let rps: Vec<String> = rounds.iter().map(|c| format!("{:.1}", c.throughput_rps)).collect();
+            let note = format!(
+                "hand-off: the cost at which the simulator holds the req/s that {n} clients to {n} pool \
+                 threads behind the lock held on the server, in {} rounds ({} req/s; {:.0} hand-offs per \
+                 request): median {:.1} µs, spread {:.0}%{}",
+                rounds.len(),
+                rps.join(", "),
+                rounds.iter().map(|c| c.handoffs_per_request).sum::<f64>() / rounds.len().max(1) as f64,
+                r.median,
+                r.spread * 100.0,
+                if r.stable { "" } else { " (UNSTABLE)" }
+            );
+            cal.handoff_rounds = Some(r);
+            note
         }
-        _ => {
+        None => {
             cal.handoff_us = server::gil::handoff::measure(opts.handoffs.max(10));
             format!(
-                "hand-off: {} lock hand-offs among four threads (the server run passed none)",
+                "hand-off: {} lock hand-offs among four threads (the server runs passed none)",
                 opts.handoffs
             )
         }
     }
+}
+
+/// The relative interquartile spread of the rounds' fitted hand-offs that counts as
+/// agreement (see `wake`'s bound: a hand-off is a wake-up, and moves as much).
+const HANDOFF_SPREAD: f64 = 0.25;
+/// Contended rounds first run, and the most run when their throughputs disagree by more
+/// than [`THROUGHPUT_SPREAD`].
+const CONTENDED_ROUNDS: (usize, usize) = (3, 5);
+/// The relative interquartile spread of the rounds' throughputs that counts as agreement.
+const THROUGHPUT_SPREAD: f64 = 0.1;
+
+/// The contended run in rounds (each with a fresh server), more of them while their
+/// throughputs disagree: the rounds that passed hand-offs.
+pub(super) fn rounds(
+    config: &ServerConfig,
+    launch: &LaunchOptions,
+    sc: &Scenario,
+    opts: &CalibrateOptions,
+) -> Result<Vec<Contended>, CalibrateError> {
+    let mut done = Vec::new();
+    for i in 0..CONTENDED_ROUNDS.1 {
+        if let Some(c) = contended(config, launch, sc, opts)? {
+            done.push(c);
+        }
+        if i + 1 >= CONTENDED_ROUNDS.0 {
+            let rps: Vec<f64> = done.iter().map(|c| c.throughput_rps).collect();
+            if crate::stats::Rounds::judge(&rps, THROUGHPUT_SPREAD).is_none_or(|r| r.stable) {
+                break;
+            }
+        }
+    }
+    Ok(done)
 }

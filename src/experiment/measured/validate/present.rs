@@ -368,3 +368,33 @@ fn x_axis(points: &[&ValidatedPoint]) -> Option<String> {
         })
         .cloned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Validation;
+
+    /// The committed validation, read back.
+    fn committed() -> Validation {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/validation.json");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("validation/validation.json"))
+            .expect("a validation")
+    }
+
+    #[test]
+    fn a_verdict_resting_on_an_unstable_calibration_says_so() {
+        let mut v = committed();
+        v.calibration_unstable.clear();
+        assert!(!v.table().contains("UNSTABLE CALIBRATION"));
+        assert!(!v.markdown(&[]).contains("UNSTABLE CALIBRATION"));
+        v.calibration_unstable = vec!["wake_us".into(), "handoff_us".into()];
+        for text in [v.table(), v.markdown(&[])] {
+            assert!(
+                text.contains("UNSTABLE CALIBRATION: the rounds of wake_us, handoff_us disagreed"),
+                "{text}"
+            );
+        }
+        // And the JSON carries it for whoever reads the verdict there.
+        let json = serde_json::to_value(&v).expect("serializes");
+        assert_eq!(json["calibration_unstable"][1], "handoff_us");
+    }
+}
