@@ -116,3 +116,13 @@ impl Gil {
         }
     }
 }
+
+/// Bounded wait for a condition another thread makes true (the locks' tests).
+#[cfg(test)]
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}

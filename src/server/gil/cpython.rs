@@ -218,20 +218,12 @@ impl CpythonGil {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wait_until;
     use super::*;
     use crate::server::busy::{NoSwitch, spin};
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
     use std::thread;
-
-    /// Bounded wait for a condition another thread makes true.
-    fn wait_until(what: &str, f: impl Fn() -> bool) {
-        let t0 = Instant::now();
-        while !f() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
-            thread::sleep(Duration::from_micros(200));
-        }
-    }
 
     #[test]
     fn never_two_holders_with_release_and_switch_points() {

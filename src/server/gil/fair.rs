@@ -244,17 +244,9 @@ impl FairLock {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wait_until;
     use super::*;
     use std::sync::atomic::AtomicUsize;
-
-    /// Bounded wait for a condition another thread makes true.
-    fn wait_until(what: &str, f: impl Fn() -> bool) {
-        let t0 = Instant::now();
-        while !f() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
-            thread::sleep(Duration::from_micros(200));
-        }
-    }
 
     #[test]
     fn free_lock_is_taken_at_once_and_held_time_accumulates() {
