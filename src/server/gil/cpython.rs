@@ -300,12 +300,10 @@ mod tests {
         assert_eq!(s.max_holders, 1);
     }
 
-    #[test]
-    fn the_releaser_may_take_the_free_gil_again_before_the_waiter_it_signalled() {
-        // Each release frees the GIL and signals the waiter; the releaser, taking it again
-        // at once, finds it free and does not wait — it barges past the waiter, which a fair
-        // lock would have handed the GIL to. (The waiter can also win a release, when the OS
-        // runs it at once; it gets the GIL within 20 releases or by its drop request.)
+    /// One try: a holder with release points 50 µs apart and a waiter; returns the releases
+    /// at which the releaser took the free GIL back, without waiting, while the waiter it had
+    /// signalled still waited.
+    fn barged_releases() -> u32 {
         let g = Arc::new(CpythonGil::new(Duration::from_millis(20)));
         g.take();
         let g2 = Arc::clone(&g);
@@ -330,7 +328,18 @@ mod tests {
         g.drop_gil();
         waiter.join().unwrap();
         let s = g.stats();
-        assert!(barged >= 1, "the releaser never took the free GIL back past its waiter: {s:?}");
         assert!(s.handoffs >= 1 && s.max_holders == 1, "{s:?}");
+        barged
+    }
+
+    #[test]
+    fn the_releaser_may_take_the_free_gil_again_before_the_waiter_it_signalled() {
+        // Each release frees the GIL and signals the waiter; the releaser, taking it again
+        // at once, finds it free and does not wait — it barges past the waiter, which a fair
+        // lock would have handed the GIL to at the first release. The waiter can also win a
+        // release, when the OS runs it at once (on this machine about one try in twelve wins
+        // the first); so up to five tries, of which one must show the barging.
+        let tries: Vec<u32> = (0..5).map(|_| barged_releases()).take_while(|&b| b == 0).collect();
+        assert!(tries.len() < 5, "the releaser never took the free GIL back past its waiter in 5 tries");
     }
 }
