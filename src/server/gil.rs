@@ -19,6 +19,7 @@ pub mod wake;
 pub use cpython::CpythonGil;
 pub use fair::FairLock;
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Counters of one lock since it was created.
@@ -43,6 +44,45 @@ pub struct LockStats {
     pub vain_wakeups: u64,
     /// Most threads that ever believed they held the lock at once (must be ≤ 1).
     pub max_holders: u32,
+}
+
+/// Who believes they hold a lock, and how often it was taken: the counters both locks
+/// keep alike.
+#[derive(Debug, Default)]
+struct Holders {
+    now: AtomicU32,
+    max: AtomicU32,
+    acquisitions: AtomicU64,
+    contended: AtomicU64,
+}
+
+impl Holders {
+    /// The calling thread now believes it holds the lock.
+    fn enter(&self) {
+        let n = self.now.fetch_add(1, Ordering::AcqRel) + 1;
+        self.max.fetch_max(n, Ordering::AcqRel);
+        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The calling thread lets the lock go.
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// An acquisition had to wait.
+    fn contended(&self) {
+        self.contended.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters into `stats`.
+    fn fill(&self, stats: LockStats) -> LockStats {
+        LockStats {
+            acquisitions: self.acquisitions.load(Ordering::Relaxed),
+            contended: self.contended.load(Ordering::Relaxed),
+            max_holders: self.max.load(Ordering::Acquire),
+            ..stats
+        }
+    }
 }
 
 /// The lock of one worker process.

@@ -100,21 +100,6 @@ pub(super) struct GilThread {
     at_call_end: bool,
 }
 
-/// Counters of one GIL.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub(crate) struct GilCounts {
-    /// The GIL went to another thread than its last holder.
-    pub(crate) switches: u64,
-    /// Sleepers signalled at a release.
-    pub(crate) signals: u64,
-    /// Woken by a signal, found it taken again.
-    pub(crate) vain: u64,
-    /// Drop requests.
-    pub(crate) drop_requests: u64,
-    /// Forced switches.
-    pub(crate) forced: u64,
-}
-
 /// One worker's GIL.
 pub(super) struct CpyGil {
     /// The thread whose run holds it (in bytecode) or left it for a C call; `NONE` if
@@ -139,7 +124,6 @@ pub(super) struct CpyGil {
     acct_t: Nanos,
     /// The owner's progress at `acct_t`.
     acct_pos: f64,
-    pub(super) counts: GilCounts,
 }
 
 impl CpyGil {
@@ -157,7 +141,6 @@ impl CpyGil {
             held_ns: 0.0,
             acct_t: 0,
             acct_pos: 0.0,
-            counts: GilCounts::default(),
         }
     }
 
@@ -342,7 +325,6 @@ impl System<'_> {
         if gil.last_holder != th {
             gil.last_holder = th;
             gil.switch_number += 1;
-            gil.counts.switches += 1;
             self.trace(th, "take (switch)");
             for sw in std::mem::take(&mut self.gil(w).switch_waiters) {
                 self.cpy_wake_later(sw, false);

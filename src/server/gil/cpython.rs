@@ -21,7 +21,7 @@
 //! until another thread has taken it.
 
 use super::LockStats;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -64,10 +64,7 @@ pub struct CpythonGil {
     drop_request: AtomicBool,
     /// `gil->last_holder`: written under both mutexes, read under `switch_mutex`.
     last_holder: AtomicU64,
-    holders: AtomicU32,
-    max_holders: AtomicU32,
-    acquisitions: AtomicU64,
-    contended: AtomicU64,
+    holders: super::Holders,
     forced: AtomicU64,
     drop_requests: AtomicU64,
     vain: AtomicU64,
@@ -86,10 +83,7 @@ impl CpythonGil {
             switch_cond: Condvar::new(),
             drop_request: AtomicBool::new(false),
             last_holder: AtomicU64::new(0),
-            holders: AtomicU32::new(0),
-            max_holders: AtomicU32::new(0),
-            acquisitions: AtomicU64::new(0),
-            contended: AtomicU64::new(0),
+            holders: super::Holders::default(),
             forced: AtomicU64::new(0),
             drop_requests: AtomicU64::new(0),
             vain: AtomicU64::new(0),
@@ -111,7 +105,7 @@ impl CpythonGil {
         let mut st = self.state();
         let waited = st.locked;
         if waited {
-            self.contended.fetch_add(1, Ordering::Relaxed);
+            self.holders.contended();
             st.waiting += 1;
             while st.locked {
                 let saved = st.switch_number;
@@ -143,9 +137,7 @@ impl CpythonGil {
         }
         st.held_since = self.now();
         drop(st);
-        let n = self.holders.fetch_add(1, Ordering::AcqRel) + 1;
-        self.max_holders.fetch_max(n, Ordering::AcqRel);
-        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        self.holders.enter();
         if waited { t0.elapsed() } else { Duration::ZERO }
     }
 
@@ -153,7 +145,7 @@ impl CpythonGil {
     /// thread has taken the GIL since, waits until one has. Returns the time that wait took.
     pub fn drop_gil(&self) -> Duration {
         let me = me();
-        self.holders.fetch_sub(1, Ordering::AcqRel);
+        self.holders.leave();
         {
             let mut st = self.state();
             debug_assert!(st.locked, "drop of a free GIL");
@@ -202,17 +194,15 @@ impl CpythonGil {
             let held = st.held_ns + if st.locked { self.now().saturating_sub(st.held_since) } else { 0 };
             (held, st.switch_number)
         };
-        LockStats {
+        self.holders.fill(LockStats {
             held_ms: held_ns as f64 / 1e6,
-            acquisitions: self.acquisitions.load(Ordering::Relaxed),
-            contended: self.contended.load(Ordering::Relaxed),
             // The first holder is a switch from nobody, not a hand-off.
             handoffs: switches.saturating_sub(1),
             forced_drops: self.forced.load(Ordering::Relaxed),
             drop_requests: self.drop_requests.load(Ordering::Relaxed),
             vain_wakeups: self.vain.load(Ordering::Relaxed),
-            max_holders: self.max_holders.load(Ordering::Acquire),
-        }
+            ..LockStats::default()
+        })
     }
 }
 

@@ -20,7 +20,7 @@
 
 use super::LockStats;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -60,10 +60,7 @@ pub struct FairLock {
     state: Mutex<State>,
     /// The drop deadline [ns since `epoch`], readable without the state mutex.
     deadline: AtomicU64,
-    holders: AtomicU32,
-    max_holders: AtomicU32,
-    acquisitions: AtomicU64,
-    contended: AtomicU64,
+    holders: super::Holders,
     handoffs: AtomicU64,
     forced_drops: AtomicU64,
 }
@@ -77,10 +74,7 @@ impl FairLock {
             epoch: Instant::now(),
             state: Mutex::new(State::default()),
             deadline: AtomicU64::new(NO_DEADLINE),
-            holders: AtomicU32::new(0),
-            max_holders: AtomicU32::new(0),
-            acquisitions: AtomicU64::new(0),
-            contended: AtomicU64::new(0),
+            holders: super::Holders::default(),
             handoffs: AtomicU64::new(0),
             forced_drops: AtomicU64::new(0),
         }
@@ -106,9 +100,7 @@ impl FairLock {
 
     /// The calling thread now believes it holds the lock.
     fn enter(&self) {
-        let n = self.holders.fetch_add(1, Ordering::AcqRel) + 1;
-        self.max_holders.fetch_max(n, Ordering::AcqRel);
-        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        self.holders.enter();
     }
 
     /// Queues the calling thread (the state mutex held) and returns its waiter record.
@@ -171,13 +163,13 @@ impl FairLock {
         let since = Instant::now();
         let me = self.enqueue(&mut st, self.now());
         drop(st);
-        self.contended.fetch_add(1, Ordering::Relaxed);
+        self.holders.contended();
         self.park_until_granted(&me, since)
     }
 
     /// Releases the lock, which the caller must hold: the first waiter, if any, owns it now.
     pub fn release(&self) {
-        self.holders.fetch_sub(1, Ordering::AcqRel);
+        self.holders.leave();
         let mut st = self.state();
         debug_assert!(st.held, "release of a free lock");
         let next = self.pass_on(&mut st, self.now());
@@ -209,13 +201,13 @@ impl FairLock {
             return None;
         }
         self.forced_drops.fetch_add(1, Ordering::Relaxed);
-        self.holders.fetch_sub(1, Ordering::AcqRel);
+        self.holders.leave();
         let next = self.pass_on(&mut st, now).expect("a waiter was queued");
         let since = Instant::now();
         let me = self.enqueue(&mut st, now);
         drop(st);
         Self::wake(next);
-        self.contended.fetch_add(1, Ordering::Relaxed);
+        self.holders.contended();
         Some(self.park_until_granted(&me, since))
     }
 
@@ -230,15 +222,12 @@ impl FairLock {
             let st = self.state();
             st.held_ns + if st.held { self.now().saturating_sub(st.held_since) } else { 0 }
         };
-        LockStats {
+        self.holders.fill(LockStats {
             held_ms: held_ns as f64 / 1e6,
-            acquisitions: self.acquisitions.load(Ordering::Relaxed),
-            contended: self.contended.load(Ordering::Relaxed),
             handoffs: self.handoffs.load(Ordering::Relaxed),
             forced_drops: self.forced_drops.load(Ordering::Relaxed),
-            max_holders: self.max_holders.load(Ordering::Acquire),
             ..LockStats::default()
-        }
+        })
     }
 }
 

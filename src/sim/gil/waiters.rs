@@ -23,7 +23,6 @@ impl System<'_> {
     /// Signals the first sleeper of worker `w`'s GIL, if any: it wakes later.
     pub(super) fn cpy_signal(&mut self, w: u32) {
         if let Some(s) = self.gil(w).sleepers.pop_front() {
-            self.gil(w).counts.signals += 1;
             self.trace(s, "signalled");
             self.cpy_wake_later(s, false);
             self.update_gil_next(w as usize);
@@ -91,7 +90,6 @@ impl System<'_> {
         }
         let g = self.threads[th as usize].g;
         if g.timed_out && g.saved_switch == self.gil(w).switch_number {
-            self.gil(w).counts.drop_requests += 1;
             self.trace(th, "drop request");
             self.cpy_sleep(th);
             let o = self.gil(w).owner;
@@ -103,7 +101,6 @@ impl System<'_> {
             return;
         }
         if !g.timed_out {
-            self.gil(w).counts.vain += 1;
             self.trace(th, "vain");
         }
         self.cpy_sleep(th);
@@ -166,7 +163,6 @@ impl System<'_> {
         let o = self.gil(w).owner;
         self.cpy_account(w, p);
         self.gil(w).owner = NONE;
-        self.gil(w).counts.forced += 1;
         self.threads[o as usize].holds_lock = false;
         let now = self.now;
         let g = self.g(o);
