@@ -2,18 +2,22 @@
 # Create (or reuse) python/.venv for the GIL benchmark harness and print the
 # venv's python path as the last line of stdout.
 #
-# Usage: python/make_venv.sh            (PYTHON=/path/to/python3 to pick another interpreter)
+# Usage: python/make_venv.sh [REQUIREMENTS [VENV_DIR [IMPORT_CHECK_MODULE]]]
+#        (PYTHON=/path/to/python3 to pick another interpreter)
+# The defaults are python/requirements.txt, python/.venv and numpy; another project
+# (e.g. examples/fastapi/make_venv.sh) passes its own. Relative paths are taken from the
+# current directory.
 #
-# Idempotent: a venv whose stamp file matches the hash of requirements.txt (and
+# Idempotent: a venv whose stamp file matches the hash of the requirements file (and
 # the interpreter version) is reused without touching the network.
 # On failure it exits non-zero with ONE line on stderr starting "make_venv: ",
 # suitable for a caller to print as a skip reason.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-venv="$here/.venv"
-req="$here/requirements.txt"
-stamp="$venv/.requirements.stamp"
+req="${1:-$here/requirements.txt}"
+venv="${2:-$here/.venv}"
+check_module="${3:-numpy}"
 py="${PYTHON:-python3}"
 
 fail() {
@@ -22,6 +26,10 @@ fail() {
 }
 
 [[ -f "$req" ]] || fail "missing $req"
+req="$(cd "$(dirname "$req")" && pwd)/$(basename "$req")"
+[[ -d "$(dirname "$venv")" ]] || fail "no directory $(dirname "$venv") for the venv $venv"
+venv="$(cd "$(dirname "$venv")" && pwd)/$(basename "$venv")"
+stamp="$venv/.requirements.stamp"
 command -v "$py" >/dev/null 2>&1 || fail "no '$py' on PATH (install Python 3.9+ or set PYTHON=...)"
 "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null \
     || fail "$("$py" --version 2>&1 | head -n1) is too old: Python 3.9+ is needed"
@@ -39,7 +47,7 @@ want="$(hash_of "$req") $("$py" -c 'import sys; print("%d.%d.%d" % sys.version_i
 
 # Reuse when the stamp matches and the venv's python still runs.
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-    && "$venv/bin/python" -c 'import numpy' >/dev/null 2>&1; then
+    && "$venv/bin/python" -c "import $check_module" >/dev/null 2>&1; then
     echo "$venv/bin/python"
     exit 0
 fi
@@ -47,7 +55,10 @@ fi
 log="$(mktemp "${TMPDIR:-/tmp}/make_venv.XXXXXX")"
 trap 'rm -f "$log"' EXIT
 
-# Stale or broken venv: start over.
+# Stale or broken venv: start over (but never wipe a directory that is not a venv).
+if [[ -e "$venv" && ! -f "$venv/pyvenv.cfg" ]] && [[ -n "$(ls -A "$venv" 2>/dev/null)" ]]; then
+    fail "$venv exists and is not a venv: not touching it"
+fi
 rm -rf "$venv"
 if ! "$py" -m venv "$venv" >"$log" 2>&1; then
     rm -rf "$venv"
@@ -62,8 +73,8 @@ if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     fail "pip could not install $(basename "$req") (is the package index reachable?): ${reason:-unknown error}"
 fi
 
-"$venv/bin/python" -c 'import numpy' >"$log" 2>&1 \
-    || { rm -rf "$venv"; fail "numpy installed but does not import: $(tail -n1 "$log")"; }
+"$venv/bin/python" -c "import $check_module" >"$log" 2>&1 \
+    || { rm -rf "$venv"; fail "$check_module installed but does not import: $(tail -n1 "$log")"; }
 
 echo "$want" >"$stamp"
 echo "$venv/bin/python"
