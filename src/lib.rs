@@ -14,6 +14,7 @@
 //! * [`des`] — the discrete-event engine: integer-nanosecond clock, event queue, RNG streams.
 //! * [`sim`] — the serving system (cores, lock, event loop, threadpool, workers) on [`des`].
 //! * [`analytic`] — closed forms the simulator is checked against (Erlang C, MVA, USL…).
+//! * [`server_timing`] — the `Server-Timing` header: what servesim reads of any service.
 //! * [`stats`] — summaries, percentiles and confidence intervals shared by both backends.
 //! * [`experiment`] — the commands (simulate, measure, validate…) as library calls.
 //! * [`workload`] — distributions and arrival processes.
@@ -176,6 +177,7 @@ pub mod analytic;
 pub mod des;
 pub mod experiment;
 pub mod scenario;
+pub mod server_timing;
 pub mod sim;
 pub mod stats;
 pub mod workload;

@@ -39,11 +39,13 @@
 
 mod calibration;
 mod load;
-mod types;
+mod target;
+pub(crate) mod types;
 mod validate;
 
 pub use calibration::{BatchStep, CALIBRATION_FORMAT, Calibration, Machine, Samples};
 pub use load::{Override, ScenarioError};
+pub use target::{TargetSpec, Vars as TargetVars};
 pub use types::{
     Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind, Run, Scenario,
     System, Worker, Workload,

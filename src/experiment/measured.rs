@@ -17,6 +17,7 @@
 #[cfg(feature = "plot")]
 mod calibrate;
 mod measure;
+pub mod target;
 #[cfg(feature = "plot")]
 mod validate;
 
@@ -28,5 +29,5 @@ pub use measure::{MeasureError, MeasureOptions, MeasureReport, Window, WorkerRep
 #[cfg(feature = "plot")]
 pub use validate::{
     Compared, ErrorSummary, Suite, Target, ValidateError, ValidateOptions, ValidatedPoint, Validation,
-    default_suites, validate,
+    default_suites, default_target_axes, validate, validate_target, winner_wrong_pct,
 };

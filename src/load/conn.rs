@@ -35,6 +35,8 @@ pub struct Response {
     pub status: StatusCode,
     /// Its body, when asked for.
     pub body: Option<Bytes>,
+    /// Its `Server-Timing` header, when asked for and sent.
+    pub timing: Option<String>,
 }
 
 /// Why an exchange failed, and whether a response head had arrived.
@@ -72,17 +74,29 @@ impl Conn {
     }
 
     /// Sends `req` and reads the whole response body (so the connection can be reused),
-    /// keeping the body only if `capture`.
-    pub async fn exchange(&mut self, req: OutRequest, capture: bool) -> Result<Response, Failure> {
+    /// keeping the body only if `capture`, and the `Server-Timing` header only if `timing`.
+    pub async fn exchange(
+        &mut self,
+        req: OutRequest,
+        capture: bool,
+        timing: bool,
+    ) -> Result<Response, Failure> {
         let resp =
             self.sender.send_request(req).await.map_err(|e| Failure { kind: classify(&e), status: None })?;
         let status = resp.status();
+        let server_timing = if timing {
+            let all: Vec<&str> =
+                resp.headers().get_all("server-timing").iter().filter_map(|v| v.to_str().ok()).collect();
+            (!all.is_empty()).then(|| all.join(", "))
+        } else {
+            None
+        };
         let body = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| Failure { kind: classify(&e), status: Some(status) })?;
-        Ok(Response { status, body: capture.then(|| body.to_bytes()) })
+        Ok(Response { status, body: capture.then(|| body.to_bytes()), timing: server_timing })
     }
 }
 

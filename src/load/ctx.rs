@@ -36,6 +36,7 @@ pub struct Ctx {
     body: Option<BodyTemplate>,
     timeout: Duration,
     capture: bool,
+    capture_timing: bool,
     /// Time zero of every record.
     pub start: Instant,
     /// When sending stops ([`Stop::Duration`] runs only).
@@ -61,6 +62,7 @@ impl Ctx {
             body: plan.body.clone(),
             timeout: plan.timeout,
             capture: plan.capture_bodies,
+            capture_timing: plan.capture_timing,
             start,
             send_end,
             hard_stop: send_end.map(|e| e + plan.drain()),
@@ -133,10 +135,11 @@ impl Ctx {
         let sent = Instant::now();
         self.enter();
         let deadline = self.bounded(sent + self.timeout);
-        let outcome = timeout_at(deadline, conn.exchange(self.request(index), self.capture)).await;
+        let outcome =
+            timeout_at(deadline, conn.exchange(self.request(index), self.capture, self.capture_timing)).await;
         self.counters.in_flight.fetch_sub(1, Relaxed);
         let (status, result) = match outcome {
-            Ok(Ok(resp)) => (Some(resp.status.as_u16()), Ok(resp.body)),
+            Ok(Ok(resp)) => (Some(resp.status.as_u16()), Ok((resp.body, resp.timing))),
             Ok(Err(f)) => (f.status.map(|s| s.as_u16()), Err(f.kind)),
             Err(_) if self.past_hard_stop() => (None, Err(ErrorKind::Cancelled)),
             Err(_) => (None, Err(ErrorKind::Timeout)),
@@ -180,12 +183,12 @@ impl Ctx {
         intended: Instant,
         sent: Option<Instant>,
         status: Option<u16>,
-        result: Result<Option<Bytes>, ErrorKind>,
+        result: Result<(Option<Bytes>, Option<String>), ErrorKind>,
     ) -> RequestRecord {
         let done_us = self.us(Instant::now());
-        let (error, body) = match result {
-            Ok(body) => (status.and_then(ErrorKind::of_status), body),
-            Err(kind) => (Some(kind), None),
+        let (error, body, server_timing) = match result {
+            Ok((body, timing)) => (status.and_then(ErrorKind::of_status), body, timing),
+            Err(kind) => (Some(kind), None, None),
         };
         self.counters.done.fetch_add(1, Relaxed);
         if error.is_some() {
@@ -199,6 +202,7 @@ impl Ctx {
             status,
             error,
             body: body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            server_timing,
         }
     }
 }

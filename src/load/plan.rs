@@ -118,6 +118,8 @@ pub struct LoadPlan {
     pub max_connections: u32,
     /// Keep every response body in the records. By default, off.
     pub capture_bodies: bool,
+    /// Keep each response's `Server-Timing` header in its record. By default, false.
+    pub capture_timing: bool,
     /// Seed of the Poisson gaps and think times. By default, 1.
     pub seed: u64,
     /// Worker threads of the runtime [`run_blocking`](super::run_blocking) builds.
@@ -142,6 +144,7 @@ impl LoadPlan {
             drain: None,
             max_connections: 512,
             capture_bodies: false,
+            capture_timing: false,
             seed: 1,
             threads: 1,
             cpus: None,

@@ -85,6 +85,9 @@ pub struct RequestRecord {
     /// The response body (lossy UTF-8), when the plan captures bodies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The response's `Server-Timing` header, when the plan captures it and it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timing: Option<String>,
 }
 
 impl RequestRecord {
@@ -168,6 +171,7 @@ mod tests {
                 status: Some(200),
                 error: None,
                 body: None,
+                server_timing: None,
             },
             RequestRecord {
                 index: 1,
@@ -177,6 +181,7 @@ mod tests {
                 status: None,
                 error: Some(ErrorKind::Connect),
                 body: None,
+                server_timing: None,
             },
         ];
         let mut buf = Vec::new();

@@ -223,6 +223,7 @@ mod tests {
             status: Some(status),
             error: ErrorKind::of_status(status),
             body: None,
+            server_timing: None,
         }
     }
 

@@ -26,6 +26,10 @@ pub struct Scenario {
     pub batching: Batching,
     /// Run lengths, replications and the seed.
     pub run: Run,
+    /// A service of your own to measure instead of servesim's server (see
+    /// [`TargetSpec`](super::TargetSpec)). By default, none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<super::TargetSpec>,
     /// The directory relative paths in the file are resolved against (set by the loader).
     #[serde(skip)]
     pub base_dir: PathBuf,

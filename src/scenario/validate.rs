@@ -161,7 +161,8 @@ impl Scenario {
         self.validate_dists()?;
         self.validate_cost()?;
         self.validate_batching()?;
-        self.validate_run()
+        self.validate_run()?;
+        self.target.as_ref().map_or(Ok(()), |t| t.validate(self))
     }
 
     fn validate_system(&self) -> Result<(), ScenarioError> {

@@ -351,8 +351,29 @@ async fn serve(
         tokens: u64::from(out.tokens),
     });
     app.recorders.completed(lock_wait.as_secs_f64(), u64::from(out.tokens));
+    let header = server_timing(&timing, batched);
     let body = CorrectResponse { correction: out.text, tokens: out.tokens, timing };
-    Ok(axum::Json(body).into_response())
+    let mut resp = axum::Json(body).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&header) {
+        resp.headers_mut().insert("server-timing", v);
+    }
+    Ok(resp)
+}
+
+/// The `Server-Timing` header of a reply (see [`crate::server_timing`]): the wait before
+/// the handler, the lock's wait, and the work held and free (the handler's and the event
+/// loop's emulated work together).
+fn server_timing(t: &Timing, batched: bool) -> String {
+    let queue = if batched { t.queue_wait_ms } else { t.queue_wait_ms + t.thread_wait_ms };
+    let work = t.compute_ms + t.loop_busy_ms;
+    crate::server_timing::Stages {
+        queue: Some(queue),
+        lock: Some(t.lock_wait_ms),
+        held: Some(t.lock_held_ms.min(work)),
+        free: Some((work - t.lock_held_ms).max(0.0)),
+        event_loop: Some(t.loop_busy_ms),
+    }
+    .header()
 }
 
 /// Runs the handler where the handler mode says: inline on the loop thread, or on a pool

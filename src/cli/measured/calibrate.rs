@@ -1,9 +1,13 @@
 //! `servesim calibrate`.
 
-use crate::cli::common::ScenarioArgs;
+use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use servesim::experiment::target::{FitOptions, TargetCalibration, calibrate_target, costs_of};
 use servesim::experiment::{CalibrateOptions, calibrate};
-use std::path::PathBuf;
+use servesim::scenario::{Override, Scenario, ScenarioError};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 /// Measure the real server's own costs on this machine and write a calibration file.
 ///
@@ -15,18 +19,57 @@ use std::path::PathBuf;
 /// wake-ups: `rtt_ms`). Then times the real lock's hand-off between threads and the batched
 /// step at several batch sizes. Every cost is kept as its samples. Scenarios use it with
 /// `cost.calibration = "PATH"` (or `--set`).
+///
+/// With `--target FILE`, calibrates a service of your own from outside instead: FILE is a
+/// scenario with a `[target]` section (the URL, the body, and how to start the service)
+/// whose `[system]` and `[worker]` describe the service's structure (handler, threads,
+/// workers, lock, `cost.release_points`). It measures one client (service-time samples,
+/// the health URL's round trip, any `Server-Timing` stages), then a short closed-loop ramp
+/// (1, 2, c, c + 1, 2c, 4c users for c = system.cores), then fits the simulator to the
+/// ramp: the share of the work held under the lock, the event loop's share, and the lock's
+/// wake-up cost, with 95% CIs and the residuals. Writes the calibration (JSON) and a copy of
+/// the scenario with the fitted costs, for what-ifs and `validate --target`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  servesim calibrate models/validate.toml --out validation/calibration.json\n  \
-    servesim simulate models/validate.toml --set cost.calibration='\"../validation/calibration.json\"'"
+    servesim simulate models/validate.toml --set cost.calibration='\"../validation/calibration.json\"'\n  \
+    servesim calibrate --target examples/fastapi/scenario.toml\n  \
+    servesim simulate examples/fastapi/scenario.calibrated.toml --set worker.threads=4"
 )]
 pub struct CalibrateArgs {
-    #[command(flatten)]
-    scenario: ScenarioArgs,
+    /// Scenario file (TOML), e.g. models/validate.toml.
+    #[arg(required_unless_present = "target", conflicts_with = "target")]
+    file: Option<PathBuf>,
 
-    /// Where to write the calibration (JSON).
-    #[arg(long, default_value = "validation/calibration.json")]
-    out: PathBuf,
+    /// Calibrate the service of this scenario's `[target]` section from outside.
+    #[arg(long, value_name = "FILE")]
+    target: Option<PathBuf>,
+
+    /// Override any field: --set worker.threads=8 --set worker.lock=gil.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<Override>,
+
+    /// Where to write the calibration (JSON). By default, validation/calibration.json, and
+    /// with --target FILE, FILE's name with `.calibration.json` beside it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+
+    /// --target: where to write the scenario with the fitted costs. By default, FILE's name
+    /// with `.calibrated.toml` beside it (so its relative paths still hold).
+    #[arg(long, value_name = "PATH")]
+    scenario_out: Option<PathBuf>,
+
+    /// --target: seconds of measurement (one client and the ramp); the fit comes on top.
+    #[arg(long, default_value_t = FitOptions::default().budget_s)]
+    budget_s: f64,
+
+    /// --target: users at each step of the ramp, e.g. 1,2,4,8 (default: 1, 2, c, c + 1, 2c, 4c).
+    #[arg(long, value_delimiter = ',')]
+    ramp: Vec<u32>,
+
+    /// --target: ignore the responses' Server-Timing headers (fit every share).
+    #[arg(long)]
+    no_server_timing: bool,
 
     /// Requests measured from one client.
     #[arg(long, default_value_t = 300)]
@@ -37,15 +80,254 @@ pub struct CalibrateArgs {
     model: Option<PathBuf>,
 }
 
+fn load(file: &Path, set: &[Override]) -> anyhow::Result<Scenario> {
+    Scenario::load(file, set).map_err(|e| match e {
+        ScenarioError::Read { .. } | ScenarioError::Syntax { .. } => anyhow::Error::new(e),
+        other => anyhow::Error::new(other).context(format!("in scenario {}", file.display())),
+    })
+}
+
 /// Runs `servesim calibrate`.
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
-    let sc = args.scenario.load(&[])?;
-    let opts =
-        CalibrateOptions { requests: args.requests, model_dir: args.model, ..CalibrateOptions::default() };
+    if let Some(file) = &args.target {
+        return run_target(file, &args);
+    }
+    let file = args.file.as_deref().context("give a scenario FILE, or --target FILE")?;
+    let sc = load(file, &args.set)?;
+    let opts = CalibrateOptions {
+        requests: args.requests,
+        model_dir: args.model.clone(),
+        ..CalibrateOptions::default()
+    };
     let cal = calibrate(&sc, &opts, |stage| eprintln!("calibrate: {stage}…"))?;
-    write(&cal, &args.out)?;
-    print_summary(&cal, &args.out);
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("validation/calibration.json"));
+    write(&cal, &out)?;
+    print_summary(&cal, &out);
     Ok(())
+}
+
+/// `FILE`'s name with `suffix` in place of its extension, beside it.
+pub fn beside(file: &Path, suffix: &str) -> PathBuf {
+    let stem = file.file_stem().map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned());
+    file.with_file_name(format!("{stem}{suffix}"))
+}
+
+fn run_target(file: &Path, args: &CalibrateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.budget_s.is_finite() && args.budget_s >= 5.0,
+        "--budget-s must be at least 5 seconds, got {}",
+        args.budget_s
+    );
+    anyhow::ensure!(args.ramp.iter().all(|&u| u >= 1), "--ramp: every step needs at least 1 user");
+    let sc = load(file, &args.set)?;
+    anyhow::ensure!(
+        sc.target.is_some(),
+        "{} has no [target] section: add one with url (and start, to let servesim run the service)",
+        file.display()
+    );
+    let out = args.out.clone().unwrap_or_else(|| beside(file, ".calibration.json"));
+    let scenario_out = args.scenario_out.clone().unwrap_or_else(|| beside(file, ".calibrated.toml"));
+    let opts = FitOptions {
+        budget_s: args.budget_s,
+        use_server_timing: !args.no_server_timing,
+        ramp: args.ramp.clone(),
+        ..FitOptions::default()
+    };
+    let cal = calibrate_target_with_bar(&sc, &opts)?;
+    let text = serde_json::to_string_pretty(&cal)?;
+    write_file(&out, text.as_bytes())?;
+    let toml = calibrated_scenario(file, &args.set, &cal, &out, &scenario_out)?;
+    write_file(&scenario_out, toml.as_bytes())?;
+    print!("{}", target_summary(&cal));
+    println!("\nwrote {} and {}", out.display(), scenario_out.display());
+    println!(
+        "next: servesim validate --target {}   (or simulate it with --set for what-ifs)",
+        scenario_out.display()
+    );
+    Ok(())
+}
+
+/// Runs the target's calibration with a progress bar on stderr.
+pub fn calibrate_target_with_bar(sc: &Scenario, opts: &FitOptions) -> anyhow::Result<TargetCalibration> {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("calibrate {bar:30} {pos}/{len} stages, {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let cal = calibrate_target(sc, opts, |done, total, what| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_owned());
+    });
+    bar.finish_and_clear();
+    Ok(cal?)
+}
+
+/// Writes `bytes` to `path` whole or not at all (a temporary file renamed into place).
+pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp-servesim");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The scenario file's own TOML with the fitted costs set and `target.calibration` naming
+/// the calibration, relative to where the new file goes.
+pub fn calibrated_scenario(
+    file: &Path,
+    set: &[Override],
+    cal: &TargetCalibration,
+    cal_path: &Path,
+    dest: &Path,
+) -> anyhow::Result<String> {
+    let sc = load(file, set)?;
+    let fitted = servesim::experiment::target::apply(&sc, &costs_of(cal));
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut table: toml::Table = toml::from_str(&text)?;
+    for o in set {
+        let keys: Vec<&str> = o.path.split('.').collect();
+        let mut t = &mut table;
+        for k in &keys[..keys.len() - 1] {
+            t = t
+                .entry(k.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .context("a --set path crosses a value")?;
+        }
+        t.insert(keys[keys.len() - 1].to_owned(), o.value.clone());
+    }
+    let cost = toml::Table::try_from(&fitted.cost)?;
+    let slot = table.entry("cost").or_insert_with(|| toml::Value::Table(Default::default()));
+    if let Some(c) = slot.as_table_mut() {
+        for key in [
+            "loop_in_ms",
+            "loop_out_ms",
+            "loop_lock",
+            "loop_in_free_ms",
+            "loop_out_free_ms",
+            "request_locked_ms",
+            "request_free_ms",
+            "token_locked_ms",
+            "token_free_ms",
+            "rtt_ms",
+            "wake_us",
+            "vain_wake_us",
+            "handoff_us",
+        ] {
+            if let Some(v) = cost.get(key) {
+                c.insert(key.into(), v.clone());
+            }
+        }
+        c.remove("calibration");
+    }
+    let rel = relative(cal_path, dest.parent().unwrap_or(Path::new(".")));
+    if let Some(t) = table.get_mut("target").and_then(|t| t.as_table_mut()) {
+        t.insert("calibration".into(), toml::Value::String(rel.display().to_string()));
+        if dest.parent() != file.parent() && !t.contains_key("cwd") {
+            let cwd = std::path::absolute(file.parent().unwrap_or(Path::new(".")))?;
+            t.insert(
+                "cwd".into(),
+                toml::Value::String(
+                    relative(&cwd, &std::path::absolute(dest.parent().unwrap_or(Path::new(".")))?)
+                        .display()
+                        .to_string(),
+                ),
+            );
+        }
+    }
+    let mut head = String::new();
+    let _ = writeln!(
+        head,
+        "# {} with its costs calibrated from outside by `servesim calibrate --target`",
+        file.display()
+    );
+    let _ = writeln!(
+        head,
+        "# on {} ({}): see {} for the ramp, the fit and its CIs.",
+        cal.machine.date,
+        cal.machine.cpu_model,
+        rel.display()
+    );
+    let _ =
+        writeln!(head, "# Edit the knobs for what-ifs: servesim simulate THIS_FILE --set worker.threads=8\n");
+    Ok(head + &toml::to_string_pretty(&table)?)
+}
+
+/// `path` relative to directory `from` (both made absolute), with `..` where needed.
+fn relative(path: &Path, from: &Path) -> PathBuf {
+    let (Ok(p), Ok(f)) = (std::path::absolute(path), std::path::absolute(from)) else {
+        return path.to_owned();
+    };
+    let (pc, fc): (Vec<_>, Vec<_>) = (p.components().collect(), f.components().collect());
+    let common = pc.iter().zip(&fc).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..fc.len() {
+        out.push("..");
+    }
+    for c in &pc[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
+/// The calibration as text: the ramp measured and predicted, the costs with their CIs.
+pub fn target_summary(cal: &TargetCalibration) -> String {
+    let mut s = String::new();
+    let o = &cal.one_client;
+    let _ = writeln!(
+        s,
+        "target {} — calibrated from outside ({} on {})",
+        cal.url, cal.machine.date, cal.machine.cpu_model
+    );
+    let _ = writeln!(
+        s,
+        "one client: {} requests, mean {:.3} ms (cv {:.2}); health round trip {:.3} ms",
+        o.requests, o.mean_ms, o.cv, o.rtt_ms
+    );
+    if let Some(st) = &o.stages {
+        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            s,
+            "Server-Timing (ms): queue {} lock {} held {} free {} loop {}",
+            f(st.queue),
+            f(st.lock),
+            f(st.held),
+            f(st.free),
+            f(st.event_loop)
+        );
+    }
+    let _ = writeln!(s, "\n{:>6} {:>28} {:>28}", "users", "throughput req/s", "p95 ms");
+    let _ = writeln!(s, "{:>6} {:>28} {:>28}", "", "meas / fit / err", "meas / fit / err");
+    for r in &cal.ramp {
+        let _ = writeln!(
+            s,
+            "{:>6} {:>28} {:>28}",
+            r.users,
+            format!(
+                "{:.1} / {:.1} / {:+.1}%",
+                r.throughput_rps, r.predicted_throughput_rps, r.throughput_error_pct
+            ),
+            format!("{:.2} / {:.2} / {:+.1}%", r.p95_ms, r.predicted_p95_ms, r.p95_error_pct)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "residual rms {:.3} (log units ≈ relative error), {} simulations, {:.0} s\n",
+        cal.residual_rms, cal.evaluations, cal.wall_s
+    );
+    for p in &cal.params {
+        let ci = match (p.ci95_lo, p.ci95_hi) {
+            (Some(lo), Some(hi)) => format!("95% CI {lo:.3} … {hi:.3}"),
+            _ if p.source == "fit" => "no CI: the ramp cannot tell it".into(),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "  {:<18} {:>10.3} {:<6} {:<36} {}", p.name, p.value, p.unit, ci, p.source);
+    }
+    for n in &cal.notes {
+        let _ = writeln!(s, "  note: {n}");
+    }
+    s
 }
 
 /// Writes a calibration as pretty JSON, creating the directory.

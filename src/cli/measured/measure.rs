@@ -14,6 +14,9 @@ use std::path::PathBuf;
 /// per-worker memory and how the CPUs were split between server and load generator.
 /// On a machine with more CPUs than system.cores, the server gets the first system.cores
 /// CPUs and the load generator the rest; otherwise they share, and the report says so.
+///
+/// A scenario with a `[target]` section measures that service instead — started through
+/// `target.start` (and stopped after, even on Ctrl-C) or already running at `target.url`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  servesim measure models/seed-sync.toml --set run.requests=500\n  \
     servesim measure models/seed-async-blocking.toml --set clients.users=8 --json | jq .throughput_rps")]
@@ -53,6 +56,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<()> {
         limits: Limits::default(),
         ..MeasureOptions::default()
     };
+    let _guard = sc.target.is_some().then_some(experiment::target::ServiceGuard);
     let report = experiment::measure(&sc, &opts)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

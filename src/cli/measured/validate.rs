@@ -1,11 +1,14 @@
 //! `servesim validate`.
 
-use super::calibrate::{print_summary, write};
+use super::calibrate::{
+    beside, calibrate_target_with_bar, calibrated_scenario, print_summary, target_summary, write, write_file,
+};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use servesim::experiment::{
     Axis, CalibrateOptions, MeasureOptions, Suite, ValidateOptions, calibrate, default_suites, validate,
+    validate_target,
 };
 use servesim::scenario::{Override, Scenario};
 use std::path::PathBuf;
@@ -23,6 +26,15 @@ use std::path::PathBuf;
 /// Every point uses one calibration of this machine (`--calibration`, or a fresh one taken
 /// first and written to OUT/calibration.json): nothing is fitted per point.
 ///
+/// With `--target FILE`, validates a service of your own: FILE is a scenario with a
+/// `[target]` section. If its `target.calibration` names no calibration, the service is
+/// calibrated from outside first (as `calibrate --target`). The sweep is `--sweep`, or by
+/// default the handler (when the target's URL or start takes `{worker.handler}`) × users
+/// 1…64 × workers 1, 2 (when it takes `{system.workers}`); the service is restarted through
+/// `target.start` whenever a knob it takes changes. Points the calibration measured are
+/// marked `c` and left out of the summary; the targets: throughput median |error| ≤ 10%,
+/// p95 median ≤ 15%, and the predicted winning handler right at every concurrency ≥ 2.
+///
 /// With no FILE, runs the default suite: the three handlers × lock none/gil × users 1…64
 /// and workers 1 vs 2 (models/validate.toml), and batching none/static/continuous × two
 /// output-length mixes × offered load (models/validate-batching.toml) — about three minutes
@@ -33,10 +45,16 @@ use std::path::PathBuf;
     servesim validate models/validate.toml --sweep worker.threads=1,2,4,8 --calibration validation/calibration.json --json")]
 pub struct ValidateArgs {
     /// Scenario file (TOML); none: the default suite.
+    #[arg(conflicts_with = "target")]
     file: Option<PathBuf>,
 
+    /// Validate the service of this scenario's `[target]` section (calibrated first if its
+    /// target.calibration names no calibration).
+    #[arg(long, value_name = "FILE")]
+    target: Option<PathBuf>,
+
     /// A swept parameter, PATH=V1,V2,… (repeat for a grid), e.g. clients.users=1,2,4,8.
-    #[arg(long, value_name = "PATH=VALUES", requires = "file")]
+    #[arg(long, value_name = "PATH=VALUES")]
     sweep: Vec<Axis>,
 
     /// Override any field of the scenario for every point.
@@ -71,8 +89,14 @@ pub struct ValidateArgs {
 
 /// Runs `servesim validate`.
 pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
+    if let Some(file) = &args.target {
+        return run_target(file, &args);
+    }
     let suites = match &args.file {
-        None => default_suites(std::path::Path::new("models")),
+        None => {
+            anyhow::ensure!(args.sweep.is_empty(), "--sweep needs a scenario FILE (or --target FILE)");
+            default_suites(std::path::Path::new("models"))
+        }
         Some(file) => {
             anyhow::ensure!(!args.sweep.is_empty(), "give at least one --sweep PATH=V1,V2,… with a FILE");
             vec![Suite {
@@ -138,4 +162,70 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
 
 fn stem(file: &std::path::Path) -> String {
     file.file_stem().map_or_else(|| "validation".into(), |s| s.to_string_lossy().into_owned())
+}
+
+fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()> {
+    use servesim::experiment::target::{FitOptions, TargetCalibration};
+    let sc = Scenario::load(file, &args.set).with_context(|| format!("in scenario {}", file.display()))?;
+    let spec = sc.target.clone().with_context(|| {
+        format!("{} has no [target] section: add one (see `servesim calibrate --help`)", file.display())
+    })?;
+    for a in &args.sweep {
+        spec.check_settable(&a.path)?;
+    }
+    let _guard = servesim::experiment::target::ServiceGuard;
+    let (file, cal): (PathBuf, TargetCalibration) = match &spec.calibration {
+        Some(rel) => {
+            let path = sc.base_dir.join(rel);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("target.calibration: cannot read {}", path.display()))?;
+            let cal = serde_json::from_str(&text).with_context(|| {
+                format!("target.calibration: {} is not a target calibration", path.display())
+            })?;
+            (file.to_owned(), cal)
+        }
+        None => {
+            eprintln!(
+                "validate: {} has no target.calibration: calibrating the service first",
+                file.display()
+            );
+            let cal = calibrate_target_with_bar(&sc, &FitOptions::default())?;
+            let (cal_path, dest) = (beside(file, ".calibration.json"), beside(file, ".calibrated.toml"));
+            write_file(&cal_path, serde_json::to_string_pretty(&cal)?.as_bytes())?;
+            write_file(&dest, calibrated_scenario(file, &args.set, &cal, &cal_path, &dest)?.as_bytes())?;
+            if !args.json {
+                print!("{}", target_summary(&cal));
+                println!("wrote {} and {}\n", cal_path.display(), dest.display());
+            }
+            (dest, cal)
+        }
+    };
+    let opts = ValidateOptions {
+        measure: MeasureOptions { max_wall_s: 120.0, ..MeasureOptions::default() },
+        calibration: None,
+        requests: args.requests,
+        repeats: args.repeats,
+        ..ValidateOptions::default()
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} points, {elapsed} (ETA {eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let v = validate_target(&file, &args.set, &args.sweep, Some(&cal), &opts, |done, total, label| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(label.to_owned());
+    })?;
+    bar.finish_and_clear();
+    let written = v.write(&args.out, &args.plots)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", v.table());
+        println!(
+            "\nwrote {}",
+            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
 }

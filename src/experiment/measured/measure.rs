@@ -51,6 +51,9 @@ pub enum MeasureError {
     /// The load generator could not run.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A `[target]` service could not be started, reached or stopped.
+    #[error(transparent)]
+    Target(#[from] super::target::ServiceError),
     /// The run did not finish within the wall-time cap.
     #[error("the load run exceeded its wall-time cap of {0} s; lower run.requests or raise --max-wall-s")]
     WallCap(f64),
@@ -149,6 +152,10 @@ pub struct MeasureReport {
     pub load_cpu_ms_per_request: f64,
     /// What to know when reading the figures (shared CPUs, fewer CPUs than cores…).
     pub notes: Vec<String>,
+    /// Mean stages of the measured service's `Server-Timing` headers (`[target]` runs
+    /// only; ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timing: Option<crate::server_timing::Stages>,
     /// The measured requests in order of completion, for statistics beyond the summary
     /// (batch means, confidence intervals of percentiles). Not serialized.
     #[serde(skip)]
@@ -197,7 +204,7 @@ fn body(sc: &Scenario, context: usize) -> Result<String, MeasureError> {
 }
 
 /// The load generator's mode and stop, and the warm-up completions to drop.
-fn clients(sc: &Scenario) -> (Mode, Stop, u64) {
+pub(super) fn clients(sc: &Scenario) -> (Mode, Stop, u64) {
     let (c, r) = (&sc.clients, &sc.run);
     match c.kind {
         ClientKind::Closed => (
@@ -228,8 +235,12 @@ fn model_context(dir: &std::path::Path) -> Result<usize, MeasureError> {
     Ok(c.context)
 }
 
-/// Measures a scenario on the real backend.
+/// Measures a scenario on the real backend: its `[target]` service if it has one, else
+/// servesim's own server.
 pub fn measure(sc: &Scenario, opts: &MeasureOptions) -> Result<MeasureReport, MeasureError> {
+    if let Some(spec) = &sc.target {
+        return super::target::measure(sc, spec, opts);
+    }
     let model_dir = server::resolve_model_dir(opts.model_dir.as_deref());
     let config = ServerConfig::from_scenario(sc, opts.limits.clone(), model_dir.clone())?;
     let body = body(sc, model_context(&model_dir)?)?;
@@ -275,7 +286,11 @@ fn process_cpu_ms() -> f64 {
 }
 
 /// Runs the load on a one-thread runtime pinned to the load generator's CPUs, within the cap.
-fn run_load(plan: &LoadPlan, cpus: &CpuPlan, cap_s: f64) -> Result<Vec<RequestRecord>, MeasureError> {
+pub(super) fn run_load(
+    plan: &LoadPlan,
+    cpus: &CpuPlan,
+    cap_s: f64,
+) -> Result<Vec<RequestRecord>, MeasureError> {
     let pin = cpus.load.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -311,16 +326,16 @@ fn window<'a>(sc: &Scenario, ok: &'a [&'a RequestRecord], warmup: u64) -> (u64, 
 }
 
 /// What one load run produced.
-struct Run {
-    records: Vec<RequestRecord>,
-    warmup: u64,
-    before: Vec<WorkerStats>,
-    after: Vec<WorkerStats>,
-    wall_s: f64,
-    cpus: CpuPlan,
+pub(super) struct Run {
+    pub(super) records: Vec<RequestRecord>,
+    pub(super) warmup: u64,
+    pub(super) before: Vec<WorkerStats>,
+    pub(super) after: Vec<WorkerStats>,
+    pub(super) wall_s: f64,
+    pub(super) cpus: CpuPlan,
 }
 
-fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
+pub(super) fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
     let (records, after) = (&run.records, &run.after);
     let mut ok: Vec<&RequestRecord> = records.iter().filter(|r| r.is_ok()).collect();
     ok.sort_by_key(|r| r.done_us);
@@ -365,6 +380,7 @@ fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
         cpus: run.cpus.clone(),
         load_cpu_ms_per_request: 0.0,
         notes: Vec::new(),
+        server_timing: None,
         window: Window {
             start_us,
             done_us: measured.iter().map(|r| r.done_us).collect(),
@@ -519,6 +535,7 @@ mod tests {
             status: Some(200),
             error: None,
             body: None,
+            server_timing: None,
         };
         let records: Vec<RequestRecord> = (0..20).map(rec).collect();
         let ok: Vec<&RequestRecord> = records.iter().collect();

@@ -18,9 +18,11 @@
 mod present;
 mod spread;
 mod summary;
+mod target;
 
 pub use spread::{BATCHES, Spread};
 pub use summary::{ErrorSummary, Target};
+pub use target::{default_axes as default_target_axes, validate_target, winner_wrong_pct};
 
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, measure};
 use crate::experiment::grid::{Axis, Grid, show};
@@ -169,14 +171,20 @@ pub struct ValidatedPoint {
     pub p95_ms: Compared,
     /// 99th percentile latency (ms).
     pub p99_ms: Compared,
+    /// Whether a target's calibration measured this point (it fitted on it): left out of
+    /// the summary and the targets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub used_by_fit: bool,
 }
 
 impl ValidatedPoint {
-    /// ` *` when saturated, ` !` when unstable, else nothing.
+    /// ` *` when saturated, ` !` when unstable, ` c` when the calibration used it, else
+    /// nothing.
     pub(crate) fn mark(&self) -> &'static str {
-        match (self.unstable, self.saturated) {
-            (true, _) => " !",
-            (false, true) => " *",
+        match (self.used_by_fit, self.unstable, self.saturated) {
+            (true, _, _) => " c",
+            (false, true, _) => " !",
+            (false, false, true) => " *",
             _ => "",
         }
     }
@@ -357,6 +365,7 @@ impl Planned {
                 half(|r| r.ci95.latency_ms.p99),
                 spread::quantile_ms(&windows, 0.99),
             ),
+            used_by_fit: false,
         }
     }
 }

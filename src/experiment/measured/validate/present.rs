@@ -39,14 +39,16 @@ impl Validation {
     /// The table and summary, as text.
     pub fn table(&self) -> String {
         let mut s = String::new();
+        let name = |p: &ValidatedPoint| format!("{} {}{}", p.suite, p.label(), p.mark());
+        let w = self.points.iter().map(|p| name(p).chars().count()).max().unwrap_or(0).max(44);
         let _ = writeln!(
             s,
-            "{:<44} {:>22} {:>22} {:>22} {:>22}",
+            "{:<w$} {:>22} {:>22} {:>22} {:>22}",
             "point", "throughput req/s", "p50 ms", "p95 ms", "p99 ms"
         );
-        let _ = writeln!(s, "{:<44} {:>22} {:>22} {:>22} {:>22}", "", "pred / meas / err", "", "", "");
+        let _ = writeln!(s, "{:<w$} {:>22} {:>22} {:>22} {:>22}", "", "pred / meas / err", "", "", "");
         for p in &self.points {
-            let _ = write!(s, "{:<44}", format!("{} {}{}", p.suite, p.label(), p.mark()));
+            let _ = write!(s, "{:<w$}", name(p));
             for (_, c) in p.metrics() {
                 let _ = write!(
                     s,
@@ -66,7 +68,7 @@ impl Validation {
             s,
             "(~: the two 95% CIs overlap, the error is within the runs' noise; * saturated: \
              predicted throughput ≥ 90% of the capacity bound or a resource ≥ 90% busy; ! unstable: offered load ≥ the \
-             capacity bound)\n"
+             capacity bound; c calibration: a target's calibration fitted on it, left out of the summary)\n"
         );
         s.push_str(&self.summary_text());
         s

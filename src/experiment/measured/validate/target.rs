@@ -1,0 +1,156 @@
+//! `servesim validate --target`: the same predicted-vs-measured report against a service of
+//! your own, calibrated from outside; the points the calibration used are marked and left
+//! out of the targets.
+//!
+//! ```text
+//!  calibrated scenario (costs + [target]) ─► sweep: worker.handler (when the target takes
+//!     it) × clients.users 1…64 × system.workers 1, 2 (when the target takes it)
+//!  ─► validate (restarting the service through target.start when a knob changes)
+//!  ─► points at the calibration's knobs and ramp users marked `used_by_fit`
+//!  ─► summary and targets over the held-out points: throughput median ≤ 10%, p95
+//!     median ≤ 15%, the winning handler right at every concurrency ≥ 2
+//! ```
+
+use super::summary::{ErrorSummary, Target, summarize};
+use super::{Suite, ValidateError, ValidateOptions, ValidatedPoint, Validation, validate};
+use crate::experiment::grid::Axis;
+use crate::experiment::measured::target::{ServiceGuard, TargetCalibration};
+use crate::scenario::{Override, Scenario, ScenarioError};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Users of the default sweep.
+pub const DEFAULT_USERS: &str = "clients.users=1,2,4,8,16,32,64";
+
+/// The default sweep over what the target can set: the handler (its route), the users,
+/// and the workers.
+pub fn default_axes(sc: &Scenario) -> Vec<Axis> {
+    let knobs = sc.target.as_ref().map(|t| t.knobs()).unwrap_or_default();
+    let axis = |s: &str| s.parse::<Axis>().expect("the default axes parse");
+    let mut out = Vec::new();
+    if knobs.iter().any(|k| k == "worker.handler") {
+        out.push(axis("worker.handler=sync,async-blocking,async-offload"));
+    }
+    out.push(axis(DEFAULT_USERS));
+    if knobs.iter().any(|k| k == "system.workers") {
+        out.push(axis("system.workers=1,2"));
+    }
+    out
+}
+
+/// Validates the calibrated target scenario `file` over `axes` (default: [`default_axes`]).
+pub fn validate_target(
+    file: &Path,
+    fixed: &[Override],
+    axes: &[Axis],
+    cal: Option<&TargetCalibration>,
+    opts: &ValidateOptions,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<Validation, ValidateError> {
+    let scenario_err = |source: ScenarioError| ValidateError::Scenario { point: "the target".into(), source };
+    let sc = Scenario::load(file, fixed).map_err(scenario_err)?;
+    let Some(spec) = sc.target.clone() else {
+        return Err(scenario_err(ScenarioError::invalid(
+            "target",
+            "is missing: validate --target needs a scenario with a [target] section",
+        )));
+    };
+    let axes = if axes.is_empty() { default_axes(&sc) } else { axes.to_vec() };
+    for a in &axes {
+        spec.check_settable(&a.path).map_err(scenario_err)?;
+    }
+    let suite = Suite {
+        // A name for file names: `x.calibrated.toml` → `x-calibrated`.
+        name: file.file_stem().map_or_else(|| "target".into(), |s| s.to_string_lossy().replace('.', "-")),
+        file: file.to_owned(),
+        fixed: fixed.to_vec(),
+        axes,
+    };
+    let _guard = ServiceGuard;
+    let mut v = validate(&[suite], &ValidateOptions { calibration: None, ..opts.clone() }, progress)?;
+    if let Some(cal) = cal {
+        let users: Vec<String> = cal.ramp.iter().map(|r| r.users.to_string()).collect();
+        for p in &mut v.points {
+            p.used_by_fit = is_calibration_point(p, &sc, &cal.knobs, &users);
+        }
+        v.calibration = Some(format!("target calibration of {} ({})", cal.scenario, cal.machine.date));
+    }
+    let held_out: Vec<ValidatedPoint> = v.points.iter().filter(|p| !p.used_by_fit).cloned().collect();
+    v.summary = summarize(&held_out);
+    v.targets = target_targets(&v.summary, &held_out);
+    Ok(v)
+}
+
+/// Whether `p` ran with the calibration's knobs at one of its ramp's user counts.
+fn is_calibration_point(
+    p: &ValidatedPoint,
+    sc: &Scenario,
+    knobs: &BTreeMap<String, String>,
+    users: &[String],
+) -> bool {
+    let base = crate::experiment::measured::target::knobs_of(sc);
+    let value = |k: &str| {
+        p.params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()).or_else(|| base.get(k).cloned())
+    };
+    knobs.iter().all(|(k, v)| value(k).as_ref() == Some(v))
+        && value("clients.users")
+            .or_else(|| Some(sc.clients.users.to_string()))
+            .is_some_and(|u| users.contains(&u))
+}
+
+/// The targets of a target's validation, over its held-out points.
+fn target_targets(summary: &[(String, ErrorSummary)], held_out: &[ValidatedPoint]) -> Vec<Target> {
+    let get = |n: &str| summary.iter().find(|(k, _)| k == n).map(|(_, s)| *s).unwrap_or_default();
+    let t = |name: &str, limit: f64, value: f64| Target {
+        name: name.into(),
+        limit_pct: limit,
+        value_pct: value,
+        met: value <= limit,
+    };
+    let mut out = vec![
+        t("median |error| throughput (held out)", 10.0, get("throughput").median_abs_pct),
+        t("median |error| p95 (held out)", 15.0, get("p95").median_abs_pct),
+    ];
+    if let Some(wrong) = winner_wrong_pct(held_out) {
+        out.push(t("handler winner wrong, users ≥ 2 (% of concurrencies)", 0.0, wrong));
+    }
+    out
+}
+
+/// Of the concurrencies ≥ 2 with several handlers measured, the share (%) where the
+/// predicted fastest handler is not among the measured fastest — those whose measured
+/// throughput CI reaches the best's — or `None` without a handler axis.
+pub fn winner_wrong_pct(points: &[ValidatedPoint]) -> Option<f64> {
+    let mut groups: BTreeMap<String, Vec<&ValidatedPoint>> = BTreeMap::new();
+    for p in points {
+        if !p.params.iter().any(|(k, _)| k == "worker.handler") {
+            continue;
+        }
+        let users =
+            p.params.iter().find(|(k, _)| k == "clients.users").and_then(|(_, v)| v.parse::<u32>().ok());
+        if users.is_some_and(|u| u < 2) {
+            continue;
+        }
+        let key: Vec<String> =
+            p.params.iter().filter(|(k, _)| k != "worker.handler").map(|(k, v)| format!("{k}={v}")).collect();
+        groups.entry(key.join(" ")).or_default().push(p);
+    }
+    let groups: Vec<&Vec<&ValidatedPoint>> = groups.values().filter(|g| g.len() >= 2).collect();
+    if groups.is_empty() {
+        return None;
+    }
+    let wrong = groups
+        .iter()
+        .filter(|g| {
+            let best =
+                g.iter().max_by(|a, b| a.throughput_rps.measured.total_cmp(&b.throughput_rps.measured));
+            let pred =
+                g.iter().max_by(|a, b| a.throughput_rps.predicted.total_cmp(&b.throughput_rps.predicted));
+            match (best, pred) {
+                (Some(b), Some(p)) => p.throughput_rps.measured_hi < b.throughput_rps.measured_lo,
+                _ => false,
+            }
+        })
+        .count();
+    Some(100.0 * wrong as f64 / groups.len() as f64)
+}
