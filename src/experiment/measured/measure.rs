@@ -53,7 +53,7 @@ pub enum MeasureError {
     Load(#[from] LoadError),
     /// A `[target]` service could not be started, reached or stopped.
     #[error(transparent)]
-    Target(#[from] super::target::ServiceError),
+    Target(Box<super::target::ServiceError>),
     /// The run did not finish within the wall-time cap.
     #[error("the load run exceeded its wall-time cap of {0} s; lower run.requests or raise --max-wall-s")]
     WallCap(f64),
@@ -65,6 +65,12 @@ pub enum MeasureError {
         /// Why it failed.
         message: String,
     },
+}
+
+impl From<super::target::ServiceError> for MeasureError {
+    fn from(e: super::target::ServiceError) -> Self {
+        MeasureError::Target(Box::new(e))
+    }
 }
 
 fn unsupported(field: &'static str, message: impl Into<String>) -> MeasureError {

@@ -158,7 +158,7 @@ pub fn measure(
     opts: &MeasureOptions,
 ) -> Result<MeasureReport, MeasureError> {
     let cpus = cpu_plan(spec, sc)?;
-    let (r, pgid) = ensure(spec, sc, &cpus).map_err(MeasureError::Target)?;
+    let (r, pgid) = ensure(spec, sc, &cpus)?;
     let (mode, stop, warmup) = super::measure::clients(sc);
     let mut plan = LoadPlan::new(r.url.clone(), mode, stop);
     plan.method = spec

@@ -46,7 +46,7 @@ pub enum FitError {
         /// Which stage.
         stage: String,
         /// Why.
-        source: MeasureError,
+        source: Box<MeasureError>,
     },
     /// The simulator refused the fitted scenario.
     #[error("simulate: {0}")]
@@ -244,7 +244,7 @@ fn measure_at(
     s.run.requests = requests;
     s.run.warmup_requests = 5 + 2 * u64::from(users);
     super::super::measure::measure(&s, &opts.measure)
-        .map_err(|source| FitError::Measure { stage: stage.into(), source })
+        .map_err(|source| FitError::Measure { stage: stage.into(), source: Box::new(source) })
 }
 
 /// The health URL's median round trip over `n` sequential GETs on one connection (ms).

@@ -3,8 +3,8 @@
 //! out of the targets.
 //!
 //! ```text
-//!  calibrated scenario (costs + [target]) ─► sweep: worker.handler (when the target takes
-//!     it) × clients.users 1…64 × system.workers 1, 2 (when the target takes it)
+//!  calibrated scenario (costs + [target]) ─► sweep: system.workers 1, 2 (when the target
+//!     takes it) × worker.handler (when it takes it) × clients.users 1…64
 //!  ─► validate (restarting the service through target.start when a knob changes)
 //!  ─► points at the calibration's knobs and ramp users marked `used_by_fit`
 //!  ─► summary and targets over the held-out points: throughput median ≤ 10%, p95
@@ -27,14 +27,15 @@ pub const DEFAULT_USERS: &str = "clients.users=1,2,4,8,16,32,64";
 pub fn default_axes(sc: &Scenario) -> Vec<Axis> {
     let knobs = sc.target.as_ref().map(|t| t.knobs()).unwrap_or_default();
     let axis = |s: &str| s.parse::<Axis>().expect("the default axes parse");
+    // Workers outermost: the service restarts only when they change.
     let mut out = Vec::new();
+    if knobs.iter().any(|k| k == "system.workers") {
+        out.push(axis("system.workers=1,2"));
+    }
     if knobs.iter().any(|k| k == "worker.handler") {
         out.push(axis("worker.handler=sync,async-blocking,async-offload"));
     }
     out.push(axis(DEFAULT_USERS));
-    if knobs.iter().any(|k| k == "system.workers") {
-        out.push(axis("system.workers=1,2"));
-    }
     out
 }
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The FastAPI example, whole: make the venv, calibrate the service from outside (servesim
+# starts, loads and stops it itself through scenario.toml's [target]), then validate the
+# three routes at 1…64 users with uvicorn --workers 1 and 2.
+#
+# Usage: examples/fastapi/run.sh            the whole run (about 10 minutes on 2 cores)
+#        examples/fastapi/run.sh --smoke    a short one for CI (about 2 minutes): a 20 s
+#                                           calibration, then 2 and 8 users, one worker
+#
+# Writes examples/fastapi/scenario.calibration.json (the ramp, the fit, its CIs),
+# examples/fastapi/scenario.calibrated.toml (the scenario with the fitted costs, for
+# what-ifs), examples/fastapi/validation/ (report.md, validation.csv, validation.json) and
+# examples/fastapi/plots/. With --smoke, everything goes under a temporary directory.
+# If the venv cannot be made (no python3, no network), prints one line "SKIPPED …" with
+# the reason and exits 0.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+smoke=0
+[[ "${1:-}" == "--smoke" ]] && smoke=1
+
+if ! venv_log=$(bash "$here/make_venv.sh" 2>&1); then
+    echo "SKIPPED the FastAPI example: its venv could not be made: $(printf '%s\n' "$venv_log" | tail -n 1)"
+    exit 0
+fi
+command -v taskset >/dev/null 2>&1 || { echo "SKIPPED the FastAPI example: no taskset (util-linux) to pin the service"; exit 0; }
+
+cargo build --release --quiet
+servesim="$root/target/release/servesim"
+
+if [[ $smoke == 1 ]]; then
+    out="$(mktemp -d "${TMPDIR:-/tmp}/servesim-fastapi.XXXXXX")"
+    trap 'rm -rf "$out"' EXIT
+    cp "$here/scenario.toml" "$out/scenario.toml"
+    # The copy runs the app from here.
+    sed -i "s|^\[target\]|[target]\ncwd = \"$here\"|" "$out/scenario.toml"
+    timeout 300 "$servesim" calibrate --target "$out/scenario.toml" --budget-s 20 --ramp 1,2,4
+    timeout 300 "$servesim" validate --target "$out/scenario.calibrated.toml" \
+        --sweep worker.handler=sync,async-blocking,async-offload --sweep clients.users=2,8 \
+        --requests 100 --out "$out/validation" --plots "$out/plots"
+    exit 0
+fi
+
+"$servesim" calibrate --target "$here/scenario.toml"
+"$servesim" validate --target "$here/scenario.calibrated.toml" \
+    --out "$here/validation" --plots "$here/plots"

@@ -1,0 +1,217 @@
+//! External targets, end to end, with servesim's own server as the service: seen only as
+//! HTTP, calibrated from outside, validated on points the calibration never measured; and
+//! the ways a target can fail, each with its message, with no process left behind.
+//!
+//! A test binary of its own, so that its timing runs alone, not beside the other tests.
+
+use servesim::experiment::target::{FitOptions, apply, calibrate_target, costs_of};
+use servesim::experiment::{MeasureOptions, ValidateOptions, measure, validate_target};
+use servesim::scenario::Scenario;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One test at a time: a measurement keeps one service per process, and the timing of the
+/// first test must not share the CPUs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A target scenario: the server started with `models/validate.toml`'s costs (which the
+/// scenario itself does not carry), a unique `marker` in its command line.
+fn scenario_text(marker: &str, path: &str) -> String {
+    format!(
+        r#"
+name = "{marker}"
+[system]
+cores = 2
+[worker]
+handler = "sync"
+threads = 8
+lock = "fair-gil"
+[workload]
+new_tokens = 20
+[cost]
+release_points = 13
+[target]
+url = "http://127.0.0.1:{{port}}{path}"
+body = '{{"sentence": "the quick brown fox jumps over the lazy dog ", "max_new_tokens": 20}}'
+health_url = "http://127.0.0.1:{{port}}/healthz"
+cwd = "{repo}"
+start = "exec {exe} serve models/validate.toml --port {{port}} --cpus {{cpus}} --set worker.handler={{worker.handler}} --set worker.threads={{worker.threads}} --set name={marker}"
+ready_timeout_s = 30
+stop_timeout_s = 5
+"#,
+        repo = repo().display(),
+        exe = env!("CARGO_BIN_EXE_servesim"),
+    )
+}
+
+fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("servesim-target-test-{}-{name}", std::process::id()))
+}
+
+/// Processes whose command line holds `marker`.
+fn with_marker(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn wait_gone(marker: &str) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        if with_marker(marker).is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The black-box procedure: the fitter ignores the Server-Timing header and sees only
+/// throughput and latency, yet recovers the lock-held share the header reports; the
+/// fitted scenario then predicts points the calibration never measured.
+#[test]
+fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points() {
+    let _serial = serial();
+    let marker = format!("bbfit{}", std::process::id());
+    let dir = tmp("bb");
+    let file = write_scenario(&dir, "self.toml", &scenario_text(&marker, "/correct"));
+    let sc = Scenario::load(&file, &[]).unwrap();
+    let opts = FitOptions {
+        budget_s: 20.0,
+        use_server_timing: false,
+        ramp: vec![1, 2, 4, 8],
+        sim_requests: 1500,
+        ..FitOptions::default()
+    };
+    let cal = calibrate_target(&sc, &opts, |_, _, _| {}).expect("a calibration");
+    assert!(wait_gone(&marker), "the calibration left its service running");
+    let stages = cal.one_client.stages.expect("servesim's server sends Server-Timing");
+    let (held, free) = (stages.held.unwrap(), stages.free.unwrap());
+    let truth = held / (held + free);
+    let h = cal.params.iter().find(|p| p.name.starts_with("held share")).unwrap();
+    assert_eq!(h.source, "fit", "the header was not to be used");
+    assert!(
+        (h.value - truth).abs() <= 0.10 * truth,
+        "fitted lock-held share {:.3}, the server's own {:.3}: more than 10% apart",
+        h.value,
+        truth
+    );
+
+    // The fitted scenario, validated on held-out points: 3, 6 and 12 users (the ramp had
+    // 1, 2, 4, 8), sync and async-blocking.
+    let fitted = apply(&sc, &costs_of(&cal));
+    let mut table = toml::Table::try_from(&fitted).unwrap();
+    table.remove("name");
+    let cal_file = dir.join("self.calibration.json");
+    std::fs::write(&cal_file, serde_json::to_string(&cal).unwrap()).unwrap();
+    let fitted_file = write_scenario(&dir, "fitted.toml", &toml::to_string(&table).unwrap());
+    let axes =
+        ["worker.handler=sync,async-blocking".parse().unwrap(), "clients.users=3,6,12".parse().unwrap()];
+    let vopts = ValidateOptions {
+        measure: MeasureOptions { max_wall_s: 60.0, ..MeasureOptions::default() },
+        requests: 300,
+        sim_requests: 3000,
+        ..ValidateOptions::default()
+    };
+    let v =
+        validate_target(&fitted_file, &[], &axes, Some(&cal), &vopts, |_, _, _| {}).expect("a validation");
+    assert!(wait_gone(&marker), "the validation left its service running");
+    assert_eq!(v.points.len(), 6);
+    assert!(v.points.iter().all(|p| !p.used_by_fit), "no held-out point was in the ramp");
+    let table = v.table();
+    for t in &v.targets {
+        assert!(t.met, "target {} missed: {:.1}% > {:.1}%\n{table}", t.name, t.value_pct, t.limit_pct);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_target_that_cannot_serve_gets_a_message_that_says_why() {
+    let _serial = serial();
+    let marker = format!("bad{}", std::process::id());
+    let dir = tmp("bad");
+    // A route the service does not have: every request fails.
+    let file = write_scenario(&dir, "bad.toml", &scenario_text(&marker, "/nope"));
+    let mut sc = Scenario::load(&file, &[]).unwrap();
+    sc.run.requests = 20;
+    sc.run.warmup_requests = 0;
+    let e = {
+        let _guard = servesim::experiment::target::ServiceGuard;
+        measure(&sc, &MeasureOptions { max_wall_s: 30.0, ..MeasureOptions::default() })
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(e.contains("no request succeeded") && e.contains("status_4xx"), "{e}");
+    assert!(wait_gone(&marker), "the service was left running");
+
+    // No start, nobody listening.
+    let port = servesim::experiment::target::free_port().unwrap();
+    let text = format!("[target]\nurl = \"http://127.0.0.1:{port}/x\"\n");
+    let sc = Scenario::load(&write_scenario(&dir, "down.toml", &text), &[]).unwrap();
+    let e = measure(&sc, &MeasureOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("unreachable") && e.contains(&format!("127.0.0.1:{port}/health")), "{e}");
+
+    // A start command that never gets ready.
+    let slow = format!("{marker}slow");
+    let text = format!(
+        "[target]\nurl = \"http://127.0.0.1:{{port}}/x\"\nstart = \"echo starting {slow}; exec sh -c 'sleep 300; :' {slow}\"\nready_timeout_s = 1\n"
+    );
+    let sc = Scenario::load(&write_scenario(&dir, "slow.toml", &text), &[]).unwrap();
+    let e = measure(&sc, &MeasureOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("did not answer 2xx within target.ready_timeout_s = 1 s") && e.contains(&slow), "{e}");
+    assert!(wait_gone(&slow), "the service that never got ready was left running");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ctrl-C on `servesim measure` stops the service it started: the whole process group.
+#[test]
+fn ctrl_c_stops_the_service_servesim_started() {
+    let _serial = serial();
+    let marker = format!("ctrlc{}", std::process::id());
+    let dir = tmp("ctrlc");
+    let file = write_scenario(&dir, "c.toml", &scenario_text(&marker, "/correct"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
+        .args(["measure"])
+        .arg(&file)
+        .args(["--set", "run.requests=1000000", "--set", "clients.users=2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while with_marker(&format!("name={marker}")).is_empty() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!with_marker(&format!("name={marker}")).is_empty(), "the service never started");
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "interrupted, it must not claim success");
+    assert!(wait_gone(&format!("name={marker}")), "Ctrl-C left the service running");
+    let _ = std::fs::remove_dir_all(&dir);
+}
