@@ -297,13 +297,14 @@ pub fn target_summary(cal: &TargetCalibration) -> String {
             f(st.event_loop)
         );
     }
-    let _ = writeln!(s, "\n{:>6} {:>28} {:>28}", "users", "throughput req/s", "p95 ms");
-    let _ = writeln!(s, "{:>6} {:>28} {:>28}", "", "meas / fit / err", "meas / fit / err");
+    let _ = writeln!(s, "\n{:>6} {:>6} {:>28} {:>28}", "users", "cores", "throughput req/s", "p95 ms");
+    let _ = writeln!(s, "{:>6} {:>6} {:>28} {:>28}", "", "", "meas / fit / err", "meas / fit / err");
     for r in &cal.ramp {
         let _ = writeln!(
             s,
-            "{:>6} {:>28} {:>28}",
+            "{:>6} {:>6} {:>28} {:>28}",
             r.users,
+            r.cores,
             format!(
                 "{:.1} / {:.1} / {:+.1}%",
                 r.throughput_rps, r.predicted_throughput_rps, r.throughput_error_pct

@@ -4,7 +4,11 @@
 //! ```text
 //!  a. one client: service-time samples T (mean T₁, cv), the health URL's round trip (rtt),
 //!     each response's Server-Timing (queue, lock, held, free, loop) when it sends one
-//!  b. ramp: closed loops of 1, 2, c, c + 1, 2c, 4c users (c = system.cores)
+//!  b. ramp: closed loops of 1, 2, c, c + 1, 2c, 4c users (c = system.cores); and, when the
+//!     target takes `{cpus}` and c > 1, 2 and 4 users on one core: there nothing runs in
+//!     parallel, so what the lock costs beyond the work is its hand-offs alone, which sets
+//!     `w` apart from `h` (on c cores a larger `h` and dearer hand-offs lower the plateau
+//!     alike)
 //!  c. fit: the scenario's structure (handler, threads, workers, lock, release points) as
 //!     written, its costs from three unknowns —
 //!        h  the share of the handler's work held under the lock
@@ -105,6 +109,8 @@ pub struct OneClient {
 pub struct RampPoint {
     /// Closed-loop users.
     pub users: u32,
+    /// Cores the service had (`system.cores`).
+    pub cores: u32,
     /// Measured throughput (req/s).
     pub throughput_rps: f64,
     /// Measured median latency (ms).
@@ -309,7 +315,8 @@ struct Model<'a> {
     /// T₁: the one-client latency (ms).
     one_ms: f64,
     free: Vec<Free>,
-    ramp: Vec<(u32, f64, f64)>,
+    /// (users, cores, throughput, p95) of each ramp step.
+    ramp: Vec<(u32, u32, f64, f64)>,
     sim_requests: u64,
 }
 
@@ -337,8 +344,9 @@ impl Model<'_> {
     fn predict(&self, c: &Costs) -> Result<Vec<(f64, f64)>, FitError> {
         self.ramp
             .iter()
-            .map(|&(users, _, _)| {
+            .map(|&(users, cores, _, _)| {
                 let mut s = apply(self.sc, c);
+                s.system.cores = cores;
                 s.target = None;
                 s.clients.kind = crate::scenario::ClientKind::Closed;
                 s.clients.users = users;
@@ -356,7 +364,7 @@ impl Model<'_> {
     fn residuals(&self, x: &[f64]) -> Result<Vec<f64>, FitError> {
         let pred = self.predict(&self.costs(x))?;
         let mut r = Vec::with_capacity(2 * pred.len());
-        for (&(_, thr, p95), &(pt, pp)) in self.ramp.iter().zip(&pred) {
+        for (&(_, _, thr, p95), &(pt, pp)) in self.ramp.iter().zip(&pred) {
             r.push((pt.max(1e-9) / thr).ln());
             r.push(0.5 * (pp.max(1e-9) / p95).ln());
         }
@@ -476,7 +484,15 @@ pub fn calibrate_target(
     let spec = sc.target.clone().ok_or(FitError::NoTarget)?;
     // The service runs through every stage, and stops however this returns.
     let _guard = super::ServiceGuard;
-    let ramp_users = if opts.ramp.is_empty() { default_ramp(sc.system.cores) } else { opts.ramp.clone() };
+    let users = if opts.ramp.is_empty() { default_ramp(sc.system.cores) } else { opts.ramp.clone() };
+    let mut ramp_users: Vec<(u32, u32)> = users.iter().map(|&u| (u, sc.system.cores)).collect();
+    let one_core = sc.system.cores > 1
+        && matches!(sc.worker.lock, LockKind::Gil | LockKind::FairGil)
+        && sc.worker.handler != Handler::AsyncBlocking
+        && spec.knobs().iter().any(|k| k == "system.cores");
+    if one_core {
+        ramp_users.extend([(2, 1), (4, 1)]);
+    }
     let total = ramp_users.len() + 3;
     let mut notes = Vec::new();
 
@@ -504,10 +520,13 @@ pub fn calibrate_target(
     let per_s = 0.6 * opts.budget_s / (ramp_users.len() as f64 * mean_ms / 1e3).max(1e-6);
     let requests = (per_s as u64).clamp(60, 3000);
     let mut ramp = Vec::new();
-    for (i, &u) in ramp_users.iter().enumerate() {
-        progress(2 + i, total, &format!("ramp: {u} users, {requests} requests"));
-        let m = measure_at(sc, u, requests, opts, &format!("ramp at {u} users"))?;
-        ramp.push((u, m.throughput_rps, m.latency_ms.p95, m.latency_ms.p50));
+    for (i, &(u, cores)) in ramp_users.iter().enumerate() {
+        let what = format!("ramp: {u} users on {cores} core(s)");
+        progress(2 + i, total, &format!("{what}, {requests} requests"));
+        let mut at = sc.clone();
+        at.system.cores = cores;
+        let m = measure_at(&at, u, requests, opts, &what)?;
+        ramp.push((u, cores, m.throughput_rps, m.latency_ms.p95, m.latency_ms.p50));
     }
     progress(total - 1, total, "fitting the simulator to the ramp");
 
@@ -531,7 +550,9 @@ pub fn calibrate_target(
     if pinned_work.is_none() {
         free.push(Free::Loop);
     }
-    if locked {
+    // A wake-up cost only for the GILs: a plain mutex's hand-off is not modelled apart.
+    let wakes = matches!(sc.worker.lock, LockKind::Gil | LockKind::FairGil);
+    if wakes {
         free.push(Free::Wake);
     }
     if pinned_held.is_some() {
@@ -555,7 +576,7 @@ pub fn calibrate_target(
         work: pinned_work,
         one_ms: mean_ms,
         free: free.clone(),
-        ramp: ramp.iter().map(|&(u, t, p, _)| (u, t, p)).collect(),
+        ramp: ramp.iter().map(|&(u, c, t, p, _)| (u, c, t, p)).collect(),
         sim_requests: opts.sim_requests,
     };
     let f = |x: &[f64]| model.sse(x);
@@ -654,15 +675,16 @@ pub fn calibrate_target(
         ),
         param("work cv", work_cv, "", None, "measured"),
     ];
-    if locked {
+    if wakes {
         let ci = ci_of(Free::Wake).map(|(lo, hi)| (lo.exp(), hi.exp()));
         params.push(param("wake-up w", costs.wake_us, "µs", ci, "fit"));
     }
     let ramp_points = ramp
         .iter()
         .zip(&pred)
-        .map(|(&(users, thr, p95, p50), &(pt, pp))| RampPoint {
+        .map(|(&(users, cores, thr, p95, p50), &(pt, pp))| RampPoint {
             users,
+            cores,
             throughput_rps: thr,
             p50_ms: p50,
             p95_ms: p95,

@@ -70,9 +70,10 @@ pub fn validate_target(
     let _guard = ServiceGuard;
     let mut v = validate(&[suite], &ValidateOptions { calibration: None, ..opts.clone() }, progress)?;
     if let Some(cal) = cal {
-        let users: Vec<String> = cal.ramp.iter().map(|r| r.users.to_string()).collect();
+        let steps: Vec<(String, String)> =
+            cal.ramp.iter().map(|r| (r.users.to_string(), r.cores.to_string())).collect();
         for p in &mut v.points {
-            p.used_by_fit = is_calibration_point(p, &sc, &cal.knobs, &users);
+            p.used_by_fit = is_calibration_point(p, &sc, &cal.knobs, &steps);
         }
         v.calibration = Some(format!("target calibration of {} ({})", cal.scenario, cal.machine.date));
     }
@@ -82,21 +83,21 @@ pub fn validate_target(
     Ok(v)
 }
 
-/// Whether `p` ran with the calibration's knobs at one of its ramp's user counts.
+/// Whether `p` ran with the calibration's knobs at one of its ramp's steps (users, cores).
 fn is_calibration_point(
     p: &ValidatedPoint,
     sc: &Scenario,
     knobs: &BTreeMap<String, String>,
-    users: &[String],
+    steps: &[(String, String)],
 ) -> bool {
     let base = crate::experiment::measured::target::knobs_of(sc);
     let value = |k: &str| {
         p.params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()).or_else(|| base.get(k).cloned())
     };
-    knobs.iter().all(|(k, v)| value(k).as_ref() == Some(v))
-        && value("clients.users")
-            .or_else(|| Some(sc.clients.users.to_string()))
-            .is_some_and(|u| users.contains(&u))
+    let users = value("clients.users").unwrap_or_else(|| sc.clients.users.to_string());
+    let cores = value("system.cores").unwrap_or_default();
+    knobs.iter().filter(|(k, _)| *k != "system.cores").all(|(k, v)| value(k).as_ref() == Some(v))
+        && steps.iter().any(|(u, c)| *u == users && *c == cores)
 }
 
 /// The targets of a target's validation, over its held-out points.
