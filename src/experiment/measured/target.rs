@@ -193,6 +193,17 @@ pub fn measure(
     if let Some(m) = malformed {
         report.notes.push(format!("{m}; its stages were ignored"));
     }
+    if report.completed > 0 && report.errors as f64 > 0.05 * report.sent as f64 {
+        return Err(MeasureError::Setup {
+            what: "measure the target",
+            message: format!(
+                "the service failed {} of {} requests under this load ({:?}): a prediction is checked \
+                 only against a service that answers; see its log, lower clients.users, or raise its \
+                 limits",
+                report.errors, report.sent, report.errors_by_kind
+            ),
+        });
+    }
     if report.completed == 0 {
         return Err(MeasureError::Setup {
             what: "measure the target",
