@@ -46,3 +46,11 @@ fi
 "$servesim" calibrate --target "$here/scenario.toml"
 "$servesim" validate --target "$here/scenario.calibrated.toml" \
     --out "$here/validation" --plots "$here/plots"
+
+# Memory: every process of the service (uvicorn's supervisor and its workers), at 8 users.
+for w in 1 2; do
+    echo "== --workers $w, async-blocking, 8 users: throughput and memory"
+    "$servesim" measure "$here/scenario.calibrated.toml" --set system.workers=$w \
+        --set worker.handler='"async-blocking"' --set clients.users=8 --set run.requests=400 --json \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin); print("throughput %.1f req/s, p95 %.1f ms, memory %.1f MB in %d processes: %s" % (r["throughput_rps"], r["latency_ms"]["p95"], r["memory_mb"], len(r["workers"]), ", ".join("%.1f MB" % (p["rss_kb"]/1024) for p in r["workers"])))'
+done
