@@ -63,13 +63,13 @@ pub enum FitError {
 /// How to calibrate a target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitOptions {
-    /// Time for the measurements (s); the fit's simulations come on top. By default, 90.
+    /// Time for the measurements (s); the fit's simulations come on top. By default, 60.
     pub budget_s: f64,
     /// Use the responses' `Server-Timing` headers where they pin a share. By default, true.
     pub use_server_timing: bool,
     /// Users at each step of the ramp; empty: 1, 2, c, c + 1, 2c, 4c.
     pub ramp: Vec<u32>,
-    /// Requests per simulated ramp point. By default, 2000.
+    /// Requests per simulated ramp point. By default, 1200.
     pub sim_requests: u64,
     /// How to measure.
     pub measure: MeasureOptions,
@@ -78,10 +78,10 @@ pub struct FitOptions {
 impl Default for FitOptions {
     fn default() -> Self {
         Self {
-            budget_s: 90.0,
+            budget_s: 60.0,
             use_server_timing: true,
             ramp: Vec::new(),
-            sim_requests: 2000,
+            sim_requests: 1200,
             measure: MeasureOptions { max_wall_s: 120.0, ..MeasureOptions::default() },
         }
     }
@@ -597,6 +597,9 @@ pub fn calibrate_target(
                 .collect()
         })
         .collect();
+    // Unknowns held fixed make some starts the same point: simulate each once.
+    let mut starts = starts;
+    starts.dedup();
     let starts = if starts.is_empty() { vec![Vec::new()] } else { starts };
     let vals: Vec<f64> = starts.par_iter().map(|x| f(x)).collect();
     let best = (0..starts.len()).min_by(|&a, &b| vals[a].total_cmp(&vals[b])).unwrap_or(0);
@@ -604,7 +607,7 @@ pub fn calibrate_target(
     let (x, sse, nm_evals) = if free.is_empty() {
         (Vec::new(), vals[0], 0)
     } else {
-        nelder_mead(&f, starts[best].clone(), &steps, 60)
+        nelder_mead(&f, starts[best].clone(), &steps, 40)
     };
     if !sse.is_finite() {
         return Err(FitError::Unfit(
