@@ -100,9 +100,16 @@ pub fn check_supported(sc: &Scenario) -> Result<(), SimError> {
     if instant && sc.clients.kind == ClientKind::Closed {
         return Err(SimError::Unsupported {
             field: "cost",
-            message: "every request costs nothing and users do not think, so infinitely many \
-                      requests complete at t = 0; give a cost, cost.rtt_ms or clients.think_ms"
-                .into(),
+            message: format!(
+                "every request costs nothing and users do not think, so infinitely many requests \
+                 complete at t = 0; give a cost, cost.rtt_ms or clients.think_ms{}",
+                if sc.target.is_some() {
+                    " — or, as this scenario describes a [target], measure its costs with `servesim \
+                     calibrate --target FILE` and simulate the FILE.calibrated.toml it writes"
+                } else {
+                    ""
+                }
+            ),
         });
     }
     Ok(())

@@ -68,16 +68,33 @@ pub struct Override {
     pub value: toml::Value,
 }
 
+/// Most keys in a `--set` path.
+const MAX_PATH_KEYS: usize = 8;
+
 impl FromStr for Override {
     type Err = ScenarioError;
 
     fn from_str(arg: &str) -> Result<Self, Self::Err> {
-        let err = |message: &str| ScenarioError::Override { arg: arg.into(), message: message.into() };
+        // The argument as an error quotes it: at most 80 characters of it.
+        let shown: String = if arg.chars().count() > 80 {
+            arg.chars().take(80).chain("…".chars()).collect()
+        } else {
+            arg.to_owned()
+        };
+        let err = |message: &str| ScenarioError::Override { arg: shown.clone(), message: message.into() };
         let (path, raw) =
             arg.split_once('=').ok_or_else(|| err("expected PATH=VALUE, e.g. worker.threads=8"))?;
         let path = path.trim();
         if path.is_empty() || path.split('.').any(str::is_empty) {
             return Err(err("the path must be dotted keys, e.g. worker.threads"));
+        }
+        // No scenario field is deeper than a few keys; a longer path would only nest tables
+        // until the TOML writer's recursion overflows the stack.
+        if path.split('.').count() > MAX_PATH_KEYS {
+            return Err(err(&format!(
+                "the path has {} keys; no scenario field is deeper than {MAX_PATH_KEYS}",
+                path.split('.').count()
+            )));
         }
         let raw = raw.trim();
         let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))

@@ -118,6 +118,14 @@ fn malformed_overrides_say_how_to_write_them() {
     assert!(e.contains("expected PATH=VALUE"), "{e}");
     let e = "worker..threads=3".parse::<Override>().unwrap_err().to_string();
     assert!(e.contains("dotted keys"), "{e}");
+    // 30,000 keys once overflowed the stack; the path is refused by its length instead.
+    let deep = format!("{}=1", vec!["a"; 30_000].join("."));
+    let e = deep.parse::<Override>().unwrap_err().to_string();
+    assert!(
+        e.contains("30000 keys") && e.contains("no scenario field is deeper"),
+        "{}",
+        &e[e.len().saturating_sub(200)..]
+    );
     let e = err("", &["worker.threads=3", "worker.threads.x=1"]);
     assert!(e.contains("`worker.threads` is a value, not a table"), "{e}");
 }

@@ -29,6 +29,16 @@ pub enum DistError {
         /// The missing parameter.
         param: &'static str,
     },
+    /// A parameter of another kind was given (`mean` on a `uniform`).
+    #[error("{kind} does not take `{param}`; it takes {takes}")]
+    Extra {
+        /// The distribution kind.
+        kind: &'static str,
+        /// The parameter given.
+        param: &'static str,
+        /// The parameters it takes.
+        takes: &'static str,
+    },
     /// A samples file could not be read or parsed.
     #[error("cannot read samples from {path}: {reason}")]
     File {

@@ -55,7 +55,49 @@ struct Table {
 }
 
 impl Table {
+    /// The parameters given, by name.
+    fn given(&self) -> [(&'static str, bool); 8] {
+        [
+            ("value", self.value.is_some()),
+            ("mean", self.mean.is_some()),
+            ("cv", self.cv.is_some()),
+            ("min", self.min.is_some()),
+            ("max", self.max.is_some()),
+            ("file", self.file.is_some()),
+            ("samples", self.samples.is_some()),
+            ("of", self.of.is_some()),
+        ]
+    }
+
+    /// Refuses a parameter the kind does not take: a `mean` on a `uniform` would otherwise
+    /// be ignored, and the distribution not be the one meant.
+    fn check_params(&self) -> Result<(), DistError> {
+        let (kind, takes): (&'static str, &'static [&str]) = match self.dist.as_str() {
+            "const" => ("const", &["value", "mean"]),
+            "exponential" => ("exponential", &["mean"]),
+            "lognormal" => ("lognormal", &["mean", "cv"]),
+            "gamma" => ("gamma", &["mean", "cv"]),
+            "uniform" => ("uniform", &["min", "max"]),
+            "empirical" => ("empirical", &["file", "samples"]),
+            "sum" => ("sum", &["of"]),
+            _ => return Ok(()),
+        };
+        let list = match kind {
+            "const" => "`value`",
+            "exponential" => "`mean`",
+            "lognormal" | "gamma" => "`mean` and `cv`",
+            "uniform" => "`min` and `max`",
+            "empirical" => "`file` or `samples`",
+            _ => "`of`",
+        };
+        match self.given().into_iter().find(|(name, set)| *set && !takes.contains(name)) {
+            Some((param, _)) => Err(DistError::Extra { kind, param, takes: list }),
+            None => Ok(()),
+        }
+    }
+
     fn into_dist(self) -> Result<Dist, DistError> {
+        self.check_params()?;
         let need = |v: Option<f64>, kind, param| v.ok_or(DistError::Missing { kind, param });
         let dist = match self.dist.as_str() {
             "const" => Dist::Const(need(self.value.or(self.mean), "const", "value")?),
@@ -129,5 +171,17 @@ mod tests {
         );
         let e = parse("x = { dist = \"empirical\", samples = [1.0, 3.0] }").unwrap();
         assert_eq!(e.mean(), 2.0);
+    }
+
+    #[test]
+    fn a_parameter_of_another_kind_is_refused_by_name() {
+        for (text, needle) in [
+            ("x = { dist = \"uniform\", min = 1, max = 3, mean = 2 }", "uniform does not take `mean`"),
+            ("x = { dist = \"exponential\", mean = 2, cv = 0.5 }", "exponential does not take `cv`"),
+            ("x = { dist = \"gamma\", mean = 2, cv = 0.5, max = 9 }", "gamma does not take `max`"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 }

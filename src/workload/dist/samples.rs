@@ -18,11 +18,37 @@ impl Dist {
     }
 }
 
+/// Largest samples file read (bytes): 64 MiB holds millions of samples; a larger file, or a
+/// device such as `/dev/zero`, is refused rather than read into memory.
+pub const MAX_SAMPLES_BYTES: u64 = 64 << 20;
+
+/// Longest stretch of a bad line quoted in an error (characters).
+const QUOTE_CHARS: usize = 40;
+
 /// Reads the first column of a CSV file as numbers: one value per line, blank lines and
-/// `#` comments skipped, a first line that is not a number taken as a header.
+/// `#` comments skipped, a first line that is not a number taken as a header. Only a
+/// regular file of at most [`MAX_SAMPLES_BYTES`] is read.
 pub fn read_samples(path: &Path) -> Result<Vec<f64>, DistError> {
+    use std::io::Read as _;
     let err = |reason: String| DistError::File { path: path.to_owned(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file; give a CSV file of samples".into()));
+    }
+    if meta.len() > MAX_SAMPLES_BYTES {
+        return Err(err(format!(
+            "{} bytes is more than the {} MiB a samples file may have; subsample it",
+            meta.len(),
+            MAX_SAMPLES_BYTES >> 20
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SAMPLES_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| err(e.to_string()))?;
+    if text.len() as u64 > MAX_SAMPLES_BYTES {
+        return Err(err(format!("grew past {} MiB while read; subsample it", MAX_SAMPLES_BYTES >> 20)));
+    }
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let field = line.split(',').next().unwrap_or("").trim();
@@ -32,7 +58,11 @@ pub fn read_samples(path: &Path) -> Result<Vec<f64>, DistError> {
         match field.parse::<f64>() {
             Ok(v) => out.push(v),
             Err(_) if out.is_empty() && i == 0 => {} // header
-            Err(_) => return Err(err(format!("line {}: `{field}` is not a number", i + 1))),
+            Err(_) => {
+                let quoted: String = field.chars().take(QUOTE_CHARS).collect();
+                let more = if field.chars().count() > QUOTE_CHARS { "…" } else { "" };
+                return Err(err(format!("line {}: `{quoted}{more}` is not a number", i + 1)));
+            }
         }
     }
     if out.is_empty() {
@@ -57,6 +87,12 @@ mod tests {
         std::fs::write(dir.join("bad.csv"), "1.0\nx\n").unwrap();
         let mut d = Dist::Empirical { file: Some("bad.csv".into()), samples: Arc::from([]) };
         assert!(d.load_files(&dir).unwrap_err().to_string().contains("line 2"));
+        // A long bad line is quoted short; a device is refused before it is read.
+        std::fs::write(dir.join("long.csv"), format!("1.0\n{}\n", "y".repeat(100_000))).unwrap();
+        let e = read_samples(&dir.join("long.csv")).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.len() < 400, "{e}");
+        let e = read_samples(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
