@@ -36,8 +36,9 @@
 //! Timeouts (`limits.request_timeout_ms`, `serve --timeout-ms`, from the request's arrival):
 //!
 //! * a request still waiting for a pool thread or to join a batch at its deadline never
-//!   runs and gets 504; so does one the loop reaches only after its deadline (the client's
-//!   `x-request-start` dates arrival; without it, arrival is when the loop reads it);
+//!   runs and gets 504; so does one the loop reaches only after its deadline (with
+//!   `--trust-request-start`, a proxy's `x-request-start` dates arrival; otherwise arrival
+//!   is when the loop reads it);
 //! * a running generation is stopped at its next token boundary — before the prefill, then
 //!   before each token (for a batched sequence, at the next step boundary) — and gets 504
 //!   with `"tokens"`, those it generated; the lock is released and the thread (or batch

@@ -65,6 +65,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = Limits::default().body_limit_bytes)]
     body_limit: usize,
 
+    /// Date arrivals by the x-request-start header (µs since the UNIX epoch, at most 60 s
+    /// old), as set by a proxy in front; without it the header is ignored, so that no
+    /// client can age its own requests.
+    #[arg(long)]
+    trust_request_start: bool,
+
     /// Read the whole server configuration as JSON from stdin (`-`) instead of a scenario.
     #[arg(long, hide = true, value_name = "-", conflicts_with_all = ["file", "set"])]
     config: Option<String>,
@@ -115,6 +121,7 @@ fn scenario_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         request_timeout_ms: args.timeout_ms,
         drain_timeout_ms: args.drain_ms,
         body_limit_bytes: args.body_limit,
+        trust_request_start: args.trust_request_start,
         ..Limits::default()
     };
     let model_dir = server::resolve_model_dir(args.model.as_deref());

@@ -53,9 +53,10 @@ pub struct CorrectResponse {
 pub struct Timing {
     /// Arrival to the event loop starting on it; with batching, arrival to joining a batch
     /// (so it includes `thread_wait_ms`). Arrival is the `x-request-start` header (µs since
-    /// the UNIX epoch, optionally `t=`-prefixed) when the client sends one, else the moment
-    /// the loop began reading the request — which hides time spent in the socket while the
-    /// loop was busy.
+    /// the UNIX epoch, optionally `t=`-prefixed, at most 60 s old) when the server trusts it
+    /// (`--trust-request-start`, behind a proxy that sets it), else the moment the loop
+    /// began reading the request — which hides time spent in the socket while the loop was
+    /// busy.
     pub queue_wait_ms: f64,
     /// Dispatch to a pool thread starting the handler (0 in `async-blocking`); with
     /// batching, dispatch to joining a batch.

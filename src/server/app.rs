@@ -184,10 +184,13 @@ fn kebab<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// When the request arrived: the client's `x-request-start` if it is a plausible past
-/// time, else now.
-pub fn arrival(headers: &HeaderMap) -> Instant {
+/// When the request arrived: with `trust`, the `x-request-start` header if it is a past
+/// time at most [`REQUEST_START_WINDOW`](super::config::REQUEST_START_WINDOW) ago; else now.
+pub fn arrival(headers: &HeaderMap, trust: bool) -> Instant {
     let now = Instant::now();
+    if !trust {
+        return now;
+    }
     let sent_us = headers
         .get(START_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -196,7 +199,7 @@ pub fn arrival(headers: &HeaderMap) -> Instant {
     let Some(sent_us) = sent_us else { return now };
     let Ok(since_epoch) = SystemTime::now().duration_since(UNIX_EPOCH) else { return now };
     match since_epoch.checked_sub(Duration::from_micros(sent_us)) {
-        Some(age) if age < Duration::from_secs(3600) => now.checked_sub(age).unwrap_or(now),
+        Some(age) if age <= super::config::REQUEST_START_WINDOW => now.checked_sub(age).unwrap_or(now),
         _ => now,
     }
 }
@@ -418,4 +421,26 @@ async fn dispatch(
 /// The event loop's CPU time so far (ms) — call it on the loop thread.
 pub fn loop_cpu_ms() -> f64 {
     thread_cpu_ns() as f64 / 1e6
+}
+
+#[cfg(test)]
+mod arrival_tests {
+    use super::*;
+
+    fn headers(age: Duration) -> HeaderMap {
+        let sent = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() - age;
+        let mut h = HeaderMap::new();
+        h.insert(START_HEADER, format!("t={}", sent.as_micros()).parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn a_clients_request_start_is_ignored_unless_trusted_and_recent() {
+        let aged = |h: &HeaderMap, trust| arrival(h, trust).elapsed();
+        let recent = headers(Duration::from_secs(2));
+        assert!(aged(&recent, false) < Duration::from_secs(1), "untrusted: arrival is now");
+        assert!(aged(&recent, true) >= Duration::from_secs(2), "trusted and recent: dated by the header");
+        let old = headers(Duration::from_secs(1800));
+        assert!(aged(&old, true) < Duration::from_secs(1), "older than the window: arrival is now");
+    }
 }

@@ -82,7 +82,16 @@ pub struct Limits {
     /// Open connections per worker; further ones wait in the kernel's accept queue.
     /// By default, 0: twice `worker.queue_limit` plus 64.
     pub max_connections: u32,
+    /// Date each request's arrival by its `x-request-start` header (µs since the UNIX
+    /// epoch), when it is at most [`REQUEST_START_WINDOW`] old: for a server behind a proxy
+    /// that sets it. By default, false: a client could otherwise age its own requests (a
+    /// time in the past forced 504s and added up to an hour to the latency metrics).
+    #[serde(default)]
+    pub trust_request_start: bool,
 }
+
+/// The oldest `x-request-start` trusted (with [`Limits::trust_request_start`]).
+pub const REQUEST_START_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -91,6 +100,7 @@ impl Default for Limits {
             request_timeout_ms: 60_000.0,
             drain_timeout_ms: 10_000.0,
             max_connections: 0,
+            trust_request_start: false,
         }
     }
 }

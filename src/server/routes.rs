@@ -45,7 +45,7 @@ async fn correct(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let arrived = app::arrival(&headers);
+    let arrived = app::arrival(&headers, app.config.limits.trust_request_start);
     app::correct(app, arrived, body).await
 }
 
