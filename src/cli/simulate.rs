@@ -50,5 +50,15 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", out.table(&sc));
     }
+    // Figures of nothing are no result: a run cut short before any request was measured
+    // fails, naming what stopped it.
+    if out.report.completed == 0 {
+        let why: Vec<String> = out.report.truncated_by.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "no request was measured{}: every figure above is empty; raise the limit that \
+             stopped it (run.max_events, run.max_sim_s) or lower run.warmup_requests",
+            if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) }
+        );
+    }
     Ok(())
 }

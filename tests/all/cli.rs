@@ -92,6 +92,14 @@ fn bad_input_exits_non_zero_with_a_message_on_stderr() {
 }
 
 #[test]
+fn a_run_cut_short_before_any_request_fails_and_says_why() {
+    let out = servesim(&["simulate", "models/validate.toml", "--set", "run.max_events=1000"]);
+    assert!(!out.status.success(), "an empty result exited 0");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no request was measured") && err.contains("run.max_events"), "{err}");
+}
+
+#[test]
 fn each_subcommand_s_help_shows_its_long_text() {
     // `servesim X --help` shows the long text of X's arguments; `servesim --help` lists the
     // one-liners only.
