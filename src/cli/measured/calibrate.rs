@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 /// whose `[system]` and `[worker]` describe the service's structure (handler, threads,
 /// workers, lock, `cost.release_points`). It measures one client (service-time samples,
 /// the health URL's round trip, any `Server-Timing` stages), then a short closed-loop ramp
-/// (1, 2, c, c + 1, 2c, 4c users for c = system.cores), then fits the simulator to the
+/// (1, 2, c, c + 1, 2c, 4c users for c = system.cores; and 2 and 4 users on one core when
+/// the target takes `{cpus}` and the lock is a GIL), then fits the simulator to the
 /// ramp: the share of the work held under the lock, the event loop's share, and the lock's
 /// wake-up cost, with 95% CIs and the residuals. Writes the calibration (JSON) and a copy of
 /// the scenario with the fitted costs, for what-ifs and `validate --target`.

@@ -178,6 +178,8 @@ pub fn measure(
     let mut report = super::measure::summarize(sc, &run);
     let (stages, malformed) = stage_means(&run.records);
     report.server_timing = (stages != Stages::default()).then_some(stages);
+    // What the service reports of its waits: `queue` is everything before its handler
+    // (the loop's queue, then a pool thread's), kept as the wait for a thread.
     report.waits_ms.lock = stages.lock.unwrap_or(0.0);
     report.waits_ms.thread = stages.queue.unwrap_or(0.0);
     report.utilization = Default::default();

@@ -226,9 +226,11 @@ pub struct Service {
     pgid: i32,
     /// How it was started.
     pub launch: Launch,
-    /// Its stdout and stderr.
+    /// Its stdout and stderr: removed once it stops, unless it never got ready (an
+    /// error then names it).
     pub log: PathBuf,
     stop_timeout: Duration,
+    ready: bool,
 }
 
 /// How a service stopped.
@@ -266,8 +268,9 @@ impl Service {
             })?;
         let pgid = child.id() as i32;
         register(pgid);
-        let mut svc = Self { child: Some(child), pgid, launch, log, stop_timeout };
+        let mut svc = Self { child: Some(child), pgid, launch, log, stop_timeout, ready: false };
         svc.wait_ready(ready_timeout)?;
+        svc.ready = true;
         Ok(svc)
     }
 
@@ -341,6 +344,9 @@ impl Service {
         }
         let _ = child.wait();
         unregister(self.pgid);
+        if self.ready {
+            let _ = std::fs::remove_file(&self.log);
+        }
         Ok(Stopped { clean })
     }
 }
