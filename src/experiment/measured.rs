@@ -1,13 +1,16 @@
 //! The measured backend: commands that run a scenario against a real HTTP service and
 //! measure what it does, where the rest of `experiment` predicts it with the simulator.
 //!
-//! Today the service is this crate's own server (`src/server`), started with the scenario's
-//! knobs on a loopback port and driven by the load generator (`src/load`); an external
-//! HTTP service is meant to become a second kind of target here.
+//! The service is this crate's own server (`src/server`), started with the scenario's
+//! knobs on a loopback port and driven by the load generator (`src/load`) — or, when the
+//! scenario has a `[target]` section, any HTTP service, started and stopped through its
+//! `start` command or measured as it runs (module `target`).
 //!
 //! ```text
-//!  measure    one scenario on the real server → the figures `simulate` prints, measured
-//!  calibrate  the real server's own costs on this machine → a calibration file
+//!  measure    one scenario on the real server (or the target) → the figures `simulate`
+//!             prints, measured
+//!  calibrate  the real server's own costs on this machine → a calibration file;
+//!             --target: a service's costs from outside, fitted with the simulator
 //!  validate   a sweep predicted and measured, side by side → errors, plots, report
 //! ```
 //!
