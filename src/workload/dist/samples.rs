@@ -27,7 +27,7 @@ const QUOTE_CHARS: usize = 40;
 
 /// Reads the first column of a CSV file as numbers: one value per line, blank lines and
 /// `#` comments skipped, a first line that is not a number taken as a header. Only a
-/// regular file of at most [`MAX_SAMPLES_BYTES`] is read.
+/// regular file of at most `MAX_SAMPLES_BYTES` (64 MiB) is read.
 pub fn read_samples(path: &Path) -> Result<Vec<f64>, DistError> {
     use std::io::Read as _;
     let err = |reason: String| DistError::File { path: path.to_owned(), reason };
