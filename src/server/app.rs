@@ -221,6 +221,21 @@ pub async fn correct(app: Arc<App>, arrived: Instant, body: Result<Bytes, BytesR
     app.tag(resp)
 }
 
+/// Answers a `/correct` request refused before its body was read — a declared
+/// `Content-Length` over the limit — counted like any other refusal. The body is never
+/// read, so a client that sent `Expect: 100-continue` gets the 413 instead of a go-ahead.
+pub fn refuse_too_large(app: &App, arrived: Instant, length: u64) -> Response {
+    let limit = app.config.limits.body_limit_bytes;
+    let e = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body is larger than the limit of {limit} bytes (Content-Length {length})"),
+    );
+    count_error(&app.counters, e.status);
+    let resp = e.into_response();
+    app.recorders.answered(resp.status().as_u16(), arrived.elapsed().as_secs_f64());
+    app.tag(resp)
+}
+
 fn count_error(c: &Counters, status: StatusCode) {
     match status {
         StatusCode::SERVICE_UNAVAILABLE => c.reject(),

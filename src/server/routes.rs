@@ -19,9 +19,8 @@ use super::app::{self, App};
 use super::metrics;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
@@ -40,12 +39,20 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn correct(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let arrived = app::arrival(&headers, app.config.limits.trust_request_start);
+async fn correct(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
+    let arrived = app::arrival(req.headers(), app.config.limits.trust_request_start);
+    // A declared length over the limit is refused before a byte of the body is read.
+    let limit = app.config.limits.body_limit_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > limit as u64) {
+        return app::refuse_too_large(&app, arrived, n);
+    }
+    // The request keeps its extensions, the body limit's among them.
+    let body = <Bytes as axum::extract::FromRequest<()>>::from_request(req, &()).await;
     app::correct(app, arrived, body).await
 }
 

@@ -148,6 +148,33 @@ fn two_workers_answer_from_two_pids() {
     assert_eq!(stats.iter().map(|s| s.pid).collect::<BTreeSet<_>>(), pids);
 }
 
+/// A declared body over the limit is refused before it is sent: a client that asks
+/// `Expect: 100-continue` gets the 413 (a JSON error), not a go-ahead to upload it.
+#[test]
+fn an_over_limit_content_length_is_refused_before_the_body() {
+    use std::io::{Read, Write};
+    let server = start("");
+    let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let head = "POST /correct HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 10000000\r\nExpect: 100-continue\r\n\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the head and its JSON body are in (or the server closes).
+    while !String::from_utf8_lossy(&got).contains('}') {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer: {e}; got {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert!(text.contains("larger than the limit"), "{text}");
+}
+
 #[test]
 fn every_bad_input_gets_its_4xx_with_a_json_error() {
     let server = start("");
