@@ -20,12 +20,17 @@ impl ScenarioArgs {
     /// Loads and validates the scenario with the overrides, then `extra` ones.
     pub fn load(&self, extra: &[Override]) -> anyhow::Result<Scenario> {
         let all: Vec<Override> = self.set.iter().chain(extra).cloned().collect();
-        Scenario::load(&self.file, &all).map_err(|e| match e {
-            // These already name the file.
-            ScenarioError::Read { .. } | ScenarioError::Syntax { .. } => anyhow::Error::new(e),
-            other => anyhow::Error::new(other).context(format!("in scenario {}", self.file.display())),
-        })
+        load_scenario(&self.file, &all)
     }
+}
+
+/// Loads and validates `file` with `overrides`; an error names the file once.
+pub fn load_scenario(file: &std::path::Path, overrides: &[Override]) -> anyhow::Result<Scenario> {
+    Scenario::load(file, overrides).map_err(|e| match e {
+        // These already name the file.
+        ScenarioError::Read { .. } | ScenarioError::Syntax { .. } => anyhow::Error::new(e),
+        other => anyhow::Error::new(other).context(format!("in scenario {}", file.display())),
+    })
 }
 
 /// An override built from a dedicated flag (`--seed 7` is `--set run.seed=7`).

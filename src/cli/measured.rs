@@ -9,6 +9,25 @@ mod validate;
 
 use clap::Subcommand;
 
+/// A progress bar on stderr with `template`, its length set by the first report.
+#[cfg(feature = "plot")]
+fn bar(template: &str) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    )
+}
+
+/// What a long run calls after each step, `(done, total, what)`, moving `bar`.
+#[cfg(feature = "plot")]
+fn track(bar: &indicatif::ProgressBar) -> impl FnMut(usize, usize, &str) + '_ {
+    |done, total, what| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_owned());
+    }
+}
+
 // As in `cli::Command`, each variant gives only its one-line `about`.
 #[derive(Debug, Subcommand)]
 pub enum Command {

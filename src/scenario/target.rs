@@ -114,11 +114,15 @@ fn placeholders(template: &str) -> impl Iterator<Item = (usize, usize, &str)> {
     })
 }
 
-/// A scenario field's value as a template shows it: strings bare, numbers as TOML writes
-/// them.
-fn field(sc: &Scenario, path: &str) -> Result<String, String> {
-    let value = toml::Value::try_from(sc).map_err(|e| e.to_string())?;
-    let mut v = &value;
+/// A scenario's fields, as templates read them.
+fn fields(sc: &Scenario) -> Result<toml::Value, String> {
+    toml::Value::try_from(sc).map_err(|e| e.to_string())
+}
+
+/// A scenario field's value (from [`fields`]) as a template shows it: strings bare,
+/// numbers as TOML writes them.
+fn field(value: &toml::Value, path: &str) -> Result<String, String> {
+    let mut v = value;
     for part in path.split('.') {
         v = v.get(part).ok_or_else(|| format!("the scenario has no field {path}"))?;
     }
@@ -186,6 +190,7 @@ impl TargetSpec {
     pub fn render(template: &str, sc: &Scenario, vars: &Vars) -> Result<String, String> {
         let mut out = String::new();
         let mut at = 0;
+        let mut values = None;
         for (open, close, name) in placeholders(template) {
             out.push_str(&template[at..open]);
             if name == PORT {
@@ -199,7 +204,11 @@ impl TargetSpec {
                     None => return Err("{cpus} is only known when target.start starts the service".into()),
                 }
             } else {
-                out.push_str(&field(sc, name)?);
+                let values = match &mut values {
+                    Some(v) => v,
+                    None => values.insert(fields(sc)?),
+                };
+                out.push_str(&field(values, name)?);
             }
             at = close;
         }
@@ -220,6 +229,7 @@ impl TargetSpec {
     /// `{port}` only with `start`.
     pub(super) fn validate(&self, sc: &Scenario) -> Result<(), ScenarioError> {
         let bad = |field: &str, m: String| Err(ScenarioError::invalid(field, m));
+        let values = fields(sc).map_err(|m| ScenarioError::invalid("target", m))?;
         if !["GET", "POST", "PUT"].contains(&self.method.as_str()) {
             return bad("target.method", format!("must be GET, POST or PUT, got {:?}", self.method));
         }
@@ -249,7 +259,7 @@ impl TargetSpec {
                             ),
                         );
                     }
-                } else if let Err(m) = field(sc, name) {
+                } else if let Err(m) = field(&values, name) {
                     return bad(&at, format!("placeholder {{{name}}}: {m}"));
                 }
             }

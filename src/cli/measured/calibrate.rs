@@ -1,11 +1,12 @@
 //! `servesim calibrate`.
 
+use super::{bar, track};
+use crate::cli::common::load_scenario;
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use servesim::experiment::target::{FitOptions, TargetCalibration, calibrate_target, costs_of};
 use servesim::experiment::{CalibrateOptions, calibrate};
-use servesim::scenario::{Override, Scenario, ScenarioError};
+use servesim::scenario::{Override, Scenario};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -81,20 +82,13 @@ pub struct CalibrateArgs {
     model: Option<PathBuf>,
 }
 
-fn load(file: &Path, set: &[Override]) -> anyhow::Result<Scenario> {
-    Scenario::load(file, set).map_err(|e| match e {
-        ScenarioError::Read { .. } | ScenarioError::Syntax { .. } => anyhow::Error::new(e),
-        other => anyhow::Error::new(other).context(format!("in scenario {}", file.display())),
-    })
-}
-
 /// Runs `servesim calibrate`.
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     if let Some(file) = &args.target {
         return run_target(file, &args);
     }
     let file = args.file.as_deref().context("give a scenario FILE, or --target FILE")?;
-    let sc = load(file, &args.set)?;
+    let sc = load_scenario(file, &args.set)?;
     let opts = CalibrateOptions {
         requests: args.requests,
         model_dir: args.model.clone(),
@@ -120,7 +114,7 @@ fn run_target(file: &Path, args: &CalibrateArgs) -> anyhow::Result<()> {
         args.budget_s
     );
     anyhow::ensure!(args.ramp.iter().all(|&u| u >= 1), "--ramp: every step needs at least 1 user");
-    let sc = load(file, &args.set)?;
+    let sc = load_scenario(file, &args.set)?;
     anyhow::ensure!(
         sc.target.is_some(),
         "{} has no [target] section: add one with url (and start, to let servesim run the service)",
@@ -135,10 +129,7 @@ fn run_target(file: &Path, args: &CalibrateArgs) -> anyhow::Result<()> {
         ..FitOptions::default()
     };
     let cal = calibrate_target_with_bar(&sc, &opts)?;
-    let text = serde_json::to_string_pretty(&cal)?;
-    write_file(&out, text.as_bytes())?;
-    let toml = calibrated_scenario(file, &args.set, &cal, &out, &scenario_out)?;
-    write_file(&scenario_out, toml.as_bytes())?;
+    write_target_files(file, &sc, &args.set, &cal, &out, &scenario_out)?;
     print!("{}", target_summary(&cal));
     println!("\nwrote {} and {}", out.display(), scenario_out.display());
     println!(
@@ -150,40 +141,42 @@ fn run_target(file: &Path, args: &CalibrateArgs) -> anyhow::Result<()> {
 
 /// Runs the target's calibration with a progress bar on stderr.
 pub fn calibrate_target_with_bar(sc: &Scenario, opts: &FitOptions) -> anyhow::Result<TargetCalibration> {
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("calibrate {bar:30} {pos}/{len} stages, {elapsed} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let cal = calibrate_target(sc, opts, |done, total, what| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(what.to_owned());
-    });
+    let bar = bar("calibrate {bar:30} {pos}/{len} stages, {elapsed} {msg}");
+    let cal = calibrate_target(sc, opts, track(&bar));
     bar.finish_and_clear();
     Ok(cal?)
 }
 
-/// Writes `bytes` to `path` whole or not at all (a temporary file renamed into place).
-pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp-servesim");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+/// Writes the target calibration to `cal_path` and the calibrated scenario to `dest`, both
+/// or neither (see [`servesim::experiment::report::write_all`]).
+pub fn write_target_files(
+    file: &Path,
+    sc: &Scenario,
+    set: &[Override],
+    cal: &TargetCalibration,
+    cal_path: &Path,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    let toml = calibrated_scenario(file, sc, set, cal, cal_path, dest)?;
+    let json = serde_json::to_vec_pretty(cal)?;
+    servesim::experiment::report::write_all(&[
+        (cal_path.to_owned(), json),
+        (dest.to_owned(), toml.into_bytes()),
+    ])?;
+    Ok(())
 }
 
 /// The scenario file's own TOML with the fitted costs set and `target.calibration` naming
 /// the calibration, relative to where the new file goes.
-pub fn calibrated_scenario(
+fn calibrated_scenario(
     file: &Path,
+    sc: &Scenario,
     set: &[Override],
     cal: &TargetCalibration,
     cal_path: &Path,
     dest: &Path,
 ) -> anyhow::Result<String> {
-    let sc = load(file, set)?;
-    let fitted = servesim::experiment::target::apply(&sc, &costs_of(cal));
+    let fitted = servesim::experiment::target::apply(sc, &costs_of(cal));
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut table: toml::Table = toml::from_str(&text)?;
     for o in set {

@@ -1,11 +1,11 @@
 //! `servesim validate`.
 
 use super::calibrate::{
-    beside, calibrate_target_with_bar, calibrated_scenario, print_summary, target_summary, write, write_file,
+    beside, calibrate_target_with_bar, print_summary, target_summary, write, write_target_files,
 };
+use super::{bar, track};
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use servesim::experiment::{
     Axis, CalibrateOptions, MeasureOptions, Suite, ValidateOptions, calibrate, default_suites, validate,
     validate_target,
@@ -130,26 +130,32 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
             path
         }
     };
-    let opts = ValidateOptions {
+    let opts = options(&args, Some(calibration));
+    let bar = bar(POINTS_BAR);
+    let v = validate(&suites, &opts, track(&bar))?;
+    bar.finish_and_clear();
+    report(&v, &args)
+}
+
+/// The progress bar of a validation.
+const POINTS_BAR: &str = "{bar:30} {pos}/{len} points, {elapsed} (ETA {eta}) {msg}";
+
+/// How to validate, from the arguments; `calibration` for servesim's own server.
+fn options(args: &ValidateArgs, calibration: Option<PathBuf>) -> ValidateOptions {
+    ValidateOptions {
         measure: MeasureOptions { max_wall_s: 120.0, ..MeasureOptions::default() },
-        calibration: Some(calibration),
+        calibration,
         requests: args.requests,
         repeats: args.repeats,
         ..ValidateOptions::default()
-    };
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} points, {elapsed} (ETA {eta}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let v = validate(&suites, &opts, |done, total, label| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(label.to_owned());
-    })?;
-    bar.finish_and_clear();
+    }
+}
+
+/// Writes the validation's files and prints it: the table, or JSON with `--json`.
+fn report(v: &servesim::experiment::Validation, args: &ValidateArgs) -> anyhow::Result<()> {
     let written = v.write(&args.out, &args.plots)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(v)?);
     } else {
         print!("{}", v.table());
         println!(
@@ -191,8 +197,7 @@ fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()>
             );
             let cal = calibrate_target_with_bar(&sc, &FitOptions::default())?;
             let (cal_path, dest) = (beside(file, ".calibration.json"), beside(file, ".calibrated.toml"));
-            write_file(&cal_path, serde_json::to_string_pretty(&cal)?.as_bytes())?;
-            write_file(&dest, calibrated_scenario(file, &args.set, &cal, &cal_path, &dest)?.as_bytes())?;
+            write_target_files(file, &sc, &args.set, &cal, &cal_path, &dest)?;
             if !args.json {
                 print!("{}", target_summary(&cal));
                 println!("wrote {} and {}\n", cal_path.display(), dest.display());
@@ -200,32 +205,8 @@ fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()>
             (dest, cal)
         }
     };
-    let opts = ValidateOptions {
-        measure: MeasureOptions { max_wall_s: 120.0, ..MeasureOptions::default() },
-        calibration: None,
-        requests: args.requests,
-        repeats: args.repeats,
-        ..ValidateOptions::default()
-    };
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} points, {elapsed} (ETA {eta}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let v = validate_target(&file, &args.set, &args.sweep, Some(&cal), &opts, |done, total, label| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(label.to_owned());
-    })?;
+    let bar = bar(POINTS_BAR);
+    let v = validate_target(&file, &args.set, &args.sweep, Some(&cal), &options(args, None), track(&bar))?;
     bar.finish_and_clear();
-    let written = v.write(&args.out, &args.plots)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{}", v.table());
-        println!(
-            "\nwrote {}",
-            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
-    }
-    Ok(())
+    report(&v, args)
 }

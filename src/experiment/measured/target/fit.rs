@@ -236,6 +236,13 @@ pub fn knobs_of(sc: &Scenario) -> BTreeMap<String, String> {
     ])
 }
 
+/// `s` played by `users` closed-loop users who do not think.
+fn closed_loop(s: &mut Scenario, users: u32) {
+    s.clients.kind = crate::scenario::ClientKind::Closed;
+    s.clients.users = users;
+    s.clients.think_ms = Dist::Const(0.0);
+}
+
 fn measure_at(
     sc: &Scenario,
     users: u32,
@@ -244,9 +251,7 @@ fn measure_at(
     stage: &str,
 ) -> Result<MeasureReport, FitError> {
     let mut s = sc.clone();
-    s.clients.kind = crate::scenario::ClientKind::Closed;
-    s.clients.users = users;
-    s.clients.think_ms = Dist::Const(0.0);
+    closed_loop(&mut s, users);
     s.run.requests = requests;
     s.run.warmup_requests = 5 + 2 * u64::from(users);
     super::super::measure::measure(&s, &opts.measure)
@@ -348,9 +353,7 @@ impl Model<'_> {
                 let mut s = apply(self.sc, c);
                 s.system.cores = cores;
                 s.target = None;
-                s.clients.kind = crate::scenario::ClientKind::Closed;
-                s.clients.users = users;
-                s.clients.think_ms = Dist::Const(0.0);
+                closed_loop(&mut s, users);
                 s.run.requests = self.sim_requests;
                 s.run.warmup_requests = 200 + 4 * u64::from(users);
                 s.run.replications = 1;

@@ -51,6 +51,18 @@ pub struct Target {
     pub met: bool,
 }
 
+impl Target {
+    /// `name` reaching `value` against `limit` (both %): met when `value ≤ limit`.
+    pub(super) fn check(name: &str, limit_pct: f64, value_pct: f64) -> Self {
+        Self { name: name.into(), limit_pct, value_pct, met: value_pct <= limit_pct }
+    }
+}
+
+/// The summary of metric `name` (empty if it has none).
+pub(super) fn metric(summary: &[(String, ErrorSummary)], name: &str) -> ErrorSummary {
+    summary.iter().find(|(k, _)| k == name).map(|(_, s)| *s).unwrap_or_default()
+}
+
 /// Each metric's |error| over `points`: throughput, p50, p95, p99, and throughput below
 /// saturation, in that order.
 pub(super) fn summarize(points: &[ValidatedPoint]) -> Vec<(String, ErrorSummary)> {
@@ -67,13 +79,8 @@ pub(super) fn summarize(points: &[ValidatedPoint]) -> Vec<(String, ErrorSummary)
 
 /// The targets, checked against `summary`.
 pub(super) fn targets(summary: &[(String, ErrorSummary)]) -> Vec<Target> {
-    let get = |n: &str| summary.iter().find(|(k, _)| k == n).map(|(_, s)| *s).unwrap_or_default();
-    let t = |name: &str, limit: f64, value: f64| Target {
-        name: name.into(),
-        limit_pct: limit,
-        value_pct: value,
-        met: value <= limit,
-    };
+    let get = |n: &str| metric(summary, n);
+    let t = Target::check;
     vec![
         t("median |error| throughput", 3.0, get("throughput").median_abs_pct),
         t("median |error| p95", 8.0, get("p95").median_abs_pct),

@@ -11,7 +11,7 @@
 //!     median ≤ 15%, the winning handler right at every concurrency ≥ 2
 //! ```
 
-use super::summary::{ErrorSummary, Target, summarize};
+use super::summary::{ErrorSummary, Target, metric, summarize};
 use super::{Suite, ValidateError, ValidateOptions, ValidatedPoint, Validation, validate};
 use crate::experiment::grid::Axis;
 use crate::experiment::measured::target::{ServiceGuard, TargetCalibration};
@@ -102,13 +102,8 @@ fn is_calibration_point(
 
 /// The targets of a target's validation, over its held-out points.
 fn target_targets(summary: &[(String, ErrorSummary)], held_out: &[ValidatedPoint]) -> Vec<Target> {
-    let get = |n: &str| summary.iter().find(|(k, _)| k == n).map(|(_, s)| *s).unwrap_or_default();
-    let t = |name: &str, limit: f64, value: f64| Target {
-        name: name.into(),
-        limit_pct: limit,
-        value_pct: value,
-        met: value <= limit,
-    };
+    let get = |n: &str| metric(summary, n);
+    let t = Target::check;
     let mut out = vec![
         t("median |error| throughput (held out)", 10.0, get("throughput").median_abs_pct),
         t("median |error| p95 (held out)", 15.0, get("p95").median_abs_pct),
