@@ -16,6 +16,7 @@
 //! cargo run --release --example cpython_gil                 # venv, the harness's grid, predictions
 //! cargo run --release --example cpython_gil -- --smoke      # 4 points, under a minute
 //! cargo run --release --example cpython_gil -- --from validation/cpython-gil-harness.json
+//! cargo run --release --example cpython_gil -- --from … --scheduler ps   # cores as processor sharing
 //! ```
 //!
 //! The venv comes from `python/make_venv.sh` (the machine's `python3`, NumPy from PyPI); when
@@ -117,6 +118,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let from = args.iter().position(|a| a == "--from").and_then(|i| args.get(i + 1)).map(PathBuf::from);
     let smoke = args.iter().any(|a| a == "--smoke");
+    let ps = args.windows(2).any(|w| w[0] == "--scheduler" && w[1] == "ps");
     let root = root();
     let harness = match from {
         Some(f) => f,
@@ -128,6 +130,15 @@ fn main() -> Result<()> {
     let json = std::fs::read_to_string(&harness).map_err(|e| format!("{}: {e}", harness.display()))?;
     let data: Harness = serde_json::from_str(&json)?;
     let wake = wake_costs(&harness)?;
+    // The cores as the kernel runs them (time slices, measured), unless asked otherwise.
+    let slice_ms = if ps {
+        eprintln!("  cores as processor sharing (--scheduler ps)");
+        None
+    } else {
+        let s = servesim::experiment::slice::measure(std::time::Duration::from_millis(500))?;
+        eprintln!("  time slice {:.2} ms ({})", s.ms, s.source);
+        Some(s.ms)
+    };
     eprintln!(
         "  wake-up latency median {:.1} µs over {} rounds (spread {:.0}%), CPU of a vain wake-up {:.2} µs",
         wake.latency.median,
@@ -138,7 +149,7 @@ fn main() -> Result<()> {
     let rows: Vec<Row> = data
         .points
         .par_iter()
-        .map(|m| predict(m, &data, &wake))
+        .map(|m| predict(m, &data, &wake, slice_ms))
         .collect::<std::result::Result<_, String>>()?;
     print!("{}", table(&rows));
     std::fs::create_dir_all(root.join("validation"))?;
@@ -231,6 +242,7 @@ fn predict<'a>(
     m: &'a Measured,
     h: &Harness,
     wake: &servesim::experiment::Wake,
+    slice_ms: Option<f64>,
 ) -> std::result::Result<Row<'a>, String> {
     let p = &m.profile;
     // Each request as the profile measured it, with the calls' dispatch moved under the GIL.
@@ -242,6 +254,10 @@ fn predict<'a>(
     sc.system.cores = h.affinity.len().max(1) as u32;
     sc.worker.threads = m.threads;
     sc.worker.lock = LockKind::Gil;
+    if let Some(ms) = slice_ms {
+        sc.system.scheduler = servesim::scenario::Scheduler::Slice;
+        sc.system.slice_ms = ms;
+    }
     sc.worker.switch_interval_ms = h.switch_interval_ms;
     sc.clients.users = m.threads;
     sc.workload.new_tokens = Dist::Const(1.0);

@@ -12,6 +12,7 @@ mod measured;
 mod merge;
 pub mod report;
 mod simulate;
+pub mod slice;
 mod sweep;
 mod sweep_output;
 mod usl;

@@ -48,5 +48,5 @@ pub use load::{Override, ScenarioError};
 pub use target::{TargetSpec, Vars as TargetVars};
 pub use types::{
     Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind, Run, Scenario,
-    System, Worker, Workload,
+    Scheduler, System, Worker, Workload,
 };

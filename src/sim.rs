@@ -54,6 +54,7 @@
 mod batch;
 mod bounds;
 mod clients;
+mod cores;
 mod cpu;
 mod event;
 mod gil;
@@ -61,6 +62,7 @@ mod lock;
 mod metrics;
 mod report;
 mod request;
+mod slice;
 mod system;
 
 pub use bounds::{Bottleneck, Stability, stability};

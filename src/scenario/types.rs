@@ -51,6 +51,12 @@ pub struct System {
     pub workers: u32,
     /// How requests are spread over workers. By default, `round-robin`.
     pub balancer: Balancer,
+    /// How the cores are shared among runnable threads. By default, `ps`.
+    pub scheduler: Scheduler,
+    /// With `scheduler = "slice"`: how long a thread runs before it yields its core to a
+    /// waiting thread (ms), 0.001 to 1000. By default, 4 — a tick at `CONFIG_HZ=250`,
+    /// where a Linux kernel enforces EEVDF's base slice (0.75 ms × (1 + log₂ cores)).
+    pub slice_ms: f64,
     /// Resident memory of one worker process: its copy of the weights plus the runtime (MB).
     /// Capacity planning multiplies it by `workers`. By default, 16 (the Mini-GPT's
     /// 0.4 MB of weights in a ~16 MB process). At most 1e9 (a petabyte).
@@ -66,10 +72,27 @@ impl Default for System {
             cores: 1,
             workers: 1,
             balancer: Balancer::RoundRobin,
+            scheduler: Scheduler::Ps,
+            slice_ms: 4.0,
             worker_memory_mb: 16.0,
             seq_memory_mb: 0.0,
         }
     }
+}
+
+/// How the simulated cores are shared among the threads that can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheduler {
+    /// Processor sharing: every runnable thread progresses at `min(1, cores / runnable)`,
+    /// as if the kernel's slices were infinitely short. Exact for the queueing formulas,
+    /// and the fastest to simulate.
+    Ps,
+    /// Time slices, as a Linux kernel runs threads: a thread holds a core at full speed
+    /// for `system.slice_ms`, then yields it to a waiting thread; threads that wake go
+    /// before threads whose slice ran out. A lock holder is then not slowed by the other
+    /// runnable threads — until its slice ends inside its critical section.
+    Slice,
 }
 
 /// How a request (or a connection) is assigned to a worker.

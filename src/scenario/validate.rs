@@ -5,7 +5,7 @@
 //! (1.8e19 ns ≈ 584 years), stall it with zero-length steps, or ask for memory no machine
 //! has. Each bound is documented on its field and sits far beyond any real service.
 
-use super::{BatchingMode, ClientKind, Scenario, ScenarioError};
+use super::{BatchingMode, ClientKind, Scenario, ScenarioError, Scheduler};
 use crate::workload::Dist;
 
 /// Largest count accepted for users, bursts, workers, threads and similar sizes; far beyond
@@ -15,6 +15,8 @@ const MAX_COUNT: u64 = 1_000_000;
 /// Largest number of threads simulated in all: every worker's event loop, pool threads and
 /// batch scheduler. A million threads take about 50 MB of simulator state.
 const MAX_THREADS: u64 = 1_000_000;
+/// Most cores a time-sliced run may have.
+const MAX_SLICE_CORES: u32 = 1024;
 
 /// Largest duration of a scalar time field (ms): the bound on every distribution's mean.
 const MAX_MS: f64 = Dist::MAX_VALUE;
@@ -171,6 +173,17 @@ impl Scenario {
         count("system.workers", s.workers.into(), 1)?;
         within("system.worker_memory_mb", s.worker_memory_mb, 0.0, MAX_MEMORY_MB)?;
         within("system.seq_memory_mb", s.seq_memory_mb, 0.0, MAX_MEMORY_MB)?;
+        within("system.slice_ms", s.slice_ms, 0.001, 1000.0)?;
+        if s.scheduler == Scheduler::Slice && s.cores > MAX_SLICE_CORES {
+            return Err(ScenarioError::invalid(
+                "system.cores",
+                format!(
+                    "must be ≤ {MAX_SLICE_CORES} with system.scheduler = \"slice\" (each event looks \
+                     at every core), got {}; use scheduler = \"ps\" for larger machines",
+                    s.cores
+                ),
+            ));
+        }
         count("worker.threads", w.threads.into(), 1)?;
         count("worker.queue_limit", w.queue_limit.into(), 1)?;
         positive("worker.switch_interval_ms", w.switch_interval_ms)?;

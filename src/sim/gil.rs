@@ -254,7 +254,7 @@ impl System<'_> {
     /// Where `th`'s run is now.
     fn cpy_pos(&self, th: u32) -> f64 {
         let g = &self.threads[th as usize].g;
-        (self.cpu.virtual_ns() - g.v0).clamp(g.pos, g.stop)
+        (self.cpu.clock(th) - g.v0).clamp(g.pos, g.stop)
     }
 
     /// Whether worker `w`'s GIL is free now: nobody's run holds it, or its holder is in a
@@ -344,16 +344,16 @@ impl System<'_> {
 
     /// Restarts `th`'s run at progress `p`, its chunk ending at `stop`.
     fn cpy_restart(&mut self, th: u32, p: f64, stop: f64) {
-        let rem = self.cpu.preempt(th);
-        // The same progress two ways, up to the virtual clock's rounding.
-        debug_assert!(
-            (self.threads[th as usize].g.stop - rem - p).abs() <= 1e-9 * self.cpu.virtual_ns().max(1.0)
-        );
-        self.cpy_start_chunk(th, p, stop);
+        let v = self.cpu.clock(th);
+        let rem = self.cpu.reset(th, stop - p);
+        // The same progress two ways, up to the clock's rounding.
+        debug_assert!((self.threads[th as usize].g.stop - rem - p).abs() <= 1e-9 * v.max(1.0));
+        let g = self.g(th);
+        (g.state, g.pos, g.stop, g.v0) = (GState::Run, p, stop, v - p);
     }
 
     fn cpy_start_chunk(&mut self, th: u32, p: f64, stop: f64) {
-        let v = self.cpu.virtual_ns();
+        let v = self.cpu.clock(th);
         let g = self.g(th);
         (g.state, g.pos, g.stop, g.v0) = (GState::Run, p, stop, v - p);
         self.cpu.start(th, stop - p);

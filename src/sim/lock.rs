@@ -221,7 +221,7 @@ impl System<'_> {
                 0.0
             };
             if handoff_ns > 0.0 {
-                t.handoff_paid_v = self.cpu.virtual_ns() + handoff_ns;
+                t.handoff_paid_v = self.cpu.clock(next) + handoff_ns;
             }
             let (r, work) = (t.req, t.pending_ns + handoff_ns);
             if r != NONE {
@@ -245,7 +245,7 @@ impl System<'_> {
     /// (see [`Lock::put_off`]).
     pub(super) fn gil_drop(&mut self, w: u32) {
         let holder = self.workers[w as usize].lock.holder().expect("a deadline implies a holder");
-        let unpaid = self.threads[holder as usize].handoff_paid_v - self.cpu.virtual_ns();
+        let unpaid = self.threads[holder as usize].handoff_paid_v - self.cpu.clock(holder);
         if unpaid >= 0.0 {
             let paid = self.now.saturating_add(self.cpu.span_of(unpaid));
             self.workers[w as usize].lock.put_off(paid);

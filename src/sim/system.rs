@@ -3,6 +3,7 @@
 
 use super::batch::Batcher;
 use super::clients::Clients;
+use super::cores::Cores;
 use super::cpu::Cpu;
 use super::event::Ev;
 use super::gil::{CpyGil, GilThread};
@@ -10,8 +11,9 @@ use super::lock::Lock;
 use super::metrics::{Counts, Metrics, Snapshot};
 use super::report::{Replication, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST};
 use super::request::{CostModel, Job, Request, WAIT_LOOP, WAIT_THREAD};
+use super::slice::SliceCpu;
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, s};
-use crate::scenario::{Balancer, BatchingMode, ClientKind, Handler, LockKind, Scenario};
+use crate::scenario::{Balancer, BatchingMode, ClientKind, Handler, LockKind, Scenario, Scheduler};
 use rand::RngExt;
 use std::collections::VecDeque;
 
@@ -63,7 +65,7 @@ pub(crate) struct System<'a> {
     pub(super) cost: CostModel,
     pub(super) now: Nanos,
     pub(super) queue: EventQueue<Ev>,
-    pub(super) cpu: Cpu,
+    pub(super) cpu: Cores,
     pub(super) threads: Vec<Thread>,
     pub(super) workers: Vec<Worker>,
     pub(super) reqs: Vec<Request>,
@@ -152,7 +154,14 @@ impl<'a> System<'a> {
             cost: CostModel::new(sc),
             now: 0,
             queue: EventQueue::new(),
-            cpu: Cpu::new(sc.system.cores, threads.len()),
+            cpu: match sc.system.scheduler {
+                Scheduler::Ps => Cores::Ps(Cpu::new(sc.system.cores, threads.len())),
+                Scheduler::Slice => Cores::Slice(SliceCpu::new(
+                    sc.system.cores,
+                    threads.len(),
+                    crate::des::round_ns(sc.system.slice_ms * 1e6),
+                )),
+            },
             threads,
             workers,
             reqs: Vec::new(),
@@ -258,9 +267,10 @@ impl<'a> System<'a> {
     fn handle(&mut self, kind: Next) {
         match kind {
             Next::Cpu => {
-                let th = self.cpu.take_top();
-                self.run_thread(th);
-                self.cpu.settle();
+                if let Some(th) = self.cpu.take_top() {
+                    self.run_thread(th);
+                    self.cpu.settle();
+                }
             }
             Next::Event => match self.queue.pop().expect("peeked").1 {
                 Ev::Arrive { client } => self.arrive(client),

@@ -125,6 +125,25 @@ fn lock_holder_slows_down_when_cores_are_shared() {
 }
 
 #[test]
+fn a_time_slice_runs_the_lock_holder_at_full_speed() {
+    // The same two requests on 1 core with time slices longer than the work: the kernel
+    // runs one thread at a time. A: 0–10 locked, 10–20 free (it keeps the core); B, woken
+    // at 10 by the lock, runs when A is done: 20–30 locked, 30–40 free → mean 30 ms (35 with
+    // processor sharing, where B's locked work shares the core with A's free work).
+    let r = one("[system]\ncores = 1\nscheduler = \"slice\"\nslice_ms = 100\n[worker]\nthreads = 2\n\
+         lock = \"mutex\"\n[clients]\nkind = \"burst\"\nburst = 2\n[workload]\nnew_tokens = 0\n\
+         [cost]\nrequest_locked_ms = 10\nrequest_free_ms = 10\n");
+    assert!(close(r.figures.latency_ms.mean, 30.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+    // Slices of 4 ms: A's slices end at 4, 8 (nobody waits: it goes on), 12 (B waits: B
+    // runs 12–16, A 16–20, B 20–24, A 24–28 done, B 28–30 locked done, 30–40 free).
+    let r = one("[system]\ncores = 1\nscheduler = \"slice\"\nslice_ms = 4\n[worker]\nthreads = 2\n\
+         lock = \"mutex\"\n[clients]\nkind = \"burst\"\nburst = 2\n[workload]\nnew_tokens = 0\n\
+         [cost]\nrequest_locked_ms = 10\nrequest_free_ms = 10\n");
+    assert!(close(r.figures.latency_ms.mean, 34.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+    assert!(close(r.figures.latency_ms.max, 40.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+}
+
+#[test]
 fn same_seed_same_output_and_other_seeds_differ() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/seed-sync.toml");
     let sets: Vec<Override> =
@@ -319,6 +338,7 @@ prop_compose! {
     fn random_scenario()(
         (cores, workers, threads, big_threads, handler, lock, balancer, kind) in
             (1u32..6, 1u32..4, 1u32..8, any::<u8>(), 0usize..3, 0usize..3, 0usize..4, 0usize..4),
+        (slice, slice_u) in (any::<bool>(), 0.0f64..1.0),
         (users, think, rate_u, burst, trace_us) in
             (1u32..20, (any::<u8>(), any::<u8>(), 0.0f64..5.0, 0.0f64..1.0, 0.0f64..1.0),
              0.0f64..1.0, 1u32..60, prop::collection::vec(0.0f64..1.0, 1..50)),
@@ -365,8 +385,11 @@ prop_compose! {
         let per_seq = MAX_MS / f64::from(max_batch + 1);
         let step_d = dist(step.0, magnitude(step.1, step.3, step.2).min(per_seq), step.4);
         let seq_d = dist(seq.0, magnitude(seq.1, seq.3, seq.2).min(per_seq), seq.4);
+        // Time slices half the time, from a microsecond to a second.
+        let (scheduler, slice_ms) = (if slice { "slice" } else { "ps" }, log_uniform(1e-3, 1e3, slice_u));
         let text = format!(
             "[system]\ncores = {cores}\nworkers = {workers}\nbalancer = \"{balancer}\"\n\
+             scheduler = \"{scheduler}\"\nslice_ms = {slice_ms:e}\n\
              [worker]\nhandler = \"{handler}\"\nthreads = {threads}\nlock = \"{lock}\"\n\
              switch_interval_ms = {switch_ms:e}\nqueue_limit = {queue_limit}\n\
              [clients]\nkind = \"{kind}\"\nusers = {users}\nthink_ms = {think}\nrate_rps = {rate:e}\n\

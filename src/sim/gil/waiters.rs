@@ -151,10 +151,9 @@ impl System<'_> {
     pub(super) fn cpy_forced_drop(&mut self, w: u32) {
         let o = self.gil(w).owner;
         let p = self.cpy_pos(o);
+        let v = self.cpu.clock(o);
         let rem = self.cpu.preempt(o);
-        debug_assert!(
-            (self.threads[o as usize].g.stop - rem - p).abs() <= 1e-9 * self.cpu.virtual_ns().max(1.0)
-        );
+        debug_assert!((self.threads[o as usize].g.stop - rem - p).abs() <= 1e-9 * v.max(1.0));
         self.cpy_forced_drop_at(w, p);
     }
 
