@@ -215,6 +215,12 @@ fn calibrated_scenario(
         }
         c.remove("calibration");
     }
+    if let Some(ms) = servesim::experiment::target::slice_of(cal) {
+        let slot = table.entry("system").or_insert_with(|| toml::Value::Table(Default::default()));
+        if let Some(t) = slot.as_table_mut() {
+            t.insert("slice_ms".into(), toml::Value::Float(ms));
+        }
+    }
     let rel = relative(cal_path, dest.parent().unwrap_or(Path::new(".")));
     if let Some(t) = table.get_mut("target").and_then(|t| t.as_table_mut()) {
         t.insert("calibration".into(), toml::Value::String(rel.display().to_string()));

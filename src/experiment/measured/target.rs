@@ -17,8 +17,8 @@ mod fit;
 mod service;
 
 pub use fit::{
-    Costs, FitError, FitOptions, OneClient, Param, RampPoint, TARGET_CALIBRATION_FORMAT, TargetCalibration,
-    apply, calibrate_target, costs_of, default_ramp, knobs_of,
+    Costs, FitError, FitOptions, OneClient, Param, RampPoint, SLICE_PARAM, TARGET_CALIBRATION_FORMAT,
+    TargetCalibration, apply, calibrate_target, costs_of, default_ramp, knobs_of, slice_of,
 };
 pub use service::{Launch, Service, ServiceError, Stopped, free_port, get_status, group_rss_kb};
 

@@ -27,7 +27,7 @@
 //! (`w` when nothing contends, `h` when the handler runs on the loop) get no CI.
 
 use super::super::measure::{MeasureError, MeasureOptions, MeasureReport};
-use crate::scenario::{Handler, LockKind, Machine, Scenario};
+use crate::scenario::{Handler, LockKind, Machine, Scenario, Scheduler};
 use crate::server_timing::Stages;
 use crate::workload::Dist;
 use rayon::prelude::*;
@@ -485,6 +485,19 @@ pub fn calibrate_target(
 ) -> Result<TargetCalibration, FitError> {
     let t0 = Instant::now();
     let spec = sc.target.clone().ok_or(FitError::NoTarget)?;
+    // Time-sliced cores run with the slice this kernel enforces, measured.
+    let slice = match sc.system.scheduler {
+        Scheduler::Slice => Some(
+            crate::experiment::slice::measure(std::time::Duration::from_millis(500))
+                .map_err(|e| FitError::Unfit(e.to_string()))?,
+        ),
+        Scheduler::Ps => None,
+    };
+    let mut sliced = sc.clone();
+    if let Some(s) = &slice {
+        sliced.system.slice_ms = s.ms;
+    }
+    let sc = &sliced;
     // The service runs through every stage, and stops however this returns.
     let _guard = super::ServiceGuard;
     let users = if opts.ramp.is_empty() { default_ramp(sc.system.cores) } else { opts.ramp.clone() };
@@ -685,6 +698,10 @@ pub fn calibrate_target(
         let ci = ci_of(Free::Wake).map(|(lo, hi)| (lo.exp(), hi.exp()));
         params.push(param("wake-up w", costs.wake_us, "µs", ci, "fit"));
     }
+    if let Some(s) = &slice {
+        params.push(param(SLICE_PARAM, s.ms, "ms", None, "measured"));
+        notes.push(format!("time slice {:.2} ms ({})", s.ms, s.source));
+    }
     let ramp_points = ramp
         .iter()
         .zip(&pred)
@@ -715,6 +732,14 @@ pub fn calibrate_target(
         wall_s: t0.elapsed().as_secs_f64(),
         notes,
     })
+}
+
+/// The name of the measured time slice among a calibration's parameters.
+pub const SLICE_PARAM: &str = "time slice";
+
+/// The time slice a calibration measured (ms), if its scenario's cores were time-sliced.
+pub fn slice_of(cal: &TargetCalibration) -> Option<f64> {
+    cal.params.iter().find(|p| p.name == SLICE_PARAM).map(|p| p.value)
 }
 
 /// The fitted costs of a calibration, to apply to a scenario.
