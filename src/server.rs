@@ -83,7 +83,7 @@ pub use crate::affinity::{self, AffinityError, CpuList, CpuPlan};
 pub use api::{CorrectRequest, CorrectResponse, ErrorBody, Timing};
 pub use batch::BatchStats;
 pub use config::{ConfigError, EmulatedCost, Limits, ServerConfig, resolve_model_dir};
-pub use conn::MAX_HEAD_BUFFER;
+pub use conn::{MAX_HEAD_BUFFER, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 pub use gil::{Gil, LockStats};
 pub use handler::{HandlerTimes, time_batched_step, time_prefill};
 pub use launch::{LaunchError, LaunchOptions, ServerProcess, find_binary};

@@ -20,10 +20,13 @@
 //!
 //! What hyper refuses itself, before any service runs, it answers with an empty body (it
 //! has no hook for one): a request line or header it cannot parse (400), more than 100
-//! header fields or a head over [`MAX_HEAD_BUFFER`] bytes (431).
+//! header fields or a head over [`MAX_HEAD_BUFFER`] bytes (431). Below those, a target over
+//! [`MAX_TARGET_BYTES`] gets a JSON 414 and a head over [`MAX_HEAD_BYTES`] a JSON 431.
 
 mod io;
 mod service;
+
+pub use service::{MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 
 use super::config::Limits;
 use axum::Router;

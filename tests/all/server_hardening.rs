@@ -1,5 +1,5 @@
 //! The real server against slow, idle and malformed clients: the read timeouts, health checks
-//! under a full connection table, and shutdown with idle connections open.
+//! under a full connection table, shutdown with idle connections open, and protocol errors.
 //! Sockets go to 127.0.0.1 only, every read has a timeout, and the server handle stops the
 //! server when it drops, even on failure. Bounds are generous: "within a few seconds", never
 //! a tight latency.
@@ -53,6 +53,18 @@ fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
             r => return r,
         }
     }
+}
+
+/// Sends `raw` on a fresh connection and reads one response (its head, then a
+/// `Content-Length` body), every read bounded by [`PROMPT`].
+fn exchange(addr: SocketAddr, raw: &[u8]) -> io::Result<HttpResponse> {
+    let mut s = TcpStream::connect_timeout(&addr, PROMPT)?;
+    s.set_read_timeout(Some(PROMPT))?;
+    s.set_write_timeout(Some(PROMPT))?;
+    // The server may answer and close before it has read everything: a failed write still
+    // leaves its answer to read.
+    let _ = s.write_all(raw);
+    read_response(&mut s)
 }
 
 fn read_response(s: &mut TcpStream) -> io::Result<HttpResponse> {
@@ -203,6 +215,29 @@ fn shutdown_closes_idle_connections_at_once_and_drains_in_flight_requests() {
     assert!(stopped.clean, "{stopped:?}");
     assert!(took < Duration::from_secs(20), "shutdown took {took:?}");
     assert_eq!(stopped.workers[0].requests.map(|c| c.completed), Some(1), "{stopped:?}");
+}
+
+#[test]
+fn over_long_targets_and_heads_get_json_errors() {
+    let server = start_with("", Limits::default());
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(10 * 1024));
+    let long_head = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(20 * 1024));
+    for (raw, status, says) in [(long_uri, 414, "target"), (long_head, 431, "head")] {
+        let r = exchange(server.addr(), raw.as_bytes()).unwrap_or_else(|e| panic!("{status}: {e}"));
+        assert_eq!(r.status, status);
+        let e: ErrorBody = r.json().unwrap_or_else(|_| panic!("{status}: not a JSON error"));
+        assert!(e.error.contains(says) && e.field.is_none(), "{status}: {e:?}");
+    }
+    // What the HTTP parser itself refuses (see the README): a status, no body to promise.
+    let huge_head = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "c".repeat(100 * 1024));
+    let many = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect::<String>();
+    let many_headers = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    for (raw, status) in [("NOT HTTP AT ALL\r\n\r\n".to_string(), 400), (huge_head, 431), (many_headers, 431)]
+    {
+        let r = exchange(server.addr(), raw.as_bytes()).unwrap_or_else(|e| panic!("{status}: {e}"));
+        assert_eq!(r.status, status);
+    }
+    assert_eq!(client::get(server.addr(), "/healthz", PROMPT).unwrap().status, 200);
 }
 
 /// Raises this process's soft limit on open files to its hard limit; returns the new soft
