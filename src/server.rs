@@ -28,6 +28,8 @@
 //!   `batch` — the batch scheduler (`static`: Triton's dynamic batching; `continuous`:
 //!   iteration-level, as Orca and vLLM), the simulator's semantics on the real model.
 //! * `app`, `routes`, [`api`] — the request pipeline, the routes, the JSON contract.
+//! * `conn` — serving connections with hyper: the header, body and keep-alive timeouts,
+//!   request slots (`/healthz` needs none), shutdown that closes idle connections at once.
 //! * [`worker`], [`supervisor`], `listener`, `shutdown` — processes, sockets, signals;
 //!   [`affinity`] — the crate's CPU lists, re-exported here; [`launch`], [`client`] —
 //!   starting and querying the server from code.
@@ -61,6 +63,7 @@ mod batch;
 pub mod busy;
 pub mod client;
 pub mod config;
+mod conn;
 pub mod gil;
 mod handler;
 pub mod launch;
@@ -80,6 +83,7 @@ pub use crate::affinity::{self, AffinityError, CpuList, CpuPlan};
 pub use api::{CorrectRequest, CorrectResponse, ErrorBody, Timing};
 pub use batch::BatchStats;
 pub use config::{ConfigError, EmulatedCost, Limits, ServerConfig, resolve_model_dir};
+pub use conn::{MAX_HEAD_BUFFER, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 pub use gil::{Gil, LockStats};
 pub use handler::{HandlerTimes, time_batched_step, time_prefill};
 pub use launch::{LaunchError, LaunchOptions, ServerProcess, find_binary};

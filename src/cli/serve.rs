@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 ///
 /// When every worker listens, one JSON line goes to stdout — {"event":"ready","addr":…,
 /// "workers":[{"pid":…,"rss_kb":…,"admin":…}]} — and another when it stops:
-/// SIGTERM or Ctrl-C stops accepting, drains in-flight requests, and exits 0.
+/// SIGTERM or Ctrl-C stops accepting, closes idle connections at once, drains in-flight
+/// requests, and exits 0.
 ///
 /// With several workers, /metrics and /stats on the shared port answer for one worker:
 /// the one the kernel's SO_REUSEPORT hash picks for that connection. Each worker's own
@@ -64,6 +65,19 @@ pub struct ServeArgs {
     /// Largest request body; larger ones get 413 (bytes).
     #[arg(long, default_value_t = Limits::default().body_limit_bytes)]
     body_limit: usize,
+
+    /// How long a client has to send a complete request head (ms), from when its
+    /// connection opened or its previous response was sent; then the connection is closed.
+    #[arg(long, default_value_t = Limits::default().header_read_timeout_ms)]
+    header_timeout_ms: f64,
+
+    /// How long a client has to send a request's body (ms); then it gets 408.
+    #[arg(long, default_value_t = Limits::default().body_read_timeout_ms)]
+    body_timeout_ms: f64,
+
+    /// How long a keep-alive connection may stay idle before the server closes it (ms).
+    #[arg(long, default_value_t = Limits::default().keep_alive_timeout_ms)]
+    keep_alive_ms: f64,
 
     /// Date arrivals by the x-request-start header (µs since the UNIX epoch, at most 60 s
     /// old), as set by a proxy in front; without it the header is ignored, so that no
@@ -121,6 +135,9 @@ fn scenario_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         request_timeout_ms: args.timeout_ms,
         drain_timeout_ms: args.drain_ms,
         body_limit_bytes: args.body_limit,
+        header_read_timeout_ms: args.header_timeout_ms,
+        body_read_timeout_ms: args.body_timeout_ms,
+        keep_alive_timeout_ms: args.keep_alive_ms,
         trust_request_start: args.trust_request_start,
         ..Limits::default()
     };

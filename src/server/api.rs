@@ -11,7 +11,11 @@
 //! ```
 //!
 //! Every error — on every route, a 404 for an unknown route and a 405 for a wrong method
-//! included — is `{"error": "<what is wrong and the rule>", "field": "<name>" | null}`.
+//! included — is `{"error": "<what is wrong and the rule>", "field": "<name>" | null}`:
+//! a 408 for a body that did not arrive in time, a 414 or 431 for an over-long target or
+//! head too. The only exceptions are the answers hyper's HTTP parser gives, with an empty
+//! body, to a head it refuses before any handler runs (400 unparseable, 431 past its own
+//! limits; see `conn`).
 //! Every `/correct` response carries the answering worker's process id in `x-worker-pid`.
 
 use axum::http::{HeaderValue, StatusCode, header};

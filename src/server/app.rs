@@ -236,6 +236,22 @@ pub fn refuse_too_large(app: &App, arrived: Instant, length: u64) -> Response {
     app.tag(resp)
 }
 
+/// Answers a `/correct` request whose body did not arrive within
+/// `limits.body_read_timeout_ms`: a 408, counted like any other refusal, and the connection
+/// is closed (the rest of the body would otherwise be read as the next request).
+pub fn refuse_slow_body(app: &App, arrived: Instant) -> Response {
+    let t = app.config.limits.body_read_timeout_ms;
+    let e = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!("the request body did not arrive within the body read timeout of {t} ms"),
+    );
+    count_error(&app.counters, e.status);
+    let mut resp = e.into_response();
+    resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+    app.recorders.answered(resp.status().as_u16(), arrived.elapsed().as_secs_f64());
+    app.tag(resp)
+}
+
 fn count_error(c: &Counters, status: StatusCode) {
     match status {
         StatusCode::SERVICE_UNAVAILABLE => c.reject(),

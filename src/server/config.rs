@@ -79,9 +79,24 @@ pub struct Limits {
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish (ms).
     /// By default, 10000.
     pub drain_timeout_ms: f64,
-    /// Open connections per worker; further ones wait in the kernel's accept queue.
-    /// By default, 0: twice `worker.queue_limit` plus 64.
+    /// Connections per worker with a request in progress (from its parsed head until its
+    /// response is sent); a request beyond it waits for one to finish. A connection that is
+    /// idle or still sending its head holds no slot (the timeouts below close it), and
+    /// `GET /healthz` is answered without one, so slow or idle clients cannot starve health
+    /// checks. By default, 0: twice `worker.queue_limit` plus 64.
     pub max_connections: u32,
+    /// How long a client has to send a complete request head (ms), counted from when the
+    /// connection is ready for it: opened, or its previous response sent. A connection that
+    /// has not sent its head by then is closed without an answer. By default, 10000.
+    pub header_read_timeout_ms: f64,
+    /// How long a client has to send a request's whole body (ms), counted from when the
+    /// handler starts reading it; past it the request gets a JSON 408 and the connection
+    /// is closed. By default, 10000.
+    pub body_read_timeout_ms: f64,
+    /// How long a keep-alive connection may stay idle (ms): with no request in progress and
+    /// no byte received for this long, the server closes it. By default, 5000 (uvicorn's
+    /// `--timeout-keep-alive`).
+    pub keep_alive_timeout_ms: f64,
     /// Date each request's arrival by its `x-request-start` header (µs since the UNIX
     /// epoch), when it is at most [`REQUEST_START_WINDOW`] old: for a server behind a proxy
     /// that sets it. By default, false: a client could otherwise age its own requests (a
@@ -100,6 +115,9 @@ impl Default for Limits {
             request_timeout_ms: 60_000.0,
             drain_timeout_ms: 10_000.0,
             max_connections: 0,
+            header_read_timeout_ms: 10_000.0,
+            body_read_timeout_ms: 10_000.0,
+            keep_alive_timeout_ms: 5_000.0,
             trust_request_start: false,
         }
     }
@@ -181,7 +199,8 @@ impl ServerConfig {
         self.batching.mode != BatchingMode::None
     }
 
-    /// Open connections allowed per worker.
+    /// Requests in progress at once per worker, `GET /healthz` aside (see
+    /// [`Limits::max_connections`]).
     pub fn max_connections(&self) -> u32 {
         match self.limits.max_connections {
             0 => self.queue_limit.saturating_mul(2).saturating_add(64),
@@ -191,15 +210,30 @@ impl ServerConfig {
 }
 
 fn check_limits(l: &Limits) -> Result<(), ConfigError> {
-    let positive = |v: f64| v.is_finite() && v > 0.0;
     if l.body_limit_bytes < 64 {
-        return Err(unsupported("limits.body_limit_bytes", "must be ≥ 64 bytes"));
+        return Err(unsupported(
+            "limits.body_limit_bytes",
+            format!("must be ≥ 64 bytes, got {}", l.body_limit_bytes),
+        ));
     }
-    if !positive(l.request_timeout_ms) || !positive(l.drain_timeout_ms) {
-        return Err(unsupported("limits", "request and drain timeouts must be finite and > 0 ms"));
+    for (field, ms) in [
+        ("limits.request_timeout_ms", l.request_timeout_ms),
+        ("limits.drain_timeout_ms", l.drain_timeout_ms),
+        ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
+        ("limits.body_read_timeout_ms", l.body_read_timeout_ms),
+        ("limits.keep_alive_timeout_ms", l.keep_alive_timeout_ms),
+    ] {
+        // Above a day a timeout no longer protects anything; it also keeps the value a
+        // valid `Duration`.
+        if !(ms.is_finite() && ms > 0.0 && ms <= MAX_TIMEOUT_MS) {
+            return Err(unsupported(field, format!("must be > 0 and ≤ {MAX_TIMEOUT_MS} ms, got {ms}")));
+        }
     }
     Ok(())
 }
+
+/// The longest timeout a limit may have (ms): one day.
+pub const MAX_TIMEOUT_MS: f64 = 86_400_000.0;
 
 /// The scenario's emulated costs: its `cost.*` minus any calibration, with sample files
 /// inlined so the plan can travel to worker processes.
@@ -303,6 +337,27 @@ mod tests {
                 ServerConfig::from_scenario(&scenario(toml), Limits::default(), "m".into()).unwrap_err();
             assert!(err.to_string().starts_with(field), "{err}");
         }
+    }
+
+    #[test]
+    fn bad_limits_are_refused_with_the_field() {
+        let sc = scenario("");
+        type Spoil = fn(&mut Limits);
+        let cases: [(Spoil, &str); 6] = [
+            (|l| l.body_limit_bytes = 10, "limits.body_limit_bytes"),
+            (|l| l.request_timeout_ms = 0.0, "limits.request_timeout_ms"),
+            (|l| l.drain_timeout_ms = f64::NAN, "limits.drain_timeout_ms"),
+            (|l| l.header_read_timeout_ms = -1.0, "limits.header_read_timeout_ms"),
+            (|l| l.body_read_timeout_ms = f64::INFINITY, "limits.body_read_timeout_ms"),
+            (|l| l.keep_alive_timeout_ms = 1e12, "limits.keep_alive_timeout_ms"),
+        ];
+        for (spoil, field) in cases {
+            let mut limits = Limits::default();
+            spoil(&mut limits);
+            let err = ServerConfig::from_scenario(&sc, limits, "m".into()).unwrap_err();
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+        assert!(ServerConfig::from_scenario(&sc, Limits::default(), "m".into()).is_ok());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Sockets: one port shared by every worker process (`SO_REUSEPORT`), and a listener that
-//! bounds a worker's open connections.
+//! Sockets: one port shared by every worker process (`SO_REUSEPORT`), a private admin port
+//! per worker, and the descriptor limit that bounds a worker's open connections.
 //!
 //! The supervisor *reserves* the port — binds it with `SO_REUSEPORT` but never listens, so
 //! the kernel gives it no connections — then each worker binds the same port and listens,
@@ -9,12 +9,6 @@
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Pending connections the kernel queues per listening socket.
 const BACKLOG: i32 = 1024;
@@ -50,70 +44,24 @@ pub fn listen_private() -> io::Result<StdListener> {
     Ok(l)
 }
 
-/// A listener that holds at most `max` connections open; beyond it, `accept` waits and
-/// new connections queue in the kernel. Accepted connections have `TCP_NODELAY` set, so
-/// small responses are not held back by Nagle's algorithm.
-pub struct Limited {
-    inner: TcpListener,
-    permits: Arc<Semaphore>,
-}
-
-impl Limited {
-    /// Wraps `inner` (which must be registered with the current runtime).
-    pub fn new(inner: TcpListener, max: u32) -> Self {
-        Self { inner, permits: Arc::new(Semaphore::new(max.max(1) as usize)) }
-    }
-}
-
-/// An accepted connection, holding one of its listener's permits until it closes.
-pub struct Conn {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl axum::serve::Listener for Limited {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
-        let permit = Arc::clone(&self.permits).acquire_owned().await.expect("the semaphore is never closed");
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (Conn { stream, _permit: permit }, addr);
-                }
-                // Out of descriptors or a connection reset before accept: back off briefly.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+/// Raises this process's soft limit on open descriptors to its hard limit: a worker holds
+/// one per connection, slow and idle ones included, until a timeout closes them. Returns
+/// the soft limit in force afterwards (0 if it cannot be read).
+pub fn raise_fd_limit() -> libc::rlim_t {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
             }
         }
     }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
+    lim.rlim_cur
 }
 
 #[cfg(test)]
@@ -129,5 +77,15 @@ mod tests {
         assert_eq!(a.local_addr().unwrap(), b.local_addr().unwrap());
         // Without SO_REUSEPORT the port is taken.
         assert!(StdListener::bind(addr).is_err());
+    }
+
+    #[test]
+    fn the_descriptor_limit_raised_is_the_one_in_force() {
+        let soft = raise_fd_limit();
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes the struct passed.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        // Where the hard limit is more than the kernel allows, the soft one stays as it was.
+        assert!(soft > 0 && soft == lim.rlim_cur, "{soft} vs {}", lim.rlim_cur);
     }
 }

@@ -24,6 +24,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The worker's router.
 pub fn router(app: Arc<App>) -> Router {
@@ -52,8 +53,12 @@ async fn correct(State(app): State<Arc<App>>, req: axum::extract::Request) -> Re
         return app::refuse_too_large(&app, arrived, n);
     }
     // The request keeps its extensions, the body limit's among them.
-    let body = <Bytes as axum::extract::FromRequest<()>>::from_request(req, &()).await;
-    app::correct(app, arrived, body).await
+    let read = <Bytes as axum::extract::FromRequest<()>>::from_request(req, &());
+    let within = Duration::from_secs_f64(app.config.limits.body_read_timeout_ms / 1e3);
+    match tokio::time::timeout(within, read).await {
+        Ok(body) => app::correct(app, arrived, body).await,
+        Err(_) => app::refuse_slow_body(&app, arrived),
+    }
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {

@@ -9,14 +9,14 @@
 
 use super::app::App;
 use super::config::ServerConfig;
-use super::listener::{self, Limited};
+use super::conn::{self, ConnLimits};
+use super::listener;
 use super::shutdown::{self, Signals};
 use super::stats::RequestCounts;
 use super::{ServerError, metrics, procfs, routes};
 use crate::affinity::{self, CpuList};
 use crate::gpt::Model;
 use serde::{Deserialize, Serialize};
-use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +24,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Open connections allowed on a worker's admin port.
-const ADMIN_CONNECTIONS: u32 = 64;
+/// Requests in progress at once on a worker's admin port (`/healthz` aside).
+const ADMIN_SLOTS: u32 = 64;
 
 /// What a worker process is told on stdin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +93,8 @@ pub fn run(spec: WorkerSpec) -> Result<bool, ServerError> {
     if let Some(cpus) = &spec.cpus {
         affinity::pin(cpus)?;
     }
+    // Slow or idle clients each hold a descriptor until a timeout closes them.
+    listener::raise_fd_limit();
     let model = Model::load(&spec.config.model_dir)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -122,15 +124,10 @@ async fn serve(app: Arc<App>, spec: &WorkerSpec) -> Result<bool, ServerError> {
     let admin_addr = admin.local_addr().map_err(|e| ServerError::io("read the admin address", e))?;
     let router = routes::router(Arc::clone(&app));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let main = axum::serve(Limited::new(main, app.config.max_connections()), router.clone())
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let admin =
-        axum::serve(Limited::new(admin, ADMIN_CONNECTIONS), router).with_graceful_shutdown(stopped(stop_rx));
-    let main = tokio::spawn(main.into_future());
-    let admin = tokio::spawn(admin.into_future());
+    let limits = &app.config.limits;
+    let main_limits = ConnLimits::new(limits, app.config.max_connections());
+    let main = tokio::spawn(conn::serve(main, router.clone(), main_limits, stop_rx.clone()));
+    let admin = tokio::spawn(conn::serve(admin, router, ConnLimits::new(limits, ADMIN_SLOTS), stop_rx));
     let pid = std::process::id();
     emit(&WorkerEvent::Ready {
         index: spec.index,

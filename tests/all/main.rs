@@ -10,5 +10,7 @@ mod load;
 mod scenario;
 #[cfg(all(feature = "server", feature = "load"))]
 mod server;
+#[cfg(all(feature = "server", feature = "load"))]
+mod server_hardening;
 mod sim;
 mod sweep;

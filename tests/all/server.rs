@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
-const BODY: &[u8] = br#"{"sentence": "the quick brown fox", "max_new_tokens": 4}"#;
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BODY: &[u8] = br#"{"sentence": "the quick brown fox", "max_new_tokens": 4}"#;
 
-fn start_with(toml: &str, limits: Limits) -> ServerProcess {
+pub(crate) fn start_with(toml: &str, limits: Limits) -> ServerProcess {
     let sc = Scenario::parse(toml, Path::new("test"), Path::new("."), &[]).expect("scenario");
     let config = ServerConfig::from_scenario(&sc, limits, resolve_model_dir(None)).expect("servable");
     let opts =
