@@ -228,6 +228,9 @@ pub struct Validation {
     pub summary: Vec<(String, ErrorSummary)>,
     /// The targets.
     pub targets: Vec<Target>,
+    /// What to know when reading the verdict (e.g. why no target was judged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Wall time (s).
     pub wall_s: f64,
 }
@@ -286,6 +289,7 @@ pub fn validate(
     let summary = summarize(&points);
     let targets = targets(&summary);
     Ok(Validation {
+        notes: Vec::new(),
         machine: crate::experiment::machine(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
         calibration_unstable: opts

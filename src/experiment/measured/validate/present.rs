@@ -102,6 +102,9 @@ impl Validation {
         if let Some(note) = self.unstable_note() {
             let _ = writeln!(s, "{note}");
         }
+        for note in &self.notes {
+            let _ = writeln!(s, "note: {note}");
+        }
         s
     }
 
@@ -152,6 +155,9 @@ impl Validation {
         }
         if let Some(note) = self.unstable_note() {
             let _ = writeln!(s, "\n**{note}.**");
+        }
+        for note in &self.notes {
+            let _ = writeln!(s, "\nNote: {note}.");
         }
         if !plots.is_empty() {
             s.push_str("\n## Plots\n\n");
@@ -394,6 +400,11 @@ mod tests {
                 text.contains("UNSTABLE CALIBRATION: the rounds of wake_us, handoff_us disagreed"),
                 "{text}"
             );
+        }
+        // A note (a target validation with no held-out point) is printed the same ways.
+        v.notes = vec![super::super::target::NO_HELD_OUT.into()];
+        for text in [v.table(), v.markdown(&[])] {
+            assert!(text.contains("no target judged: every point is one the calibration measured"), "{text}");
         }
         // And the JSON carries it for whoever reads the verdict there.
         let json = serde_json::to_value(&v).expect("serializes");

@@ -79,9 +79,18 @@ pub fn validate_target(
     }
     let held_out: Vec<ValidatedPoint> = v.points.iter().filter(|p| !p.used_by_fit).cloned().collect();
     v.summary = summarize(&held_out);
-    v.targets = target_targets(&v.summary, &held_out);
+    if held_out.is_empty() {
+        v.targets.clear();
+        v.notes.push(NO_HELD_OUT.into());
+    } else {
+        v.targets = target_targets(&v.summary, &held_out);
+    }
     Ok(v)
 }
+
+/// The verdict when every point was one the calibration measured.
+pub(crate) const NO_HELD_OUT: &str = "no target judged: every point is one the calibration measured (marked c); \
+     add points beyond its ramp, e.g. --sweep clients.users=3,6,12 or another handler";
 
 /// Whether `p` ran with the calibration's knobs at one of its ramp's steps (users, cores).
 fn is_calibration_point(
