@@ -285,6 +285,7 @@ pub fn validate(
         }
     }
     progress(total, total, "done");
+    let cores = cores_model(planned.iter().flat_map(|p| &p.passes));
     let points: Vec<ValidatedPoint> = planned.into_iter().zip(&measured).map(|(p, m)| p.compare(m)).collect();
     let summary = summarize(&points);
     let targets = targets(&summary);
@@ -303,7 +304,7 @@ pub fn validate(
              after a warm-up of 20 + users; open loops: {} requests, played as the same trace \
              on both sides; 95% CIs from {} batch means per pass (throughput) and from order \
              statistics (percentiles); simulated: closed loops, replications of {} requests after \
-             a warm-up of 200 + 4 × users",
+             a warm-up of 200 + 4 × users; {cores}",
             repeats, opts.requests, opts.requests, BATCHES, opts.sim_requests
         ),
         points,
@@ -311,6 +312,39 @@ pub fn validate(
         targets,
         wall_s: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Which model of the cores the simulated side used, and why — for the report.
+fn cores_model<'a>(scenarios: impl Iterator<Item = &'a Scenario>) -> String {
+    let mut slices: Vec<f64> = Vec::new();
+    let mut ps = false;
+    for sc in scenarios {
+        match sc.system.scheduler {
+            crate::scenario::Scheduler::Ps => ps = true,
+            crate::scenario::Scheduler::Slice => {
+                if !slices.contains(&sc.system.slice_ms) {
+                    slices.push(sc.system.slice_ms);
+                }
+            }
+        }
+    }
+    let sliced = || slices.iter().map(|ms| format!("{ms:.2} ms")).collect::<Vec<_>>().join(", ");
+    match (ps, slices.is_empty()) {
+        (true, true) => "cores simulated as processor sharing (system.scheduler = \"ps\", as the \
+                         scenarios say: the queueing formulas' model; \"slice\" runs them as the \
+                         kernel's time slices)"
+            .into(),
+        (false, false) => format!(
+            "cores simulated as the kernel's time slices of {} (system.scheduler = \"slice\", as the \
+             scenarios say)",
+            sliced()
+        ),
+        _ => format!(
+            "cores simulated as processor sharing at some points and as time slices of {} at others \
+             (system.scheduler, as each point's scenario says)",
+            sliced()
+        ),
+    }
 }
 
 /// A point simulated and ready to measure.
@@ -523,5 +557,19 @@ mod tests {
             sends,
             "each pass draws its own arrivals"
         );
+    }
+
+    #[test]
+    fn the_report_says_how_the_cores_were_simulated() {
+        let ps = Scenario::defaults();
+        let mut sliced = Scenario::defaults();
+        sliced.system.scheduler = crate::scenario::Scheduler::Slice;
+        sliced.system.slice_ms = 3.97;
+        assert!(
+            super::cores_model([&ps].into_iter()).contains("processor sharing (system.scheduler = \"ps\"")
+        );
+        assert!(super::cores_model([&sliced].into_iter()).contains("time slices of 3.97 ms"));
+        let mixed = super::cores_model([&ps, &sliced].into_iter());
+        assert!(mixed.contains("processor sharing at some points") && mixed.contains("3.97 ms"), "{mixed}");
     }
 }
