@@ -92,21 +92,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
     if let Some(file) = &args.target {
         return run_target(file, &args);
     }
-    let suites = match &args.file {
-        None => {
-            anyhow::ensure!(args.sweep.is_empty(), "--sweep needs a scenario FILE (or --target FILE)");
-            default_suites(std::path::Path::new("models"))
-        }
-        Some(file) => {
-            anyhow::ensure!(!args.sweep.is_empty(), "give at least one --sweep PATH=V1,V2,… with a FILE");
-            vec![Suite {
-                name: stem(file),
-                file: file.clone(),
-                fixed: args.set.clone(),
-                axes: args.sweep.clone(),
-            }]
-        }
-    };
+    let suites = suites(&args)?;
     if args.file.is_none() {
         for s in &suites {
             anyhow::ensure!(
@@ -166,6 +152,29 @@ fn report(v: &servesim::experiment::Validation, args: &ValidateArgs) -> anyhow::
     Ok(())
 }
 
+/// The suites to validate: the default ones, or FILE swept; `--set` applies to every point.
+fn suites(args: &ValidateArgs) -> anyhow::Result<Vec<Suite>> {
+    Ok(match &args.file {
+        None => {
+            anyhow::ensure!(args.sweep.is_empty(), "--sweep needs a scenario FILE (or --target FILE)");
+            let mut suites = default_suites(std::path::Path::new("models"));
+            for s in &mut suites {
+                s.fixed.extend(args.set.iter().cloned());
+            }
+            suites
+        }
+        Some(file) => {
+            anyhow::ensure!(!args.sweep.is_empty(), "give at least one --sweep PATH=V1,V2,… with a FILE");
+            vec![Suite {
+                name: stem(file),
+                file: file.clone(),
+                fixed: args.set.clone(),
+                axes: args.sweep.clone(),
+            }]
+        }
+    })
+}
+
 fn stem(file: &std::path::Path) -> String {
     file.file_stem().map_or_else(|| "validation".into(), |s| s.to_string_lossy().into_owned())
 }
@@ -209,4 +218,31 @@ fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()>
     let v = validate_target(&file, &args.set, &args.sweep, Some(&cal), &options(args, None), track(&bar))?;
     bar.finish_and_clear();
     report(&v, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ValidateArgs,
+    }
+
+    fn parse(argv: &[&str]) -> ValidateArgs {
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("validate").chain(argv.iter().copied()))
+            .expect("parses")
+            .args
+    }
+
+    #[test]
+    fn set_applies_to_every_point_of_the_default_suites() {
+        let args = parse(&["--set", "system.scheduler=\"slice\""]);
+        let suites = suites(&args).expect("the default suites");
+        assert!(suites.len() >= 2);
+        for s in &suites {
+            assert!(s.fixed.iter().any(|o| o.path == "system.scheduler"), "{}: {:?}", s.name, s.fixed);
+        }
+    }
 }
