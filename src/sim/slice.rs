@@ -242,9 +242,15 @@ impl SliceCpu {
         }
     }
 
-    /// Cores with no thread to run.
+    /// Cores with no thread to run: a core whose thread has just finished (between
+    /// [`SliceCpu::take_top`] and its next start or [`SliceCpu::settle`]) counts as idle, as
+    /// it does under processor sharing.
     pub(crate) fn idle_cores(&self) -> u32 {
-        self.cores.len() as u32 - self.running
+        let finished = self.finishing.is_some_and(|c| {
+            let t = self.cores[c as usize].thread;
+            t != NONE && self.at[t as usize] == At::Off
+        });
+        self.cores.len() as u32 - self.running + u32::from(finished)
     }
 
     /// Core-nanoseconds of work done so far.
@@ -326,6 +332,21 @@ mod tests {
         // Thread 0 goes on in its slice (4–8), then B's turn.
         assert_eq!(finish(&mut cpu), (8, 0));
         assert_eq!(finish(&mut cpu), (12, 1));
+    }
+
+    #[test]
+    fn a_core_whose_thread_just_finished_counts_as_idle() {
+        let mut cpu = SliceCpu::new(2, 2, 100);
+        cpu.start(0, 5.0);
+        cpu.start(1, 50.0);
+        assert_eq!(cpu.idle_cores(), 0);
+        let t = cpu.next_finish();
+        cpu.advance(t);
+        assert_eq!(cpu.take_top(), Some(0));
+        assert_eq!(cpu.idle_cores(), 1, "as under processor sharing, before the thread goes on");
+        cpu.start(0, 5.0);
+        assert_eq!(cpu.idle_cores(), 0);
+        cpu.settle();
     }
 
     #[test]
