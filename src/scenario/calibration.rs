@@ -102,6 +102,11 @@ pub struct Calibration {
     /// (empty: every constant is stable). A verdict resting on them says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unstable: Vec<String>,
+    /// The time slice this machine's kernel enforces (ms), measured
+    /// (`servesim::experiment::slice`); a scenario whose `system.scheduler` is `slice` runs
+    /// with it. Absent from calibrations older than the measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_ms: Option<f64>,
     /// Batched-step costs by batch size (empty when not measured).
     #[serde(default)]
     pub batch_steps: Vec<BatchStep>,
@@ -147,6 +152,9 @@ impl Calibration {
         if !(cal.vain_wake_us.is_finite() && (0.0..=1e6).contains(&cal.vain_wake_us)) {
             return Err(err(format!("vain_wake_us must be in [0, 1e6] µs, got {}", cal.vain_wake_us)));
         }
+        if let Some(ms) = cal.slice_ms.filter(|ms| !(ms.is_finite() && (0.001..=1000.0).contains(ms))) {
+            return Err(err(format!("slice_ms must be in [0.001, 1000] ms, got {ms}")));
+        }
         Ok(cal)
     }
 
@@ -176,7 +184,10 @@ impl Calibration {
         }
         c.release_points = self.kernels_per_token;
         c.handoff_us += self.handoff_us;
-        c.calibrated = Some(Arc::new(self));
+        if let Some(ms) = self.slice_ms.filter(|_| sc.system.scheduler == super::Scheduler::Slice) {
+            sc.system.slice_ms = ms;
+        }
+        sc.cost.calibrated = Some(Arc::new(self));
         Ok(())
     }
 }
@@ -221,6 +232,12 @@ impl Calibration {
         let _ = writeln!(s, "  wake_us            mean {wake:.1} µs{}", rounds(&cal.wake_rounds));
         let _ =
             writeln!(s, "  vain_wake_us       {:.2} µs{}", cal.vain_wake_us, rounds(&cal.vain_wake_rounds));
+        if let Some(ms) = cal.slice_ms {
+            let _ = writeln!(
+                s,
+                "  slice_ms           {ms:.2} ms (the kernel's time slice, for system.scheduler = \"slice\")"
+            );
+        }
         if !cal.unstable.is_empty() {
             let _ = writeln!(
                 s,

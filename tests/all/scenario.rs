@@ -171,9 +171,14 @@ fn a_calibration_adds_measured_costs_to_emulated_ones() {
         token_locked_ms: vec![0.003, 0.005],
         token_free_ms: vec![0.01],
         handoff_us: 7.0,
+        slice_ms: Some(3.5),
         ..Calibration::default()
     };
     std::fs::write(dir.join("cal.json"), serde_json::to_string(&cal).unwrap()).unwrap();
+    // The measured time slice applies to time-sliced cores only.
+    let sliced = "[system]\nscheduler = \"slice\"\n[cost]\ncalibration = \"cal.json\"\n";
+    std::fs::write(dir.join("sliced.toml"), sliced).unwrap();
+    assert_eq!(Scenario::load(&dir.join("sliced.toml"), &[]).unwrap().system.slice_ms, 3.5);
     let text = "[cost]\ncalibration = \"cal.json\"\ntoken_locked_ms = 0.05\nhandoff_us = 1.0\n";
     std::fs::write(dir.join("s.toml"), text).unwrap();
     let sc = Scenario::load(&dir.join("s.toml"), &[]).unwrap();
@@ -184,6 +189,7 @@ fn a_calibration_adds_measured_costs_to_emulated_ones() {
     assert!(c.loop_in_ms.is_zero());
     assert_eq!(c.release_points, 13);
     assert_eq!(c.handoff_us, 8.0);
+    assert_eq!(sc.system.slice_ms, 4.0, "processor-shared cores keep the default");
     assert_eq!(c.calibrated.as_deref(), Some(&cal));
 
     std::fs::write(dir.join("cal.json"), "{\"format\": 99}").unwrap();

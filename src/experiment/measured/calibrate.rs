@@ -160,6 +160,9 @@ pub fn calibrate(
     };
     progress("wake-ups of a parked thread");
     let wake = wake_costs();
+    progress("the kernel's time slice");
+    // A machine that forbids pinning has no measured slice; the scenario's stays.
+    let slice = crate::experiment::slice::measure(Duration::from_millis(500));
     progress("batched steps");
     let model = Model::load(&model_dir)?;
     let batch_steps = batched::batch_steps(&model, sc, opts);
@@ -190,6 +193,13 @@ pub fn calibrate(
         Some(run) => contended::handoff(sc, &mut cal, run, opts),
         None => "no hand-off cost (CPython's GIL hands nothing over)".to_owned(),
     };
-    cal.method = format!("{}; {wake_note}; {handoff}", cal.method);
+    let slice_note = match slice {
+        Ok(s) => {
+            cal.slice_ms = Some(s.ms);
+            format!("time slice {:.2} ms ({})", s.ms, s.source)
+        }
+        Err(e) => format!("no time slice: {e}"),
+    };
+    cal.method = format!("{}; {wake_note}; {handoff}; {slice_note}", cal.method);
     Ok(cal)
 }
