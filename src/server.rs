@@ -66,6 +66,7 @@ mod handler;
 pub mod launch;
 mod listener;
 pub mod metrics;
+mod peer;
 mod pool;
 mod procfs;
 mod routes;
@@ -73,6 +74,7 @@ mod session;
 mod shutdown;
 pub mod stats;
 pub mod supervisor;
+mod ticket;
 mod work;
 pub mod worker;
 

@@ -1,11 +1,12 @@
 //! Sockets: one port shared by every worker process (`SO_REUSEPORT`), and a listener that
-//! bounds a worker's open connections.
+//! bounds a worker's open connections and reads each through its [`Peer`].
 //!
 //! The supervisor *reserves* the port — binds it with `SO_REUSEPORT` but never listens, so
 //! the kernel gives it no connections — then each worker binds the same port and listens,
 //! and the kernel spreads incoming connections over the workers by a hash of the
 //! connection's addresses. The supervisor closes its socket once every worker listens.
 
+use super::peer::Peer;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
@@ -65,10 +66,20 @@ impl Limited {
     }
 }
 
-/// An accepted connection, holding one of its listener's permits until it closes.
+/// An accepted connection, holding one of its listener's permits until it closes. Its EOF
+/// goes through its [`Peer`]: a half-closed client's request is answered before the
+/// connection closes.
 pub struct Conn {
     stream: TcpStream,
+    peer: Peer,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Each request carries its connection's [`Peer`] (`ConnectInfo<Peer>`).
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Limited>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Limited>) -> Self {
+        stream.io().peer.clone()
+    }
 }
 
 impl axum::serve::Listener for Limited {
@@ -81,7 +92,7 @@ impl axum::serve::Listener for Limited {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (Conn { stream, _permit: permit }, addr);
+                    return (Conn { stream, peer: Peer::default(), _permit: permit }, addr);
                 }
                 // Out of descriptors or a connection reset before accept: back off briefly.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
@@ -100,7 +111,8 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let Conn { stream, peer, .. } = &mut *self;
+        peer.poll_read(cx, buf, |cx, buf| Pin::new(stream).poll_read(cx, buf))
     }
 }
 

@@ -17,10 +17,12 @@
 use super::api::ApiError;
 use super::app::{self, App};
 use super::metrics;
+use super::peer::Peer;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::{self as mw, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
@@ -36,7 +38,20 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(mw::from_fn(in_progress))
         .with_state(app)
+}
+
+/// The connection's [`Peer`], when the server provides it.
+fn peer(req: &axum::extract::Request) -> Option<Peer> {
+    req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0.clone())
+}
+
+/// Marks every request in progress on its connection from the moment hyper hands it over
+/// to its answer: a half-closed client's EOF is held back until then.
+async fn in_progress(req: axum::extract::Request, next: Next) -> Response {
+    let _active = peer(&req).map(|p| p.begin());
+    next.run(req).await
 }
 
 async fn correct(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
@@ -51,9 +66,10 @@ async fn correct(State(app): State<Arc<App>>, req: axum::extract::Request) -> Re
     if let Some(n) = declared.filter(|&n| n > limit as u64) {
         return app::refuse_too_large(&app, arrived, n);
     }
+    let peer = peer(&req);
     // The request keeps its extensions, the body limit's among them.
     let body = <Bytes as axum::extract::FromRequest<()>>::from_request(req, &()).await;
-    app::correct(app, arrived, body).await
+    app::correct(app, arrived, body, peer).await
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {

@@ -10,6 +10,7 @@
 use super::app::App;
 use super::config::ServerConfig;
 use super::listener::{self, Limited};
+use super::peer::Peer;
 use super::shutdown::{self, Signals};
 use super::stats::RequestCounts;
 use super::{ServerError, metrics, procfs, routes};
@@ -125,10 +126,17 @@ async fn serve(app: Arc<App>, spec: &WorkerSpec) -> Result<bool, ServerError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let main = axum::serve(Limited::new(main, app.config.max_connections()), router.clone())
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let admin =
-        axum::serve(Limited::new(admin, ADMIN_CONNECTIONS), router).with_graceful_shutdown(stopped(stop_rx));
+    // Each request carries its connection's state (half-closed, left) as ConnectInfo<Peer>.
+    let main = axum::serve(
+        Limited::new(main, app.config.max_connections()),
+        router.clone().into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let admin = axum::serve(
+        Limited::new(admin, ADMIN_CONNECTIONS),
+        router.into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx));
     let main = tokio::spawn(main.into_future());
     let admin = tokio::spawn(admin.into_future());
     let pid = std::process::id();
