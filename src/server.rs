@@ -63,6 +63,7 @@ pub mod client;
 pub mod config;
 pub mod gil;
 mod handler;
+mod heartbeat;
 pub mod launch;
 mod listener;
 pub mod metrics;
@@ -87,7 +88,9 @@ pub use handler::{HandlerTimes, time_batched_step, time_prefill};
 pub use launch::{LaunchError, LaunchOptions, ServerProcess, find_binary};
 pub use pool::{PoolError, PoolStats};
 pub use stats::{RequestCounts, Sums, WorkerStats};
-pub use supervisor::{ReadyLine, ServeOptions, StoppedLine, WorkerExit, WorkerInfo};
+pub use supervisor::{
+    ReadyLine, RestartedLine, ServeOptions, StoppedLine, SupervisorStats, WorkerExit, WorkerInfo,
+};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -79,6 +79,13 @@ pub struct Limits {
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish (ms).
     /// By default, 10000.
     pub drain_timeout_ms: f64,
+    /// How long a worker's event loop may go without a heartbeat before the supervisor
+    /// takes it for hung, kills it (SIGKILL) and starts a replacement (ms), between
+    /// [`HEARTBEAT_TIMEOUT_MS`]'s bounds. The loop beats whenever it is free and, in
+    /// `async-blocking`, at every token boundary of the handler running on it; one piece of
+    /// work that holds the loop longer (a large `cost.loop_*`, or `cost.request_*` in
+    /// `async-blocking`) must stay under it. By default, 10000.
+    pub heartbeat_timeout_ms: f64,
     /// Open connections per worker; further ones wait in the kernel's accept queue.
     /// By default, 0: twice `worker.queue_limit` plus 64.
     pub max_connections: u32,
@@ -90,6 +97,9 @@ pub struct Limits {
     pub trust_request_start: bool,
 }
 
+/// The range of [`Limits::heartbeat_timeout_ms`] (ms): from 100 ms to one hour.
+pub const HEARTBEAT_TIMEOUT_MS: std::ops::RangeInclusive<f64> = 100.0..=3_600_000.0;
+
 /// The oldest `x-request-start` trusted (with [`Limits::trust_request_start`]).
 pub const REQUEST_START_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -99,6 +109,7 @@ impl Default for Limits {
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 60_000.0,
             drain_timeout_ms: 10_000.0,
+            heartbeat_timeout_ms: 10_000.0,
             max_connections: 0,
             trust_request_start: false,
         }
@@ -190,13 +201,26 @@ impl ServerConfig {
     }
 }
 
-fn check_limits(l: &Limits) -> Result<(), ConfigError> {
+/// Checks the server's own limits (also for a configuration that did not come from a
+/// scenario, such as one read as JSON).
+pub(crate) fn check_limits(l: &Limits) -> Result<(), ConfigError> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if l.body_limit_bytes < 64 {
         return Err(unsupported("limits.body_limit_bytes", "must be ≥ 64 bytes"));
     }
     if !positive(l.request_timeout_ms) || !positive(l.drain_timeout_ms) {
         return Err(unsupported("limits", "request and drain timeouts must be finite and > 0 ms"));
+    }
+    if !HEARTBEAT_TIMEOUT_MS.contains(&l.heartbeat_timeout_ms) {
+        let (lo, hi) = (HEARTBEAT_TIMEOUT_MS.start(), HEARTBEAT_TIMEOUT_MS.end());
+        return Err(unsupported(
+            "limits.heartbeat_timeout_ms",
+            format!(
+                "must be between {lo} and {hi} ms, got {}; set it (serve --heartbeat-ms) above the longest \
+                 a worker's event loop may be busy without a break",
+                l.heartbeat_timeout_ms
+            ),
+        ));
     }
     Ok(())
 }
@@ -303,6 +327,25 @@ mod tests {
                 ServerConfig::from_scenario(&scenario(toml), Limits::default(), "m".into()).unwrap_err();
             assert!(err.to_string().starts_with(field), "{err}");
         }
+    }
+
+    #[test]
+    fn a_heartbeat_timeout_out_of_range_is_refused_with_the_field_and_the_fix() {
+        for bad in [0.0, 50.0, -1.0, f64::NAN, f64::INFINITY, 4e6] {
+            let limits = Limits { heartbeat_timeout_ms: bad, ..Limits::default() };
+            let err = ServerConfig::from_scenario(&scenario(""), limits, "m".into()).unwrap_err().to_string();
+            assert!(
+                err.starts_with("limits.heartbeat_timeout_ms: must be between 100 and 3600000 ms"),
+                "{err}"
+            );
+            assert!(err.contains("--heartbeat-ms"), "{err}");
+        }
+        let ok = Limits { heartbeat_timeout_ms: 100.0, ..Limits::default() };
+        assert!(ServerConfig::from_scenario(&scenario(""), ok, "m".into()).is_ok());
+        // A configuration without the field (an older client's) gets the default.
+        let json = serde_json::json!({"body_limit_bytes": 100});
+        let l: Limits = serde_json::from_value(json).unwrap();
+        assert_eq!(l.heartbeat_timeout_ms, 10_000.0);
     }
 
     #[test]

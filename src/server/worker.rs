@@ -3,7 +3,8 @@
 //! lock; its share of the server's port, and a private admin port for `/stats`.
 //!
 //! The supervisor starts it as `servesim serve --worker` with a [`WorkerSpec`] on stdin.
-//! It reports on stdout, one JSON line each: [`WorkerEvent::Ready`] once it listens, and
+//! It reports on stdout, one JSON line each: [`WorkerEvent::Ready`] once it listens,
+//! [`WorkerEvent::Heartbeat`] every beat interval while its event loop makes progress, and
 //! [`WorkerEvent::Stopped`] after a SIGTERM/SIGINT, when its in-flight requests have been
 //! answered (or the drain deadline passed: then it exits 1 without waiting further).
 
@@ -13,7 +14,7 @@ use super::listener::{self, Limited};
 use super::peer::Peer;
 use super::shutdown::{self, Signals};
 use super::stats::RequestCounts;
-use super::{ServerError, metrics, procfs, routes};
+use super::{ServerError, heartbeat, metrics, procfs, routes};
 use crate::affinity::{self, CpuList};
 use crate::gpt::Model;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,14 @@ pub enum WorkerEvent {
         admin: SocketAddr,
         /// Resident memory with the weights loaded (kB).
         rss_kb: u64,
+    },
+    /// Its event loop is making progress; sent every beat interval while it does (see
+    /// `limits.heartbeat_timeout_ms`).
+    Heartbeat {
+        /// Worker index.
+        index: u32,
+        /// Process id.
+        pid: u32,
     },
     /// Stopped after a signal.
     Stopped {
@@ -146,6 +155,10 @@ async fn serve(app: Arc<App>, spec: &WorkerSpec) -> Result<bool, ServerError> {
         admin: admin_addr,
         rss_kb: procfs::rss_kb(pid).unwrap_or(0),
     });
+    let (index, timeout) =
+        (spec.index, Duration::from_secs_f64(app.config.limits.heartbeat_timeout_ms / 1e3));
+    heartbeat::start(heartbeat::interval(timeout), move || emit(&WorkerEvent::Heartbeat { index, pid }))
+        .map_err(|e| ServerError::io("start the heartbeat", e))?;
     let signal = signals.recv().await;
     eprintln!("servesim worker {} (pid {pid}): {signal}, draining in-flight requests", spec.index);
     let _ = stop_tx.send(true);

@@ -3,11 +3,16 @@
 //! port of 127.0.0.1; the handle stops it and its workers when it drops, even on failure.
 //! Every read on a socket has a timeout.
 
-use super::server::{BODY, TIMEOUT, closed_loop, start, stats, statuses};
+use super::server::{BODY, TIMEOUT, closed_loop, start, start_with, stats, statuses};
+use servesim::scenario::Scenario;
 use servesim::server::client::{self, HttpResponse};
-use servesim::server::{ErrorBody, ServerProcess, WorkerStats};
+use servesim::server::supervisor::{MAX_START_FAILURES, STABLE_AFTER};
+use servesim::server::{
+    ErrorBody, LaunchOptions, Limits, ServerConfig, ServerProcess, WorkerStats, resolve_model_dir,
+};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Sends a `/correct` request with `body` on a fresh socket and returns the socket.
@@ -190,4 +195,143 @@ fn every_handler_mode_sheds_with_503_at_its_queue_limit() {
         assert!(s.peak_in_flight <= 2, "{name}: {s:?}");
         assert_accounted(&server, &s);
     }
+}
+
+/// Sends `sig` to process `pid`.
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// `n` requests in a row, each on a fresh connection (so the kernel spreads them over the
+/// workers), each answered 200 within `each`; the pids that answered, or the first failure.
+fn fresh_requests(addr: SocketAddr, n: usize, each: Duration) -> Result<Vec<u32>, String> {
+    (0..n)
+        .map(|i| match client::post_json(addr, "/correct", BODY, each) {
+            Ok(r) if r.status == 200 => {
+                Ok(r.header("x-worker-pid").and_then(|p| p.parse().ok()).unwrap_or(0))
+            }
+            Ok(r) => Err(format!("request {i}: status {}", r.status)),
+            Err(e) => Err(format!("request {i}: {e}")),
+        })
+        .collect()
+}
+
+/// Sends requests on fresh connections until one is answered by a worker that is not in
+/// `before`, and returns its pid; fails after [`TIMEOUT`].
+fn await_new_worker(addr: SocketAddr, before: &[u32]) -> u32 {
+    let t0 = Instant::now();
+    while t0.elapsed() < TIMEOUT {
+        if let Ok(r) = client::post_json(addr, "/correct", BODY, Duration::from_secs(2)) {
+            let pid = r.header("x-worker-pid").and_then(|p| p.parse().ok()).unwrap_or(0);
+            if r.status == 200 && !before.contains(&pid) {
+                return pid;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no replacement worker answered within {TIMEOUT:?}");
+}
+
+/// The supervisor's `/metrics`.
+fn supervisor_metrics(server: &ServerProcess) -> String {
+    let admin = server.ready().admin.expect("the supervisor's admin address");
+    String::from_utf8(client::get(admin, "/metrics", TIMEOUT).unwrap().body).unwrap()
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_the_service_continues() {
+    let server = start("[system]\nworkers = 2\ncores = 2\n");
+    let before: Vec<u32> = server.ready().workers.iter().map(|w| w.pid).collect();
+    // A worker that has served a while: its exit is not a failure to start.
+    std::thread::sleep(STABLE_AFTER + Duration::from_millis(500));
+    signal(before[0], libc::SIGKILL);
+    let replacement = await_new_worker(server.addr(), &before);
+    let pids = fresh_requests(server.addr(), 20, TIMEOUT).expect("the service continues");
+    assert!(!pids.contains(&before[0]), "{pids:?}");
+    let s = server.supervisor_stats().unwrap();
+    assert_eq!((s.restarts, s.exits, s.watchdog_kills, s.start_failures), (1, 1, 0, 0), "{s:?}");
+    let mut now: Vec<u32> = s.workers.iter().map(|w| w.pid).collect();
+    now.sort_unstable();
+    let mut want = vec![before[1], replacement];
+    want.sort_unstable();
+    assert_eq!(now, want);
+    // Every worker's stats, the replacement's included, through the supervisor's list.
+    assert_eq!(server.stats().unwrap().len(), 2);
+    let text = supervisor_metrics(&server);
+    for line in [
+        "servesim_supervisor_worker_restarts_total 1",
+        "servesim_supervisor_watchdog_kills_total 0",
+        "servesim_supervisor_workers_ready 2",
+        "servesim_supervisor_worker_up{worker=\"0\"} 1",
+        "servesim_supervisor_worker_up{worker=\"1\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "`{line}` missing from the supervisor's /metrics:\n{text}");
+    }
+    assert!(text.contains("servesim_requests_total{worker=\"1\",status=\"200\"}"), "{text}");
+    let stopped = server.stop(TIMEOUT).unwrap();
+    assert!(stopped.clean && stopped.restarts == 1, "{stopped:?}");
+}
+
+#[test]
+fn a_stopped_worker_is_replaced_by_the_watchdog() {
+    let limits = Limits { heartbeat_timeout_ms: 1000.0, ..Limits::default() };
+    let server = start_with("[system]\nworkers = 2\ncores = 2\n", limits);
+    let before: Vec<u32> = server.ready().workers.iter().map(|w| w.pid).collect();
+    signal(before[0], libc::SIGSTOP);
+    let (addr, others) = (server.addr(), before.clone());
+    let replaced = std::panic::catch_unwind(move || await_new_worker(addr, &others));
+    // Never leave a stopped process behind, whatever happened.
+    // SAFETY: kill has no memory-safety preconditions; the process may be gone.
+    unsafe { libc::kill(before[0] as libc::pid_t, libc::SIGCONT) };
+    replaced.expect("the stopped worker was replaced");
+    // Its connections no longer hang: every request on a fresh connection is answered.
+    fresh_requests(server.addr(), 20, TIMEOUT).expect("the service continues");
+    let s = server.supervisor_stats().unwrap();
+    assert_eq!((s.watchdog_kills, s.restarts), (1, 1), "{s:?}");
+    assert!(supervisor_metrics(&server).lines().any(|l| l == "servesim_supervisor_watchdog_kills_total 1"));
+}
+
+/// A copy of the Mini-GPT's directory, removed when dropped.
+struct ModelCopy(PathBuf);
+
+impl ModelCopy {
+    fn new() -> Self {
+        let from = resolve_model_dir(None);
+        let to = std::env::temp_dir().join(format!("servesim-model-{}", std::process::id()));
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+        Self(to)
+    }
+}
+
+impl Drop for ModelCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_worker_that_keeps_failing_to_start_is_given_up_on_with_a_clear_error() {
+    let model = ModelCopy::new();
+    let sc =
+        Scenario::parse("[system]\nworkers = 2\ncores = 2\n", Path::new("t"), Path::new("."), &[]).unwrap();
+    let config = ServerConfig::from_scenario(&sc, Limits::default(), model.0.clone()).unwrap();
+    let opts =
+        LaunchOptions { binary: Some(env!("CARGO_BIN_EXE_servesim").into()), ..LaunchOptions::default() };
+    let server = ServerProcess::start(&config, &opts).expect("the server starts");
+    // The weights disappear: no replacement can load them.
+    std::fs::remove_dir_all(&model.0).unwrap();
+    // Killed once it has served a while: its own exit is not a failure to start.
+    std::thread::sleep(STABLE_AFTER + Duration::from_millis(500));
+    signal(server.ready().workers[0].pid, libc::SIGKILL);
+    let t0 = Instant::now();
+    let stopped = server.wait(TIMEOUT).expect("the server stops on its own");
+    assert!(t0.elapsed() < TIMEOUT);
+    assert_eq!(stopped.reason, "worker 0 failed to start", "{stopped:?}");
+    assert!(!stopped.clean);
+    assert_eq!((stopped.restarts, stopped.start_failures), (5, 5), "{stopped:?}");
+    assert_eq!(MAX_START_FAILURES, 5);
 }
