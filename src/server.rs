@@ -27,10 +27,12 @@
 //! * `pool` — the bounded FIFO threadpool; `handler` — one request's work and the model;
 //!   `batch` — the batch scheduler (`static`: Triton's dynamic batching; `continuous`:
 //!   iteration-level, as Orca and vLLM), the simulator's semantics on the real model.
-//! * `app`, `routes`, [`api`] — the request pipeline, the routes, the JSON contract.
-//! * [`worker`], [`supervisor`], `listener`, `shutdown` — processes, sockets, signals;
-//!   [`affinity`] — the crate's CPU lists, re-exported here; [`launch`], [`client`] —
-//!   starting and querying the server from code.
+//! * `app`, `routes`, [`api`] — the request pipeline (admission in every handler mode), the
+//!   routes, the JSON contract; `peer` — a connection's half-close or departure; `ticket` —
+//!   a queued request's start-or-withdraw race.
+//! * [`worker`], [`supervisor`], `listener`, `shutdown`, `heartbeat` — processes (replaced
+//!   when they die or stop beating), sockets, signals; [`affinity`] — the crate's CPU lists,
+//!   re-exported here; [`launch`], [`client`] — starting and querying the server from code.
 //! * [`stats`], [`metrics`] — `/stats` (JSON counters) and `/metrics` (Prometheus).
 //!
 //! Timeouts (`limits.request_timeout_ms`, `serve --timeout-ms`, from the request's arrival):
@@ -53,7 +55,9 @@
 //! Several workers: the shared port reaches one worker per connection, the one the
 //! kernel's `SO_REUSEPORT` hash picks, so `/metrics` or `/stats` there shows that worker
 //! only. Each worker also listens on a private admin address (`workers[].admin` on the
-//! ready line, [`WorkerInfo::admin`]) serving the same routes: scrape each worker there.
+//! ready line, [`WorkerInfo::admin`]) serving the same routes; the supervisor's admin
+//! address ([`ReadyLine::admin`]) serves every worker's `/metrics` at once, labelled by
+//! worker, with its own restarts and watchdog kills ([`SupervisorStats`] on `/stats`).
 
 pub mod api;
 mod app;

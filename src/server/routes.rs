@@ -13,6 +13,10 @@
 //! `worker`): with several workers, a request on the shared port — `/metrics` and
 //! `/stats` too — reaches whichever worker the kernel's `SO_REUSEPORT` hash picks for the
 //! connection, while a worker's admin address always reaches that worker.
+//!
+//! Every request is marked in progress on its connection (`ConnectInfo<Peer>`, see
+//! `peer`) from the moment hyper hands it over to its answer, so that a half-closed
+//! client's EOF waits for the answer.
 
 use super::api::ApiError;
 use super::app::{self, App};
