@@ -287,9 +287,12 @@ fn a_stopped_worker_is_replaced_by_the_watchdog() {
     replaced.expect("the stopped worker was replaced");
     // Its connections no longer hang: every request on a fresh connection is answered.
     fresh_requests(server.addr(), 20, TIMEOUT).expect("the service continues");
+    // At least the stopped worker was killed (on a loaded machine the other one's 1 s
+    // deadline may pass too), and every kill was followed by a replacement.
     let s = server.supervisor_stats().unwrap();
-    assert_eq!((s.watchdog_kills, s.restarts), (1, 1), "{s:?}");
-    assert!(supervisor_metrics(&server).lines().any(|l| l == "servesim_supervisor_watchdog_kills_total 1"));
+    assert!(s.watchdog_kills >= 1 && s.restarts >= s.watchdog_kills, "{s:?}");
+    let kills = format!("servesim_supervisor_watchdog_kills_total {}", s.watchdog_kills);
+    assert!(supervisor_metrics(&server).lines().any(|l| l == kills), "`{kills}` missing");
 }
 
 /// A copy of the Mini-GPT's directory, removed when dropped.
