@@ -27,12 +27,15 @@
 //! * `pool` — the bounded FIFO threadpool; `handler` — one request's work and the model;
 //!   `batch` — the batch scheduler (`static`: Triton's dynamic batching; `continuous`:
 //!   iteration-level, as Orca and vLLM), the simulator's semantics on the real model.
-//! * `app`, `routes`, [`api`] — the request pipeline, the routes, the JSON contract.
+//! * `app`, `routes`, [`api`] — the request pipeline (admission in every handler mode), the
+//!   routes, the JSON contract; `peer` — a connection's half-close or departure; `ticket` —
+//!   a queued request's start-or-withdraw race.
 //! * `conn` — serving connections with hyper: the header, body and keep-alive timeouts,
-//!   request slots (`/healthz` needs none), shutdown that closes idle connections at once.
-//! * [`worker`], [`supervisor`], `listener`, `shutdown` — processes, sockets, signals;
-//!   [`affinity`] — the crate's CPU lists, re-exported here; [`launch`], [`client`] —
-//!   starting and querying the server from code.
+//!   request slots (`/healthz` needs none), shutdown that closes idle connections at once;
+//!   each connection read through its `peer`.
+//! * [`worker`], [`supervisor`], `listener`, `shutdown`, `heartbeat` — processes (replaced
+//!   when they die or stop beating), sockets, signals; [`affinity`] — the crate's CPU lists,
+//!   re-exported here; [`launch`], [`client`] — starting and querying the server from code.
 //! * [`stats`], [`metrics`] — `/stats` (JSON counters) and `/metrics` (Prometheus).
 //!
 //! Timeouts (`limits.request_timeout_ms`, `serve --timeout-ms`, from the request's arrival):
@@ -55,7 +58,9 @@
 //! Several workers: the shared port reaches one worker per connection, the one the
 //! kernel's `SO_REUSEPORT` hash picks, so `/metrics` or `/stats` there shows that worker
 //! only. Each worker also listens on a private admin address (`workers[].admin` on the
-//! ready line, [`WorkerInfo::admin`]) serving the same routes: scrape each worker there.
+//! ready line, [`WorkerInfo::admin`]) serving the same routes; the supervisor's admin
+//! address ([`ReadyLine::admin`]) serves every worker's `/metrics` at once, labelled by
+//! worker, with its own restarts and watchdog kills ([`SupervisorStats`] on `/stats`).
 
 pub mod api;
 mod app;
@@ -66,9 +71,11 @@ pub mod config;
 mod conn;
 pub mod gil;
 mod handler;
+mod heartbeat;
 pub mod launch;
 mod listener;
 pub mod metrics;
+mod peer;
 mod pool;
 mod procfs;
 mod routes;
@@ -76,6 +83,7 @@ mod session;
 mod shutdown;
 pub mod stats;
 pub mod supervisor;
+mod ticket;
 mod work;
 pub mod worker;
 
@@ -89,7 +97,9 @@ pub use handler::{HandlerTimes, time_batched_step, time_prefill};
 pub use launch::{LaunchError, LaunchOptions, ServerProcess, find_binary};
 pub use pool::{PoolError, PoolStats};
 pub use stats::{RequestCounts, Sums, WorkerStats};
-pub use supervisor::{ReadyLine, ServeOptions, StoppedLine, WorkerExit, WorkerInfo};
+pub use supervisor::{
+    ReadyLine, RestartedLine, ServeOptions, StoppedLine, SupervisorStats, WorkerExit, WorkerInfo,
+};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]

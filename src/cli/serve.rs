@@ -22,7 +22,13 @@ use std::path::{Path, PathBuf};
 /// With several workers, /metrics and /stats on the shared port answer for one worker:
 /// the one the kernel's SO_REUSEPORT hash picks for that connection. Each worker's own
 /// admin address (workers[].admin on the ready line) serves the same routes for that
-/// worker alone: scrape every admin address to see them all.
+/// worker alone; the supervisor's admin address (admin on the ready line) serves every
+/// worker's /metrics at once, labelled by worker, with its own restarts and watchdog kills.
+///
+/// A worker that dies is replaced on the same port ({"event":"restarted",…} on stdout); one
+/// whose event loop sends no heartbeat for --heartbeat-ms is killed and replaced. A worker
+/// that keeps failing to start (5 times in a row, backing off 0.25 s to 2 s) stops the
+/// server with an error.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  servesim serve models/seed-sync.toml --port 8000\n  \
     servesim serve --set worker.handler=async-blocking --set worker.lock=gil\n  \
@@ -61,6 +67,13 @@ pub struct ServeArgs {
     /// After SIGTERM/SIGINT, how long in-flight requests may take (ms).
     #[arg(long, default_value_t = Limits::default().drain_timeout_ms)]
     drain_ms: f64,
+
+    /// How long a worker's event loop may go without a heartbeat before it is killed and
+    /// replaced (ms, 100 to 3600000). The loop beats whenever it is free and, in
+    /// async-blocking, at every token; keep it above the longest single piece of work that
+    /// holds the loop (cost.loop_*, or cost.request_* in async-blocking).
+    #[arg(long, default_value_t = Limits::default().heartbeat_timeout_ms)]
+    heartbeat_ms: f64,
 
     /// Largest request body; larger ones get 413 (bytes).
     #[arg(long, default_value_t = Limits::default().body_limit_bytes)]
@@ -134,6 +147,7 @@ fn scenario_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     let limits = Limits {
         request_timeout_ms: args.timeout_ms,
         drain_timeout_ms: args.drain_ms,
+        heartbeat_timeout_ms: args.heartbeat_ms,
         body_limit_bytes: args.body_limit,
         header_read_timeout_ms: args.header_timeout_ms,
         body_read_timeout_ms: args.body_timeout_ms,

@@ -3,10 +3,19 @@
 //! ```text
 //!  loop thread: parse ─ admit ─ loop_in_free ─ [lock] loop_in [unlock] ─┐
 //!     sync / async-offload: await a pool thread (FIFO) ─ handler ───────┤
-//!     async-blocking:       handler inline, on the loop thread ─────────┤
+//!     async-blocking: await the loop's turn (FIFO) ─ handler inline ────┤
 //!     batching (static / continuous): queue for the scheduler thread ───┤
 //!  loop thread: [lock] loop_out [unlock] ─ loop_out_free ─ serialize ◄──┘
 //! ```
+//!
+//! Admission holds in every mode: a worker holds at most `worker.queue_limit` admitted
+//! requests — waiting or running — and answers any more with 503 and `Retry-After`. In
+//! `async-blocking` the loop reads what has arrived between two handlers (admitting or
+//! shedding it, answering `/healthz`), as an asyncio loop polls its sockets between
+//! callbacks; admitted requests wait their turn on the loop in arrival order.
+//!
+//! An admitted request is answered, or cancelled when its client leaves first (see `peer`:
+//! a reset, or a FIN while it still waits); one cancelled before it started never runs.
 //!
 //! `sync` is the framework running a blocking (`def`) handler on its threadpool;
 //! `async-offload` is an async handler awaiting `to_thread`. Both come down to the same
@@ -27,10 +36,12 @@ use super::config::ServerConfig;
 use super::gil::{Gil, LockStats};
 use super::handler::{self, HandlerError, HandlerOutput};
 use super::metrics;
+use super::peer::Peer;
 use super::pool::{Pool, PoolError, PoolStats};
 use super::procfs;
 use super::session::LockSession;
 use super::stats::{Completed, Counters, WorkerStats};
+use super::ticket::Ticket;
 use super::work::{CostSampler, StepSampler, Work};
 use crate::gpt::Model;
 use crate::scenario::{Handler, LockKind};
@@ -71,6 +82,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Per-request metric handles.
     recorders: metrics::Recorders,
+    /// The event loop's turn (`async-blocking`): one handler at a time, in arrival order.
+    turn: tokio::sync::Semaphore,
     /// When the worker started serving.
     pub started: Instant,
     pid: HeaderValue,
@@ -120,6 +133,7 @@ impl App {
             rules,
             metrics,
             recorders,
+            turn: tokio::sync::Semaphore::new(1),
             started: Instant::now(),
             pid: HeaderValue::from(std::process::id()),
             model,
@@ -208,9 +222,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Serves one `/correct` request; every outcome is counted and becomes a response.
-pub async fn correct(app: Arc<App>, arrived: Instant, body: Result<Bytes, BytesRejection>) -> Response {
-    let resp = match serve(&app, arrived, body).await {
+/// Serves one `/correct` request arrived on `peer`'s connection; every outcome is counted
+/// and becomes a response (an admitted request whose client leaves is counted cancelled).
+pub async fn correct(
+    app: Arc<App>,
+    arrived: Instant,
+    body: Result<Bytes, BytesRejection>,
+    peer: Option<Peer>,
+) -> Response {
+    let resp = match serve(&app, arrived, body, peer).await {
         Ok(resp) => resp,
         Err(e) => {
             count_error(&app.counters, e.status);
@@ -254,6 +274,7 @@ pub fn refuse_slow_body(app: &App, arrived: Instant) -> Response {
 
 fn count_error(c: &Counters, status: StatusCode) {
     match status {
+        CLIENT_LEFT => c.cancel(),
         StatusCode::SERVICE_UNAVAILABLE => c.reject(),
         StatusCode::GATEWAY_TIMEOUT => c.time_out(),
         s if s.is_client_error() => c.invalid(),
@@ -297,6 +318,17 @@ fn handler_error(app: &App, e: HandlerError) -> ApiError {
     }
 }
 
+/// 499 (nginx's "client closed request"): the client left before its request started. Its
+/// connection is closing, so the answer is not seen; it only names the outcome.
+const CLIENT_LEFT: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
+fn client_left() -> ApiError {
+    ApiError::new(CLIENT_LEFT, "the client left before its request started")
+}
+
 /// 503: the worker holds `worker.queue_limit` requests (or its batch queue is full).
 fn shed(app: &App) -> ApiError {
     let msg = format!("the worker holds its limit of {} requests; retry later", app.config.queue_limit);
@@ -328,10 +360,39 @@ fn loop_work(free_ns: u64, locked_ns: u64, lock: &mut LockSession, busy: &mut Du
     *busy += if free_first { free() + locked(lock) } else { locked(lock) + free() };
 }
 
+/// An admitted request: counted accepted now, and cancelled if it is dropped unanswered —
+/// hyper drops a request whose client reset the connection or left while it waited.
+struct Admitted<'a> {
+    app: &'a App,
+    answered: bool,
+}
+
+impl<'a> Admitted<'a> {
+    fn new(app: &'a App) -> Self {
+        app.counters.accept();
+        app.recorders.accepted();
+        Self { app, answered: false }
+    }
+
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.app.counters.cancel();
+            self.app.recorders.cancelled();
+        }
+    }
+}
+
 async fn serve(
     app: &Arc<App>,
     arrived: Instant,
     body: Result<Bytes, BytesRejection>,
+    peer: Option<Peer>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let body = body.map_err(|e| body_error(e, app.config.limits.body_limit_bytes))?;
@@ -339,7 +400,20 @@ async fn serve(
     let Some(_inside) = app.counters.in_flight.try_enter(u64::from(app.config.queue_limit)) else {
         return Err(shed(app));
     };
-    app.counters.accept();
+    let admitted = Admitted::new(app);
+    let answer = serve_admitted(app, arrived, started, req, peer).await;
+    admitted.answered();
+    answer
+}
+
+/// Runs an admitted request: loop work, the handler where the mode says, loop work.
+async fn serve_admitted(
+    app: &Arc<App>,
+    arrived: Instant,
+    started: Instant,
+    req: CorrectRequest,
+    peer: Option<Peer>,
+) -> Result<Response, ApiError> {
     let deadline = arrived + Duration::from_secs_f64(app.config.limits.request_timeout_ms / 1e3);
     if Instant::now() >= deadline {
         return Err(timed_out(app));
@@ -351,10 +425,12 @@ async fn serve(
     let mut lp = LockSession::new(app.loop_gil());
     let mut loop_busy = Duration::ZERO;
     loop_work(work.loop_in_free_ns, work.loop_in_ns, &mut lp, &mut loop_busy, true);
-    let (thread_wait, out) = dispatch(app, req, work, deadline).await?;
+    let ran = dispatch(app, req, work, deadline, peer).await?;
+    let (thread_wait, out) = (ran.thread_wait, ran.out);
     loop_work(out_free, out_locked, &mut lp, &mut loop_busy, false);
     let t = &out.times;
-    let loop_wait = started.saturating_duration_since(arrived);
+    // In async-blocking the wait for the loop's turn is a wait for the loop.
+    let loop_wait = started.saturating_duration_since(arrived) + ran.loop_wait;
     // With batching, the queue wait runs until the request joins a batch.
     let queue_wait = if batched { loop_wait + thread_wait } else { loop_wait };
     let timing = Timing {
@@ -410,18 +486,32 @@ fn server_timing(t: &Timing, batched: bool) -> String {
     .header()
 }
 
-/// Runs the handler where the handler mode says: inline on the loop thread, or on a pool
-/// thread the loop awaits — or, with batching, in a batch of the scheduler thread. Returns
-/// the wait for a thread (or to join a batch) and the handler's output.
+/// A handler's output and what it waited for.
+struct Ran {
+    /// For a pool thread, or to join a batch.
+    thread_wait: Duration,
+    /// For the loop's turn (`async-blocking`).
+    loop_wait: Duration,
+    out: HandlerOutput,
+}
+
+/// Runs the handler where the handler mode says: on the loop thread at its turn, or on a
+/// pool thread the loop awaits — or, with batching, in a batch of the scheduler thread.
+/// While it waits, the request's ticket is registered with its connection, which withdraws
+/// it if the client leaves.
 async fn dispatch(
     app: &Arc<App>,
     req: CorrectRequest,
     work: Work,
     deadline: Instant,
-) -> Result<(Duration, HandlerOutput), ApiError> {
+    peer: Option<Peer>,
+) -> Result<Ran, ApiError> {
+    let ticket = Ticket::new();
+    let _waiting = peer.as_ref().map(|p| p.waiting(&ticket));
+    let pooled = |(thread_wait, out)| Ran { thread_wait, loop_wait: Duration::ZERO, out };
     if let Some(batcher) = &app.batcher {
-        return match batcher.run(req, work, deadline).await {
-            Ok(b) => Ok((b.waited, b.out)),
+        return match batcher.run(ticket, req, work, deadline).await {
+            Ok(b) => Ok(pooled((b.waited, b.out))),
             Err(BatchError::Full(_)) => Err(shed(app)),
             Err(BatchError::TimedOut) => Err(timed_out(app)),
             Err(BatchError::Stopped { tokens, asked }) => Err(stopped(app, tokens, asked)),
@@ -429,24 +519,55 @@ async fn dispatch(
         };
     }
     let Some(pool) = &app.pool else {
-        // async-blocking: the loop thread itself computes; nothing else on this worker
-        // moves until the handler returns, at the latest one token past the deadline.
-        let _running = app.counters.inference.enter();
-        let out = handler::run(&app.model, app.gil.clone(), &req, &work, Some(deadline))
-            .map_err(|e| handler_error(app, e))?;
-        return Ok((Duration::ZERO, out));
+        return on_the_loop(app, ticket, req, work, deadline).await;
     };
     let a = Arc::clone(app);
     let job = move |waited: Duration| {
         let _running = a.counters.inference.enter();
         (waited, handler::run(&a.model, a.gil.clone(), &req, &work, Some(deadline)))
     };
-    match pool.run(Some(deadline), job).await {
-        Ok((waited, Ok(out))) => Ok((waited, out)),
+    match pool.run(ticket, Some(deadline), job).await {
+        Ok((waited, Ok(out))) => Ok(pooled((waited, out))),
         Ok((_, Err(e))) => Err(handler_error(app, e)),
         Err(PoolError::TimedOut) => Err(timed_out(app)),
         Err(e @ PoolError::Closed) => Err(internal(e)),
     }
+}
+
+/// `async-blocking`: waits for the loop's turn (FIFO; 504 if the deadline comes first), lets
+/// the loop read what arrived meanwhile, then runs the handler on the loop thread itself —
+/// nothing else on this worker moves until it returns, at the latest one token past the
+/// deadline.
+async fn on_the_loop(
+    app: &Arc<App>,
+    ticket: Ticket,
+    req: CorrectRequest,
+    work: Work,
+    deadline: Instant,
+) -> Result<Ran, ApiError> {
+    let t0 = Instant::now();
+    let _turn = match tokio::time::timeout_at(deadline.into(), app.turn.acquire()).await {
+        Ok(Ok(turn)) => turn,
+        Ok(Err(closed)) => return Err(internal(closed)),
+        Err(_) => return Err(timed_out(app)),
+    };
+    // The first yield polls the sockets, so the requests that arrived during the previous
+    // handler are read (admitted or shed) and new connections accepted; the second runs
+    // the connections just accepted. Only then does the loop block again.
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    if !ticket.start() {
+        // Its client left while it waited (the connection is being dropped).
+        return Err(client_left());
+    }
+    let loop_wait = t0.elapsed();
+    if Instant::now() >= deadline {
+        return Err(timed_out(app));
+    }
+    let _running = app.counters.inference.enter();
+    let out = handler::run(&app.model, app.gil.clone(), &req, &work, Some(deadline))
+        .map_err(|e| handler_error(app, e))?;
+    Ok(Ran { thread_wait: Duration::ZERO, loop_wait, out })
 }
 
 /// The event loop's CPU time so far (ms) — call it on the loop thread.

@@ -79,6 +79,13 @@ pub struct Limits {
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish (ms).
     /// By default, 10000.
     pub drain_timeout_ms: f64,
+    /// How long a worker's event loop may go without a heartbeat before the supervisor
+    /// takes it for hung, kills it (SIGKILL) and starts a replacement (ms), between
+    /// [`HEARTBEAT_TIMEOUT_MS`]'s bounds. The loop beats whenever it is free and, in
+    /// `async-blocking`, at every token boundary of the handler running on it; one piece of
+    /// work that holds the loop longer (a large `cost.loop_*`, or `cost.request_*` in
+    /// `async-blocking`) must stay under it. By default, 10000.
+    pub heartbeat_timeout_ms: f64,
     /// Connections per worker with a request in progress (from its parsed head until its
     /// response is sent); a request beyond it waits for one to finish. A connection that is
     /// idle or still sending its head holds no slot (the timeouts below close it), and
@@ -105,6 +112,9 @@ pub struct Limits {
     pub trust_request_start: bool,
 }
 
+/// The range of [`Limits::heartbeat_timeout_ms`] (ms): from 100 ms to one hour.
+pub const HEARTBEAT_TIMEOUT_MS: std::ops::RangeInclusive<f64> = 100.0..=3_600_000.0;
+
 /// The oldest `x-request-start` trusted (with [`Limits::trust_request_start`]).
 pub const REQUEST_START_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -114,6 +124,7 @@ impl Default for Limits {
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 60_000.0,
             drain_timeout_ms: 10_000.0,
+            heartbeat_timeout_ms: 10_000.0,
             max_connections: 0,
             header_read_timeout_ms: 10_000.0,
             body_read_timeout_ms: 10_000.0,
@@ -209,7 +220,9 @@ impl ServerConfig {
     }
 }
 
-fn check_limits(l: &Limits) -> Result<(), ConfigError> {
+/// Checks the server's own limits (also for a configuration that did not come from a
+/// scenario, such as one read as JSON).
+pub(crate) fn check_limits(l: &Limits) -> Result<(), ConfigError> {
     if l.body_limit_bytes < 64 {
         return Err(unsupported(
             "limits.body_limit_bytes",
@@ -228,6 +241,17 @@ fn check_limits(l: &Limits) -> Result<(), ConfigError> {
         if !(ms.is_finite() && ms > 0.0 && ms <= MAX_TIMEOUT_MS) {
             return Err(unsupported(field, format!("must be > 0 and ≤ {MAX_TIMEOUT_MS} ms, got {ms}")));
         }
+    }
+    if !HEARTBEAT_TIMEOUT_MS.contains(&l.heartbeat_timeout_ms) {
+        let (lo, hi) = (HEARTBEAT_TIMEOUT_MS.start(), HEARTBEAT_TIMEOUT_MS.end());
+        return Err(unsupported(
+            "limits.heartbeat_timeout_ms",
+            format!(
+                "must be between {lo} and {hi} ms, got {}; set it (serve --heartbeat-ms) above the longest \
+                 a worker's event loop may be busy without a break",
+                l.heartbeat_timeout_ms
+            ),
+        ));
     }
     Ok(())
 }
@@ -343,13 +367,14 @@ mod tests {
     fn bad_limits_are_refused_with_the_field() {
         let sc = scenario("");
         type Spoil = fn(&mut Limits);
-        let cases: [(Spoil, &str); 6] = [
+        let cases: [(Spoil, &str); 7] = [
             (|l| l.body_limit_bytes = 10, "limits.body_limit_bytes"),
             (|l| l.request_timeout_ms = 0.0, "limits.request_timeout_ms"),
             (|l| l.drain_timeout_ms = f64::NAN, "limits.drain_timeout_ms"),
             (|l| l.header_read_timeout_ms = -1.0, "limits.header_read_timeout_ms"),
             (|l| l.body_read_timeout_ms = f64::INFINITY, "limits.body_read_timeout_ms"),
             (|l| l.keep_alive_timeout_ms = 1e12, "limits.keep_alive_timeout_ms"),
+            (|l| l.heartbeat_timeout_ms = 0.0, "limits.heartbeat_timeout_ms"),
         ];
         for (spoil, field) in cases {
             let mut limits = Limits::default();
@@ -358,6 +383,26 @@ mod tests {
             assert!(err.to_string().starts_with(field), "{err}");
         }
         assert!(ServerConfig::from_scenario(&sc, Limits::default(), "m".into()).is_ok());
+    }
+
+    #[test]
+    fn a_heartbeat_timeout_out_of_range_is_refused_with_the_field_and_the_fix() {
+        for bad in [0.0, 50.0, -1.0, f64::NAN, f64::INFINITY, 4e6] {
+            let limits = Limits { heartbeat_timeout_ms: bad, ..Limits::default() };
+            let err = ServerConfig::from_scenario(&scenario(""), limits, "m".into()).unwrap_err().to_string();
+            assert!(
+                err.starts_with("limits.heartbeat_timeout_ms: must be between 100 and 3600000 ms"),
+                "{err}"
+            );
+            assert!(err.contains("--heartbeat-ms"), "{err}");
+        }
+        let ok = Limits { heartbeat_timeout_ms: 100.0, ..Limits::default() };
+        assert!(ServerConfig::from_scenario(&scenario(""), ok, "m".into()).is_ok());
+        // A configuration without the fields (an older client's) gets the defaults.
+        let json = serde_json::json!({"body_limit_bytes": 100});
+        let l: Limits = serde_json::from_value(json).unwrap();
+        assert_eq!(l.heartbeat_timeout_ms, 10_000.0);
+        assert_eq!((l.header_read_timeout_ms, l.keep_alive_timeout_ms), (10_000.0, 5_000.0));
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //!        partial head included) close at once; the rest finish their request and close
 //! ```
 //!
+//! Each connection is read through its [`Peer`] (see `io`): a client that half-closes after
+//! its request still gets the answer, and one that leaves while its request waits has it
+//! withdrawn. hyper's `half_close` stays off: it is by reading on during a request that hyper
+//! notices a client leaving, and the `Peer` decides which end of file it gets to see.
+//!
 //! Slots count requests, not connections: a connection that is idle or still sending its
 //! head holds none, so any number of slow clients (up to the descriptor limit, which the
 //! worker raises to its hard limit) cannot keep a request or a health check from being
@@ -29,10 +34,11 @@ mod service;
 pub use service::{MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 
 use super::config::Limits;
+use super::peer::Peer;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use io::{ConnState, Watched};
+use io::{ConnState, Peered, Watched};
 use service::ConnService;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +94,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, st
                         router: router.clone(),
                         slots: Arc::clone(&slots),
                         state: Arc::new(ConnState::new()),
+                        peer: Peer::default(),
                     };
                     conns.spawn(connection(stream, http.clone(), svc, limits.keep_alive, stop.clone()));
                 }
@@ -114,9 +121,11 @@ async fn connection(
     keep_alive: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Small responses are not held back by Nagle's algorithm.
     let _ = stream.set_nodelay(true);
     let state = Arc::clone(&svc.state);
-    let conn = http.serve_connection(TokioIo::new(Watched::new(stream, Arc::clone(&state), keep_alive)), svc);
+    let io = Watched::new(Peered::new(stream, svc.peer.clone()), Arc::clone(&state), keep_alive);
+    let conn = http.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,

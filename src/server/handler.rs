@@ -265,7 +265,11 @@ pub fn run(
     deadline: Option<Instant>,
 ) -> Result<HandlerOutput, HandlerError> {
     let (t0, c0) = (Instant::now(), thread_cpu_ns());
-    let late = || deadline.is_some_and(|d| Instant::now() >= d);
+    // A token boundary is progress of the event loop when the handler runs on it.
+    let late = || {
+        super::heartbeat::loop_progress();
+        deadline.is_some_and(|d| Instant::now() >= d)
+    };
     let timed_out =
         |tokens: usize| HandlerError::TimedOut { tokens: tokens as u32, asked: req.max_new_tokens };
     // Dropping the session (on every return) releases the lock.

@@ -6,7 +6,7 @@ use super::client;
 use super::config::ServerConfig;
 use super::shutdown;
 use super::stats::WorkerStats;
-use super::supervisor::{ReadyLine, StoppedLine};
+use super::supervisor::{ReadyLine, StoppedLine, SupervisorStats, WorkerInfo};
 use crate::affinity::CpuList;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -190,10 +190,30 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// Every worker's `/stats`, read from its admin address.
+    /// The supervisor's `/stats`: its restarts and watchdog kills, and the workers
+    /// listening now.
+    pub fn supervisor_stats(&self) -> Result<SupervisorStats, LaunchError> {
+        let admin = self.ready.admin.ok_or_else(|| LaunchError::Io {
+            what: "read the supervisor's /stats",
+            source: std::io::Error::other("the server reported no supervisor admin address"),
+        })?;
+        let r = client::get(admin, "/stats", Duration::from_secs(30))
+            .map_err(io("read the supervisor's /stats"))?;
+        r.json().map_err(io("parse the supervisor's /stats"))
+    }
+
+    /// The workers listening now: the supervisor's current list (replacements included),
+    /// or the ready line's when it has none.
+    pub fn workers(&self) -> Result<Vec<WorkerInfo>, LaunchError> {
+        match self.ready.admin {
+            Some(_) => Ok(self.supervisor_stats()?.workers),
+            None => Ok(self.ready.workers.clone()),
+        }
+    }
+
+    /// Every worker's `/stats`, read from its admin address (the workers listening now).
     pub fn stats(&self) -> Result<Vec<WorkerStats>, LaunchError> {
-        self.ready
-            .workers
+        self.workers()?
             .iter()
             .map(|w| {
                 let r = client::get(w.admin, "/stats", Duration::from_secs(30)).map_err(io("read /stats"))?;
@@ -270,6 +290,7 @@ fn placeholder() -> ReadyLine {
     ReadyLine {
         event: String::new(),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin: None,
         pid: 0,
         cpus: CpuList::default(),
         handler: String::new(),

@@ -4,6 +4,8 @@
 //! | metric | kind | meaning |
 //! |---|---|---|
 //! | `servesim_requests_total{status}` | counter | answered requests by HTTP status |
+//! | `servesim_requests_accepted_total` | counter | requests admitted (past validation and the admission queue) |
+//! | `servesim_requests_cancelled_total` | counter | admitted requests never answered: the client left (see [`super::RequestCounts::cancelled`]) |
 //! | `servesim_tokens_total` | counter | tokens generated |
 //! | `servesim_requests_in_flight` | gauge | admitted requests not yet answered |
 //! | `servesim_inference_in_flight` | gauge | handlers running |
@@ -11,12 +13,22 @@
 //! | `servesim_request_duration_seconds` | histogram | arrival to response |
 //! | `servesim_lock_wait_seconds` | histogram | time a request waited for the lock |
 //! | `servesim_batch_size` | histogram | sequences per batched step (batching only) |
+//!
+//! Every admitted request is answered (200, 500 or 504 in `servesim_requests_total`),
+//! cancelled, or in flight: `accepted = answered after admission + cancelled + in flight`.
+//! A worker's `/metrics` shows that worker; the supervisor's admin address serves every
+//! worker's, labelled by worker, with the supervisor's own counters (see
+//! [`super::supervisor`]).
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Answered requests, labelled by status.
 pub const REQUESTS: &str = "servesim_requests_total";
+/// Admitted requests.
+pub const ACCEPTED: &str = "servesim_requests_accepted_total";
+/// Admitted requests whose client left before their answer.
+pub const CANCELLED: &str = "servesim_requests_cancelled_total";
 /// Tokens generated.
 pub const TOKENS: &str = "servesim_tokens_total";
 /// Admitted requests not yet answered.
@@ -62,6 +74,8 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     metrics::describe_counter!(REQUESTS, "Answered requests by HTTP status.");
+    metrics::describe_counter!(ACCEPTED, "Requests admitted past validation and the admission queue.");
+    metrics::describe_counter!(CANCELLED, "Admitted requests never answered because the client left.");
     metrics::describe_counter!(TOKENS, "Tokens generated.");
     metrics::describe_gauge!(IN_FLIGHT, "Admitted requests not yet answered.");
     metrics::describe_gauge!(INFERENCE, "Handlers running (inference in progress).");
@@ -78,6 +92,8 @@ const STATUSES: [u16; 9] = [200, 400, 404, 405, 413, 422, 500, 503, 504];
 /// Handles to the per-request metrics, registered once (after [`install`]).
 pub struct Recorders {
     by_status: [Counter; STATUSES.len()],
+    accepted: Counter,
+    cancelled: Counter,
     duration: Histogram,
     lock_wait: Histogram,
     tokens: Counter,
@@ -89,6 +105,8 @@ impl Recorders {
     pub fn new() -> Self {
         Self {
             by_status: STATUSES.map(|s| metrics::counter!(REQUESTS, "status" => s.to_string())),
+            accepted: metrics::counter!(ACCEPTED),
+            cancelled: metrics::counter!(CANCELLED),
             duration: metrics::histogram!(DURATION),
             lock_wait: metrics::histogram!(LOCK_WAIT),
             tokens: metrics::counter!(TOKENS),
@@ -103,6 +121,16 @@ impl Recorders {
             None => metrics::counter!(REQUESTS, "status" => status.to_string()).increment(1),
         }
         self.duration.record(total_s);
+    }
+
+    /// Records an admitted request.
+    pub fn accepted(&self) {
+        self.accepted.increment(1);
+    }
+
+    /// Records an admitted request whose client left before its answer.
+    pub fn cancelled(&self) {
+        self.cancelled.increment(1);
     }
 
     /// Records a completed request's lock wait and tokens.

@@ -1,14 +1,16 @@
 //! The bounded threadpool: exactly `worker.threads` OS threads taking jobs from one FIFO
 //! queue — anyio's worker threads, where FastAPI runs `def` handlers and `to_thread` calls.
 //!
-//! The event loop submits a job and awaits its result. A job carries a deadline: one still
-//! queued when its deadline passes is never started (the request times out). The pool
-//! cannot interrupt a job already running — it is CPU work on another thread — so the
-//! handler checks the same deadline itself at every token boundary and returns early.
+//! The event loop submits a job and awaits its result. A job carries a deadline and a
+//! [`Ticket`]: one still queued when its deadline passes, or withdrawn because its client
+//! left, leaves the queue and is never started. The pool cannot interrupt a job already
+//! running — it is CPU work on another thread — so the handler checks the same deadline
+//! itself at every token boundary and returns early.
 
 use super::busy::thread_cpu_ns;
+use super::ticket::Ticket;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,7 +31,7 @@ pub enum PoolError {
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<(Ticket, Job)>,
     closed: bool,
 }
 
@@ -38,7 +40,7 @@ struct Queue {
 pub struct PoolStats {
     /// Threads.
     pub threads: u32,
-    /// Jobs run (a panicking one included; one cancelled in the queue is not), each
+    /// Jobs run (a panicking one included; one withdrawn from the queue is not), each
     /// counted before its result is sent.
     pub jobs: u64,
     /// Wall time threads spent running jobs (ms).
@@ -67,7 +69,7 @@ impl Shared {
     fn next(&self) -> Option<Job> {
         let mut q = self.queue();
         loop {
-            if let Some(job) = q.jobs.pop_front() {
+            if let Some((_, job)) = q.jobs.pop_front() {
                 return Some(job);
             }
             if q.closed {
@@ -75,6 +77,11 @@ impl Shared {
             }
             q = self.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Takes a withdrawn job out of the queue (a job that started is no longer there).
+    fn remove(&self, ticket: &Ticket) {
+        self.queue().jobs.retain(|(t, _)| !t.is(ticket));
     }
 
     fn work(&self) {
@@ -115,9 +122,21 @@ pub struct Pool {
     threads: Vec<JoinHandle<()>>,
 }
 
-const QUEUED: u8 = 0;
-const RUNNING: u8 = 1;
-const CANCELLED: u8 = 2;
+/// Withdraws a job that has not started when its `run` future ends — its deadline passed,
+/// or the future was dropped because the client left — and takes it out of the queue.
+struct Queued<'a> {
+    shared: &'a Shared,
+    ticket: &'a Ticket,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let _ = self.ticket.withdraw();
+        if self.ticket.withdrawn() {
+            self.shared.remove(self.ticket);
+        }
+    }
+}
 
 impl Pool {
     /// Starts `threads` threads named `{name}-{i}`.
@@ -132,12 +151,12 @@ impl Pool {
         Ok(Pool { shared, threads })
     }
 
-    fn submit(&self, job: Job) -> Result<(), PoolError> {
+    fn submit(&self, ticket: Ticket, job: Job) -> Result<(), PoolError> {
         let mut q = self.shared.queue();
         if q.closed {
             return Err(PoolError::Closed);
         }
-        q.jobs.push_back(job);
+        q.jobs.push_back((ticket, job));
         drop(q);
         self.shared.ready.notify_one();
         Ok(())
@@ -145,39 +164,41 @@ impl Pool {
 
     /// Runs `f` on a pool thread after the jobs queued before it; `f` receives the time the
     /// job waited for a thread. A job still queued at `deadline` never runs
-    /// ([`PoolError::TimedOut`]); once started, it runs until it returns (a handler returns
-    /// at its next token boundary past the deadline), and its result is awaited.
-    pub async fn run<R, F>(&self, deadline: Option<Instant>, f: F) -> Result<R, PoolError>
+    /// ([`PoolError::TimedOut`]), nor does one whose `ticket` is withdrawn first (its
+    /// client left) or whose future is dropped; once started, it runs until it returns (a
+    /// handler returns at its next token boundary past the deadline), and its result is
+    /// awaited.
+    pub async fn run<R, F>(&self, ticket: Ticket, deadline: Option<Instant>, f: F) -> Result<R, PoolError>
     where
         R: Send + 'static,
         F: FnOnce(Duration) -> R + Send + 'static,
     {
-        let ticket = Arc::new(AtomicU8::new(QUEUED));
         let (tx, mut rx) = oneshot::channel();
-        let (t, queued_at, shared) = (Arc::clone(&ticket), Instant::now(), Arc::clone(&self.shared));
-        self.submit(Box::new(move || {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let _ = t.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
-            }
-            if t.compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                let r = {
-                    let _counted = Accounting::start(&shared);
-                    f(queued_at.elapsed())
-                };
-                let _ = tx.send(r);
-            }
-        }))?;
-        let lost = |ticket: &AtomicU8| match ticket.load(Ordering::Acquire) {
-            CANCELLED => PoolError::TimedOut,
-            _ => PoolError::Closed,
-        };
+        let (t, queued_at, shared) = (ticket.clone(), Instant::now(), Arc::clone(&self.shared));
+        self.submit(
+            ticket.clone(),
+            Box::new(move || {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let _ = t.withdraw();
+                }
+                if t.start() {
+                    let r = {
+                        let _counted = Accounting::start(&shared);
+                        f(queued_at.elapsed())
+                    };
+                    let _ = tx.send(r);
+                }
+            }),
+        )?;
+        let _queued = Queued { shared: &self.shared, ticket: &ticket };
+        let lost = |ticket: &Ticket| if ticket.withdrawn() { PoolError::TimedOut } else { PoolError::Closed };
         let Some(deadline) = deadline else {
             return (&mut rx).await.map_err(|_| lost(&ticket));
         };
         match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(r) => r.map_err(|_| lost(&ticket)),
             Err(_) => {
-                if ticket.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                if ticket.withdraw() {
                     return Err(PoolError::TimedOut);
                 }
                 // Already running: a thread cannot be interrupted; the job checks the
@@ -231,7 +252,7 @@ mod tests {
             for i in 0..n {
                 let (p, r, k, o) = (Arc::clone(&pool), running.clone(), peak.clone(), order.clone());
                 tasks.push(tokio::spawn(async move {
-                    p.run(None, move |_| {
+                    p.run(Ticket::new(), None, move |_| {
                         o.lock().unwrap().push(i);
                         k.fetch_max(r.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
                         // Hold the thread until every thread is busy (or `ms` per job has
@@ -276,9 +297,9 @@ mod tests {
         let pool = Pool::new(1, "t").unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         rt().block_on(async {
-            let blocker = pool.run(None, |_| std::thread::sleep(Duration::from_millis(50)));
+            let blocker = pool.run(Ticket::new(), None, |_| std::thread::sleep(Duration::from_millis(50)));
             let r2 = ran.clone();
-            let late = pool.run(Some(Instant::now() + Duration::from_millis(5)), move |_| {
+            let late = pool.run(Ticket::new(), Some(Instant::now() + Duration::from_millis(5)), move |_| {
                 r2.fetch_add(1, Ordering::SeqCst);
             });
             let (a, b) = tokio::join!(blocker, late);
@@ -290,13 +311,55 @@ mod tests {
         assert_eq!(ran.load(Ordering::SeqCst), 0);
     }
 
+    /// Polls `f` once.
+    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *f).poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await
+    }
+
+    #[test]
+    fn a_withdrawn_or_dropped_job_leaves_the_queue_and_never_runs() {
+        let pool = Pool::new(1, "t").unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        rt().block_on(async {
+            let mut blocker = Box::pin(pool.run(Ticket::new(), None, move |_| {
+                let _ = started_tx.send(());
+                let _ = wait.recv_timeout(Duration::from_secs(10));
+            }));
+            assert!(poll_once(&mut blocker).await.is_none());
+            started.recv_timeout(Duration::from_secs(10)).expect("the blocker runs");
+            let withdrawn = Ticket::new();
+            let (r1, r2) = (ran.clone(), ran.clone());
+            let mut a =
+                Box::pin(pool.run(withdrawn.clone(), None, move |_| r1.fetch_add(1, Ordering::SeqCst)));
+            let mut b = Box::pin(pool.run(Ticket::new(), None, move |_| r2.fetch_add(1, Ordering::SeqCst)));
+            assert!(poll_once(&mut a).await.is_none() && poll_once(&mut b).await.is_none());
+            assert_eq!(pool.stats().queued, 2);
+            // The client of `a` leaves: its ticket is withdrawn, then its future dropped.
+            assert!(withdrawn.withdraw());
+            drop(a);
+            // The connection of `b` breaks: its future is dropped.
+            drop(b);
+            assert_eq!(pool.stats().queued, 0, "withdrawn jobs leave the queue");
+            go.send(()).unwrap();
+            assert_eq!(blocker.await, Ok(()));
+        });
+        drop(pool);
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+    }
+
     #[test]
     fn a_panicking_job_fails_its_request_but_not_the_pool() {
         let pool = Pool::new(1, "t").unwrap();
         rt().block_on(async {
-            let bad: Result<(), _> = pool.run(None, |_| panic!("handler bug")).await;
+            let bad: Result<(), _> = pool.run(Ticket::new(), None, |_| panic!("handler bug")).await;
             assert_eq!(bad, Err(PoolError::Closed));
-            assert_eq!(pool.run(None, |_| 7).await, Ok(7));
+            assert_eq!(pool.run(Ticket::new(), None, |_| 7).await, Ok(7));
         });
     }
 }

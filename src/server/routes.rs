@@ -13,13 +13,19 @@
 //! `worker`): with several workers, a request on the shared port — `/metrics` and
 //! `/stats` too — reaches whichever worker the kernel's `SO_REUSEPORT` hash picks for the
 //! connection, while a worker's admin address always reaches that worker.
+//!
+//! Each request carries its connection's `Peer` (`ConnectInfo<Peer>`, see `peer`), put there
+//! by `conn`, which also marks the request in progress on it from the moment hyper hands it
+//! over until its answer is sent, so that a half-closed client's EOF waits for the answer.
+//! `/correct` hands it to the pipeline, which withdraws a waiting request whose client left.
 
 use super::api::ApiError;
 use super::app::{self, App};
 use super::metrics;
+use super::peer::Peer;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,6 +46,11 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The connection's [`Peer`], when the server provides it.
+fn peer(req: &axum::extract::Request) -> Option<Peer> {
+    req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0.clone())
+}
+
 async fn correct(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
     let arrived = app::arrival(req.headers(), app.config.limits.trust_request_start);
     // A declared length over the limit is refused before a byte of the body is read.
@@ -52,11 +63,12 @@ async fn correct(State(app): State<Arc<App>>, req: axum::extract::Request) -> Re
     if let Some(n) = declared.filter(|&n| n > limit as u64) {
         return app::refuse_too_large(&app, arrived, n);
     }
+    let peer = peer(&req);
     // The request keeps its extensions, the body limit's among them.
     let read = <Bytes as axum::extract::FromRequest<()>>::from_request(req, &());
     let within = Duration::from_secs_f64(app.config.limits.body_read_timeout_ms / 1e3);
     match tokio::time::timeout(within, read).await {
-        Ok(body) => app::correct(app, arrived, body).await,
+        Ok(body) => app::correct(app, arrived, body, peer).await,
         Err(_) => app::refuse_slow_body(&app, arrived),
     }
 }

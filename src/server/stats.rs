@@ -62,6 +62,10 @@ impl Drop for Entered<'_> {
 }
 
 /// How requests ended, by kind.
+///
+/// Every admitted request is answered, cancelled or still in flight:
+/// `accepted = completed + timed_out + failed + cancelled + in flight`. Refusals (`rejected`,
+/// `invalid`) happen before admission.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestCounts {
     /// Admitted (past validation and the admission queue).
@@ -76,6 +80,11 @@ pub struct RequestCounts {
     pub invalid: u64,
     /// Answered 500: the handler failed.
     pub failed: u64,
+    /// Admitted, then never answered: the client reset the connection, or closed it while
+    /// the request still waited (for a thread, the loop or a batch). A request cancelled
+    /// before it started never ran.
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 /// Sums over completed requests (ms): divide by `completed` for means.
@@ -133,6 +142,7 @@ pub struct Counters {
     timed_out: AtomicU64,
     invalid: AtomicU64,
     failed: AtomicU64,
+    cancelled: AtomicU64,
     /// Admitted requests not yet answered.
     pub in_flight: Gauge,
     /// Handlers running (inference in progress).
@@ -166,6 +176,10 @@ impl Counters {
     pub fn fail(&self) {
         add(&self.failed);
     }
+    /// An admitted request was abandoned by its client before it was answered.
+    pub fn cancel(&self) {
+        add(&self.cancelled);
+    }
 
     /// A request completed with these figures.
     pub fn complete(&self, c: &Completed) {
@@ -188,6 +202,7 @@ impl Counters {
             timed_out: l(&self.timed_out),
             invalid: l(&self.invalid),
             failed: l(&self.failed),
+            cancelled: l(&self.cancelled),
         }
     }
 

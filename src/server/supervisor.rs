@@ -1,29 +1,44 @@
 //! `servesim serve`: the supervisor of `system.workers` worker processes on one port.
 //!
 //! ```text
-//!  supervisor: pin CPUs ─ reserve 127.0.0.1:PORT (SO_REUSEPORT, no listen)
+//!  supervisor: pin CPUs ─ reserve 127.0.0.1:PORT (SO_REUSEPORT, no listen; kept to the end)
 //!     ├─ servesim serve --worker  (spec on stdin) ─ load weights ─ listen ─ {"event":"ready"}
-//!     ├─ … one per worker
-//!     └─ all ready: close the reservation, print {"event":"ready","addr":…,"workers":[…]}
+//!     ├─ … one per worker                          then {"event":"heartbeat"} every beat
+//!     └─ all ready: admin address up, print {"event":"ready","addr":…,"admin":…,"workers":[…]}
+//!  a worker exits ─► a replacement on the same port ─► {"event":"restarted","worker":…}
+//!  a worker's heartbeat is late ─► SIGKILL ─► a replacement
 //!  SIGTERM/SIGINT ─► forwarded to every worker ─► each drains ─► {"event":"stopped",…}
 //! ```
 //!
-//! Workers inherit the supervisor's CPU affinity and die with it. If a worker exits on its
-//! own, the supervisor stops the others and reports it.
+//! Workers inherit the supervisor's CPU affinity and die with it. A worker that exits on its
+//! own (a crash, `kill -9`) is replaced, as gunicorn's arbiter does: the replacement binds
+//! the same port with `SO_REUSEPORT` and the kernel spreads new connections over it; the
+//! connections the dead worker held are lost with it. A worker whose event loop sends no
+//! heartbeat for `limits.heartbeat_timeout_ms` (stopped, deadlocked, or stuck on one piece
+//! of work) is killed and replaced the same way. A worker that keeps failing to start is
+//! retried with a back-off and then given up on, stopping the server with an error (see
+//! `workers` for the policy).
+//!
+//! The supervisor's admin address (`admin` on the ready line) serves its counters and every
+//! worker's metrics in one place (see `admin`): `/metrics`, `/stats`, `/healthz`.
+
+mod admin;
+mod workers;
+
+pub use workers::{MAX_START_FAILURES, STABLE_AFTER, backoff};
 
 use super::ServerError;
-use super::config::ServerConfig;
+use super::config::{self, ServerConfig};
 use super::listener;
 use super::shutdown;
 use super::stats::RequestCounts;
-use super::worker::{WorkerEvent, WorkerSpec};
 use crate::affinity::{self, CpuList};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use workers::{Ended, Workers};
 
 /// How the supervisor starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +79,10 @@ pub struct ReadyLine {
     pub event: String,
     /// The shared address clients connect to.
     pub addr: SocketAddr,
+    /// The supervisor's admin address: `/metrics` (every worker's, and the supervisor's
+    /// restarts and watchdog kills), `/stats` ([`SupervisorStats`]), `/healthz`.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
     /// The supervisor's pid.
     pub pid: u32,
     /// The CPUs the server runs on.
@@ -102,21 +121,53 @@ pub struct WorkerExit {
 pub struct StoppedLine {
     /// Always `"stopped"`.
     pub event: String,
-    /// What stopped it: `SIGTERM`, `SIGINT`, or `worker exited`.
+    /// What stopped it: `SIGTERM`, `SIGINT`, or `worker N failed to start`.
     pub reason: String,
     /// Every worker.
     pub workers: Vec<WorkerExit>,
     /// Every worker drained and exited 0.
     pub clean: bool,
+    /// Replacement workers started over the server's life.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Workers killed for missing their heartbeat deadline.
+    #[serde(default)]
+    pub watchdog_kills: u64,
+    /// Workers that exited before they had served for [`STABLE_AFTER`].
+    #[serde(default)]
+    pub start_failures: u64,
 }
 
-/// A line a worker printed on stdout.
-type Msg = (usize, String);
+/// The line `servesim serve` prints on stdout when a replacement worker is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartedLine {
+    /// Always `"restarted"`.
+    pub event: String,
+    /// The replacement.
+    pub worker: WorkerInfo,
+    /// The process it replaces.
+    pub replaced_pid: u32,
+    /// What happened to that process.
+    pub cause: String,
+}
 
-struct Workers {
-    children: Vec<Child>,
-    rx: Receiver<Msg>,
-    events: Vec<Vec<WorkerEvent>>,
+/// The supervisor's `/stats`: its counters and the workers listening now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SupervisorStats {
+    /// The supervisor's pid.
+    pub pid: u32,
+    /// Workers listening now (a replacement appears once it is ready).
+    pub workers: Vec<WorkerInfo>,
+    /// Replacement workers started, after a worker exited or was killed by the watchdog.
+    pub restarts: u64,
+    /// Workers killed (SIGKILL) for missing their heartbeat deadline.
+    pub watchdog_kills: u64,
+    /// Workers that exited without being asked to (watchdog kills included).
+    pub exits: u64,
+    /// Workers that exited before they had served for [`STABLE_AFTER`].
+    pub start_failures: u64,
+    /// `limits.heartbeat_timeout_ms`.
+    pub heartbeat_timeout_ms: f64,
 }
 
 fn print_line<T: Serialize>(v: &T) {
@@ -125,9 +176,11 @@ fn print_line<T: Serialize>(v: &T) {
     let _ = out.flush();
 }
 
-/// Runs the server until SIGTERM/SIGINT (or a worker's unexpected exit), printing the
-/// ready and stopped lines on stdout.
+/// Runs the server until SIGTERM/SIGINT, replacing workers that die or hang, and printing
+/// the ready, restarted and stopped lines on stdout. A worker that keeps failing to start
+/// stops the server: the stopped line is printed, then the error returned.
 pub fn run(config: ServerConfig, opts: &ServeOptions) -> Result<StoppedLine, ServerError> {
+    config::check_limits(&config.limits)?;
     shutdown::install_flag().map_err(|e| ServerError::io("install signal handlers", e))?;
     if opts.die_with_parent {
         shutdown::die_with_parent(std::os::unix::process::parent_id(), libc::SIGTERM);
@@ -137,9 +190,16 @@ pub fn run(config: ServerConfig, opts: &ServeOptions) -> Result<StoppedLine, Ser
         None => affinity::CpuPlan::split(&affinity::allowed()?, config.cores as usize).server,
     };
     affinity::pin(&cpus)?;
-    let (reservation, addr) =
+    // Kept until the end: a replacement worker can always bind the port.
+    let (_reservation, addr) =
         listener::reserve(opts.port).map_err(|e| ServerError::io("reserve the port", e))?;
-    let mut w = spawn_all(&config, addr, &cpus)?;
+    let heartbeat_timeout_ms = config.limits.heartbeat_timeout_ms;
+    let shared = Arc::new(Mutex::new(SupervisorStats {
+        pid: std::process::id(),
+        heartbeat_timeout_ms,
+        ..SupervisorStats::default()
+    }));
+    let mut w = Workers::spawn_all(&config, addr, &cpus, Arc::clone(&shared))?;
     let infos = match w.wait_ready(opts.startup_timeout) {
         Ok(infos) => infos,
         Err(e) => {
@@ -147,10 +207,17 @@ pub fn run(config: ServerConfig, opts: &ServeOptions) -> Result<StoppedLine, Ser
             return Err(e);
         }
     };
-    drop(reservation);
+    let admin = match admin::Admin::start(Arc::clone(&shared)) {
+        Ok(a) => a,
+        Err(e) => {
+            w.stop(Duration::from_secs(2));
+            return Err(ServerError::io("listen on the supervisor's admin address", e));
+        }
+    };
     let ready = ReadyLine {
         event: "ready".into(),
         addr,
+        admin: Some(admin.addr()),
         pid: std::process::id(),
         cpus,
         handler: kebab(&config.handler),
@@ -165,172 +232,41 @@ pub fn run(config: ServerConfig, opts: &ServeOptions) -> Result<StoppedLine, Ser
     };
     print_line(&ready);
     eprintln!(
-        "servesim serve: {} worker(s) on http://{addr} — POST /correct; SIGTERM or Ctrl-C stops",
-        config.workers
+        "servesim serve: {} worker(s) on http://{addr} — POST /correct; metrics of all at http://{}/metrics; \
+         SIGTERM or Ctrl-C stops",
+        config.workers,
+        admin.addr()
     );
-    let reason = w.wait_for_stop();
+    let heartbeat = Duration::from_secs_f64(heartbeat_timeout_ms / 1e3);
+    let ended = w.supervise(heartbeat, opts.startup_timeout);
     let drain = Duration::from_secs_f64(config.limits.drain_timeout_ms / 1e3) + Duration::from_secs(5);
     let exits = w.stop(drain);
-    let clean = exits.iter().all(|e| e.drained && e.exit_code == Some(0));
-    let stopped = StoppedLine { event: "stopped".into(), reason, workers: exits, clean };
+    drop(admin);
+    let (reason, failure) = match ended {
+        Ended::Signal(sig) => (sig.to_string(), None),
+        Ended::GaveUp(e) => {
+            let index = if let ServerError::Worker { index, .. } = &e { *index } else { 0 };
+            (format!("worker {index} failed to start"), Some(e))
+        }
+    };
+    let counts = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let clean = failure.is_none() && exits.iter().all(|e| e.drained && e.exit_code == Some(0));
+    let stopped = StoppedLine {
+        event: "stopped".into(),
+        reason,
+        workers: exits,
+        clean,
+        restarts: counts.restarts,
+        watchdog_kills: counts.watchdog_kills,
+        start_failures: counts.start_failures,
+    };
     print_line(&stopped);
-    Ok(stopped)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(stopped),
+    }
 }
 
 fn kebab<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-fn spawn_all(config: &ServerConfig, addr: SocketAddr, cpus: &CpuList) -> Result<Workers, ServerError> {
-    let exe = std::env::current_exe().map_err(|e| ServerError::io("find the servesim binary", e))?;
-    let (tx, rx) = mpsc::channel();
-    let mut w = Workers { children: Vec::new(), rx, events: vec![Vec::new(); config.workers as usize] };
-    for index in 0..config.workers {
-        let spec = WorkerSpec {
-            config: config.clone(),
-            index,
-            addr,
-            cpus: Some(cpus.clone()),
-            parent_pid: std::process::id(),
-        };
-        match spawn_one(&exe, &spec, tx.clone()) {
-            Ok(child) => w.children.push(child),
-            Err(e) => {
-                w.stop(Duration::from_secs(2));
-                return Err(e);
-            }
-        }
-    }
-    Ok(w)
-}
-
-fn spawn_one(exe: &std::path::Path, spec: &WorkerSpec, tx: Sender<Msg>) -> Result<Child, ServerError> {
-    let mut child = Command::new(exe)
-        .args(["serve", "--worker"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| ServerError::io("start a worker process", e))?;
-    let json = serde_json::to_vec(spec).expect("specs serialize");
-    let mut stdin = child.stdin.take().expect("piped");
-    stdin.write_all(&json).map_err(|e| ServerError::io("send a worker its spec", e))?;
-    drop(stdin);
-    let stdout = child.stdout.take().expect("piped");
-    let i = spec.index as usize;
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send((i, line));
-        }
-    });
-    Ok(child)
-}
-
-impl Workers {
-    fn absorb(&mut self, (i, line): Msg) {
-        match serde_json::from_str::<WorkerEvent>(&line) {
-            Ok(ev) => self.events[i].push(ev),
-            Err(_) => eprintln!("worker {i}: {line}"),
-        }
-    }
-
-    fn ready_info(&self, i: usize) -> Option<WorkerInfo> {
-        self.events[i].iter().find_map(|e| match *e {
-            WorkerEvent::Ready { index, pid, admin, rss_kb } => {
-                Some(WorkerInfo { index, pid, admin, rss_kb })
-            }
-            _ => None,
-        })
-    }
-
-    fn exited(&mut self) -> Option<(usize, std::process::ExitStatus)> {
-        self.children.iter_mut().enumerate().find_map(|(i, c)| c.try_wait().ok().flatten().map(|s| (i, s)))
-    }
-
-    fn wait_ready(&mut self, timeout: Duration) -> Result<Vec<WorkerInfo>, ServerError> {
-        let t0 = Instant::now();
-        loop {
-            let infos: Vec<WorkerInfo> =
-                (0..self.children.len()).filter_map(|i| self.ready_info(i)).collect();
-            if infos.len() == self.children.len() {
-                return Ok(infos);
-            }
-            if let Some((i, status)) = self.exited() {
-                return Err(ServerError::Worker {
-                    index: i as u32,
-                    message: format!("exited during startup ({status})"),
-                });
-            }
-            if shutdown::received().is_some() || t0.elapsed() > timeout {
-                let why =
-                    if t0.elapsed() > timeout { "did not start in time" } else { "startup interrupted" };
-                return Err(ServerError::Worker { index: infos.len() as u32, message: why.into() });
-            }
-            match self.rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(msg) => self.absorb(msg),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
-            }
-        }
-    }
-
-    /// Blocks until a signal arrives or a worker exits; returns why.
-    fn wait_for_stop(&mut self) -> String {
-        loop {
-            if let Some(sig) = shutdown::received() {
-                return sig.into();
-            }
-            if let Some((i, status)) = self.exited() {
-                eprintln!("servesim serve: worker {i} exited unexpectedly ({status}); stopping");
-                return "worker exited".into();
-            }
-            if let Ok(msg) = self.rx.recv_timeout(Duration::from_millis(20)) {
-                self.absorb(msg);
-            }
-        }
-    }
-
-    /// Sends SIGTERM to every worker, waits up to `deadline` for all to exit, kills the
-    /// rest, and reports each.
-    fn stop(&mut self, deadline: Duration) -> Vec<WorkerExit> {
-        for c in &self.children {
-            shutdown::send(c.id(), false);
-        }
-        let t0 = Instant::now();
-        let mut status = vec![None; self.children.len()];
-        while status.iter().any(Option::is_none) && t0.elapsed() < deadline {
-            for (i, c) in self.children.iter_mut().enumerate() {
-                if status[i].is_none() {
-                    status[i] = c.try_wait().ok().flatten();
-                }
-            }
-            if let Ok(msg) = self.rx.recv_timeout(Duration::from_millis(10)) {
-                self.absorb(msg);
-            }
-        }
-        for (i, c) in self.children.iter_mut().enumerate() {
-            if status[i].is_none() {
-                let _ = c.kill();
-                status[i] = c.wait().ok();
-            }
-        }
-        while let Ok(msg) = self.rx.recv_timeout(Duration::from_millis(50)) {
-            self.absorb(msg);
-        }
-        (0..self.children.len()).map(|i| self.exit_of(i, status[i])).collect()
-    }
-
-    fn exit_of(&self, i: usize, status: Option<std::process::ExitStatus>) -> WorkerExit {
-        let pid = self.children[i].id();
-        let stopped = self.events[i].iter().find_map(|e| match e {
-            WorkerEvent::Stopped { requests, drained, .. } => Some((*requests, *drained)),
-            _ => None,
-        });
-        WorkerExit {
-            index: i as u32,
-            pid,
-            requests: stopped.map(|s| s.0),
-            drained: stopped.is_some_and(|s| s.1),
-            exit_code: status.and_then(|s| s.code()),
-        }
-    }
 }

@@ -3,7 +3,8 @@
 //! lock; its share of the server's port, and a private admin port for `/stats`.
 //!
 //! The supervisor starts it as `servesim serve --worker` with a [`WorkerSpec`] on stdin.
-//! It reports on stdout, one JSON line each: [`WorkerEvent::Ready`] once it listens, and
+//! It reports on stdout, one JSON line each: [`WorkerEvent::Ready`] once it listens,
+//! [`WorkerEvent::Heartbeat`] every beat interval while its event loop makes progress, and
 //! [`WorkerEvent::Stopped`] after a SIGTERM/SIGINT, when its in-flight requests have been
 //! answered (or the drain deadline passed: then it exits 1 without waiting further).
 
@@ -13,7 +14,7 @@ use super::conn::{self, ConnLimits};
 use super::listener;
 use super::shutdown::{self, Signals};
 use super::stats::RequestCounts;
-use super::{ServerError, metrics, procfs, routes};
+use super::{ServerError, heartbeat, metrics, procfs, routes};
 use crate::affinity::{self, CpuList};
 use crate::gpt::Model;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,14 @@ pub enum WorkerEvent {
         admin: SocketAddr,
         /// Resident memory with the weights loaded (kB).
         rss_kb: u64,
+    },
+    /// Its event loop is making progress; sent every beat interval while it does (see
+    /// `limits.heartbeat_timeout_ms`).
+    Heartbeat {
+        /// Worker index.
+        index: u32,
+        /// Process id.
+        pid: u32,
     },
     /// Stopped after a signal.
     Stopped {
@@ -124,6 +133,8 @@ async fn serve(app: Arc<App>, spec: &WorkerSpec) -> Result<bool, ServerError> {
     let admin_addr = admin.local_addr().map_err(|e| ServerError::io("read the admin address", e))?;
     let router = routes::router(Arc::clone(&app));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Each connection is read through its Peer (a half-closed client, or one that left),
+    // which each request carries as ConnectInfo<Peer>.
     let limits = &app.config.limits;
     let main_limits = ConnLimits::new(limits, app.config.max_connections());
     let main = tokio::spawn(conn::serve(main, router.clone(), main_limits, stop_rx.clone()));
@@ -135,6 +146,10 @@ async fn serve(app: Arc<App>, spec: &WorkerSpec) -> Result<bool, ServerError> {
         admin: admin_addr,
         rss_kb: procfs::rss_kb(pid).unwrap_or(0),
     });
+    let (index, timeout) =
+        (spec.index, Duration::from_secs_f64(app.config.limits.heartbeat_timeout_ms / 1e3));
+    heartbeat::start(heartbeat::interval(timeout), move || emit(&WorkerEvent::Heartbeat { index, pid }))
+        .map_err(|e| ServerError::io("start the heartbeat", e))?;
     let signal = signals.recv().await;
     eprintln!("servesim worker {} (pid {pid}): {signal}, draining in-flight requests", spec.index);
     let _ = stop_tx.send(true);

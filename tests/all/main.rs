@@ -3,6 +3,8 @@
 mod analytic;
 mod cli;
 mod des;
+#[cfg(all(feature = "server", feature = "load"))]
+mod faults;
 #[cfg(feature = "model")]
 mod gpt;
 #[cfg(feature = "load")]

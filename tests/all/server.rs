@@ -25,11 +25,11 @@ pub(crate) fn start_with(toml: &str, limits: Limits) -> ServerProcess {
     ServerProcess::start(&config, &opts).expect("the server starts")
 }
 
-fn start(toml: &str) -> ServerProcess {
+pub(crate) fn start(toml: &str) -> ServerProcess {
     start_with(toml, Limits::default())
 }
 
-fn stats(server: &ServerProcess) -> WorkerStats {
+pub(crate) fn stats(server: &ServerProcess) -> WorkerStats {
     let mut all = server.stats().expect("/stats");
     assert_eq!(all.len(), 1);
     all.remove(0)
@@ -37,7 +37,7 @@ fn stats(server: &ServerProcess) -> WorkerStats {
 
 /// `clients` threads, released together, each sending `per_client` requests on its own
 /// keep-alive connection; every response, per client.
-fn closed_loop(
+pub(crate) fn closed_loop(
     addr: SocketAddr,
     clients: usize,
     per_client: usize,
@@ -65,7 +65,7 @@ fn closed_loop_each(addr: SocketAddr, bodies: Vec<Vec<u8>>, per_client: usize) -
     handles.into_iter().map(|h| h.join().expect("client thread")).collect()
 }
 
-fn statuses(responses: &[Vec<HttpResponse>]) -> Vec<u16> {
+pub(crate) fn statuses(responses: &[Vec<HttpResponse>]) -> Vec<u16> {
     let mut s: Vec<u16> = responses.iter().flatten().map(|r| r.status).collect();
     s.sort_unstable();
     s

@@ -1,16 +1,17 @@
 //! The handle the event loop holds: it starts the scheduler thread, queues requests and
 //! awaits their answers, reads the counters, and stops the thread when dropped.
 
-use super::queue::{CANCELLED, Job, QUEUED, Shared};
+use super::queue::{Job, Shared};
 use super::scheduler::Scheduler;
 use super::{BatchError, BatchStats, Batched};
 use crate::gpt::Model;
 use crate::scenario::{Batching, BatchingMode};
 use crate::server::api::CorrectRequest;
 use crate::server::gil::Gil;
+use crate::server::ticket::Ticket;
 use crate::server::work::{StepSampler, Work};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -69,26 +70,27 @@ impl Batcher {
     }
 
     /// Queues `req` with its drawn `work` and awaits its answer. A request still waiting to
-    /// join at `deadline` never runs ([`BatchError::TimedOut`]); once in a batch, it leaves
-    /// at the first step boundary past `deadline` ([`BatchError::Stopped`]).
+    /// join at `deadline` never runs ([`BatchError::TimedOut`]), nor does one whose
+    /// `ticket` is withdrawn first (its client left) or whose future is dropped: it leaves
+    /// the queue. Once in a batch, it leaves at the first step boundary past `deadline`
+    /// ([`BatchError::Stopped`]).
     pub async fn run(
         &self,
+        ticket: Ticket,
         req: CorrectRequest,
         work: Work,
         deadline: Instant,
     ) -> Result<Batched, BatchError> {
-        let ticket = Arc::new(AtomicU8::new(QUEUED));
         let (reply, mut rx) = oneshot::channel();
         let submitted = Instant::now();
-        self.submit(Job { req, work, deadline, submitted, ticket: Arc::clone(&ticket), reply })?;
-        let lost = |ticket: &AtomicU8| match ticket.load(Ordering::Acquire) {
-            CANCELLED => BatchError::TimedOut,
-            _ => BatchError::Closed,
-        };
+        self.submit(Job { req, work, deadline, submitted, ticket: ticket.clone(), reply })?;
+        let _queued = Queued { shared: &self.shared, ticket: &ticket };
+        let lost =
+            |ticket: &Ticket| if ticket.withdrawn() { BatchError::TimedOut } else { BatchError::Closed };
         match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(r) => r.map_err(|_| lost(&ticket))?,
             Err(_) => {
-                if ticket.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                if ticket.withdraw() {
                     return Err(BatchError::TimedOut);
                 }
                 // Already in a batch: it leaves at its next step boundary; wait for that.
@@ -117,6 +119,23 @@ impl Batcher {
             queued: s.queue().jobs.len() as u64,
             busy_ms: l(&s.busy_ns) as f64 / 1e6,
             cpu_ms: l(&s.cpu_ns) as f64 / 1e6,
+        }
+    }
+}
+
+/// Withdraws a request that has not joined a batch when its `run` future ends — its deadline
+/// passed, or the future was dropped because the client left — and takes it out of the
+/// queue, so that the queue holds only requests that may still run.
+struct Queued<'a> {
+    shared: &'a Shared,
+    ticket: &'a Ticket,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let _ = self.ticket.withdraw();
+        if self.ticket.withdrawn() {
+            self.shared.remove(self.ticket);
         }
     }
 }
@@ -175,7 +194,7 @@ mod tests {
                 .iter()
                 .map(|&(s, n)| {
                     let (b, r) = (Arc::clone(b), request(s, n));
-                    tokio::spawn(async move { b.run(r, Work::default(), far()).await })
+                    tokio::spawn(async move { b.run(Ticket::new(), r, Work::default(), far()).await })
                 })
                 .collect();
             let mut outs = Vec::new();
@@ -210,7 +229,7 @@ mod tests {
         assert_eq!(b.stats().steps, 3);
         assert_eq!(b.stats().sequences, 9);
         let (_, b) = batcher(BatchingMode::Static, 8, 30.0, 64);
-        let alone = rt().block_on(b.run(request("alone", 2), Work::default(), far())).unwrap();
+        let alone = rt().block_on(b.run(Ticket::new(), request("alone", 2), Work::default(), far())).unwrap();
         assert!(alone.waited >= Duration::from_millis(30), "{:?}", alone.waited);
         assert_eq!(alone.out.tokens, 2);
     }
@@ -221,9 +240,9 @@ mod tests {
         rt().block_on(async {
             let soon = Instant::now() + Duration::from_millis(50);
             let (a, late, full) = tokio::join!(
-                b.run(request("one", 1), Work::default(), far()),
-                b.run(request("two", 1), Work::default(), soon),
-                b.run(request("three", 1), Work::default(), far()),
+                b.run(Ticket::new(), request("one", 1), Work::default(), far()),
+                b.run(Ticket::new(), request("two", 1), Work::default(), soon),
+                b.run(Ticket::new(), request("three", 1), Work::default(), far()),
             );
             assert_eq!(a.unwrap().out.tokens, 1);
             assert_eq!(late, Err(BatchError::TimedOut));
@@ -253,8 +272,8 @@ mod tests {
         rt().block_on(async {
             let soon = Instant::now() + Duration::from_millis(30);
             let (late, ok) = tokio::join!(
-                batcher.run(request("long", 100), Work::default(), soon),
-                batcher.run(request("short", 3), Work::default(), far()),
+                batcher.run(Ticket::new(), request("long", 100), Work::default(), soon),
+                batcher.run(Ticket::new(), request("short", 3), Work::default(), far()),
             );
             match late {
                 Err(BatchError::Stopped { tokens, asked: 100 }) => assert!(tokens < 100, "{tokens}"),
@@ -262,7 +281,7 @@ mod tests {
             }
             assert_eq!(ok.unwrap().out.tokens, 3);
             // The batch goes on without it.
-            let after = batcher.run(request("after", 2), Work::default(), far()).await;
+            let after = batcher.run(Ticket::new(), request("after", 2), Work::default(), far()).await;
             assert_eq!(after.unwrap().out.tokens, 2);
         });
         assert_eq!(batcher.stats().running, 0);
@@ -289,7 +308,7 @@ mod tests {
         };
         let batcher = Batcher::start(&b, 8, parts).unwrap();
         let work = Work { request_locked_ns: 1_000_000, ..Work::default() };
-        let out = rt().block_on(batcher.run(request("busy", 4), work, far())).unwrap().out;
+        let out = rt().block_on(batcher.run(Ticket::new(), request("busy", 4), work, far())).unwrap().out;
         let t = out.times;
         // 4 steps of 0.5 ms locked and 0.25 ms free (one sequence), plus 1 ms locked to join.
         assert!(t.busy_locked >= Duration::from_micros(2_900), "{t:?}");

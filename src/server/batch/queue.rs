@@ -1,15 +1,16 @@
 //! The queue between the event loop and the scheduler thread, and the counters they share.
 //!
-//! Each queued request holds a ticket: the scheduler moves it from `QUEUED` to `RUNNING`
-//! when the request joins a batch, its handler from `QUEUED` to `CANCELLED` when it gives up
-//! waiting; whichever moves it first decides, so a request either runs or times out.
+//! Each queued request holds a [`Ticket`]: the scheduler starts it when the request joins a
+//! batch; its deadline or its client leaving withdraws it; whichever comes first decides, so
+//! a request either runs or is withdrawn. A withdrawn request leaves the queue at once.
 
 use super::{BatchError, Batched};
 use crate::server::api::CorrectRequest;
+use crate::server::ticket::Ticket;
 use crate::server::work::Work;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -19,13 +20,9 @@ pub(super) struct Job {
     pub(super) work: Work,
     pub(super) deadline: Instant,
     pub(super) submitted: Instant,
-    pub(super) ticket: Arc<AtomicU8>,
+    pub(super) ticket: Ticket,
     pub(super) reply: oneshot::Sender<Result<Batched, BatchError>>,
 }
-
-pub(super) const QUEUED: u8 = 0;
-pub(super) const RUNNING: u8 = 1;
-pub(super) const CANCELLED: u8 = 2;
 
 #[derive(Default)]
 pub(super) struct Queue {
@@ -50,19 +47,25 @@ impl Shared {
     pub(super) fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Takes a withdrawn request out of the queue (one that joined a batch is no longer
+    /// there).
+    pub(super) fn remove(&self, ticket: &Ticket) {
+        self.queue().jobs.retain(|j| !j.ticket.is(ticket));
+    }
 }
 
 /// Up to `n` queued requests that may still run, oldest first. A request past its deadline
-/// is cancelled (its handler answers 504); one its handler cancelled is dropped.
+/// is withdrawn (its handler answers 504); one withdrawn already is dropped.
 pub(super) fn take(q: &mut Queue, n: usize) -> Vec<Job> {
     let mut out = Vec::with_capacity(n.min(q.jobs.len()));
     let now = Instant::now();
     while out.len() < n {
         let Some(job) = q.jobs.pop_front() else { break };
         if now >= job.deadline {
-            let _ = job.ticket.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
+            let _ = job.ticket.withdraw();
         }
-        if job.ticket.compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if job.ticket.start() {
             out.push(job);
         }
     }

@@ -1,7 +1,18 @@
 //! One connection's socket, watched: when it last did anything, whether it is idle, and the
 //! end of file it reports to hyper when an idle connection must close (its keep-alive
 //! timeout passed, or the worker is stopping).
+//!
+//! ```text
+//!  hyper ─► Watched (idle: keep-alive timeout, stop) ─► Peered (the client's FIN) ─► TcpStream
+//! ```
+//!
+//! The order matters. [`Watched`] is outside: the end of file it makes up for an idle
+//! connection goes straight to hyper, where [`Peer`] would take it for the client's FIN.
+//! [`Peered`] is inside: [`Peer`] sees only the socket's own end of file, and holds a
+//! half-closed client's back while its request is in progress; [`Watched`] does not end the
+//! connection meanwhile either, since a request is held.
 
+use crate::server::peer::Peer;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,6 +23,41 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+
+/// A TCP stream read through its connection's [`Peer`], which decides when hyper sees the
+/// client's end of file: a half-closed client's request is answered before the connection
+/// closes, and a client that leaves while its request waits has the request withdrawn.
+pub(crate) struct Peered {
+    stream: TcpStream,
+    peer: Peer,
+}
+
+impl Peered {
+    pub(crate) fn new(stream: TcpStream, peer: Peer) -> Self {
+        Self { stream, peer }
+    }
+}
+
+impl AsyncRead for Peered {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let Peered { stream, peer } = self.get_mut();
+        peer.poll_read(cx, buf, |cx, buf| Pin::new(stream).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Peered {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
 
 /// What a connection's socket and its requests share.
 #[derive(Debug)]
@@ -65,7 +111,7 @@ impl Drop for RequestGuard {
     }
 }
 
-/// A TCP stream that ends itself, as an end of file, when the connection is idle — no
+/// A stream that ends itself, as an end of file, when the connection is idle — no
 /// request held and every response byte flushed — and either nothing has happened for
 /// `keep_alive` or the worker is stopping.
 ///
@@ -73,7 +119,7 @@ impl Drop for RequestGuard {
 /// an idle connection is noticed; it never reports an end of file while a request is held,
 /// so in-flight requests are never cut short.
 pub(crate) struct Watched {
-    stream: TcpStream,
+    stream: Peered,
     state: Arc<ConnState>,
     keep_alive: Duration,
     timer: Pin<Box<Sleep>>,
@@ -82,7 +128,7 @@ pub(crate) struct Watched {
 }
 
 impl Watched {
-    pub(crate) fn new(stream: TcpStream, state: Arc<ConnState>, keep_alive: Duration) -> Self {
+    pub(crate) fn new(stream: Peered, state: Arc<ConnState>, keep_alive: Duration) -> Self {
         let timer = Box::pin(tokio::time::sleep(keep_alive));
         Self { stream, state, keep_alive, timer, unflushed: false }
     }

@@ -1,11 +1,18 @@
 //! The service hyper calls for each request on a connection: it marks the connection busy
 //! until the response is sent, refuses over-long heads with JSON errors, takes one of the
 //! worker's request slots (`/healthz` takes none), and runs the router.
+//!
+//! Every request is marked in progress on its connection's [`Peer`] from the moment hyper
+//! hands it over until its response is sent — a wait for a slot included — so that a
+//! half-closed client's end of file waits for the answer; the router's handlers reach the
+//! `Peer` as `ConnectInfo<Peer>` in the request's extensions.
 
 use super::io::{ConnState, RequestGuard};
 use crate::server::api::ApiError;
+use crate::server::peer::{Active, Peer};
 use axum::Router;
 use axum::body::{Body, HttpBody};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use http_body::{Frame, SizeHint};
@@ -33,13 +40,16 @@ pub(crate) struct ConnService {
     pub(crate) router: Router,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) state: Arc<ConnState>,
+    pub(crate) peer: Peer,
 }
 
-/// A response body that holds its request (and its slot) until hyper drops it.
+/// A response body that holds its request (and its slot, and its place on the [`Peer`])
+/// until hyper drops it.
 pub(crate) struct Held {
     body: Body,
     _request: RequestGuard,
     _slot: Option<OwnedSemaphorePermit>,
+    _active: Active,
 }
 
 impl HttpBody for Held {
@@ -69,21 +79,24 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = Answer;
 
-    fn call(&self, req: Request<Incoming>) -> Answer {
+    fn call(&self, mut req: Request<Incoming>) -> Answer {
         let request = RequestGuard::enter(&self.state);
+        // Marked before anything can wait, so the client's FIN is judged against it.
+        let active = self.peer.begin();
+        req.extensions_mut().insert(ConnectInfo(self.peer.clone()));
         let (router, slots) = (self.router.clone(), Arc::clone(&self.slots));
         Box::pin(async move {
             if let Some(e) = over_long(&req) {
                 let mut resp = e.into_response();
                 resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return Ok(resp.map(|body| Held { body, _request: request, _slot: None }));
+                return Ok(resp.map(|body| Held { body, _request: request, _slot: None, _active: active }));
             }
             let slot = match req.uri().path() {
                 HEALTH => None,
                 _ => Some(slots.acquire_owned().await.expect("the slots are never closed")),
             };
             let resp = router.oneshot(req.map(Body::new)).await?;
-            Ok(resp.map(|body| Held { body, _request: request, _slot: slot }))
+            Ok(resp.map(|body| Held { body, _request: request, _slot: slot, _active: active }))
         })
     }
 }
