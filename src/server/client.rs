@@ -28,9 +28,25 @@ impl HttpResponse {
     }
 }
 
-/// One keep-alive connection.
+/// One keep-alive connection. A request on a connection the server has closed while it was
+/// idle (its keep-alive timeout) is sent again once on a new connection: a server closes
+/// only connections with no request in progress, so the first send was never read.
 pub struct Connection {
     reader: BufReader<TcpStream>,
+    addr: SocketAddr,
+    timeout: Duration,
+    /// Whether a response has come on it: only then can the server have closed it as idle.
+    used: bool,
+}
+
+/// The error of a connection closed before any byte of the response.
+const UNANSWERED: &str = "connection closed before a response";
+
+/// Whether `e` says the server closed the connection before answering: reset, broken, or
+/// closed before the response's first line.
+fn closed_unanswered(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+        || (e.kind() == io::ErrorKind::ConnectionAborted && e.to_string() == UNANSWERED)
 }
 
 fn bad(msg: impl Into<String>) -> io::Error {
@@ -44,11 +60,27 @@ impl Connection {
         s.set_read_timeout(Some(timeout))?;
         s.set_write_timeout(Some(timeout))?;
         s.set_nodelay(true)?;
-        Ok(Connection { reader: BufReader::new(s) })
+        Ok(Connection { reader: BufReader::new(s), addr, timeout, used: false })
     }
 
     /// Sends a request with an optional JSON body and extra headers; reads the response.
     pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> io::Result<HttpResponse> {
+        match self.attempt(method, path, body, headers) {
+            Err(e) if self.used && closed_unanswered(&e) => {
+                *self = Connection::open(self.addr, self.timeout)?;
+                self.attempt(method, path, body, headers)
+            }
+            r => r,
+        }
+    }
+
+    fn attempt(
         &mut self,
         method: &str,
         path: &str,
@@ -69,7 +101,13 @@ impl Connection {
             s.write_all(b)?;
         }
         s.flush()?;
-        self.read_response()
+        let first = self.line().map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io::Error::new(io::ErrorKind::ConnectionAborted, UNANSWERED),
+            _ => e,
+        })?;
+        let r = self.read_response(first)?;
+        self.used = true;
+        Ok(r)
     }
 
     fn line(&mut self) -> io::Result<String> {
@@ -80,8 +118,7 @@ impl Connection {
         Ok(line.trim_end().to_owned())
     }
 
-    fn read_response(&mut self) -> io::Result<HttpResponse> {
-        let status_line = self.line()?;
+    fn read_response(&mut self, status_line: String) -> io::Result<HttpResponse> {
         let status = status_line
             .split_whitespace()
             .nth(1)

@@ -168,6 +168,20 @@ fn idle_connections_are_closed_at_the_keep_alive_timeout() {
 }
 
 #[test]
+fn a_client_connection_closed_while_idle_sends_again_on_a_new_one() {
+    // The server closes an idle keep-alive connection after its timeout; the crate's own
+    // client (calibration, tests) then sends its next request again, once, on a new one.
+    let limits = Limits { keep_alive_timeout_ms: 200.0, ..Limits::default() };
+    let server = start_with("", limits);
+    let mut c = Connection::open(server.addr(), PROMPT).unwrap();
+    assert_eq!(c.request("GET", "/healthz", None, &[]).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(600));
+    let r = c.request("POST", "/correct", Some(BODY), &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(c.request("GET", "/healthz", None, &[]).unwrap().status, 200);
+}
+
+#[test]
 fn a_body_that_never_arrives_gets_408() {
     let limits = Limits { body_read_timeout_ms: 300.0, ..Limits::default() };
     let server = start_with("", limits);
