@@ -8,7 +8,7 @@
 //! itself at every token boundary and returns early.
 
 use super::busy::thread_cpu_ns;
-use super::ticket::Ticket;
+use super::ticket::{Ticket, Withdraw};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -122,22 +122,6 @@ pub struct Pool {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Withdraws a job that has not started when its `run` future ends — its deadline passed,
-/// or the future was dropped because the client left — and takes it out of the queue.
-struct Queued<'a> {
-    shared: &'a Shared,
-    ticket: &'a Ticket,
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        let _ = self.ticket.withdraw();
-        if self.ticket.withdrawn() {
-            self.shared.remove(self.ticket);
-        }
-    }
-}
-
 impl Pool {
     /// Starts `threads` threads named `{name}-{i}`.
     pub fn new(threads: usize, name: &str) -> std::io::Result<Pool> {
@@ -190,7 +174,7 @@ impl Pool {
                 }
             }),
         )?;
-        let _queued = Queued { shared: &self.shared, ticket: &ticket };
+        let _queued = Withdraw::on_drop(&ticket, |t| self.shared.remove(t));
         let lost = |ticket: &Ticket| if ticket.withdrawn() { PoolError::TimedOut } else { PoolError::Closed };
         let Some(deadline) = deadline else {
             return (&mut rx).await.map_err(|_| lost(&ticket));

@@ -45,6 +45,31 @@ impl Ticket {
     }
 }
 
+/// Withdraws a queued request when its waiting future ends — its deadline passed, or the
+/// future was dropped because the client left — and, if it was withdrawn (not started),
+/// takes it out of its queue with `remove`, so a queue holds only requests that may still
+/// run.
+pub struct Withdraw<'a, F: Fn(&Ticket)> {
+    ticket: &'a Ticket,
+    remove: F,
+}
+
+impl<'a, F: Fn(&Ticket)> Withdraw<'a, F> {
+    /// Guards `ticket`, whose queue drops it with `remove`.
+    pub fn on_drop(ticket: &'a Ticket, remove: F) -> Self {
+        Self { ticket, remove }
+    }
+}
+
+impl<F: Fn(&Ticket)> Drop for Withdraw<'_, F> {
+    fn drop(&mut self) {
+        let _ = self.ticket.withdraw();
+        if self.ticket.withdrawn() {
+            (self.remove)(self.ticket);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use crate::gpt::Model;
 use crate::scenario::{Batching, BatchingMode};
 use crate::server::api::CorrectRequest;
 use crate::server::gil::Gil;
-use crate::server::ticket::Ticket;
+use crate::server::ticket::{Ticket, Withdraw};
 use crate::server::work::{StepSampler, Work};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,7 +84,7 @@ impl Batcher {
         let (reply, mut rx) = oneshot::channel();
         let submitted = Instant::now();
         self.submit(Job { req, work, deadline, submitted, ticket: ticket.clone(), reply })?;
-        let _queued = Queued { shared: &self.shared, ticket: &ticket };
+        let _queued = Withdraw::on_drop(&ticket, |t| self.shared.remove(t));
         let lost =
             |ticket: &Ticket| if ticket.withdrawn() { BatchError::TimedOut } else { BatchError::Closed };
         match tokio::time::timeout_at(deadline.into(), &mut rx).await {
@@ -119,23 +119,6 @@ impl Batcher {
             queued: s.queue().jobs.len() as u64,
             busy_ms: l(&s.busy_ns) as f64 / 1e6,
             cpu_ms: l(&s.cpu_ns) as f64 / 1e6,
-        }
-    }
-}
-
-/// Withdraws a request that has not joined a batch when its `run` future ends — its deadline
-/// passed, or the future was dropped because the client left — and takes it out of the
-/// queue, so that the queue holds only requests that may still run.
-struct Queued<'a> {
-    shared: &'a Shared,
-    ticket: &'a Ticket,
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        let _ = self.ticket.withdraw();
-        if self.ticket.withdrawn() {
-            self.shared.remove(self.ticket);
         }
     }
 }
