@@ -57,6 +57,13 @@ pub struct System {
     /// waiting thread (ms), 0.001 to 1000. By default, 4 — a tick at `CONFIG_HZ=250`,
     /// where a Linux kernel enforces EEVDF's base slice (0.75 ms × (1 + log₂ cores)).
     pub slice_ms: f64,
+    /// With `balancer = "hash"` and closed-loop clients: how many users' connections land on
+    /// each worker (count per worker, in worker order; they must add up to `clients.users`).
+    /// A given split replaces the hash's draw — to predict a measured run with the split it
+    /// had (`servesim validate` does so with each worker's counted connections). By default,
+    /// empty: each replication draws the hash's split.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<u32>,
     /// Resident memory of one worker process: its copy of the weights plus the runtime (MB).
     /// Capacity planning multiplies it by `workers`. By default, 16 (the Mini-GPT's
     /// 0.4 MB of weights in a ~16 MB process). At most 1e9 (a petabyte).
@@ -74,6 +81,7 @@ impl Default for System {
             balancer: Balancer::RoundRobin,
             scheduler: Scheduler::Ps,
             slice_ms: 4.0,
+            split: Vec::new(),
             worker_memory_mb: 16.0,
             seq_memory_mb: 0.0,
         }

@@ -5,7 +5,7 @@
 //! (1.8e19 ns ≈ 584 years), stall it with zero-length steps, or ask for memory no machine
 //! has. Each bound is documented on its field and sits far beyond any real service.
 
-use super::{BatchingMode, ClientKind, Scenario, ScenarioError, Scheduler};
+use super::{Balancer, BatchingMode, ClientKind, Scenario, ScenarioError, Scheduler};
 use crate::workload::Dist;
 
 /// Largest count accepted for users, bursts, workers, threads and similar sizes; far beyond
@@ -184,6 +184,7 @@ impl Scenario {
                 ),
             ));
         }
+        self.validate_split()?;
         count("worker.threads", w.threads.into(), 1)?;
         count("worker.queue_limit", w.queue_limit.into(), 1)?;
         positive("worker.switch_interval_ms", w.switch_interval_ms)?;
@@ -202,6 +203,36 @@ impl Scenario {
                      system.workers or worker.threads",
                     s.workers, w.threads
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_split(&self) -> Result<(), ScenarioError> {
+        let (s, k) = (&self.system, &self.clients);
+        if s.split.is_empty() {
+            return Ok(());
+        }
+        let bad = |m: String| Err(ScenarioError::invalid("system.split", m));
+        if s.balancer != Balancer::Hash || k.kind != ClientKind::Closed {
+            return bad(
+                "applies to balancer = \"hash\" with closed-loop clients (users keeping their \
+                 connections); remove it, or set system.balancer = \"hash\" and clients.kind = \"closed\""
+                    .into(),
+            );
+        }
+        if s.split.len() != s.workers as usize {
+            return bad(format!(
+                "has {} entries for {} workers; give one count of users per worker",
+                s.split.len(),
+                s.workers
+            ));
+        }
+        let sum: u64 = s.split.iter().map(|&n| u64::from(n)).sum();
+        if sum != u64::from(k.users) {
+            return bad(format!(
+                "adds up to {sum} users, but clients.users is {}; the counts must add up to it",
+                k.users
             ));
         }
         Ok(())

@@ -168,6 +168,7 @@ impl App {
             handler: kebab(&self.config.handler),
             lock: kebab(&self.config.lock),
             requests: c.counts(),
+            connections: c.connections.load(std::sync::atomic::Ordering::Relaxed),
             in_flight: c.in_flight.get(),
             peak_in_flight: c.in_flight.peak(),
             inference_running: batch.as_ref().map_or(c.inference.get(), |b| b.running),

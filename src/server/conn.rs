@@ -41,6 +41,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use io::{ConnState, Peered, Watched};
 use service::ConnService;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -75,8 +76,15 @@ impl ConnLimits {
 
 /// Serves `listener` with `router` until `stop` turns true, then stops accepting and
 /// returns once every connection has closed: idle ones at once, busy ones after their
-/// request. Runs on the current tokio runtime.
-pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, stop: watch::Receiver<bool>) {
+/// request. Counts each connection it accepts in `connections`. Runs on the current tokio
+/// runtime.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    connections: Arc<AtomicU64>,
+    stop: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(limits.slots as usize));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -90,6 +98,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, st
             _ = stopped(&mut stopping) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    connections.fetch_add(1, Ordering::Relaxed);
                     let svc = ConnService {
                         router: router.clone(),
                         slots: Arc::clone(&slots),

@@ -5,6 +5,7 @@ use super::batch::BatchStats;
 use super::gil::LockStats;
 use super::pool::PoolStats;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -147,6 +148,8 @@ pub struct Counters {
     pub in_flight: Gauge,
     /// Handlers running (inference in progress).
     pub inference: Gauge,
+    /// Connections accepted on the shared port.
+    pub connections: Arc<AtomicU64>,
     sums_ns: [AtomicU64; 7],
     tokens: AtomicU64,
 }
@@ -244,6 +247,10 @@ pub struct WorkerStats {
     pub lock: String,
     /// Requests by outcome.
     pub requests: RequestCounts,
+    /// Connections accepted on the shared port since the worker started: with
+    /// `SO_REUSEPORT`, the kernel's hash of each connection to a worker.
+    #[serde(default)]
+    pub connections: u64,
     /// Admitted requests not yet answered, now.
     pub in_flight: u64,
     /// Most admitted requests at once.

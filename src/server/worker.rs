@@ -137,8 +137,20 @@ async fn serve(app: Arc<App>, spec: &WorkerSpec) -> Result<bool, ServerError> {
     // which each request carries as ConnectInfo<Peer>.
     let limits = &app.config.limits;
     let main_limits = ConnLimits::new(limits, app.config.max_connections());
-    let main = tokio::spawn(conn::serve(main, router.clone(), main_limits, stop_rx.clone()));
-    let admin = tokio::spawn(conn::serve(admin, router, ConnLimits::new(limits, ADMIN_SLOTS), stop_rx));
+    let main = tokio::spawn(conn::serve(
+        main,
+        router.clone(),
+        main_limits,
+        Arc::clone(&app.counters.connections),
+        stop_rx.clone(),
+    ));
+    let admin = tokio::spawn(conn::serve(
+        admin,
+        router,
+        ConnLimits::new(limits, ADMIN_SLOTS),
+        Arc::default(),
+        stop_rx,
+    ));
     let pid = std::process::id();
     emit(&WorkerEvent::Ready {
         index: spec.index,

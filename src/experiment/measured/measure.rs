@@ -113,6 +113,10 @@ pub struct WorkerReport {
     pub rss_kb: u64,
     /// Requests answered 200 during the run.
     pub completed: u64,
+    /// Connections the worker accepted during the run: the share of the load generator's
+    /// connections the kernel's `SO_REUSEPORT` hash gave it.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 /// What `servesim measure --json` prints: the figures `simulate` prints, measured.
@@ -380,7 +384,8 @@ pub(super) fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
             .map(|(a, b)| WorkerReport {
                 pid: a.pid,
                 rss_kb: a.rss_kb,
-                completed: a.requests.completed - b.requests.completed,
+                completed: a.requests.completed.saturating_sub(b.requests.completed),
+                connections: a.connections.saturating_sub(b.connections),
             })
             .collect(),
         cpus: run.cpus.clone(),

@@ -175,6 +175,35 @@ pub struct ValidatedPoint {
     /// the summary and the targets.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub used_by_fit: bool,
+    /// Closed loops on several workers balanced by the kernel's hash: how the measured
+    /// runs split their users, and the prediction given those splits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitCheck>,
+}
+
+/// Users on several workers balanced by `SO_REUSEPORT`'s hash: each run's split, read from
+/// the workers' own counters, and the prediction given it. The point's main prediction is
+/// over the hash's distribution (each replication draws its own split); this one is with
+/// the split the runs had. Their difference is the hash's luck; what remains between this
+/// prediction and the measurement is the model's error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitCheck {
+    /// Each pass's users per worker (the connections each worker accepted), worker order.
+    pub users: Vec<Vec<u32>>,
+    /// Each pass's requests answered per worker, worker order.
+    pub requests: Vec<Vec<u64>>,
+    /// Throughput predicted with each pass's split (mean over the passes) vs measured.
+    pub throughput_rps: Compared,
+    /// p95 predicted with each pass's split vs measured.
+    pub p95_ms: Compared,
+}
+
+impl SplitCheck {
+    /// `5+3` (one pass) or `5+3, 4+4`.
+    pub fn users_label(&self) -> String {
+        let one = |u: &Vec<u32>| u.iter().map(u32::to_string).collect::<Vec<_>>().join("+");
+        self.users.iter().map(one).collect::<Vec<_>>().join(", ")
+    }
 }
 
 impl ValidatedPoint {
@@ -358,6 +387,9 @@ struct Planned {
     passes: Vec<Scenario>,
     /// The open-loop scenario's stability (before it became a trace).
     stability: sim::Stability,
+    /// A closed loop on several workers balanced by the hash: the simulated scenario, to
+    /// predict again with each measured split.
+    hashed: Option<Scenario>,
 }
 
 impl Planned {
@@ -404,8 +436,56 @@ impl Planned {
                 spread::quantile_ms(&windows, 0.99),
             ),
             used_by_fit: false,
+            split: self.hashed.as_ref().and_then(|sc| split_check(sc, measured, &rates, &windows)),
         }
     }
+}
+
+/// The split check of a hashed point: `None` when a run's counted connections do not match
+/// its users one for one (a client reconnected, or a worker was replaced) — the split is
+/// then not known.
+fn split_check(
+    sc: &Scenario,
+    measured: &[MeasureReport],
+    rates: &[(f64, &super::Window)],
+    windows: &[&super::Window],
+) -> Option<SplitCheck> {
+    let users: Vec<Vec<u32>> = measured
+        .iter()
+        .map(|m| m.workers.iter().map(|w| u32::try_from(w.connections).unwrap_or(u32::MAX)).collect())
+        .collect();
+    let fits = |u: &Vec<u32>| {
+        u.len() == sc.system.workers as usize
+            && u.iter().map(|&n| u64::from(n)).sum::<u64>() == u64::from(sc.clients.users)
+    };
+    if users.is_empty() || !users.iter().all(fits) {
+        return None;
+    }
+    let predicted: Vec<sim::SimReport> = users
+        .iter()
+        .map(|u| {
+            let mut with = sc.clone();
+            with.system.split = u.clone();
+            sim::simulate(&with).ok()
+        })
+        .collect::<Option<_>>()?;
+    let n = predicted.len() as f64;
+    let mean = |g: fn(&sim::SimReport) -> f64| predicted.iter().map(g).sum::<f64>() / n;
+    let half = |g: fn(&sim::SimReport) -> f64| predicted.iter().map(|r| g(r).powi(2)).sum::<f64>().sqrt() / n;
+    Some(SplitCheck {
+        requests: measured.iter().map(|m| m.workers.iter().map(|w| w.completed).collect()).collect(),
+        users,
+        throughput_rps: Compared::new(
+            mean(|r| r.figures.throughput_rps),
+            half(|r| r.ci95.throughput_rps),
+            spread::throughput(rates),
+        ),
+        p95_ms: Compared::new(
+            mean(|r| r.figures.latency_ms.p95),
+            half(|r| r.ci95.latency_ms.p95),
+            spread::quantile_ms(windows, 0.95),
+        ),
+    })
 }
 
 fn load(
@@ -441,7 +521,7 @@ fn plan_point(
     let simulate = |sc: &Scenario| {
         sim::simulate(sc).map_err(|source| ValidateError::Sim { point: label.into(), source })
     };
-    let (predicted, passes) = match base.clients.kind {
+    let (predicted, passes, hashed) = match base.clients.kind {
         ClientKind::Open => {
             let mut predicted = Vec::new();
             let mut passes = Vec::new();
@@ -451,7 +531,7 @@ fn plan_point(
                 predicted.push(simulate(&sc)?);
                 passes.push(sc);
             }
-            (predicted, passes)
+            (predicted, passes, None)
         }
         _ => {
             let users = match base.clients.kind {
@@ -461,7 +541,12 @@ fn plan_point(
             let mut sim_extra = extra.clone();
             sim_extra.push(set("run.requests", opts.sim_requests as i64));
             sim_extra.push(set("run.warmup_requests", 200 + 4 * users));
-            let predicted = vec![simulate(&load(suite, point, &sim_extra, label)?)?];
+            let simulated = load(suite, point, &sim_extra, label)?;
+            let predicted = vec![simulate(&simulated)?];
+            let hashed = (simulated.system.workers > 1
+                && simulated.system.balancer == crate::scenario::Balancer::Hash
+                && simulated.clients.kind == ClientKind::Closed)
+                .then_some(simulated);
             let mut meas_extra = extra;
             meas_extra.push(set("run.requests", opts.requests as i64));
             meas_extra.push(set("run.warmup_requests", 20 + users));
@@ -473,10 +558,10 @@ fn plan_point(
                     sc
                 })
                 .collect();
-            (predicted, passes)
+            (predicted, passes, hashed)
         }
     };
-    Ok(Planned { suite: suite.name.clone(), params, label: label.into(), predicted, passes, stability })
+    Ok(Planned { suite: suite.name.clone(), params, label: label.into(), predicted, passes, stability, hashed })
 }
 
 /// The open-loop scenario `sc` as a trace of its first `n` send times, drawn as the load

@@ -70,7 +70,47 @@ impl Validation {
              predicted throughput ≥ 90% of the capacity bound or a resource ≥ 90% busy; ! unstable: offered load ≥ the \
              capacity bound; c calibration: a target's calibration fitted on it, left out of the summary)\n"
         );
+        s.push_str(&self.split_text());
         s.push_str(&self.summary_text());
+        s
+    }
+
+    /// The points on several workers balanced by the kernel's hash: each run's split and
+    /// the prediction given it, against the prediction over the hash's draws.
+    pub fn split_text(&self) -> String {
+        let mut s = String::new();
+        let split: Vec<_> = self.points.iter().filter_map(|p| Some((p, p.split.as_ref()?))).collect();
+        if split.is_empty() {
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "workers balanced by the kernel's hash: the measured split of users (connections per \
+             worker), and throughput / p95 predicted over the hash's draws and with that split"
+        );
+        for (p, c) in split {
+            let _ = writeln!(
+                s,
+                "  {} {}: users {}  throughput {:.1} (hash's draws) / {:.1} (this split) vs {:.1} \
+                 measured: {:+.1}% / {:+.1}%{}   p95 {:.1} / {:.1} vs {:.1} ms: {:+.1}% / {:+.1}%{}",
+                p.suite,
+                p.label(),
+                c.users_label(),
+                p.throughput_rps.predicted,
+                c.throughput_rps.predicted,
+                c.throughput_rps.measured,
+                p.throughput_rps.error_pct,
+                c.throughput_rps.error_pct,
+                if c.throughput_rps.agrees { "~" } else { "" },
+                p.p95_ms.predicted,
+                c.p95_ms.predicted,
+                c.p95_ms.measured,
+                p.p95_ms.error_pct,
+                c.p95_ms.error_pct,
+                if c.p95_ms.agrees { "~" } else { "" },
+            );
+        }
+        s.push('\n');
         s
     }
 
@@ -166,6 +206,47 @@ impl Validation {
                 let _ = writeln!(s, "![{name}](../plots/{name})\n");
             }
         }
+        let split = self.points.iter().filter_map(|p| Some((p, p.split.as_ref()?))).collect::<Vec<_>>();
+        if !split.is_empty() {
+            s.push_str(
+                "\n## Workers: the hash's luck and the model's error\n\nThe kernel's `SO_REUSEPORT` hash \
+                 puts each connection on a worker whatever its load, and a closed-loop user keeps its \
+                 connection: the split of users over workers is luck. The point's prediction is over the \
+                 hash's draws (each replication its own); here it is also made with the split each run \
+                 had (users: the connections each worker accepted, from its own counters). The \
+                 difference between the two predictions is the hash's luck; what remains against the \
+                 measurement is the model's.\n\n| point | users per worker | requests per worker | \
+                 throughput: hash's draws / this split vs measured | err | p95 ms: hash's draws / this \
+                 split vs measured | err |\n|---|---|---|---|---:|---|---:|\n",
+            );
+            for (p, c) in split {
+                let requests = c
+                    .requests
+                    .iter()
+                    .map(|r| r.iter().map(u64::to_string).collect::<Vec<_>>().join("+"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = writeln!(
+                    s,
+                    "| {} {} | {} | {requests} | {:.1} / {:.1} vs {:.1} | {:+.1}% / {:+.1}%{} | {:.1} / {:.1} vs {:.1} | {:+.1}% / {:+.1}%{} |",
+                    p.suite,
+                    p.label(),
+                    c.users_label(),
+                    p.throughput_rps.predicted,
+                    c.throughput_rps.predicted,
+                    c.throughput_rps.measured,
+                    p.throughput_rps.error_pct,
+                    c.throughput_rps.error_pct,
+                    if c.throughput_rps.agrees { " ~" } else { "" },
+                    p.p95_ms.predicted,
+                    c.p95_ms.predicted,
+                    c.p95_ms.measured,
+                    p.p95_ms.error_pct,
+                    c.p95_ms.error_pct,
+                    if c.p95_ms.agrees { " ~" } else { "" },
+                );
+            }
+        }
         s.push_str(LEFT_OUT);
         s.push_str("\n## Every point\n\nPredicted ± 95% CI (simulator), measured [95% CI] (real server), error = (predicted − measured) / measured; `~` after an error: the two intervals overlap (the difference is within the runs' noise). `*`: saturated (predicted throughput ≥ 90% of the capacity bound, or a resource ≥ 90% busy); `!`: unstable (offered load ≥ the capacity bound: the queue grows through the trace, on both sides).\n\n");
         s.push_str("| suite | point | throughput req/s | err | p50 ms | err | p95 ms | err | p99 ms | err |\n|---|---|---|---:|---|---:|---|---:|---|---:|\n");
@@ -217,6 +298,10 @@ impl Validation {
                 let _ = write!(s, ",{m}_{c}");
             }
         }
+        s.push_str(
+            ",split_users,throughput_rps_predicted_split,throughput_rps_error_split_pct,\
+             p95_ms_predicted_split,p95_ms_error_split_pct",
+        );
         s.push('\n');
         for p in &self.points {
             let _ = write!(s, "{},", p.suite);
@@ -237,6 +322,20 @@ impl Validation {
                     c.error_pct,
                     c.agrees
                 );
+            }
+            match &p.split {
+                Some(c) => {
+                    let _ = write!(
+                        s,
+                        ",{},{},{},{},{}",
+                        csv_field(&c.users_label()),
+                        c.throughput_rps.predicted,
+                        c.throughput_rps.error_pct,
+                        c.p95_ms.predicted,
+                        c.p95_ms.error_pct
+                    );
+                }
+                None => s.push_str(",,,,,"),
             }
             s.push('\n');
         }
