@@ -215,11 +215,9 @@ impl Scenario {
         }
         let bad = |m: String| Err(ScenarioError::invalid("system.split", m));
         if s.balancer != Balancer::Hash || k.kind != ClientKind::Closed {
-            return bad(
-                "applies to balancer = \"hash\" with closed-loop clients (users keeping their \
+            return bad("applies to balancer = \"hash\" with closed-loop clients (users keeping their \
                  connections); remove it, or set system.balancer = \"hash\" and clients.kind = \"closed\""
-                    .into(),
-            );
+                .into());
         }
         if s.split.len() != s.workers as usize {
             return bad(format!(

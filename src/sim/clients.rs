@@ -52,7 +52,12 @@ impl Clients {
             sent: vec![0; users as usize],
             conn_worker: if hashed && !sc.system.split.is_empty() {
                 // A given split: the first users on worker 0, and so on.
-                sc.system.split.iter().enumerate().flat_map(|(w, &n)| std::iter::repeat_n(w as u32, n as usize)).collect()
+                sc.system
+                    .split
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(w, &n)| std::iter::repeat_n(w as u32, n as usize))
+                    .collect()
             } else if hashed {
                 (0..users).map(|_| balancer_rng.random_range(0..workers)).collect()
             } else {

@@ -133,19 +133,27 @@ fn two_workers_answer_from_two_pids() {
     assert_eq!(pids.len(), 2, "{ready:?}");
     assert!(!pids.contains(&server.pid()));
     assert!(ready.workers.iter().all(|w| w.rss_kb > 0), "{ready:?}");
-    let mut seen = BTreeSet::new();
+    let before: std::collections::BTreeMap<u32, u64> =
+        server.stats().unwrap().iter().map(|s| (s.pid, s.connections)).collect();
+    let mut seen = std::collections::BTreeMap::new();
     for _ in 0..200 {
         // A fresh connection each time: SO_REUSEPORT hashes connections, not requests.
         let r = servesim::server::client::post_json(server.addr(), "/correct", BODY, TIMEOUT).unwrap();
         assert_eq!(r.status, 200);
-        seen.insert(r.header("x-worker-pid").and_then(|p| p.parse::<u32>().ok()).expect("pid header"));
+        let pid = r.header("x-worker-pid").and_then(|p| p.parse::<u32>().ok()).expect("pid header");
+        *seen.entry(pid).or_insert(0u64) += 1;
         if seen.len() == 2 {
             break;
         }
     }
-    assert_eq!(seen, pids);
+    assert_eq!(seen.keys().copied().collect::<BTreeSet<_>>(), pids);
     let stats = server.stats().unwrap();
     assert_eq!(stats.iter().map(|s| s.pid).collect::<BTreeSet<_>>(), pids);
+    // Each worker counts the connections it accepted (the start's health probes too): the
+    // split `validate` reads.
+    let counted: std::collections::BTreeMap<u32, u64> =
+        stats.iter().map(|s| (s.pid, s.connections - before[&s.pid])).collect();
+    assert_eq!(counted, seen);
 }
 
 /// A declared body over the limit is refused before it is sent: a client that asks

@@ -685,3 +685,43 @@ fn a_waiter_pays_no_more_of_the_hand_off_than_it_has_waited() {
     let u = r.figures.utilization;
     assert!(u.lock < 0.5 && u.cores > 0.9, "{u:?}");
 }
+
+#[test]
+fn a_given_split_puts_each_users_connection_on_its_worker() {
+    // Two workers of one mutex each on 2 cores, 10 ms held per request, 4 closed users
+    // that think 0 ms. With all four users on worker 0 its mutex serializes them:
+    // 100 req/s. Two and two: each worker's mutex is busy, 200 req/s. Three and one:
+    // still 200 req/s, but worker 1's lone user is served at once while worker 0's three
+    // queue behind each other — latency 30 ms there against 10 ms, 20 ms on average.
+    let text = |split: &str| {
+        format!(
+            "[system]\ncores = 2\nworkers = 2\nbalancer = \"hash\"\nsplit = {split}\n\
+             [worker]\nlock = \"mutex\"\n[clients]\nusers = 4\n[workload]\nnew_tokens = 0\n\
+             [cost]\nrequest_locked_ms = 10\n[run]\nrequests = 2000\nwarmup_requests = 100\n"
+        )
+    };
+    let one_worker = one(&text("[4, 0]")).figures;
+    let even = one(&text("[2, 2]")).figures;
+    let uneven = one(&text("[3, 1]")).figures;
+    assert!(close(one_worker.throughput_rps, 100.0, 1e-3), "{}", one_worker.throughput_rps);
+    assert!(close(even.throughput_rps, 200.0, 1e-3), "{}", even.throughput_rps);
+    assert!(close(uneven.throughput_rps, 200.0, 1e-3), "{}", uneven.throughput_rps);
+    assert!(close(uneven.latency_ms.max, 30.0, HIST_TOL), "{:?}", uneven.latency_ms);
+    // Half the requests at 30 ms, half at 10 ms.
+    assert!(close(uneven.latency_ms.mean, 20.0, 0.01), "{:?}", uneven.latency_ms);
+    // The split must describe the run: one count per worker, adding up to the users.
+    for (split, want) in
+        [("[4]", "has 1 entries for 2 workers"), ("[2, 1]", "adds up to 3 users, but clients.users is 4")]
+    {
+        let e = Scenario::parse(&text(split), Path::new("t.toml"), Path::new("."), &[]).unwrap_err();
+        assert!(e.to_string().contains("system.split") && e.to_string().contains(want), "{e}");
+    }
+    let e = Scenario::parse(
+        &text("[2, 2]").replace("balancer = \"hash\"", "balancer = \"random\""),
+        Path::new("t.toml"),
+        Path::new("."),
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("system.split applies to balancer = \"hash\""), "{e}");
+}

@@ -186,7 +186,8 @@ pub fn measure(
     report.mean_in_system =
         run.records.iter().filter(|r| r.is_ok()).map(|r| r.latency_us() as f64).sum::<f64>() / (wall_s * 1e6);
     report.memory_mb = rss.iter().map(|(_, kb)| *kb as f64 / 1024.0).sum();
-    report.workers = rss.iter().map(|&(pid, rss_kb)| WorkerReport { pid, rss_kb, completed: 0, connections: 0 }).collect();
+    report.workers =
+        rss.iter().map(|&(pid, rss_kb)| WorkerReport { pid, rss_kb, completed: 0, connections: 0 }).collect();
     report.notes = vec![format!(
         "target {} ({})",
         r.url,

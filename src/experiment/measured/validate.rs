@@ -561,7 +561,15 @@ fn plan_point(
             (predicted, passes, hashed)
         }
     };
-    Ok(Planned { suite: suite.name.clone(), params, label: label.into(), predicted, passes, stability, hashed })
+    Ok(Planned {
+        suite: suite.name.clone(),
+        params,
+        label: label.into(),
+        predicted,
+        passes,
+        stability,
+        hashed,
+    })
 }
 
 /// The open-loop scenario `sc` as a trace of its first `n` send times, drawn as the load
