@@ -58,6 +58,7 @@ mod cores;
 mod cpu;
 mod event;
 mod gil;
+mod loadgen;
 mod lock;
 mod metrics;
 mod report;

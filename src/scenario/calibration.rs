@@ -7,7 +7,8 @@
 //! whatever emulated work each point adds. Loading a scenario with a calibration adds the
 //! two: `token_locked_ms` becomes *calibrated + emulated*, and so on; the server's loop work
 //! (native code, no lock) goes to `loop_in_free_ms` / `loop_out_free_ms`, the time a
-//! request spends outside the server to `rtt_ms`; `release_points` becomes the model's
+//! request spends outside the server to `rtt_ms` (the load generator's CPU to
+//! `clients.cpu_ms`, which the simulator runs as a thread of its own); `release_points` becomes the model's
 //! kernels per token (the server releases the lock around each), `handoff_us` adds the
 //! measured lock hand-off cost, and `wake_us` and `vain_wake_us` become the measured wake-up
 //! latency and CPU of a parked thread. With batching, the measured prefill is added to
@@ -107,6 +108,11 @@ pub struct Calibration {
     /// with it. Absent from calibrations older than the measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice_ms: Option<f64>,
+    /// The load generator's CPU per request (ms): sending it and reading its reply, one
+    /// user, measured on `servesim measure`'s own load generator. A scenario gets it as
+    /// `clients.cpu_ms`; absent from calibrations older than the measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_cpu_ms: Option<f64>,
     /// Batched-step costs by batch size (empty when not measured).
     #[serde(default)]
     pub batch_steps: Vec<BatchStep>,
@@ -152,6 +158,9 @@ impl Calibration {
         if !(cal.vain_wake_us.is_finite() && (0.0..=1e6).contains(&cal.vain_wake_us)) {
             return Err(err(format!("vain_wake_us must be in [0, 1e6] µs, got {}", cal.vain_wake_us)));
         }
+        if let Some(ms) = cal.load_cpu_ms.filter(|ms| !(ms.is_finite() && (0.0..=1000.0).contains(ms))) {
+            return Err(err(format!("load_cpu_ms must be in [0, 1000] ms, got {ms}")));
+        }
         if let Some(ms) = cal.slice_ms.filter(|ms| !(ms.is_finite() && (0.001..=1000.0).contains(ms))) {
             return Err(err(format!("slice_ms must be in [0.001, 1000] ms, got {ms}")));
         }
@@ -186,6 +195,9 @@ impl Calibration {
         c.handoff_us += self.handoff_us;
         if let Some(ms) = self.slice_ms.filter(|_| sc.system.scheduler == super::Scheduler::Slice) {
             sc.system.slice_ms = ms;
+        }
+        if let Some(ms) = self.load_cpu_ms {
+            sc.clients.cpu_ms = ms;
         }
         sc.cost.calibrated = Some(Arc::new(self));
         Ok(())
@@ -237,6 +249,9 @@ impl Calibration {
                 s,
                 "  slice_ms           {ms:.2} ms (the kernel's time slice, for system.scheduler = \"slice\")"
             );
+        }
+        if let Some(ms) = cal.load_cpu_ms {
+            let _ = writeln!(s, "  load_cpu_ms        {ms:.4} ms (the load generator's CPU per request)");
         }
         if !cal.unstable.is_empty() {
             let _ = writeln!(

@@ -217,6 +217,17 @@ pub struct Clients {
     /// `trace`: the arrival times read from `trace` (ms) (filled by the loader).
     #[serde(skip)]
     pub trace_ms: Vec<f64>,
+    /// The load generator's CPU per request (ms), 0 to 1e3: sending the request (half) and
+    /// reading its reply (half), on one thread that serves requests in turn, as servesim's
+    /// load generator does on its one-thread runtime. It is part of each request's latency
+    /// (a load generator times a request from before it sends to after it has read the
+    /// reply). `servesim calibrate` measures it (`load_cpu_ms` in the calibration). By
+    /// default, 0: the load generator costs nothing.
+    pub cpu_ms: f64,
+    /// Whether the load generator runs on the server's cores — a thread among the server's,
+    /// as on a machine with no CPU to spare for it — rather than on a CPU of its own. By
+    /// default, false.
+    pub shares_cores: bool,
 }
 
 impl Default for Clients {
@@ -230,6 +241,8 @@ impl Default for Clients {
             burst: 50,
             trace: None,
             trace_ms: Vec::new(),
+            cpu_ms: 0.0,
+            shares_cores: false,
         }
     }
 }

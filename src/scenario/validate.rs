@@ -238,6 +238,7 @@ impl Scenario {
 
     fn validate_clients(&self) -> Result<(), ScenarioError> {
         let k = &self.clients;
+        within("clients.cpu_ms", k.cpu_ms, 0.0, 1e3)?;
         match k.kind {
             ClientKind::Closed => {
                 count("clients.users", k.users.into(), 1)?;

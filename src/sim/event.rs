@@ -13,4 +13,6 @@ pub(crate) enum Ev {
     Deliver { req: u32 },
     /// CPython's GIL: the OS has woken `thread` (signalled, timed out, or switched).
     GilWake { thread: u32 },
+    /// The load generator, on a CPU of its own, is done with its current job.
+    LoadGenDone,
 }

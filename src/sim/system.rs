@@ -7,6 +7,7 @@ use super::cores::Cores;
 use super::cpu::Cpu;
 use super::event::Ev;
 use super::gil::{CpyGil, GilThread};
+use super::loadgen::{self, LoadGen};
 use super::lock::Lock;
 use super::metrics::{Counts, Metrics, Snapshot};
 use super::report::{Replication, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST};
@@ -95,6 +96,10 @@ pub(crate) struct System<'a> {
     arrived: u64,
     /// Arrivals after which the run stops: an unstable open system's cap, else none.
     arrival_cap: u64,
+    /// The load generator's CPU, when it has any (`clients.cpu_ms`).
+    pub(super) loadgen: Option<LoadGen>,
+    /// Its thread on the server's cores, or `NONE`.
+    loadgen_thread: u32,
 }
 
 impl<'a> System<'a> {
@@ -147,6 +152,21 @@ impl<'a> System<'a> {
                 batcher,
             });
         }
+        // The load generator's thread, last, when it runs on the server's cores.
+        let loadgen = LoadGen::new(sc, threads.len() as u32);
+        let loadgen_thread = loadgen.as_ref().map_or(NONE, |g| g.thread);
+        if loadgen_thread != NONE {
+            threads.push(Thread {
+                worker: 0,
+                req: NONE,
+                holds_lock: false,
+                pending_ns: 0.0,
+                batcher: false,
+                handoff_paid_v: f64::NEG_INFINITY,
+                lock_wait_since: 0,
+                g: GilThread::default(),
+            });
+        }
         let mut balancer_rng = streams.stream("balancer");
         let clients = Clients::new(sc, &streams, &mut balancer_rng);
         Self {
@@ -190,6 +210,8 @@ impl<'a> System<'a> {
             events: 0,
             arrived: 0,
             arrival_cap: arrival_cap(sc),
+            loadgen,
+            loadgen_thread,
         }
     }
 
@@ -222,7 +244,9 @@ impl<'a> System<'a> {
             self.handle(kind);
         }
         let end = self.snapshot();
-        let live = (self.reqs.len() - self.free_reqs.len()) as u64;
+        // Inside: the server's requests, and those the load generator has yet to send.
+        let live = (self.reqs.len() - self.free_reqs.len()) as u64
+            + self.loadgen.as_ref().map_or(0, LoadGen::unsent);
         let batch_steps = self
             .workers
             .iter()
@@ -277,6 +301,7 @@ impl<'a> System<'a> {
                 Ev::BatchTimeout { worker, stamp } => self.batch_timeout(worker, stamp),
                 Ev::Deliver { req } => self.deliver(req),
                 Ev::GilWake { thread } => self.cpy_woken(thread),
+                Ev::LoadGenDone => self.loadgen_done(),
             },
             Next::GilDrop if self.cpy => self.cpy_timeout(self.gil_next.1),
             Next::GilDrop => self.gil_drop(self.gil_next.1),
@@ -305,6 +330,15 @@ impl<'a> System<'a> {
         if let Some(next) = self.clients.next_arrival() {
             self.queue.push(next, Ev::Arrive { client });
         }
+        if self.loadgen.is_some() {
+            self.loadgen_push(loadgen::Job::Send { client, at: self.now });
+        } else {
+            self.admit(client, self.now);
+        }
+    }
+
+    /// `client`'s request, sent at `sent` (its latency runs from then), reaches the server.
+    pub(super) fn admit(&mut self, client: u32, sent: Nanos) {
         let w = self.pick_worker(client);
         if self.workers[w as usize].outstanding >= self.sc.worker.queue_limit {
             self.metrics.reject();
@@ -312,7 +346,8 @@ impl<'a> System<'a> {
         }
         let key = self.clients.request_key(client);
         let rng = RngStreams::keyed_from(self.req_seed, key);
-        let req = Request::new(client, w, self.now, rng, &self.cost);
+        let mut req = Request::new(client, w, sent, rng, &self.cost);
+        req.wait_start = self.now;
         let r = match self.free_reqs.pop() {
             Some(r) => {
                 self.reqs[r as usize] = req;
@@ -383,6 +418,9 @@ impl<'a> System<'a> {
     /// Moves thread `th` forward: starts its next step, or finishes its job and takes the
     /// next one, until it has CPU work, waits for the lock, or is idle.
     pub(super) fn run_thread(&mut self, th: u32) {
+        if th == self.loadgen_thread {
+            return self.loadgen_done();
+        }
         if self.cpy {
             return self.cpy_cpu_done(th);
         }
@@ -501,8 +539,17 @@ impl<'a> System<'a> {
         }
     }
 
-    /// `r`'s client has its reply.
+    /// `r`'s reply reaches its client: it has it once the load generator has read it.
     fn deliver(&mut self, r: u32) {
+        if self.loadgen.is_some() {
+            self.loadgen_push(loadgen::Job::Read { req: r });
+        } else {
+            self.received(r);
+        }
+    }
+
+    /// `r`'s client has its reply.
+    pub(super) fn received(&mut self, r: u32) {
         let req = &self.reqs[r as usize];
         let client = req.client;
         let latency = self.now - req.arrival;

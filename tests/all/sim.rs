@@ -339,6 +339,7 @@ prop_compose! {
         (cores, workers, threads, big_threads, handler, lock, balancer, kind) in
             (1u32..6, 1u32..4, 1u32..8, any::<u8>(), 0usize..3, 0usize..3, 0usize..4, 0usize..4),
         (slice, slice_u) in (any::<bool>(), 0.0f64..1.0),
+        (loadgen_u, loadgen_shares) in (0.0f64..1.0, any::<bool>()),
         (users, think, rate_u, burst, trace_us) in
             (1u32..20, (any::<u8>(), any::<u8>(), 0.0f64..5.0, 0.0f64..1.0, 0.0f64..1.0),
              0.0f64..1.0, 1u32..60, prop::collection::vec(0.0f64..1.0, 1..50)),
@@ -387,13 +388,15 @@ prop_compose! {
         let seq_d = dist(seq.0, magnitude(seq.1, seq.3, seq.2).min(per_seq), seq.4);
         // Time slices half the time, from a microsecond to a second.
         let (scheduler, slice_ms) = (if slice { "slice" } else { "ps" }, log_uniform(1e-3, 1e3, slice_u));
+        // The load generator's CPU half the time, from 0.1 µs to 100 ms a request.
+        let loadgen_ms = if loadgen_u < 0.5 { 0.0 } else { log_uniform(1e-4, 100.0, loadgen_u * 2.0 - 1.0) };
         let text = format!(
             "[system]\ncores = {cores}\nworkers = {workers}\nbalancer = \"{balancer}\"\n\
              scheduler = \"{scheduler}\"\nslice_ms = {slice_ms:e}\n\
              [worker]\nhandler = \"{handler}\"\nthreads = {threads}\nlock = \"{lock}\"\n\
              switch_interval_ms = {switch_ms:e}\nqueue_limit = {queue_limit}\n\
              [clients]\nkind = \"{kind}\"\nusers = {users}\nthink_ms = {think}\nrate_rps = {rate:e}\n\
-             burst = {burst}\n{}\
+             burst = {burst}\ncpu_ms = {loadgen_ms:e}\nshares_cores = {loadgen_shares}\n{}\
              [workload]\nnew_tokens = {tokens}\n\
              [cost]\nloop_in_ms = {}\nloop_out_ms = {}\nloop_lock = {loop_lock}\n\
              request_locked_ms = {}\nrequest_free_ms = {}\ntoken_locked_ms = {}\ntoken_free_ms = {}\n\
@@ -724,4 +727,33 @@ fn a_given_split_puts_each_users_connection_on_its_worker() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("system.split applies to balancer = \"hash\""), "{e}");
+}
+
+#[test]
+fn the_load_generators_cpu_is_in_each_latency_and_on_the_cores_it_shares() {
+    let text = |users: u32, shares: bool| {
+        format!(
+            "[system]\ncores = 1\n[worker]\nthreads = 1\n[clients]\nusers = {users}\ncpu_ms = 2\n\
+             shares_cores = {shares}\n[workload]\nnew_tokens = 0\n[cost]\nrequest_free_ms = 10\n\
+             [run]\nrequests = 2000\nwarmup_requests = 100\n"
+        )
+    };
+    // One user: 1 ms to send, 10 ms served, 1 ms to read the reply, wherever the load
+    // generator runs.
+    for shares in [false, true] {
+        let f = one(&text(1, shares)).figures;
+        assert!(close(f.latency_ms.mean, 12.0, HIST_TOL), "shares {shares}: {:?}", f.latency_ms);
+        assert!(close(f.throughput_rps, 1000.0 / 12.0, 1e-3), "shares {shares}: {}", f.throughput_rps);
+    }
+    // Two users, one thread on one core: on a CPU of its own the load generator sends the
+    // next request while the server serves the other, so the core is always busy with the
+    // server's 10 ms a request (100 req/s); sharing the core, each request costs it 12 ms of
+    // CPU (83.3 req/s).
+    let own = one(&text(2, false)).figures;
+    let shared = one(&text(2, true)).figures;
+    assert!(close(own.throughput_rps, 100.0, 1e-3), "{}", own.throughput_rps);
+    assert!(close(shared.throughput_rps, 1000.0 / 12.0, 1e-3), "{}", shared.throughput_rps);
+    // Without it, nothing changes.
+    let none = one(&text(2, true).replace("cpu_ms = 2\n", "")).figures;
+    assert!(close(none.throughput_rps, 100.0, 1e-3), "{}", none.throughput_rps);
 }

@@ -147,8 +147,15 @@ pub fn calibrate(
     progress("single-client requests on the real server");
     let srv = ServerProcess::start(&config, &launch)?;
     let single = single::requests(&srv, sc, &Nominal::of(&config.cost), opts);
+    let load_cpu = single.is_ok().then(|| {
+        progress("the load generator's CPU per request");
+        crate::experiment::measured::measure::load_cpu_ms(&srv, sc, &model_dir, &cpus, opts.requests.into())
+    });
     let _ = srv.stop(Duration::from_secs(10));
     let single = single?;
+    let load_cpu_ms = load_cpu
+        .transpose()
+        .map_err(|e| CalibrateError::Request { index: 0, message: format!("the load generator: {e}") })?;
     // Under CPython's GIL a hand-off is a wake-up, measured below; the fair locks' hand-off
     // cost is fitted to a contended run of the real server (`None`: not a fair lock).
     let fair_lock = matches!(sc.worker.lock, LockKind::Mutex | LockKind::FairGil);
@@ -176,7 +183,8 @@ pub fn calibrate(
             "{n} requests from one client after {} warm-up ({} prompt characters, tokens as \
              workload.new_tokens), server on CPUs {} with 1 thread, the GIL and the scenario's \
              emulated work (its nominal mean taken out); loop work: the event loop's CPU time per \
-             request; rtt: the rest of each request's time outside the handler; \
+             request; rtt: the rest of each request's time outside the handler, the client's own CPU \
+             taken out; load_cpu_ms: the load generator's CPU per request, one user; \
              {} batched steps per batch size and prefills, on the batch scheduler's own code \
              path with the GIL and emulated step work (nominal taken out)",
             opts.warmup, sc.workload.prompt_chars, cpus.server, opts.batch_samples
@@ -185,6 +193,7 @@ pub fn calibrate(
         batch_steps,
         prefill_locked_ms,
         prefill_free_ms,
+        load_cpu_ms,
         ..Calibration::default()
     };
     single.record(&mut cal);

@@ -283,6 +283,32 @@ pub fn measure(sc: &Scenario, opts: &MeasureOptions) -> Result<MeasureReport, Me
     Ok(report)
 }
 
+/// The load generator's CPU per request (ms), measured: one closed-loop user sends `requests`
+/// of the scenario's requests to `srv` (after `warmup`), from the runtime `measure` uses,
+/// pinned as `measure` pins it; the process's CPU time over the requests sent. One user
+/// pays the whole of each request's sending and reading, which more users share in part
+/// (one wake-up may then serve several replies).
+pub(crate) fn load_cpu_ms(
+    srv: &ServerProcess,
+    sc: &Scenario,
+    model_dir: &std::path::Path,
+    cpus: &CpuPlan,
+    requests: u64,
+) -> Result<f64, MeasureError> {
+    let body = body(sc, model_context(model_dir)?)?;
+    let mut plan = LoadPlan::new(
+        format!("http://{}/correct", srv.addr()),
+        Mode::Closed { users: 1, think_ms: Dist::Const(0.0) },
+        Stop::Requests(requests.max(1)),
+    );
+    plan.body = Some(load::BodyTemplate::new(&body));
+    plan.seed = sc.run.seed;
+    plan.validate()?;
+    let cpu0 = process_cpu_ms();
+    let records = run_load(&plan, cpus, 120.0)?;
+    Ok((process_cpu_ms() - cpu0) / records.len().max(1) as f64)
+}
+
 fn setup(what: &'static str, e: impl std::fmt::Display) -> MeasureError {
     MeasureError::Setup { what, message: e.to_string() }
 }

@@ -516,6 +516,13 @@ fn plan_point(
         extra.push(set("cost.calibration", abs.display().to_string()));
     }
     let base = load(suite, point, &extra, label)?;
+    // Where the load generator runs, as `measure` will place it: on CPUs of its own when
+    // the machine has more than the point's cores, else among the server's.
+    let shared = crate::affinity::allowed()
+        .map(|allowed| crate::server::CpuPlan::split(&allowed, base.system.cores as usize).shared)
+        .unwrap_or(true);
+    extra.push(set("clients.shares_cores", shared));
+    let base = load(suite, point, &extra, label)?;
     let stability = sim::stability(&base);
     let repeats = opts.repeats.max(1);
     let simulate = |sc: &Scenario| {

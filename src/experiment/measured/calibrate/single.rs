@@ -62,9 +62,12 @@ pub(super) fn requests(
     let mut out = Vec::with_capacity(opts.requests as usize);
     let mut before = if opts.warmup == 0 { Some(counters(srv)?) } else { None };
     for i in 0..opts.warmup + opts.requests {
-        let t0 = Instant::now();
+        let (t0, cpu0) = (Instant::now(), thread_cpu_ms());
         let r = send(&mut conn, &body, i)?;
         let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+        // This client's own CPU for the request: the load generator's, which the simulator
+        // runs as work of its own (`clients.cpu_ms`), not as time outside the server.
+        let client_ms = thread_cpu_ms() - cpu0;
         if i < opts.warmup {
             if i + 1 == opts.warmup {
                 before = Some(counters(srv)?);
@@ -76,7 +79,7 @@ pub(super) fn requests(
         let free = t.matmul_ms + t.busy_free_ms;
         let locked = t.compute_ms - free;
         out.push(Sample {
-            overhead_ms: (latency_ms - t.compute_ms - t.lock_wait_ms - nominal.loop_ms).max(0.0),
+            overhead_ms: (latency_ms - client_ms - t.compute_ms - t.lock_wait_ms - nominal.loop_ms).max(0.0),
             token_locked_ms: ((locked - nominal.locked.0) / n - nominal.locked.1).max(0.0),
             token_free_ms: ((free - nominal.free.0) / n - nominal.free.1).max(0.0),
         });
@@ -84,6 +87,14 @@ pub(super) fn requests(
     let used = counters(srv)?.since(&before.unwrap_or_default());
     let n = f64::from(opts.requests);
     Ok(Single { samples: out, loop_ms: (used.loop_cpu_ms / n - nominal.loop_ms).max(0.0) })
+}
+
+/// CPU time of the calling thread so far (ms).
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec; the clock id is a Linux constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
 impl Single {
