@@ -196,6 +196,120 @@ pub struct SplitCheck {
     pub throughput_rps: Compared,
     /// p95 predicted with each pass's split vs measured.
     pub p95_ms: Compared,
+    /// The prediction over the hash's whole distribution of splits, when it has few enough
+    /// distinct splits to simulate each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<HashDraws>,
+}
+
+/// What the hash's luck alone does to a point: every distinct split of the users over the
+/// workers (workers are alike, so a split is a multiset of counts), simulated, weighted by
+/// its probability when each user's connection lands on a worker uniformly at random.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashDraws {
+    /// Distinct splits simulated.
+    pub splits: usize,
+    /// Throughput: the expectation over the splits (req/s).
+    pub throughput_mean: f64,
+    /// Throughput: 10th and 90th percentiles over the splits (req/s).
+    pub throughput_p10: f64,
+    /// See `throughput_p10`.
+    pub throughput_p90: f64,
+    /// p95 latency: 10th and 90th percentiles over the splits (ms).
+    pub p95_p10: f64,
+    /// See `p95_p10`.
+    pub p95_p90: f64,
+    /// Where the measured throughput falls in the distribution: the probability of a split
+    /// giving less.
+    pub measured_throughput_rank: f64,
+}
+
+/// At most this many distinct splits are simulated for [`HashDraws`].
+const MAX_SPLITS: usize = 40;
+
+/// The distinct splits of `users` over `workers` alike workers (counts in decreasing
+/// order, zeros included) and the probability of each under a uniform hash; `None` beyond
+/// [`MAX_SPLITS`].
+fn hash_splits(users: u32, workers: u32) -> Option<Vec<(Vec<u32>, f64)>> {
+    fn walk(left: u32, max: u32, slots: u32, cur: &mut Vec<u32>, out: &mut Vec<Vec<u32>>) -> bool {
+        if slots == 0 {
+            if left == 0 {
+                out.push(cur.clone());
+            }
+            return out.len() <= MAX_SPLITS;
+        }
+        for k in (0..=max.min(left)).rev() {
+            if k * slots < left {
+                break;
+            }
+            cur.push(k);
+            let ok = walk(left - k, k, slots - 1, cur, out);
+            cur.pop();
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+    let mut out = Vec::new();
+    if !walk(users, users, workers, &mut Vec::new(), &mut out) {
+        return None;
+    }
+    use statrs::function::gamma::ln_gamma;
+    let lf = |n: u32| ln_gamma(f64::from(n) + 1.0);
+    Some(
+        out.into_iter()
+            .map(|split| {
+                // Assignments of users giving these counts to workers in this order, times
+                // the distinct orders of the counts, over all workers^users assignments.
+                let mut ln = lf(users) - split.iter().map(|&k| lf(k)).sum::<f64>();
+                let mut orders = lf(workers);
+                let mut i = 0;
+                while i < split.len() {
+                    let j = split[i..].iter().take_while(|&&k| k == split[i]).count();
+                    orders -= lf(j as u32);
+                    i += j;
+                }
+                ln += orders - f64::from(users) * f64::from(workers).ln();
+                (split, ln.exp())
+            })
+            .collect(),
+    )
+}
+
+/// The prediction over the hash's distribution of splits (see [`HashDraws`]).
+fn hash_draws(sc: &Scenario, measured_throughput: f64) -> Option<HashDraws> {
+    let splits = hash_splits(sc.clients.users, sc.system.workers)?;
+    let mut runs: Vec<(f64, f64, f64)> = splits
+        .par_iter()
+        .map(|(split, p)| {
+            let mut with = sc.clone();
+            with.system.split = split.clone();
+            sim::simulate(&with).ok().map(|r| (*p, r.figures.throughput_rps, r.figures.latency_ms.p95))
+        })
+        .collect::<Option<_>>()?;
+    let quantile = |runs: &mut Vec<(f64, f64, f64)>, key: fn(&(f64, f64, f64)) -> f64, q: f64| {
+        runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        let mut acc = 0.0;
+        for r in runs.iter() {
+            acc += r.0;
+            if acc >= q {
+                return key(r);
+            }
+        }
+        runs.last().map_or(f64::NAN, key)
+    };
+    let total: f64 = runs.iter().map(|r| r.0).sum();
+    Some(HashDraws {
+        splits: runs.len(),
+        throughput_mean: runs.iter().map(|r| r.0 * r.1).sum::<f64>() / total,
+        throughput_p10: quantile(&mut runs, |r| r.1, 0.1 * total),
+        throughput_p90: quantile(&mut runs, |r| r.1, 0.9 * total),
+        p95_p10: quantile(&mut runs, |r| r.2, 0.1 * total),
+        p95_p90: quantile(&mut runs, |r| r.2, 0.9 * total),
+        measured_throughput_rank: runs.iter().filter(|r| r.1 < measured_throughput).map(|r| r.0).sum::<f64>()
+            / total,
+    })
 }
 
 impl SplitCheck {
@@ -470,6 +584,8 @@ fn split_check(
         })
         .collect::<Option<_>>()?;
     let n = predicted.len() as f64;
+    let measured_throughput = measured.iter().map(|m| m.throughput_rps).sum::<f64>() / measured.len() as f64;
+    let hash = hash_draws(sc, measured_throughput);
     let mean = |g: fn(&sim::SimReport) -> f64| predicted.iter().map(g).sum::<f64>() / n;
     let half = |g: fn(&sim::SimReport) -> f64| predicted.iter().map(|r| g(r).powi(2)).sum::<f64>().sqrt() / n;
     Some(SplitCheck {
@@ -485,6 +601,7 @@ fn split_check(
             half(|r| r.ci95.latency_ms.p95),
             spread::quantile_ms(windows, 0.95),
         ),
+        hash,
     })
 }
 
@@ -657,6 +774,28 @@ mod tests {
             sends,
             "each pass draws its own arrivals"
         );
+    }
+
+    #[test]
+    fn the_hashs_splits_are_every_multiset_of_counts_with_its_probability() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        let two = hash_splits(2, 2).unwrap();
+        assert_eq!(two.iter().map(|s| s.0.clone()).collect::<Vec<_>>(), vec![vec![2, 0], vec![1, 1]]);
+        assert!(close(two[0].1, 0.5) && close(two[1].1, 0.5), "{two:?}");
+        // 3 users on 2 workers: all on one (2 of 8 assignments), else 2 + 1 (6 of 8).
+        let three = hash_splits(3, 2).unwrap();
+        assert!(close(three[0].1, 0.25) && close(three[1].1, 0.75), "{three:?}");
+        // 4 users on 3 workers: 3^4 = 81 assignments; 2+1+1 takes 36 of them.
+        let four = hash_splits(4, 3).unwrap();
+        assert_eq!(four.len(), 4);
+        let p = four.iter().find(|s| s.0 == [2, 1, 1]).unwrap().1;
+        assert!(close(p, 36.0 / 81.0), "{four:?}");
+        for (users, workers) in [(8, 2), (32, 2), (7, 3), (5, 5)] {
+            let total: f64 = hash_splits(users, workers).unwrap().iter().map(|s| s.1).sum();
+            assert!(close(total, 1.0), "{users} on {workers}: {total}");
+        }
+        // Too many distinct splits to simulate each.
+        assert!(hash_splits(64, 8).is_none());
     }
 
     #[test]

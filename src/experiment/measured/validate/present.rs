@@ -115,6 +115,21 @@ impl Validation {
                 c.p95_ms.error_pct,
                 if c.p95_ms.agrees { "~" } else { "" },
             );
+            if let Some(h) = &c.hash {
+                let _ = writeln!(
+                    s,
+                    "    over the hash's {} distinct splits: throughput {:.1} expected, {:.1}–{:.1} from \
+                     its 10th to 90th percentile (the measured {:.1} above {:.0}% of them); p95 {:.1}–{:.1} ms",
+                    h.splits,
+                    h.throughput_mean,
+                    h.throughput_p10,
+                    h.throughput_p90,
+                    c.throughput_rps.measured,
+                    100.0 * h.measured_throughput_rank,
+                    h.p95_p10,
+                    h.p95_p90
+                );
+            }
         }
         s.push('\n');
         s
@@ -251,6 +266,26 @@ impl Validation {
                     c.p95_ms.error_pct,
                     if c.p95_ms.agrees { " ~" } else { "" },
                 );
+            }
+            for (p, c) in self.points.iter().filter_map(|p| Some((p, p.split.as_ref()?))) {
+                if let Some(h) = &c.hash {
+                    let _ = writeln!(
+                        s,
+                        "\n{} {}: over the hash's {} distinct splits, throughput {:.1} req/s expected, \
+                         {:.1}–{:.1} from its 10th to 90th percentile (the measured {:.1} above {:.0}% of \
+                         them); p95 {:.1}–{:.1} ms.",
+                        p.suite,
+                        p.label(),
+                        h.splits,
+                        h.throughput_mean,
+                        h.throughput_p10,
+                        h.throughput_p90,
+                        c.throughput_rps.measured,
+                        100.0 * h.measured_throughput_rank,
+                        h.p95_p10,
+                        h.p95_p90
+                    );
+                }
             }
         }
         s.push_str(LEFT_OUT);
