@@ -37,7 +37,8 @@ impl Rec {
 
 /// The closed-loop clients. Dropping it stops them, whatever happened.
 pub struct Load {
-    t0: Instant,
+    /// When the load started: the origin of every time recorded.
+    pub t0: Instant,
     stop: Arc<AtomicBool>,
     pub quiet: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Vec<Rec>>>,

@@ -24,7 +24,8 @@
 //! the baseline's, or a lost request (the baseline's figures are the medians over its own
 //! 100 ms windows). 0 means no 100 ms window was degraded; a window degraded at the very
 //! end means the service had not recovered. The SIGTERM row shows how long the server took
-//! to stop instead.
+//! to stop instead. The last column is the share of the machine's CPU time other processes
+//! took in the window: on a shared machine a build beside the server degrades any window.
 //!
 //! Targets: with 1,000 idle and slow sockets, `/healthz` p99 ≤ 50 ms and `/correct` still
 //! served; a killed worker: the service goes on (answers in every 100 ms window), the
@@ -43,6 +44,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod cpu;
 mod faults;
 mod load;
 mod windows;
@@ -107,8 +109,8 @@ fn print_table(rows: &[Row], base: &Baseline) {
         base.p99_ms
     );
     println!(
-        "{:<26} {:>8} {:>9} {:>6} {:>5} {:>9} {:>20}",
-        "fault", "requests", "answered", "lost", "5xx", "p99 ms", "recovered"
+        "{:<26} {:>8} {:>9} {:>6} {:>5} {:>9} {:>20} {:>11}",
+        "fault", "requests", "answered", "lost", "5xx", "p99 ms", "recovered", "others' CPU"
     );
     for r in rows {
         let rec = match r.recovery {
@@ -118,8 +120,15 @@ fn print_table(rows: &[Row], base: &Baseline) {
             Recovery::Stopped(d) => format!("stopped in {:.0} ms", ms(d)),
         };
         println!(
-            "{:<26} {:>8} {:>9} {:>6} {:>5} {:>9.1} {:>20}",
-            r.name, r.requests, r.answered, r.lost, r.status_5xx, r.p99_ms, rec
+            "{:<26} {:>8} {:>9} {:>6} {:>5} {:>9.1} {:>20} {:>11}",
+            r.name,
+            r.requests,
+            r.answered,
+            r.lost,
+            r.status_5xx,
+            r.p99_ms,
+            rec,
+            r.others_cpu.map_or("-".into(), |c| format!("{:.0}%", c * 100.0))
         );
     }
 }
@@ -218,6 +227,7 @@ fn main() -> Result<()> {
     let server = start_server()?;
     let addr = server.addr();
     let load = Load::start(addr);
+    let sampler = cpu::Sampler::start(load.t0, server.pid());
     sleep_until(&load, BASELINE.1);
 
     let (slow, probes) = slow_sockets(&load, addr)?;
@@ -237,14 +247,15 @@ fn main() -> Result<()> {
     let stopped_line = server.wait(Duration::from_secs(60))?;
     let term = (term_at, load.now());
     let recs = load.finish()?;
+    let samples = sampler.finish();
 
     let base = baseline(&recs);
     let rows = [
-        row("steady (baseline)", &recs, BASELINE, Recovery::None),
-        row("1,000 idle/slow sockets", &recs, slow, recovery(&recs, slow, &base)),
-        row("kill -9 worker 0", &recs, kill, recovery(&recs, kill, &base)),
-        row("SIGSTOP worker 1", &recs, stop, recovery(&recs, stop, &base)),
-        row("SIGTERM the server", &recs, term, Recovery::Stopped(term.1 - term.0)),
+        row("steady (baseline)", &recs, BASELINE, Recovery::None, &samples),
+        row("1,000 idle/slow sockets", &recs, slow, recovery(&recs, slow, &base), &samples),
+        row("kill -9 worker 0", &recs, kill, recovery(&recs, kill, &base), &samples),
+        row("SIGSTOP worker 1", &recs, stop, recovery(&recs, stop, &base), &samples),
+        row("SIGTERM the server", &recs, term, Recovery::Stopped(term.1 - term.0), &samples),
     ];
     print_table(&rows, &base);
     println!(

@@ -1,5 +1,6 @@
 //! Judging the record: windows of 100 ms, the baseline, one row per fault.
 
+use super::cpu::{self, Sample};
 use super::faults::Replaced;
 use super::load::Rec;
 use std::time::Duration;
@@ -71,6 +72,8 @@ pub struct Row {
     pub status_5xx: usize,
     pub p99_ms: f64,
     pub recovery: Recovery,
+    /// The share of the machine's CPU time other processes took meanwhile.
+    pub others_cpu: Option<f64>,
 }
 
 pub fn recovery(recs: &[Rec], (from, to): (Duration, Duration), base: &Baseline) -> Recovery {
@@ -86,7 +89,13 @@ pub fn recovery(recs: &[Rec], (from, to): (Duration, Duration), base: &Baseline)
     }
 }
 
-pub fn row(name: &str, recs: &[Rec], (from, to): (Duration, Duration), recovery: Recovery) -> Row {
+pub fn row(
+    name: &str,
+    recs: &[Rec],
+    (from, to): (Duration, Duration),
+    recovery: Recovery,
+    samples: &[Sample],
+) -> Row {
     let within: Vec<&Rec> = recs.iter().filter(|r| r.done >= from && r.sent < to).collect();
     let answered: Vec<f64> = within.iter().filter(|r| r.status.is_some()).map(|r| r.latency_ms()).collect();
     Row {
@@ -97,6 +106,7 @@ pub fn row(name: &str, recs: &[Rec], (from, to): (Duration, Duration), recovery:
         status_5xx: within.iter().filter(|r| r.status.is_some_and(|s| s >= 500)).count(),
         p99_ms: p99(answered),
         recovery,
+        others_cpu: cpu::others_share(samples, from, to),
     }
 }
 
