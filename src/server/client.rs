@@ -31,12 +31,16 @@ impl HttpResponse {
 /// One keep-alive connection. A request on a connection the server has closed while it was
 /// idle (its keep-alive timeout) is sent again once on a new connection: a server closes
 /// only connections with no request in progress, so the first send was never read.
+/// A process that dies closes its connections with their requests in progress too: a
+/// client counting what a server lost turns this off ([`Connection::resend_unanswered`]).
 pub struct Connection {
     reader: BufReader<TcpStream>,
     addr: SocketAddr,
     timeout: Duration,
     /// Whether a response has come on it: only then can the server have closed it as idle.
     used: bool,
+    /// Whether to send a request again after such a close.
+    resend: bool,
 }
 
 /// The error of a connection closed before any byte of the response.
@@ -60,7 +64,14 @@ impl Connection {
         s.set_read_timeout(Some(timeout))?;
         s.set_write_timeout(Some(timeout))?;
         s.set_nodelay(true)?;
-        Ok(Connection { reader: BufReader::new(s), addr, timeout, used: false })
+        Ok(Connection { reader: BufReader::new(s), addr, timeout, used: false, resend: true })
+    }
+
+    /// Whether a request on a connection closed before any byte of its response, after an
+    /// earlier response on it, is sent again once on a new connection. By default, true.
+    pub fn resend_unanswered(mut self, on: bool) -> Self {
+        self.resend = on;
+        self
     }
 
     /// Sends a request with an optional JSON body and extra headers; reads the response.
@@ -72,7 +83,7 @@ impl Connection {
         headers: &[(&str, &str)],
     ) -> io::Result<HttpResponse> {
         match self.attempt(method, path, body, headers) {
-            Err(e) if self.used && closed_unanswered(&e) => {
+            Err(e) if self.resend && self.used && closed_unanswered(&e) => {
                 *self = Connection::open(self.addr, self.timeout)?;
                 self.attempt(method, path, body, headers)
             }

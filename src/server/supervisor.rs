@@ -1,19 +1,24 @@
 //! `servesim serve`: the supervisor of `system.workers` worker processes on one port.
 //!
 //! ```text
-//!  supervisor: pin CPUs ─ reserve 127.0.0.1:PORT (SO_REUSEPORT, no listen; kept to the end)
-//!     ├─ servesim serve --worker  (spec on stdin) ─ load weights ─ listen ─ {"event":"ready"}
-//!     ├─ … one per worker                          then {"event":"heartbeat"} every beat
+//!  supervisor: pin CPUs ─ listen on 127.0.0.1:PORT: one SO_REUSEPORT socket per worker
+//!             index, owned by the supervisor to the end
+//!     ├─ servesim serve --worker  (spec on stdin, index i's socket inherited)
+//!     │     ─ load weights ─ accept on it ─ {"event":"ready"}
+//!     ├─ … one per worker                  then {"event":"heartbeat"} every beat
 //!     └─ all ready: admin address up, print {"event":"ready","addr":…,"admin":…,"workers":[…]}
-//!  a worker exits ─► a replacement on the same port ─► {"event":"restarted","worker":…}
+//!  a worker exits ─► a replacement on the same socket ─► {"event":"restarted","worker":…}
 //!  a worker's heartbeat is late ─► SIGKILL ─► a replacement
-//!  SIGTERM/SIGINT ─► forwarded to every worker ─► each drains ─► {"event":"stopped",…}
+//!  SIGTERM/SIGINT ─► forwarded to every worker, sockets closed ─► each drains
+//!                 ─► {"event":"stopped",…}
 //! ```
 //!
 //! Workers inherit the supervisor's CPU affinity and die with it. A worker that exits on its
-//! own (a crash, `kill -9`) is replaced, as gunicorn's arbiter does: the replacement binds
-//! the same port with `SO_REUSEPORT` and the kernel spreads new connections over it; the
-//! connections the dead worker held are lost with it. A worker whose event loop sends no
+//! own (a crash, `kill -9`) is replaced, as gunicorn's arbiter does: the supervisor owns
+//! each worker index's listening socket and hands the replacement the same one, so the
+//! connections the kernel's `SO_REUSEPORT` hash sent there while the index had no process
+//! wait in its accept queue and are served; only the connections the dead worker had
+//! accepted are lost with it. A worker whose event loop sends no
 //! heartbeat for `limits.heartbeat_timeout_ms` (stopped, deadlocked, or stuck on one piece
 //! of work) is killed and replaced the same way. A worker that keeps failing to start is
 //! retried with a back-off and then given up on, stopping the server with an error (see
@@ -190,16 +195,16 @@ pub fn run(config: ServerConfig, opts: &ServeOptions) -> Result<StoppedLine, Ser
         None => affinity::CpuPlan::split(&affinity::allowed()?, config.cores as usize).server,
     };
     affinity::pin(&cpus)?;
-    // Kept until the end: a replacement worker can always bind the port.
-    let (_reservation, addr) =
-        listener::reserve(opts.port).map_err(|e| ServerError::io("reserve the port", e))?;
+    // Owned until the workers are stopped: a worker's socket outlives the worker.
+    let (sockets, addr) = listener::listen_group(opts.port, config.workers as usize)
+        .map_err(|e| ServerError::io("listen on the port", e))?;
     let heartbeat_timeout_ms = config.limits.heartbeat_timeout_ms;
     let shared = Arc::new(Mutex::new(SupervisorStats {
         pid: std::process::id(),
         heartbeat_timeout_ms,
         ..SupervisorStats::default()
     }));
-    let mut w = Workers::spawn_all(&config, addr, &cpus, Arc::clone(&shared))?;
+    let mut w = Workers::spawn_all(&config, addr, sockets, &cpus, Arc::clone(&shared))?;
     let infos = match w.wait_ready(opts.startup_timeout) {
         Ok(infos) => infos,
         Err(e) => {

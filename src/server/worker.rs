@@ -2,7 +2,10 @@
 //! `current_thread` runtime doing accept, I/O, parsing and dispatch), its threadpool and its
 //! lock; its share of the server's port, and a private admin port for `/stats`.
 //!
-//! The supervisor starts it as `servesim serve --worker` with a [`WorkerSpec`] on stdin.
+//! The supervisor starts it as `servesim serve --worker` with a [`WorkerSpec`] on stdin and
+//! its slot's listening socket on the shared port inherited as a descriptor
+//! ([`WorkerSpec::listen_fd`]): the socket belongs to the slot, not to the process, so a
+//! replacement accepts what arrived while its predecessor was dead.
 //! It reports on stdout, one JSON line each: [`WorkerEvent::Ready`] once it listens,
 //! [`WorkerEvent::Heartbeat`] every beat interval while its event loop makes progress, and
 //! [`WorkerEvent::Stopped`] after a SIGTERM/SIGINT, when its in-flight requests have been
@@ -35,8 +38,10 @@ pub struct WorkerSpec {
     pub config: ServerConfig,
     /// This worker's index (0-based).
     pub index: u32,
-    /// The shared address to listen on (`SO_REUSEPORT`).
+    /// The shared address (`SO_REUSEPORT`) its inherited socket listens on.
     pub addr: SocketAddr,
+    /// The descriptor of the listening socket on `addr` it inherits from the supervisor.
+    pub listen_fd: i32,
     /// CPUs to pin to, if any.
     pub cpus: Option<CpuList>,
     /// The supervisor's pid: the worker dies with it.
@@ -128,7 +133,7 @@ async fn serve(app: Arc<App>, spec: &WorkerSpec) -> Result<bool, ServerError> {
     let bind = |what: &'static str, l: std::io::Result<std::net::TcpListener>| {
         l.and_then(TcpListener::from_std).map_err(|e| ServerError::io(what, e))
     };
-    let main = bind("listen on the shared port", listener::listen_shared(spec.addr))?;
+    let main = bind("take the shared port's socket", listener::inherit(spec.listen_fd, spec.addr))?;
     let admin = bind("listen on the admin port", listener::listen_private())?;
     let admin_addr = admin.local_addr().map_err(|e| ServerError::io("read the admin address", e))?;
     let router = routes::router(Arc::clone(&app));

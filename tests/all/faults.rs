@@ -294,6 +294,68 @@ fn a_killed_worker_is_replaced_and_the_service_continues() {
     assert!(stopped.clean && stopped.restarts == 1, "{stopped:?}");
 }
 
+/// Whether process `pid` has exited — a zombie not yet reaped, or gone — and so closed its
+/// descriptors.
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// Reads one `Connection: close` response from `s`: its status and `x-worker-pid`.
+fn status_and_pid(mut s: TcpStream) -> (u16, u32) {
+    let text = read_until_closed(&mut s);
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let pid = text
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-worker-pid:").map(|v| v.trim().to_owned()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (status, pid)
+}
+
+#[test]
+fn a_connection_made_while_its_worker_is_dead_waits_for_the_replacement() {
+    let server = start("[system]\nworkers = 2\ncores = 2\n");
+    let before: Vec<u32> = server.ready().workers.iter().map(|w| w.pid).collect();
+    std::thread::sleep(STABLE_AFTER + Duration::from_millis(500));
+    signal(before[0], libc::SIGKILL);
+    let t0 = Instant::now();
+    while !has_exited(before[0]) {
+        assert!(t0.elapsed() < TIMEOUT, "worker {} still runs after SIGKILL", before[0]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Its sockets are closed and its replacement is still loading the weights (about
+    // 0.1 s). The kernel hashes about half of these connections to worker 0's socket:
+    // each must wait there for the replacement, not be reset or moved to worker 1.
+    let head = format!(
+        "POST /correct HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        BODY.len()
+    );
+    let sent: Vec<TcpStream> = (0..32)
+        .map(|_| {
+            let mut s = TcpStream::connect_timeout(&server.addr(), TIMEOUT).expect("connect");
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s.write_all(head.as_bytes()).and_then(|()| s.write_all(BODY)).expect("send");
+            s
+        })
+        .collect();
+    let answers: Vec<(u16, u32)> = sent.into_iter().map(status_and_pid).collect();
+    assert!(answers.iter().all(|&(status, _)| status == 200), "{answers:?}");
+    let by_replacement = answers.iter().filter(|&&(_, pid)| !before.contains(&pid)).count();
+    assert!(
+        by_replacement > 0 && answers.iter().all(|&(_, pid)| pid != before[0]),
+        "no connection made while worker 0 was dead waited for its replacement (answered by: {answers:?}; \
+         workers before: {before:?})"
+    );
+    let s = server.supervisor_stats().unwrap();
+    assert_eq!((s.restarts, s.exits), (1, 1), "{s:?}");
+}
+
 #[test]
 fn a_stopped_worker_is_replaced_by_the_watchdog() {
     let limits = Limits { heartbeat_timeout_ms: 1000.0, ..Limits::default() };

@@ -179,6 +179,11 @@ fn a_client_connection_closed_while_idle_sends_again_on_a_new_one() {
     let r = c.request("POST", "/correct", Some(BODY), &[]).unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(c.request("GET", "/healthz", None, &[]).unwrap().status, 200);
+    // Unless told not to: a client counting lost requests sees the close.
+    let mut c = Connection::open(server.addr(), PROMPT).unwrap().resend_unanswered(false);
+    assert_eq!(c.request("GET", "/healthz", None, &[]).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(c.request("POST", "/correct", Some(BODY), &[]).is_err(), "sent again");
 }
 
 #[test]

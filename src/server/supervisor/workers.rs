@@ -11,14 +11,21 @@
 //!   the server with an error naming the worker;
 //! * one whose heartbeat is older than `limits.heartbeat_timeout_ms` is killed (SIGKILL) and
 //!   then replaced as above.
+//!
+//! Each index owns one listening socket on the shared port for the server's life; every
+//! process started for that index inherits it. Connections the kernel sends an index whose
+//! process is dead, hung or not yet started wait in that socket's accept queue (up to its
+//! backlog) for the next process to accept them.
 
 use super::{RestartedLine, SupervisorStats, WorkerExit, WorkerInfo, print_line};
 use crate::affinity::CpuList;
 use crate::server::ServerError;
 use crate::server::config::ServerConfig;
+use crate::server::listener;
 use crate::server::shutdown;
 use crate::server::stats::RequestCounts;
 use crate::server::worker::{WorkerEvent, WorkerSpec};
+use socket2::Socket;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +84,8 @@ pub struct Workers {
     exe: PathBuf,
     config: ServerConfig,
     addr: SocketAddr,
+    /// Each index's listening socket on `addr`, kept open until [`Workers::stop`].
+    sockets: Vec<Socket>,
     cpus: CpuList,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
@@ -89,20 +98,24 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts every worker of `config` on `addr`, pinned to `cpus`.
+    /// Starts every worker of `config`, pinned to `cpus`, worker `i` on `sockets[i]` (one
+    /// per worker, each listening on `addr`).
     pub fn spawn_all(
         config: &ServerConfig,
         addr: SocketAddr,
+        sockets: Vec<Socket>,
         cpus: &CpuList,
         stats: Arc<Mutex<SupervisorStats>>,
     ) -> Result<Workers, ServerError> {
         let exe = std::env::current_exe().map_err(|e| ServerError::io("find the servesim binary", e))?;
         let (tx, rx) = mpsc::channel();
         let n = config.workers as usize;
+        assert_eq!(sockets.len(), n, "one listening socket per worker");
         let mut w = Workers {
             exe,
             config: config.clone(),
             addr,
+            sockets,
             cpus: cpus.clone(),
             tx,
             rx,
@@ -120,17 +133,20 @@ impl Workers {
         Ok(w)
     }
 
-    /// Starts worker `i`'s process. Must run on the supervisor's main thread: a worker dies
-    /// with the thread that started it.
+    /// Starts worker `i`'s process, handing it index `i`'s socket. Must run on the
+    /// supervisor's main thread: a worker dies with the thread that started it.
     fn spawn(&mut self, i: usize) -> Result<(), ServerError> {
+        let mut cmd = Command::new(&self.exe);
+        let listen_fd = listener::pass_to(&mut cmd, &self.sockets[i]);
         let spec = WorkerSpec {
             config: self.config.clone(),
             index: i as u32,
             addr: self.addr,
+            listen_fd,
             cpus: Some(self.cpus.clone()),
             parent_pid: std::process::id(),
         };
-        let mut child = Command::new(&self.exe)
+        let mut child = cmd
             .args(["serve", "--worker"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -339,12 +355,16 @@ impl Workers {
         count(&self.stats, |s| s.workers = ready);
     }
 
-    /// Sends SIGTERM to every worker, waits up to `deadline` for all to exit, kills the
-    /// rest, and reports each.
+    /// Sends SIGTERM to every worker, closes the supervisor's copies of the listening
+    /// sockets, waits up to `deadline` for all workers to exit, kills the rest, and reports
+    /// each.
     pub fn stop(&mut self, deadline: Duration) -> Vec<WorkerExit> {
         for s in self.slots.iter().flatten() {
             shutdown::send(s.child.id(), false);
         }
+        // A worker's copy keeps its socket listening until it stops accepting; the socket
+        // of an index with no process closes now, resetting what waits in it.
+        self.sockets.clear();
         let mut status: Vec<Option<ExitStatus>> = vec![None; self.slots.len()];
         let running = |slots: &[Option<Slot>], status: &[Option<ExitStatus>]| {
             slots.iter().zip(status).any(|(s, st)| s.is_some() && st.is_none())
