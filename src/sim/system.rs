@@ -441,6 +441,8 @@ impl<'a> System<'a> {
     }
 
     fn dispatch(&mut self, w: u32, r: u32) {
+        // The wait for a thread starts now, not where the loop work before it did.
+        self.reqs[r as usize].wait_start = self.now;
         let worker = &mut self.workers[w as usize];
         match worker.idle_pool.pop() {
             Some(th) => {
@@ -448,10 +450,7 @@ impl<'a> System<'a> {
                 self.assign(th, r, Job::Handler, WAIT_THREAD);
                 self.run_thread(th);
             }
-            None => {
-                worker.pool_queue.push_back(r);
-                self.reqs[r as usize].wait_start = self.now;
-            }
+            None => worker.pool_queue.push_back(r),
         }
     }
 

@@ -90,6 +90,16 @@ fn cpython_gil_switches_after_a_timed_wait_runs_out_and_pays_two_wake_ups_a_turn
 }
 
 #[test]
+fn the_wait_for_a_thread_leaves_out_the_loop_work_before_it() {
+    // One user: 2 ms of loop work, then 5 ms on an idle pool thread. No wait at all (the
+    // loop work was once counted as a wait for a thread).
+    let r = one("[worker]\nthreads = 2\nlock = \"none\"\n[clients]\nusers = 1\n[workload]\nnew_tokens = 0\n\
+         [cost]\nloop_in_free_ms = 2\nrequest_free_ms = 5\n[run]\nrequests = 50\nwarmup_requests = 5\n");
+    assert_eq!(r.figures.waits_ms.thread, 0.0, "{:?}", r.figures.waits_ms);
+    assert!(close(r.figures.latency_ms.mean, 7.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+}
+
+#[test]
 fn lock_hand_offs_cost_the_receiver_cpu() {
     // 4 users, always contended, 1 ms locked per request: 1000 req/s without hand-off cost,
     // 1 / 1.1 ms = 909 req/s when each hand-off costs 100 µs.
