@@ -157,7 +157,7 @@ pub(super) fn misses_by_stage(points: &[ValidatedPoint]) -> String {
             None => counts.push((m.stage.clone(), 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     counts.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
 }
 
