@@ -115,19 +115,72 @@ impl Stages {
     /// The header's value for these stages (ms with 3 decimals), the unreported left out.
     pub fn header(&self) -> String {
         let mut out = String::new();
-        for (name, v) in [
-            ("queue", self.queue),
-            ("lock", self.lock),
-            ("held", self.held),
-            ("free", self.free),
-            ("loop", self.event_loop),
-        ] {
+        for (name, v) in ["queue", "lock", "held", "free", "loop"].into_iter().zip(self.values()) {
             if let Some(v) = v {
                 let sep = if out.is_empty() { "" } else { ", " };
                 let _ = write!(out, "{sep}{name};dur={v:.3}");
             }
         }
         out
+    }
+}
+
+/// Stage times over many responses: the mean and the 95th percentile of each stage (ms),
+/// over the responses whose header reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageStats {
+    /// Responses whose header could be read.
+    pub responses: u64,
+    /// Mean of each stage (ms).
+    pub mean: Stages,
+    /// 95th percentile of each stage (ms): the smallest value with at least 95% of the
+    /// responses at or below it.
+    pub p95: Stages,
+}
+
+impl StageStats {
+    /// The stages of these header values, or `None` when none reports a stage; and, when
+    /// some could not be read, the first one's problem with their count (they are left out).
+    pub fn of<'a>(headers: impl IntoIterator<Item = &'a str>) -> (Option<Self>, Option<String>) {
+        let mut samples: [Vec<f64>; 5] = Default::default();
+        let (mut responses, mut bad, mut first) = (0, 0u64, None);
+        for h in headers {
+            match Stages::parse(h) {
+                Ok(s) => {
+                    responses += 1;
+                    for (v, out) in s.values().into_iter().zip(&mut samples) {
+                        out.extend(v);
+                    }
+                }
+                Err(e) => {
+                    bad += 1;
+                    first.get_or_insert(e.to_string());
+                }
+            }
+        }
+        let note = first.map(|f| format!("{bad} response(s) had a malformed header: {f}"));
+        if samples.iter().all(Vec::is_empty) {
+            return (None, note);
+        }
+        let mean =
+            samples.each_ref().map(|v| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64));
+        let p95 = samples.map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            let rank = (0.95 * v.len() as f64).ceil() as usize;
+            v.get(rank.max(1) - 1).copied()
+        });
+        (Some(Self { responses, mean: Stages::from_values(mean), p95: Stages::from_values(p95) }), note)
+    }
+}
+
+impl Stages {
+    /// The stages in the order queue, lock, held, free, loop.
+    pub fn values(&self) -> [Option<f64>; 5] {
+        [self.queue, self.lock, self.held, self.free, self.event_loop]
+    }
+
+    fn from_values([queue, lock, held, free, event_loop]: [Option<f64>; 5]) -> Self {
+        Self { queue, lock, held, free, event_loop }
     }
 }
 
@@ -147,6 +200,29 @@ mod tests {
         assert_eq!(s.event_loop, None);
         assert_eq!(Stages::parse(&s.header()).unwrap(), s, "written as it is read");
         assert_eq!(Stages::parse("compute;dur=3").unwrap().free, Some(3.0));
+    }
+
+    #[test]
+    fn stage_stats_are_means_and_nearest_rank_p95s_over_the_responses_that_report_them() {
+        // 20 responses: queue 1…20 ms, lock 0; held only in the first; one malformed.
+        let headers: Vec<String> = (1..=20)
+            .map(|i| {
+                let held = if i == 1 { ", held;dur=7" } else { "" };
+                format!("queue;dur={i}, lock;dur=0{held}")
+            })
+            .chain(["queue;dur=x".to_owned()])
+            .collect();
+        let (s, note) = StageStats::of(headers.iter().map(String::as_str));
+        let s = s.expect("stages");
+        assert_eq!(s.responses, 20);
+        assert_eq!((s.mean.queue, s.p95.queue), (Some(10.5), Some(19.0)), "rank ⌈0.95 × 20⌉ = 19");
+        assert_eq!((s.mean.lock, s.p95.lock), (Some(0.0), Some(0.0)));
+        assert_eq!((s.mean.held, s.p95.held), (Some(7.0), Some(7.0)));
+        assert_eq!((s.mean.free, s.p95.event_loop), (None, None));
+        assert!(note.is_some_and(
+            |n| n.starts_with("1 response(s) had a malformed header") && n.contains("not a number")
+        ));
+        assert_eq!(StageStats::of(["miss, db;dur=53"]), (None, None), "no stage of servesim's");
     }
 
     #[test]

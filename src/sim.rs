@@ -64,11 +64,13 @@ mod metrics;
 mod report;
 mod request;
 mod slice;
+mod stages;
 mod system;
 
 pub use bounds::{Bottleneck, Stability, stability};
 pub use report::{
-    Figures, Replication, SimReport, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST, Utilization, Waits, aggregate,
+    Figures, Replication, SimReport, Stage, StageTimes, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST,
+    Utilization, Waits, aggregate,
 };
 
 use crate::scenario::{ClientKind, Scenario};

@@ -4,6 +4,8 @@
 //!
 //! A test binary of its own, so that its timing runs alone, not beside the other tests.
 
+#![cfg(all(feature = "server", feature = "load", feature = "plot"))]
+
 use servesim::experiment::target::{FitOptions, apply, calibrate_target, costs_of};
 use servesim::experiment::{MeasureOptions, ValidateOptions, measure, validate_target};
 use servesim::scenario::Scenario;

@@ -25,8 +25,13 @@ fn axis(s: &str) -> Axis {
     s.parse().expect("an axis")
 }
 
+/// The tests of this binary measure one at a time: none competes with another's server for
+/// the CPUs.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn predictions_agree_with_the_real_server() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let file = models().join("validate.toml");
     let dir = std::env::temp_dir().join(format!("servesim-validate-test-{}", std::process::id()));
     let cal_path = dir.join("calibration.json");
@@ -97,4 +102,66 @@ fn misses_of(v: &servesim::experiment::Validation) -> Vec<String> {
         out.push(table);
     }
     out
+}
+
+/// The stages every validated point carries: in the CSV, a predicted, measured and error
+/// column for the mean and the p95 of each of the server's `Server-Timing` stages, all
+/// finite, for a short run (the scenario's own costs, no calibration: only the columns are
+/// checked, not the agreement). About 10 s.
+#[test]
+fn the_csv_compares_each_stage_with_the_servers_server_timing() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let file = models().join("validate.toml");
+    let suite = |name: &str, fixed: &[&str], users: &str| Suite {
+        name: name.into(),
+        file: file.clone(),
+        fixed: fixed.iter().map(|s| set(s)).collect(),
+        axes: vec![axis(&format!("clients.users={users}"))],
+    };
+    let suites = [
+        suite("gil", &["worker.handler=sync", "worker.lock=fair-gil"], "4"),
+        suite(
+            "loop",
+            &["worker.handler=async-blocking", "worker.lock=none", "cost.loop_in_free_ms=0.2"],
+            "2",
+        ),
+    ];
+    let opts = ValidateOptions { requests: 60, repeats: 1, sim_requests: 400, ..ValidateOptions::default() };
+    let v = validate(&suites, &opts, |_, _, _| {}).expect("the validation runs");
+    let dir = std::env::temp_dir().join(format!("servesim-validate-stages-{}", std::process::id()));
+    v.write(&dir, &dir.join("plots")).expect("the outputs are written");
+    let csv = std::fs::read_to_string(dir.join("validation.csv")).expect("validation.csv");
+    let _ = std::fs::remove_dir_all(&dir);
+    let lines: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let (header, rows) = lines.split_first().expect("a header");
+    assert_eq!(rows.len(), 2, "{csv}");
+    for stage in ["queue", "lock", "held", "free", "loop"] {
+        for stat in ["mean", "p95"] {
+            for side in ["predicted", "measured", "error"] {
+                let name = format!("stage_{stage}_{stat}_ms_{side}");
+                let i = header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name}: {csv}"));
+                for row in rows {
+                    let x: f64 = row[i].parse().unwrap_or_else(|_| panic!("{name} = {:?}", row[i]));
+                    assert!(x.is_finite(), "{name} = {x}");
+                }
+            }
+        }
+    }
+    for column in ["miss_metrics", "miss_stage"] {
+        assert!(header.contains(&column), "{csv}");
+    }
+    // The server's stages add up to most of its latency: the stages are read, not zeros.
+    for p in &v.points {
+        let measured: f64 = p.stages.iter().filter(|s| s.stage != "loop").map(|s| s.mean_ms.measured).sum();
+        assert!(
+            measured > 0.5 * p.p50_ms.measured,
+            "{}: stages {measured} ms of {} ms",
+            p.label(),
+            p.p50_ms.measured
+        );
+        let lp = p.stages.iter().find(|s| s.stage == "loop").expect("a loop stage");
+        if p.suite == "loop" {
+            assert!(lp.mean_ms.measured > 0.1 && lp.mean_ms.predicted > 0.1, "{lp:?}");
+        }
+    }
 }

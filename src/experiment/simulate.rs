@@ -61,6 +61,12 @@ impl SimulateOutput {
         row("wait for a thread", f.waits_ms.thread, ci.waits_ms.thread, "ms");
         row("wait for the lock", f.waits_ms.lock, ci.waits_ms.lock, "ms");
         row("wait for the loop", f.waits_ms.event_loop, ci.waits_ms.event_loop, "ms");
+        // The stages the real server reports in Server-Timing (see `sim::StageTimes`).
+        for (i, name) in crate::sim::StageTimes::NAMES.iter().enumerate() {
+            let (st, sc) = (f.stages_ms.get(i), ci.stages_ms.get(i));
+            row(&format!("stage {name} mean"), st.mean, sc.mean, "ms");
+            row(&format!("stage {name} p95"), st.p95, sc.p95, "ms");
+        }
         let u = (&f.utilization, &ci.utilization);
         row("utilization cores", 100.0 * u.0.cores, 100.0 * u.1.cores, "%");
         row("utilization lock", 100.0 * u.0.lock, 100.0 * u.1.lock, "%");

@@ -13,6 +13,7 @@
 use super::event::Ev;
 use super::request::Step;
 use super::system::System;
+use crate::des::Nanos;
 use crate::scenario::{BatchingMode, LockKind};
 use std::collections::VecDeque;
 
@@ -40,6 +41,10 @@ pub(crate) struct Batcher {
     pub(crate) steps: u64,
     /// Sum of batch sizes over steps.
     pub(crate) batch_sum: u64,
+    /// The current step's wait for the lock (ns).
+    pub(crate) step_lock_ns: Nanos,
+    /// The current step's time holding the lock (ns).
+    pub(crate) step_held_ns: Nanos,
 }
 
 impl Batcher {
@@ -53,6 +58,8 @@ impl Batcher {
             stamp: 0,
             steps: 0,
             batch_sum: 0,
+            step_lock_ns: 0,
+            step_held_ns: 0,
         }
     }
 }
@@ -162,6 +169,7 @@ impl System<'_> {
         b.batch_sum += u64::from(size);
         b.free_ns = free;
         b.phase = Phase::Locked;
+        (b.step_lock_ns, b.step_held_ns) = (0, 0);
         let th = b.thread;
         if locked > 0.0 {
             let has_lock = self.sc.worker.lock != LockKind::None;
@@ -206,9 +214,14 @@ impl System<'_> {
     /// Every sequence of the batch has one more token. Returns whether the next step
     /// started and is already over.
     fn batch_step_done(&mut self, w: u32) -> bool {
-        let active = std::mem::take(&mut self.batcher(w).active);
+        let b = self.batcher(w);
+        let active = std::mem::take(&mut b.active);
+        let (waited, held) = (b.step_lock_ns, b.step_held_ns);
         for &r in &active {
-            self.reqs[r as usize].token_done();
+            let req = &mut self.reqs[r as usize];
+            req.token_done();
+            // Every member counts the whole step, as the server's batch does.
+            req.stages.add_step(waited, held);
         }
         let done = |s: &Self, r: u32| s.reqs[r as usize].tokens_left() == 0;
         if self.is_static() {

@@ -187,7 +187,7 @@ impl System<'_> {
         }
         let mut r = t.req;
         loop {
-            match self.reqs[r as usize].next_work(&self.cost) {
+            match self.reqs[r as usize].next_work(&self.cost, self.now) {
                 Some(Work::Run { a, b, n }) => return self.cpy_begin_run(th, a, b, n),
                 Some(Work::Step(s)) if s.locked => return self.cpy_begin_run(th, s.work_ns, 0.0, 1),
                 Some(Work::Step(s)) => return self.cpy_start_free(th, s.work_ns),
@@ -282,10 +282,13 @@ impl System<'_> {
         let (a, b) = (self.threads[o as usize].g.a, self.threads[o as usize].g.b);
         let gil = self.gil(w);
         let (p0, dt) = (gil.acct_pos, now.saturating_sub(gil.acct_t) as f64);
-        if pos > p0 {
-            gil.held_ns += dt * (locked_upto(a, b, pos) - locked_upto(a, b, p0)) / (pos - p0);
-        }
         (gil.acct_t, gil.acct_pos) = (now, pos);
+        if pos > p0 {
+            let held = dt * (locked_upto(a, b, pos) - locked_upto(a, b, p0)) / (pos - p0);
+            self.gil(w).held_ns += held;
+            let r = self.threads[o as usize].req;
+            self.add_held(o, r, crate::des::round_ns(held));
+        }
     }
 
     /// Time worker `w`'s GIL has been held up to now (ns).
@@ -334,10 +337,15 @@ impl System<'_> {
         }
         let g = self.g(th);
         if std::mem::take(&mut g.waiting) {
-            let r = self.threads[th as usize].req;
+            let t = &self.threads[th as usize];
+            let (r, since) = (t.req, t.lock_wait_since);
             if r != NONE {
                 let req = &mut self.reqs[r as usize];
-                req.waits[super::request::WAIT_LOCK] += self.now - req.wait_start;
+                let waited = self.now - req.wait_start;
+                req.waits[super::request::WAIT_LOCK] += waited;
+                req.stages.lock_waited(waited);
+            } else {
+                self.add_batch_lock_wait(th, self.now - since);
             }
         }
     }

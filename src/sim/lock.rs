@@ -148,6 +148,7 @@ impl System<'_> {
             self.cpu.start(th, step.work_ns);
         } else if self.workers[t.worker as usize].lock.try_take(th, self.now) {
             t.holds_lock = true;
+            t.held_since = self.now;
             self.cpu.start(th, step.work_ns);
         } else {
             self.wait_for_lock(th, step.work_ns);
@@ -209,7 +210,8 @@ impl System<'_> {
         }
         let t = &mut self.threads[th as usize];
         t.holds_lock = false;
-        let w = t.worker as usize;
+        let (w, r, held) = (t.worker as usize, t.req, self.now.saturating_sub(t.held_since));
+        self.add_held(th, r, held);
         let handed = self.workers[w].lock.release(self.now);
         self.update_gil_next(w);
         if let Some(next) = handed {
@@ -223,13 +225,49 @@ impl System<'_> {
             if handoff_ns > 0.0 {
                 t.handoff_paid_v = self.cpu.clock(next) + handoff_ns;
             }
-            let (r, work) = (t.req, t.pending_ns + handoff_ns);
+            // The hold begins once the hand-off is paid: until then the waiter is being woken,
+            // which the server counts as waiting (at its CPU length: a core was idle).
+            let handoff = crate::des::round_ns(handoff_ns);
+            t.held_since = self.now + handoff;
+            let (r, work, since) = (t.req, t.pending_ns + handoff_ns, t.lock_wait_since);
             if r != NONE {
                 let req = &mut self.reqs[r as usize];
-                req.waits[WAIT_LOCK] += self.now - req.wait_start;
+                let waited = self.now - req.wait_start;
+                req.waits[WAIT_LOCK] += waited;
+                req.stages.lock_extra_ns += handoff;
+                req.stages.lock_waited(waited + handoff);
+            } else {
+                self.add_batch_lock_wait(next, self.now - since + handoff);
             }
             self.cpu.start(next, work);
         }
+    }
+
+    /// Thread `th`, running request `r` (or a batch), held its lock for `ns` more.
+    #[inline]
+    pub(super) fn add_held(&mut self, th: u32, r: u32, ns: Nanos) {
+        if r != NONE {
+            self.reqs[r as usize].stages.held_ns += ns;
+        } else if let Some(b) = self.batcher_of(th) {
+            b.step_held_ns += ns;
+        }
+    }
+
+    /// Thread `th`, a batch scheduler, waited `ns` for its lock in the current step.
+    #[inline]
+    pub(super) fn add_batch_lock_wait(&mut self, th: u32, ns: Nanos) {
+        if let Some(b) = self.batcher_of(th) {
+            b.step_lock_ns += ns;
+        }
+    }
+
+    /// The batch scheduler that thread `th` is, if it is one.
+    fn batcher_of(&mut self, th: u32) -> Option<&mut super::batch::Batcher> {
+        let t = &self.threads[th as usize];
+        if !t.batcher {
+            return None;
+        }
+        self.workers[t.worker as usize].batcher.as_mut()
     }
 
     /// When worker `w`'s lock must be dropped, or its first GIL sleeper's wait runs out.

@@ -2,10 +2,10 @@
 //! statistics, and time-averaged occupancy for utilizations and Little's law.
 
 use super::clients::Clients;
-use super::report::{Figures, Replication, Truncation, Utilization, Waits};
+use super::report::{Figures, Replication, Stage, StageTimes, Truncation, Utilization, Waits};
 use crate::des::{Nanos, ns_to_ms, ns_to_s};
 use crate::scenario::{Handler, Scenario};
-use crate::stats::LatencyHistogram;
+use crate::stats::{LatencyHistogram, StageHistogram};
 
 /// Cumulative counters read at the window's start and end.
 #[derive(Clone, Copy, Default)]
@@ -82,6 +82,11 @@ pub(crate) struct Metrics {
     pub(crate) loops: Occupancy,
     hist: LatencyHistogram,
     wait_sums: [u128; 3],
+    /// Each stage of [`StageTimes::NAMES`], per measured request.
+    stages: [StageHistogram; 5],
+    /// Whether the loop has work: without, the loop's stage is not recorded (it is 0), as
+    /// the lock's two are not without a lock (`locked`).
+    looped: bool,
     window: Option<Snapshot>,
     cores: f64,
     workers: f64,
@@ -110,6 +115,12 @@ impl Metrics {
             loops: Occupancy::default(),
             hist: LatencyHistogram::new(),
             wait_sums: [0; 3],
+            stages: Default::default(),
+            looped: {
+                let c = &sc.cost;
+                let loop_work = [&c.loop_in_ms, &c.loop_out_ms, &c.loop_in_free_ms, &c.loop_out_free_ms];
+                !loop_work.iter().all(|d| d.is_zero())
+            },
             window: (warmup == 0).then(Snapshot::default),
             cores: f64::from(sc.system.cores),
             workers: f64::from(sc.system.workers),
@@ -128,9 +139,16 @@ impl Metrics {
         self.rejected += 1;
     }
 
-    /// Records a completion; returns true when it ends the warm-up (the caller then opens
-    /// the window with a snapshot).
-    pub(crate) fn complete(&mut self, now: Nanos, latency: Nanos, waits: [Nanos; 3]) -> bool {
+    /// Records a completion, its waits (thread, lock, loop) and its stages; returns true
+    /// when it ends the warm-up (the caller then opens the window with a snapshot).
+    #[inline]
+    pub(crate) fn complete(
+        &mut self,
+        now: Nanos,
+        latency: Nanos,
+        waits: [Nanos; 3],
+        stages: &[Nanos; 5],
+    ) -> bool {
         self.in_system.dec(now);
         self.completed += 1;
         if self.window.is_none() {
@@ -140,6 +158,16 @@ impl Metrics {
         self.hist.record(latency);
         for (sum, w) in self.wait_sums.iter_mut().zip(waits) {
             *sum += u128::from(w);
+        }
+        let [queue, lock, held, free, event_loop] = &mut self.stages;
+        queue.record(stages[0]);
+        free.record(stages[3]);
+        if self.locked {
+            lock.record(stages[1]);
+            held.record(stages[2]);
+        }
+        if self.looped {
+            event_loop.record(stages[4]);
         }
         false
     }
@@ -159,6 +187,15 @@ impl Metrics {
         }
     }
 
+    /// Mean and p95 of each stage over the measured requests (ms).
+    fn stage_times(&self) -> StageTimes {
+        let s = |i: usize| {
+            let h: &StageHistogram = &self.stages[i];
+            Stage { mean: h.mean_ns() / 1e6, p95: h.quantile_ns(0.95) as f64 / 1e6 }
+        };
+        StageTimes { queue: s(0), lock: s(1), held: s(2), free: s(3), event_loop: s(4) }
+    }
+
     pub(crate) fn finish(self, end: Snapshot, count: Counts, truncation: Option<Truncation>) -> Replication {
         let start = self.window.unwrap_or(end);
         let span = end.t.saturating_sub(start.t) as f64;
@@ -175,6 +212,7 @@ impl Metrics {
             throughput_rps,
             latency_ms,
             waits_ms: Waits { thread: wait_ms(0), lock: wait_ms(1), event_loop: wait_ms(2) },
+            stages_ms: self.stage_times(),
             utilization: Utilization {
                 cores: per_span(end.busy_core_ns - start.busy_core_ns) / self.cores,
                 lock: if self.locked {

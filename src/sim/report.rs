@@ -17,6 +17,59 @@ pub struct Waits {
     pub event_loop: f64,
 }
 
+/// One stage's time per request: mean and 95th percentile (ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// Mean over the measured requests (ms).
+    pub mean: f64,
+    /// 95th percentile over the measured requests (ms).
+    pub p95: f64,
+}
+
+/// A request's time by stage, as servesim's server reports it in its `Server-Timing`
+/// header ([`crate::server_timing`]) — so a prediction can be checked stage by stage.
+///
+/// * `queue`: before the handler starts. The server counts from when its loop reads the
+///   request: a pool thread's wait, the loop's turn in `async-blocking`, the wait to join a
+///   batch. The simulator counts the same waits; in `async-blocking`, from the end of the
+///   loop job that was running when the request came (the server reads requests between
+///   two handlers).
+/// * `lock`: waiting for the lock, every acquisition. In the simulator, a fair lock's
+///   hand-off (`cost.handoff_us`, at its CPU length: a core was idle) is waiting too, as
+///   the woken thread's is on the server; a batched request counts the waits of every step
+///   it was in, as the server's batch does.
+/// * `held`, `free`: running with the lock held and without it (wall time, the handler's
+///   work and the loop's). Under CPython's GIL the simulator takes `held` as the locked
+///   share of each run's progress (a run's release points are not events of their own).
+/// * `loop`: the event loop's work on the request (wall time; a part of `held` + `free`).
+///
+/// Neither side puts in any stage the time a request waits unread while its loop is busy
+/// (outside `async-blocking`), its loop's turn to write the reply, or the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTimes {
+    /// Waiting before the handler started.
+    pub queue: Stage,
+    /// Waiting for the lock.
+    pub lock: Stage,
+    /// Working with the lock held.
+    pub held: Stage,
+    /// Working without the lock.
+    pub free: Stage,
+    /// The event loop's work.
+    #[serde(rename = "loop")]
+    pub event_loop: Stage,
+}
+
+impl StageTimes {
+    /// The stages' names, in the order of [`StageTimes::get`].
+    pub const NAMES: [&'static str; 5] = ["queue", "lock", "held", "free", "loop"];
+
+    /// Stage `i` of [`StageTimes::NAMES`].
+    pub fn get(&self, i: usize) -> Stage {
+        [self.queue, self.lock, self.held, self.free, self.event_loop][i]
+    }
+}
+
 /// Busy fraction of each resource, time-averaged over the measurement window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Utilization {
@@ -39,6 +92,9 @@ pub struct Figures {
     pub latency_ms: LatencySummary,
     /// Mean waits per request by stage (ms).
     pub waits_ms: Waits,
+    /// Mean and p95 of each stage of a request, as the server's `Server-Timing` has them.
+    #[serde(default)]
+    pub stages_ms: StageTimes,
     /// Utilization of each resource.
     pub utilization: Utilization,
     /// Time-averaged number of requests in the system.

@@ -2,6 +2,7 @@
 //! lazily from the request's own random stream (so a request costs the same in every
 //! configuration of a sweep: common random numbers).
 
+use super::stages::StageClock;
 use crate::des::{Nanos, StreamRng, round_ns};
 use crate::scenario::{LockKind, Scenario};
 use crate::workload::{Dist, Sampler};
@@ -232,6 +233,10 @@ enum Phase {
     LoopOut,
     LoopOutFree,
     End,
+    /// `async-blocking`: the loop work in is done, the handler begins (a change of stage).
+    ToHandler,
+    /// `async-blocking`: the handler is done, the loop work out begins.
+    ToLoopOut,
 }
 
 /// One CPU step: work (ns) and whether it holds the lock.
@@ -257,12 +262,18 @@ pub(crate) struct Request {
     pub(crate) client: u32,
     /// Worker it was sent to.
     pub(crate) worker: u32,
-    /// Intended arrival time.
+    /// When it reached the server.
     pub(crate) arrival: Nanos,
+    /// When its client sent it: its arrival, or earlier by the load generator's sending
+    /// (`clients.cpu_ms`). Its latency runs from here.
+    pub(crate) sent: Nanos,
     /// When its current wait began.
     pub(crate) wait_start: Nanos,
-    /// Time spent waiting for a pool thread, the lock and the loop (ns).
-    pub(crate) waits: [Nanos; 3],
+    /// Time spent waiting for a pool thread, the lock, the loop before the handler and the
+    /// loop after it (ns).
+    pub(crate) waits: [Nanos; 4],
+    /// Its time by stage, as the server's `Server-Timing` reports it.
+    pub(crate) stages: StageClock,
     rng: StreamRng,
     tokens_left: u32,
     slice: u32,
@@ -282,8 +293,10 @@ pub(crate) struct Request {
 pub(crate) const WAIT_THREAD: usize = 0;
 /// Lock wait.
 pub(crate) const WAIT_LOCK: usize = 1;
-/// Event-loop wait.
+/// Event-loop wait before the handler (for the loop work in, or the whole request).
 pub(crate) const WAIT_LOOP: usize = 2;
+/// Event-loop wait after the handler, to write the reply.
+pub(crate) const WAIT_REPLY: usize = 3;
 
 impl Request {
     pub(crate) fn new(
@@ -298,8 +311,10 @@ impl Request {
             client,
             worker,
             arrival,
+            sent: arrival,
             wait_start: arrival,
-            waits: [0; 3],
+            waits: [0; 4],
+            stages: StageClock::new(arrival),
             rng,
             tokens_left,
             slice: 0,
@@ -312,9 +327,32 @@ impl Request {
         }
     }
 
-    /// Begins `job`: the next [`Request::next_step`] calls walk through its steps.
-    pub(crate) fn begin(&mut self, job: Job) {
+    /// Makes this slot a new request, as [`Request::new`] does, field by field: a whole new
+    /// value would be built aside and copied in.
+    pub(crate) fn renew(
+        &mut self,
+        client: u32,
+        worker: u32,
+        arrival: Nanos,
+        mut rng: StreamRng,
+        cost: &CostModel,
+    ) {
+        self.tokens_left = cost.draw_tokens(&mut rng);
+        (self.client, self.worker, self.arrival, self.wait_start) = (client, worker, arrival, arrival);
+        self.sent = arrival;
+        self.waits = [0; 4];
+        self.stages = StageClock::new(arrival);
+        self.rng = rng;
+        (self.slice, self.slice_locked_ns, self.slice_free_ns) = (0, 0.0, 0.0);
+        (self.in_tokens, self.locked_next, self.phase, self.job) = (false, false, Phase::End, Job::LoopIn);
+    }
+
+    /// Begins `job` at `now`: the next [`Request::next_step`] calls walk through its steps.
+    pub(crate) fn begin(&mut self, job: Job, now: Nanos) {
         self.job = job;
+        if job != Job::Handler {
+            self.stages.loop_starts(now);
+        }
         self.in_tokens = false;
         self.phase = match job {
             Job::LoopIn | Job::Whole => Phase::LoopInFree,
@@ -350,9 +388,10 @@ impl Request {
         (locked, cost.req_free.sample(&mut self.rng) * 1e6)
     }
 
-    /// The next step of non-zero work of the current job, or `None` when the job is done.
+    /// The next step of non-zero work of the current job, or `None` when the job is done;
+    /// `now` is when the previous step ended (where an `async-blocking` job changes stage).
     #[inline]
-    pub(crate) fn next_step(&mut self, cost: &CostModel) -> Option<Step> {
+    pub(crate) fn next_step(&mut self, cost: &CostModel, now: Nanos) -> Option<Step> {
         loop {
             // The token loop makes most of a request's steps: tested first.
             let (work_ns, locked) = if self.in_tokens {
@@ -380,6 +419,10 @@ impl Request {
                         continue;
                     }
                     Phase::End => return None,
+                    Phase::ToHandler | Phase::ToLoopOut => {
+                        self.change_stage(now);
+                        continue;
+                    }
                     phase => match self.draw_fixed(phase, cost) {
                         Some(step) => step,
                         None => continue,
@@ -395,7 +438,7 @@ impl Request {
     /// The next work of the current job with each token whole ([`Work::Run`]) rather than
     /// slice by slice: the same draws in the same order as [`Request::next_step`].
     #[inline]
-    pub(crate) fn next_work(&mut self, cost: &CostModel) -> Option<Work> {
+    pub(crate) fn next_work(&mut self, cost: &CostModel, now: Nanos) -> Option<Work> {
         loop {
             if self.in_tokens {
                 debug_assert!(self.locked_next && self.slice == 0, "tokens are taken whole");
@@ -407,6 +450,7 @@ impl Request {
             match self.phase {
                 Phase::TokenStart => self.start_token(cost),
                 Phase::End => return None,
+                Phase::ToHandler | Phase::ToLoopOut => self.change_stage(now),
                 phase => {
                     if let Some((work_ns, locked)) = self.draw_fixed(phase, cost)
                         && work_ns > 0.0
@@ -415,6 +459,19 @@ impl Request {
                     }
                 }
             }
+        }
+    }
+
+    /// `async-blocking`, at `now`: the whole request's job crosses from loop work to the
+    /// handler ([`Phase::ToHandler`]) or back ([`Phase::ToLoopOut`]).
+    #[cold]
+    fn change_stage(&mut self, now: Nanos) {
+        if self.phase == Phase::ToHandler {
+            self.stages.loop_ends(now);
+            self.phase = Phase::ReqLocked;
+        } else {
+            self.stages.loop_starts(now);
+            self.phase = Phase::LoopOut;
         }
     }
 
@@ -438,14 +495,14 @@ impl Request {
         match phase {
             Phase::LoopInFree => (Phase::LoopIn, &cost.loop_in_free, false),
             Phase::LoopIn => {
-                let next = if self.job == Job::Whole { Phase::ReqLocked } else { Phase::End };
+                let next = if self.job == Job::Whole { Phase::ToHandler } else { Phase::End };
                 (next, &cost.loop_in, cost.loop_locks)
             }
             Phase::ReqLocked => (Phase::ReqFree, &cost.req_locked, cost.handler_locks),
             Phase::ReqFree => (Phase::TokenStart, &cost.req_free, false),
             Phase::LoopOut => (Phase::LoopOutFree, &cost.loop_out, cost.loop_locks),
             Phase::LoopOutFree => (Phase::End, &cost.loop_out_free, false),
-            Phase::TokenStart | Phase::End => {
+            Phase::TokenStart | Phase::End | Phase::ToHandler | Phase::ToLoopOut => {
                 unreachable!("{phase:?} draws no cost of its own")
             }
         }
@@ -474,7 +531,7 @@ impl Request {
             self.tokens_left -= 1;
         }
         self.in_tokens = false;
-        self.phase = if self.job == Job::Whole { Phase::LoopOut } else { Phase::End };
+        self.phase = if self.job == Job::Whole { Phase::ToLoopOut } else { Phase::End };
     }
 }
 
@@ -488,8 +545,8 @@ mod tests {
     fn handler_steps(sc: &Scenario) -> Vec<(f64, bool)> {
         let cost = CostModel::new(sc);
         let mut req = Request::new(0, 0, 0, RngStreams::new(1, 0).keyed("request", 0), &cost);
-        req.begin(Job::Handler);
-        std::iter::from_fn(|| req.next_step(&cost)).map(|s| (s.work_ns, s.locked)).collect()
+        req.begin(Job::Handler, 0);
+        std::iter::from_fn(|| req.next_step(&cost, 0)).map(|s| (s.work_ns, s.locked)).collect()
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::loadgen::{self, LoadGen};
 use super::lock::Lock;
 use super::metrics::{Counts, Metrics, Snapshot};
 use super::report::{Replication, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST};
-use super::request::{CostModel, Job, Request, WAIT_LOOP, WAIT_THREAD};
+use super::request::{CostModel, Job, Request, WAIT_LOCK, WAIT_LOOP, WAIT_REPLY, WAIT_THREAD};
 use super::slice::SliceCpu;
 use crate::des::{EventQueue, Nanos, RngStreams, StreamRng, ms, s};
 use crate::scenario::{Balancer, BatchingMode, ClientKind, Handler, LockKind, Scenario, Scheduler};
@@ -42,6 +42,8 @@ pub(super) struct Thread {
     pub(super) handoff_paid_v: f64,
     /// When this thread last queued for the lock.
     pub(super) lock_wait_since: Nanos,
+    /// When this thread's hold on the fair lock began (after the hand-off it paid).
+    pub(super) held_since: Nanos,
     /// CPython's GIL: this thread's side of it.
     pub(super) g: GilThread,
 }
@@ -50,6 +52,9 @@ pub(super) struct Worker {
     loop_thread: u32,
     loop_busy: bool,
     loop_queue: VecDeque<(u32, Job)>,
+    /// The last `unread` requests of `loop_queue` came while the loop ran its current job:
+    /// the server reads them when that job ends.
+    unread: usize,
     idle_pool: Vec<u32>,
     pool_queue: VecDeque<u32>,
     pub(super) lock: Lock,
@@ -124,6 +129,7 @@ impl<'a> System<'a> {
                     batcher: false,
                     handoff_paid_v: f64::NEG_INFINITY,
                     lock_wait_since: 0,
+                    held_since: 0,
                     g: GilThread::default(),
                 });
             }
@@ -136,6 +142,7 @@ impl<'a> System<'a> {
                     batcher: true,
                     handoff_paid_v: f64::NEG_INFINITY,
                     lock_wait_since: 0,
+                    held_since: 0,
                     g: GilThread::default(),
                 });
                 Batcher::new(threads.len() as u32 - 1)
@@ -144,6 +151,7 @@ impl<'a> System<'a> {
                 loop_thread: first,
                 loop_busy: false,
                 loop_queue: VecDeque::new(),
+                unread: 0,
                 idle_pool: (first + 1..first + per_worker).rev().collect(),
                 pool_queue: VecDeque::new(),
                 lock: Lock::new(gil_interval.filter(|_| !cpy)),
@@ -164,6 +172,7 @@ impl<'a> System<'a> {
                 batcher: false,
                 handoff_paid_v: f64::NEG_INFINITY,
                 lock_wait_since: 0,
+                held_since: 0,
                 g: GilThread::default(),
             });
         }
@@ -346,18 +355,18 @@ impl<'a> System<'a> {
         }
         let key = self.clients.request_key(client);
         let rng = RngStreams::keyed_from(self.req_seed, key);
-        let mut req = Request::new(client, w, sent, rng, &self.cost);
-        req.wait_start = self.now;
         let r = match self.free_reqs.pop() {
             Some(r) => {
-                self.reqs[r as usize] = req;
+                self.reqs[r as usize].renew(client, w, self.now, rng, &self.cost);
                 r
             }
             None => {
-                self.reqs.push(req);
+                self.reqs.push(Request::new(client, w, self.now, rng, &self.cost));
                 (self.reqs.len() - 1) as u32
             }
         };
+        // Its latency runs from when the client sent it; its stages, from when it arrived.
+        self.reqs[r as usize].sent = sent;
         self.workers[w as usize].outstanding += 1;
         self.metrics.admit(self.now);
         match self.sc.worker.handler {
@@ -398,20 +407,26 @@ impl<'a> System<'a> {
         let worker = &mut self.workers[w as usize];
         if worker.loop_busy {
             worker.loop_queue.push_back((r, job));
+            worker.unread += 1;
             return;
         }
         worker.loop_busy = true;
         self.metrics.loops.inc(self.now);
         let th = worker.loop_thread;
-        self.assign(th, r, job, WAIT_LOOP);
+        self.assign(th, r, job, if job == Job::LoopOut { WAIT_REPLY } else { WAIT_LOOP });
         self.run_thread(th);
     }
 
     /// Gives request `r` to thread `th` as `job`, closing the request's current wait.
     fn assign(&mut self, th: u32, r: u32, job: Job, wait: usize) {
+        let now = self.now;
         let req = &mut self.reqs[r as usize];
-        req.waits[wait] += self.now - req.wait_start;
-        req.begin(job);
+        req.waits[wait] += now - req.wait_start;
+        if job == Job::Whole {
+            // The wait for the loop as the server sees it (see `StageTimes`).
+            req.stages.loop_queue_ns += now.saturating_sub(req.stages.mark);
+        }
+        req.begin(job, now);
         self.threads[th as usize].req = r;
     }
 
@@ -431,7 +446,7 @@ impl<'a> System<'a> {
         }
         let mut r = t.req;
         loop {
-            if let Some(step) = self.reqs[r as usize].next_step(&self.cost) {
+            if let Some(step) = self.reqs[r as usize].next_step(&self.cost, self.now) {
                 self.start_step(th, step);
                 return;
             }
@@ -448,6 +463,7 @@ impl<'a> System<'a> {
     /// The job on `th` is done. Returns whether `th` took another job.
     pub(super) fn job_done(&mut self, th: u32) -> bool {
         let r = self.threads[th as usize].req;
+        self.reqs[r as usize].stages.loop_ends(self.now);
         let w = self.reqs[r as usize].worker;
         match self.reqs[r as usize].job() {
             Job::LoopIn => {
@@ -479,6 +495,8 @@ impl<'a> System<'a> {
     }
 
     fn dispatch(&mut self, w: u32, r: u32) {
+        // The wait for a thread starts now, not where the loop work before it did.
+        self.reqs[r as usize].wait_start = self.now;
         let worker = &mut self.workers[w as usize];
         match worker.idle_pool.pop() {
             Some(th) => {
@@ -486,10 +504,7 @@ impl<'a> System<'a> {
                 self.assign(th, r, Job::Handler, WAIT_THREAD);
                 self.run_thread(th);
             }
-            None => {
-                worker.pool_queue.push_back(r);
-                self.reqs[r as usize].wait_start = self.now;
-            }
+            None => worker.pool_queue.push_back(r),
         }
     }
 
@@ -511,10 +526,17 @@ impl<'a> System<'a> {
 
     fn next_loop_job(&mut self, w: u32) -> bool {
         let worker = &mut self.workers[w as usize];
+        if worker.unread > 0 {
+            let n = worker.loop_queue.len();
+            for &(r, _) in worker.loop_queue.range(n - worker.unread..) {
+                self.reqs[r as usize].stages.mark = self.now;
+            }
+            worker.unread = 0;
+        }
         let th = worker.loop_thread;
         match worker.loop_queue.pop_front() {
             Some((r, job)) => {
-                self.assign(th, r, job, WAIT_LOOP);
+                self.assign(th, r, job, if job == Job::LoopOut { WAIT_REPLY } else { WAIT_LOOP });
                 true
             }
             None => {
@@ -528,7 +550,10 @@ impl<'a> System<'a> {
 
     /// The server is done with `r`: the client sees the reply now, or `cost.rtt_ms` later.
     fn complete(&mut self, r: u32) {
-        let w = self.reqs[r as usize].worker;
+        let req = &mut self.reqs[r as usize];
+        // From now it waits for the network: `deliver` reads when the server was done here.
+        req.wait_start = self.now;
+        let w = req.worker;
         self.workers[w as usize].outstanding -= 1;
         if self.cost.no_rtt {
             self.deliver(r);
@@ -552,10 +577,12 @@ impl<'a> System<'a> {
     pub(super) fn received(&mut self, r: u32) {
         let req = &self.reqs[r as usize];
         let client = req.client;
-        let latency = self.now - req.arrival;
-        let waits = req.waits;
+        let latency = self.now - req.sent;
+        let w = req.waits;
+        let waits = [w[WAIT_THREAD], w[WAIT_LOCK], w[WAIT_LOOP] + w[WAIT_REPLY]];
+        let stages = req.stages.totals(req.arrival, req.wait_start, &w);
         self.free_reqs.push(r);
-        if self.metrics.complete(self.now, latency, waits) {
+        if self.metrics.complete(self.now, latency, waits, &stages) {
             let snap = self.snapshot();
             self.metrics.start_window(snap);
         }

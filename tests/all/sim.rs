@@ -90,6 +90,16 @@ fn cpython_gil_switches_after_a_timed_wait_runs_out_and_pays_two_wake_ups_a_turn
 }
 
 #[test]
+fn the_wait_for_a_thread_leaves_out_the_loop_work_before_it() {
+    // One user: 2 ms of loop work, then 5 ms on an idle pool thread. No wait at all (the
+    // loop work was once counted as a wait for a thread).
+    let r = one("[worker]\nthreads = 2\nlock = \"none\"\n[clients]\nusers = 1\n[workload]\nnew_tokens = 0\n\
+         [cost]\nloop_in_free_ms = 2\nrequest_free_ms = 5\n[run]\nrequests = 50\nwarmup_requests = 5\n");
+    assert_eq!(r.figures.waits_ms.thread, 0.0, "{:?}", r.figures.waits_ms);
+    assert!(close(r.figures.latency_ms.mean, 7.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+}
+
+#[test]
 fn lock_hand_offs_cost_the_receiver_cpu() {
     // 4 users, always contended, 1 ms locked per request: 1000 req/s without hand-off cost,
     // 1 / 1.1 ms = 909 req/s when each hand-off costs 100 µs.
@@ -141,6 +151,52 @@ fn a_time_slice_runs_the_lock_holder_at_full_speed() {
          [cost]\nrequest_locked_ms = 10\nrequest_free_ms = 10\n");
     assert!(close(r.figures.latency_ms.mean, 34.0, HIST_TOL), "{:?}", r.figures.latency_ms);
     assert!(close(r.figures.latency_ms.max, 40.0, HIST_TOL), "{:?}", r.figures.latency_ms);
+}
+
+/// A stage's p95 is the middle of its histogram bucket: within 0.4% of the value.
+const STAGE_TOL: f64 = 4e-3;
+
+#[test]
+fn the_second_of_two_requests_waits_for_the_lock_as_long_as_the_first_holds_it() {
+    // Both at t = 0 on two threads and two cores; each holds the mutex 50 ms, then works
+    // 10 ms without it. The first: no wait, held 50, free 10. The second: waits the first's
+    // 50 ms held, then the same. The second's wait adds a hand-off of 0.1 ms (a core was
+    // idle), which the server also counts as waiting: its hold begins once it is woken.
+    for (handoff_us, wait_ms) in [(0.0, 50.0), (100.0, 50.1)] {
+        let r = one(&format!(
+            "[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"mutex\"\n[clients]\nkind = \"burst\"\n\
+             burst = 2\n[workload]\nnew_tokens = 0\n[cost]\nrequest_locked_ms = 50\nrequest_free_ms = 10\n\
+             handoff_us = {handoff_us}\n"
+        ));
+        let s = r.figures.stages_ms;
+        assert_eq!(r.completed, 2);
+        assert!(close(s.lock.mean, wait_ms / 2.0, 1e-9), "{s:?}");
+        assert!(close(s.lock.p95, wait_ms, STAGE_TOL), "{s:?}");
+        assert!(close(s.held.mean, 50.0, 1e-9) && close(s.held.p95, 50.0, STAGE_TOL), "{s:?}");
+        assert!(close(s.free.mean, 10.0, 1e-9), "{s:?}");
+        assert_eq!((s.queue.mean, s.event_loop.mean), (0.0, 0.0), "{s:?}");
+        // Every moment of the two requests is in a stage: 60 ms and wait + 60 ms.
+        let total = s.queue.mean + s.lock.mean + s.held.mean + s.free.mean;
+        assert!(close(total, r.figures.latency_ms.mean, 1e-9), "{s:?} vs {:?}", r.figures.latency_ms);
+    }
+}
+
+#[test]
+fn async_blocking_stages_count_the_wait_the_server_sees() {
+    // Three requests at t = 0 on the loop: 1 ms of loop work, 10 ms of handler, 2 ms of
+    // loop work each. The loop reads the second and the third at 13 ms, when the first is
+    // done: the second runs at once (no queue as the server sees it), the third waits 13 ms
+    // more. Loop work 3 ms, free 13 ms each.
+    let r = one("[worker]\nhandler = \"async-blocking\"\nlock = \"none\"\n[clients]\nkind = \"burst\"\n\
+         burst = 3\n[workload]\nnew_tokens = 0\n[cost]\nloop_in_free_ms = 1\nrequest_free_ms = 10\n\
+         loop_out_free_ms = 2\n");
+    let s = r.figures.stages_ms;
+    assert!(close(s.queue.mean, 13.0 / 3.0, 1e-9) && close(s.queue.p95, 13.0, STAGE_TOL), "{s:?}");
+    assert!(close(s.event_loop.mean, 3.0, 1e-9), "{s:?}");
+    assert!(close(s.free.mean, 13.0, 1e-9), "{s:?}");
+    assert_eq!((s.lock.mean, s.held.mean), (0.0, 0.0), "{s:?}");
+    // The simulator's wait for the loop holds all of it: 0, 13 and 26 ms.
+    assert!(close(r.figures.waits_ms.event_loop, 13.0, 1e-9), "{:?}", r.figures.waits_ms);
 }
 
 #[test]
@@ -649,6 +705,9 @@ fn continuous_batching_joins_and_leaves_at_step_boundaries() {
     assert!(close(r.figures.latency_ms.max, 8.0, HIST_TOL), "{:?}", r.figures.latency_ms);
     // Steps: 2 with one sequence, 2 with two, 2 with one → mean batch 8/6.
     assert!(close(r.figures.mean_batch, 8.0 / 6.0, 1e-12), "{}", r.figures.mean_batch);
+    // Stages: A joins at once, B waits 1 ms to join; each is in steps of 7 ms in all.
+    let s = r.figures.stages_ms;
+    assert!(close(s.queue.mean, 0.5, 1e-9) && close(s.free.mean, 7.0, 1e-9), "{s:?}");
 }
 
 #[test]

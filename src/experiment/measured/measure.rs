@@ -22,6 +22,7 @@ use crate::scenario::{Arrivals, ClientKind, Handler, LockKind, Scenario};
 use crate::server::{
     self, CpuPlan, LaunchError, LaunchOptions, Limits, ServerConfig, ServerProcess, WorkerStats,
 };
+use crate::server_timing::StageStats;
 use crate::sim::{Utilization, Waits};
 use crate::stats::{LatencyHistogram, LatencySummary};
 use crate::workload::Dist;
@@ -162,10 +163,10 @@ pub struct MeasureReport {
     pub load_cpu_ms_per_request: f64,
     /// What to know when reading the figures (shared CPUs, fewer CPUs than cores…).
     pub notes: Vec<String>,
-    /// Mean stages of the measured service's `Server-Timing` headers (`[target]` runs
-    /// only; ms).
+    /// The stages of the measured requests' `Server-Timing` headers, mean and p95 of each
+    /// (ms), when the server sends them (servesim's own always does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_timing: Option<crate::server_timing::Stages>,
+    pub server_timing: Option<StageStats>,
     /// The measured requests in order of completion, for statistics beyond the summary
     /// (batch means, confidence intervals of percentiles). Not serialized.
     #[serde(skip)]
@@ -260,6 +261,8 @@ pub fn measure(sc: &Scenario, opts: &MeasureOptions) -> Result<MeasureReport, Me
     let mut plan = LoadPlan::new("", mode, stop);
     plan.body = Some(load::BodyTemplate::new(&body));
     plan.seed = sc.run.seed;
+    // Each reply's stages, for the validation's comparison stage by stage.
+    plan.capture_timing = true;
     plan.timeout = Duration::from_secs_f64(opts.max_wall_s.max(1.0));
     let launch = LaunchOptions {
         binary: opts.binary.clone(),
@@ -279,7 +282,7 @@ pub fn measure(sc: &Scenario, opts: &MeasureOptions) -> Result<MeasureReport, Me
     let run = Run { records, warmup, before, after, wall_s: wall, cpus };
     let mut report = summarize(sc, &run);
     report.load_cpu_ms_per_request = load_cpu / (run.records.len().max(1) as f64);
-    report.notes = notes(sc, &run.cpus, stopped.clean);
+    report.notes.splice(0..0, notes(sc, &run.cpus, stopped.clean));
     Ok(report)
 }
 
@@ -387,6 +390,8 @@ pub(super) fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
         }
     }
     let (utilization, waits_ms, mean_in_system) = server_figures(sc, run);
+    let (server_timing, malformed) =
+        StageStats::of(measured.iter().filter_map(|r| r.server_timing.as_deref()));
     MeasureReport {
         scenario: sc.display_name().to_owned(),
         backend: "measure".into(),
@@ -416,8 +421,8 @@ pub(super) fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
             .collect(),
         cpus: run.cpus.clone(),
         load_cpu_ms_per_request: 0.0,
-        notes: Vec::new(),
-        server_timing: None,
+        notes: malformed.map(|m| format!("{m}; its stages were left out")).into_iter().collect(),
+        server_timing,
         window: Window {
             start_us,
             done_us: measured.iter().map(|r| r.done_us).collect(),
@@ -510,6 +515,15 @@ impl MeasureReport {
         row("wait for a thread", self.waits_ms.thread, "ms");
         row("wait for the lock", self.waits_ms.lock, "ms");
         row("wait for the loop", self.waits_ms.event_loop, "ms");
+        if let Some(t) = &self.server_timing {
+            let names = ["queue", "lock", "held", "free", "loop"];
+            for (name, (mean, p95)) in names.iter().zip(t.mean.values().into_iter().zip(t.p95.values())) {
+                if let (Some(mean), Some(p95)) = (mean, p95) {
+                    row(&format!("stage {name} mean"), mean, "ms");
+                    row(&format!("stage {name} p95"), p95, "ms");
+                }
+            }
+        }
         let u = &self.utilization;
         for (name, v) in
             [("cores", u.cores), ("lock", u.lock), ("threads", u.threads), ("loop", u.event_loop)]

@@ -24,9 +24,8 @@ pub use service::{Launch, Service, ServiceError, Stopped, free_port, get_status,
 
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, WorkerReport};
 use crate::affinity::CpuPlan;
-use crate::load::{BodyTemplate, LoadPlan, Method, RequestRecord};
+use crate::load::{BodyTemplate, LoadPlan, Method};
 use crate::scenario::{Scenario, TargetSpec, TargetVars};
-use crate::server_timing::Stages;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -176,10 +175,9 @@ pub fn measure(
     let rss = pgid.map(group_rss_kb).unwrap_or_default();
     let run = super::measure::Run { records, warmup, before: Vec::new(), after: Vec::new(), wall_s, cpus };
     let mut report = super::measure::summarize(sc, &run);
-    let (stages, malformed) = stage_means(&run.records);
-    report.server_timing = (stages != Stages::default()).then_some(stages);
     // What the service reports of its waits: `queue` is everything before its handler
     // (the loop's queue, then a pool thread's), kept as the wait for a thread.
+    let stages = report.server_timing.map(|s| s.mean).unwrap_or_default();
     report.waits_ms.lock = stages.lock.unwrap_or(0.0);
     report.waits_ms.thread = stages.queue.unwrap_or(0.0);
     report.utilization = Default::default();
@@ -188,14 +186,10 @@ pub fn measure(
     report.memory_mb = rss.iter().map(|(_, kb)| *kb as f64 / 1024.0).sum();
     report.workers =
         rss.iter().map(|&(pid, rss_kb)| WorkerReport { pid, rss_kb, completed: 0, connections: 0 }).collect();
-    report.notes = vec![format!(
-        "target {} ({})",
-        r.url,
-        if pgid.is_some() { "started by servesim" } else { "running" }
-    )];
-    if let Some(m) = malformed {
-        report.notes.push(format!("{m}; its stages were ignored"));
-    }
+    report.notes.insert(
+        0,
+        format!("target {} ({})", r.url, if pgid.is_some() { "started by servesim" } else { "running" }),
+    );
     if report.completed > 0 && report.errors as f64 > 0.05 * report.sent as f64 {
         return Err(MeasureError::Setup {
             what: "measure the target",
@@ -218,31 +212,4 @@ pub fn measure(
         });
     }
     Ok(report)
-}
-
-/// Mean stages over the records whose `Server-Timing` header reports them, and the first
-/// malformed header's message (with the count), if any.
-pub fn stage_means(records: &[RequestRecord]) -> (Stages, Option<String>) {
-    let (mut sum, mut n) = ([0.0f64; 5], [0u64; 5]);
-    let (mut bad, mut first) = (0u64, None);
-    for r in records.iter().filter(|r| r.is_ok()) {
-        let Some(h) = &r.server_timing else { continue };
-        match Stages::parse(h) {
-            Ok(s) => {
-                for (i, v) in [s.queue, s.lock, s.held, s.free, s.event_loop].into_iter().enumerate() {
-                    if let Some(v) = v {
-                        sum[i] += v;
-                        n[i] += 1;
-                    }
-                }
-            }
-            Err(e) => {
-                bad += 1;
-                first.get_or_insert(e.to_string());
-            }
-        }
-    }
-    let mean = |i: usize| (n[i] > 0).then(|| sum[i] / n[i] as f64);
-    let stages = Stages { queue: mean(0), lock: mean(1), held: mean(2), free: mean(3), event_loop: mean(4) };
-    (stages, first.map(|f| format!("{bad} response(s) had a malformed header: {f}")))
 }

@@ -17,10 +17,12 @@
 
 mod present;
 mod spread;
+mod stages;
 mod summary;
 mod target;
 
 pub use spread::{BATCHES, Spread};
+pub use stages::{PointLimits, StageCompared, StageDiff, StageMiss};
 pub use summary::{ErrorSummary, Target};
 pub use target::{default_axes as default_target_axes, validate_target, winner_wrong_pct};
 
@@ -32,7 +34,7 @@ use crate::sim::{self, SimError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use summary::{summarize, targets};
+use summary::{SUITE_LIMITS, summarize, targets};
 
 /// Why a validation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +181,14 @@ pub struct ValidatedPoint {
     /// runs split their users, and the prediction given those splits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitCheck>,
+    /// Each stage of a request as the server's `Server-Timing` reports it, predicted and
+    /// measured (none when the server sends no such header).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageCompared>,
+    /// When the point misses its end-to-end target (throughput or p95 beyond its limit,
+    /// beyond the noise): the stage that differs most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miss: Option<StageMiss>,
 }
 
 /// Users on several workers balanced by `SO_REUSEPORT`'s hash: each run's split, read from
@@ -429,7 +439,9 @@ pub fn validate(
     }
     progress(total, total, "done");
     let cores = cores_model(planned.iter().flat_map(|p| &p.passes));
-    let points: Vec<ValidatedPoint> = planned.into_iter().zip(&measured).map(|(p, m)| p.compare(m)).collect();
+    let mut points: Vec<ValidatedPoint> =
+        planned.into_iter().zip(&measured).map(|(p, m)| p.compare(m)).collect();
+    stages::name_misses(&mut points, SUITE_LIMITS);
     let summary = summarize(&points);
     let targets = targets(&summary);
     Ok(Validation {
@@ -551,6 +563,8 @@ impl Planned {
             ),
             used_by_fit: false,
             split: self.hashed.as_ref().and_then(|sc| split_check(sc, measured, &rates, &windows)),
+            stages: stages::compare(&self.predicted, measured),
+            miss: None,
         }
     }
 }

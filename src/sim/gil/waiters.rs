@@ -114,9 +114,10 @@ impl System<'_> {
         let g = self.g(th);
         (g.state, g.saved_switch, g.deadline) = (GState::Sleeping, switch, now.saturating_add(interval));
         if !std::mem::replace(&mut g.waiting, true) {
-            let r = self.threads[th as usize].req;
-            if r != NONE {
-                self.reqs[r as usize].wait_start = now;
+            let t = &mut self.threads[th as usize];
+            t.lock_wait_since = now;
+            if t.req != NONE {
+                self.reqs[t.req as usize].wait_start = now;
             }
         }
         self.gil(w).sleepers.push_back(th);
@@ -167,9 +168,10 @@ impl System<'_> {
         let g = self.g(o);
         (g.state, g.pos) = (GState::SwitchWait, p);
         if !std::mem::replace(&mut g.waiting, true) {
-            let r = self.threads[o as usize].req;
-            if r != NONE {
-                self.reqs[r as usize].wait_start = now;
+            let t = &mut self.threads[o as usize];
+            t.lock_wait_since = now;
+            if t.req != NONE {
+                self.reqs[t.req as usize].wait_start = now;
             }
         }
         self.gil(w).switch_waiters.push(o);

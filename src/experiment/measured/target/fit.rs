@@ -771,7 +771,7 @@ fn mean_cv(xs: &[f64]) -> (f64, f64) {
 }
 
 fn one_client_stages(one: &MeasureReport) -> Option<Stages> {
-    one.server_timing.filter(|s| s.held.is_some() || s.free.is_some() || s.queue.is_some())
+    one.server_timing.map(|s| s.mean).filter(|s| s.held.is_some() || s.free.is_some() || s.queue.is_some())
 }
 
 /// 95% CIs of the free parameters (in search coordinates) from the Jacobian of the

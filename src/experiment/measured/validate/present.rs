@@ -1,8 +1,10 @@
 //! How a validation is shown: a text table, a markdown report, CSV, JSON and plots.
 
+use super::stages::{cell, miss_line, misses_by_stage};
 use super::{Compared, ValidateError, ValidatedPoint, Validation, short};
 use crate::experiment::report::Staged;
 use crate::plot::{Chart, Point, Series, SeriesKind};
+use crate::sim::StageTimes;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -77,6 +79,7 @@ impl Validation {
              capacity bound; c calibration: a target's calibration fitted on it, left out of the summary)\n"
         );
         s.push_str(&self.split_text());
+        s.push_str(&self.misses_text(w));
         s.push_str(&self.summary_text());
         s
     }
@@ -132,6 +135,30 @@ impl Validation {
             }
         }
         s.push('\n');
+        s
+    }
+
+    /// Each point that misses its target with the stage that differs most, and the count
+    /// per stage; nothing when no point has stages.
+    fn misses_text(&self, w: usize) -> String {
+        if self.points.iter().all(|p| p.stages.is_empty()) {
+            return String::new();
+        }
+        let mut s = String::from(
+            "Misses by stage (Server-Timing against the simulator's stages: the mean for a \
+             throughput miss, the p95 for a p95 miss; predicted − measured):\n",
+        );
+        for p in self.points.iter().filter(|p| !p.used_by_fit) {
+            if let Some(m) = &p.miss {
+                let _ = writeln!(s, "  {:<w$} {}", format!("{} {}", p.suite, p.label()), miss_line(p, m));
+            }
+        }
+        match misses_by_stage(&self.points) {
+            by if by.is_empty() => s.push_str("  no point misses its target beyond the noise\n\n"),
+            by => {
+                let _ = writeln!(s, "  misses per stage: {by}\n");
+            }
+        }
         s
     }
 
@@ -288,6 +315,7 @@ impl Validation {
                 }
             }
         }
+        s.push_str(&self.stages_markdown());
         s.push_str(LEFT_OUT);
         s.push_str("\n## Every point\n\nPredicted ± 95% CI (simulator), measured [95% CI] (real server), error = (predicted − measured) / measured; `~` after an error: the two intervals overlap (the difference is within the runs' noise). `*`: saturated (predicted throughput ≥ 90% of the capacity bound, or a resource ≥ 90% busy); `!`: unstable (offered load ≥ the capacity bound: the queue grows through the trace, on both sides).\n\n");
         s.push_str("| suite | point | throughput req/s | err | p50 ms | err | p95 ms | err | p99 ms | err |\n|---|---|---|---:|---|---:|---|---:|---|---:|\n");
@@ -343,7 +371,14 @@ impl Validation {
             ",split_users,throughput_rps_predicted_split,throughput_rps_error_split_pct,\
              p95_ms_predicted_split,p95_ms_error_split_pct",
         );
-        s.push('\n');
+        for stage in StageTimes::NAMES {
+            for stat in ["mean", "p95"] {
+                for c in STAGE_COLUMNS {
+                    let _ = write!(s, ",stage_{stage}_{stat}_ms_{c}");
+                }
+            }
+        }
+        s.push_str(",miss_metrics,miss_stage,miss_statistic,miss_error_ms\n");
         for p in &self.points {
             let _ = write!(s, "{},", p.suite);
             for k in &keys {
@@ -377,6 +412,64 @@ impl Validation {
                     );
                 }
                 None => s.push_str(",,,,,"),
+            }
+            for stage in StageTimes::NAMES {
+                let st = p.stages.iter().find(|c| c.stage == stage);
+                for d in [st.map(|c| c.mean_ms), st.map(|c| c.p95_ms)] {
+                    match d {
+                        Some(d) => {
+                            let _ = write!(
+                                s,
+                                ",{},{},{},{}",
+                                d.predicted, d.predicted_ci95, d.measured, d.error_ms
+                            );
+                        }
+                        None => s.push_str(&",".repeat(STAGE_COLUMNS.len())),
+                    }
+                }
+            }
+            match &p.miss {
+                Some(m) => {
+                    let _ =
+                        write!(s, ",{},{},{},{}", csv_field(&m.metrics), m.stage, m.statistic, m.error_ms);
+                }
+                None => s.push_str(",,,,"),
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The stages of every point: what the comparison shows, the misses by stage, and each
+    /// point's stages predicted and measured.
+    fn stages_markdown(&self) -> String {
+        if self.points.iter().all(|p| p.stages.is_empty()) {
+            return String::new();
+        }
+        let mut s = String::from(STAGES_INTRO);
+        let missed: Vec<&ValidatedPoint> =
+            self.points.iter().filter(|p| !p.used_by_fit && p.miss.is_some()).collect();
+        if missed.is_empty() {
+            s.push_str("No point misses its target beyond the noise.\n\n");
+        } else {
+            let _ = writeln!(s, "Misses per stage: {}.\n", misses_by_stage(&self.points));
+            s.push_str("| suite | point | miss → stage |\n|---|---|---|\n");
+            for p in missed {
+                let m = p.miss.as_ref().expect("filtered");
+                let _ = writeln!(s, "| {} | {}{} | {} |", p.suite, p.label(), p.mark(), miss_line(p, m));
+            }
+            s.push('\n');
+        }
+        s.push_str("| suite | point | queue | lock | held | free | loop |\n|---|---|---|---|---|---|---|\n");
+        for p in self.points.iter().filter(|p| !p.stages.is_empty()) {
+            let _ = write!(s, "| {} | {}{} |", p.suite, p.label(), p.mark());
+            for stage in StageTimes::NAMES {
+                match p.stages.iter().find(|c| c.stage == stage) {
+                    Some(c) => {
+                        let _ = write!(s, " {} |", cell(c));
+                    }
+                    None => s.push_str(" |"),
+                }
             }
             s.push('\n');
         }
@@ -488,6 +581,26 @@ impl Validation {
         Ok(staged.commit()?)
     }
 }
+
+/// The columns of each stage's statistic in the CSV: `stage_{stage}_{mean|p95}_ms_{column}`.
+const STAGE_COLUMNS: [&str; 4] = ["predicted", "predicted_ci95", "measured", "error"];
+
+/// The stages section's opening.
+const STAGES_INTRO: &str = "
+## Stages
+
+Where a request's time goes, predicted and measured: the simulator's stage times against
+the server's `Server-Timing` header on every reply, over the measured requests — `queue`
+(before the handler: a pool thread, the loop's turn in `async-blocking`, a batch to join),
+`lock` (waiting for it), `held` and `free` (working with the lock and without it, the
+loop's work included) and `loop` (the event loop's work, part of `held` + `free`). Neither
+side counts the time a request waits unread while its loop is busy, the loop's turn to
+write the reply, or the network. A point *misses* its target when its throughput or p95
+error passes the target's limit and the two 95% intervals do not overlap; it is put down
+to the stage whose mean (a throughput miss) or p95 (a p95 miss) differs most in ms,
+predicted − measured. Cells: mean predicted/measured · p95 predicted/measured (ms).
+
+";
 
 fn csv_field(v: &str) -> String {
     if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_owned() }

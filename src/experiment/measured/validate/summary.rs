@@ -1,7 +1,7 @@
 //! The validation's summary: median and largest |error| per metric over every point, and
 //! the targets they are held to.
 
-use super::{Compared, ValidatedPoint};
+use super::{Compared, PointLimits, ValidatedPoint};
 use serde::{Deserialize, Serialize};
 
 /// Median and largest |error| of one metric.
@@ -81,6 +81,10 @@ pub(super) fn summarize(points: &[ValidatedPoint]) -> Vec<(String, ErrorSummary)
     out
 }
 
+/// The default suite's limits on the median |error| of throughput and p95 (%), which a
+/// point is held to as well (see [`super::stages::name_misses`]).
+pub(super) const SUITE_LIMITS: PointLimits = PointLimits { throughput_pct: 3.0, p95_pct: 5.0 };
+
 /// The targets, checked against `summary`: the medians say how well the model follows the
 /// machine in general, the maxima that no point — two workers included — is far off. A
 /// target over no points (a sweep with nothing below saturation) is left out.
@@ -88,8 +92,8 @@ pub(super) fn targets(summary: &[(String, ErrorSummary)]) -> Vec<Target> {
     let get = |n: &str| metric(summary, n);
     let t = Target::check;
     [
-        ("median |error| throughput", 3.0, get("throughput"), false),
-        ("median |error| p95", 5.0, get("p95"), false),
+        ("median |error| throughput", SUITE_LIMITS.throughput_pct, get("throughput"), false),
+        ("median |error| p95", SUITE_LIMITS.p95_pct, get("p95"), false),
         ("median |error| p99", 8.0, get("p99"), false),
         ("max |error| throughput", 10.0, get("throughput"), true),
         ("max |error| p95 below saturation", 25.0, get("p95 below saturation"), true),
@@ -218,7 +222,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let keys: Vec<&str> =
             json["summary"].as_object().expect("an object").keys().map(String::as_str).collect();
-        assert_eq!(keys, ["throughput", "p50", "p95", "p99", "throughput below saturation"]);
+        assert_eq!(
+            keys,
+            ["throughput", "p50", "p95", "p99", "throughput below saturation", "p95 below saturation"]
+        );
         let v: super::super::Validation = serde_json::from_str(&text).unwrap();
         assert_eq!(
             serde_json::to_string_pretty(&v).unwrap(),

@@ -12,7 +12,7 @@
 //! ```
 
 use super::summary::{ErrorSummary, Target, metric, summarize};
-use super::{Suite, ValidateError, ValidateOptions, ValidatedPoint, Validation, validate};
+use super::{PointLimits, Suite, ValidateError, ValidateOptions, ValidatedPoint, Validation, validate};
 use crate::experiment::grid::Axis;
 use crate::experiment::measured::target::{ServiceGuard, TargetCalibration};
 use crate::scenario::{Override, Scenario, ScenarioError};
@@ -77,6 +77,10 @@ pub fn validate_target(
         }
         v.calibration = Some(format!("target calibration of {} ({})", cal.scenario, cal.machine.date));
     }
+    super::stages::name_misses(&mut v.points, TARGET_LIMITS);
+    for p in v.points.iter_mut().filter(|p| p.used_by_fit) {
+        p.miss = None;
+    }
     let held_out: Vec<ValidatedPoint> = v.points.iter().filter(|p| !p.used_by_fit).cloned().collect();
     v.summary = summarize(&held_out);
     if held_out.is_empty() {
@@ -109,13 +113,21 @@ fn is_calibration_point(
         && steps.iter().any(|(u, c)| *u == users && *c == cores)
 }
 
+/// A target's limits on the median |error| of throughput and p95 over its held-out points
+/// (%), which each held-out point is held to as well.
+const TARGET_LIMITS: PointLimits = PointLimits { throughput_pct: 10.0, p95_pct: 15.0 };
+
 /// The targets of a target's validation, over its held-out points.
 fn target_targets(summary: &[(String, ErrorSummary)], held_out: &[ValidatedPoint]) -> Vec<Target> {
     let get = |n: &str| metric(summary, n);
     let t = Target::check;
     let mut out = vec![
-        t("median |error| throughput (held out)", 10.0, get("throughput").median_abs_pct),
-        t("median |error| p95 (held out)", 15.0, get("p95").median_abs_pct),
+        t(
+            "median |error| throughput (held out)",
+            TARGET_LIMITS.throughput_pct,
+            get("throughput").median_abs_pct,
+        ),
+        t("median |error| p95 (held out)", TARGET_LIMITS.p95_pct, get("p95").median_abs_pct),
     ];
     if let Some(wrong) = winner_wrong_pct(held_out) {
         out.push(t("handler winner wrong, users ≥ 2 (% of concurrencies)", 0.0, wrong));
