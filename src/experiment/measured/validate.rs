@@ -293,8 +293,10 @@ fn hash_draws(sc: &Scenario, measured_throughput: f64) -> Option<HashDraws> {
     let mut runs: Vec<(f64, f64, f64)> = splits
         .par_iter()
         .map(|(split, p)| {
+            // Two replications each: the spread that matters here is between the splits.
             let mut with = sc.clone();
             with.system.split = split.clone();
+            with.run.replications = with.run.replications.min(2);
             sim::simulate(&with).ok().map(|r| (*p, r.figures.throughput_rps, r.figures.latency_ms.p95))
         })
         .collect::<Option<_>>()?;
