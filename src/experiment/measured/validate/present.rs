@@ -146,7 +146,7 @@ impl Validation {
         }
         let mut s = String::from(
             "Misses by stage (Server-Timing against the simulator's stages: the mean for a \
-             throughput miss, the p95 for a p95 miss; predicted − measured):\n",
+             throughput miss, the p95 for a p95 miss; predicted − measured; of queue, lock, held, free):\n",
         );
         for p in self.points.iter().filter(|p| !p.used_by_fit) {
             if let Some(m) = &p.miss {
@@ -595,10 +595,14 @@ the server's `Server-Timing` header on every reply, over the measured requests �
 `lock` (waiting for it), `held` and `free` (working with the lock and without it, the
 loop's work included) and `loop` (the event loop's work, part of `held` + `free`). Neither
 side counts the time a request waits unread while its loop is busy, the loop's turn to
-write the reply, or the network. A point *misses* its target when its throughput or p95
+write the reply, or the network. The server's `loop` times only the loop work the scenario
+emulates (`cost.loop_*`): its own parsing and writing, which the calibration measures and
+the simulator runs as loop work, are in none of its stages, so the predicted `loop` and
+`free` hold them and the measured do not. A point *misses* its target when its throughput or p95
 error passes the target's limit and the two 95% intervals do not overlap; it is put down
 to the stage whose mean (a throughput miss) or p95 (a p95 miss) differs most in ms,
-predicted − measured. Cells: mean predicted/measured · p95 predicted/measured (ms).
+predicted − measured, of the four that add up to the server's time (`loop` is a part of
+`held` + `free`). Cells: mean predicted/measured · p95 predicted/measured (ms).
 
 ";
 
