@@ -17,8 +17,10 @@ use std::path::PathBuf;
 ///
 /// For every point of the sweep (the product of the `--sweep` axes): simulate it (with 95%
 /// CIs over replications), measure it on the real server (with 95% CIs from batch means
-/// and order statistics), and compare throughput, p50, p95 and p99. An open-loop point is
-/// played as the same trace of send times on both sides. Prints the table and a summary (median and max |error| per metric,
+/// and order statistics), and compare throughput, p50, p95 and p99 — and each stage of a
+/// request (queue, lock, held, free, loop: mean and p95) with the server's Server-Timing,
+/// naming for every point that misses its target the stage that differs most. An open-loop
+/// point is played as the same trace of send times on both sides. Prints the table and a summary (median and max |error| per metric,
 /// against the targets: median ≤ 3% for throughput, ≤ 8% for p95, max ≤ 10% for
 /// throughput below saturation), and writes OUT/validation.csv, OUT/validation.json,
 /// OUT/report.md and PLOTS/validation-*.png/.svg.
