@@ -17,14 +17,17 @@ use std::path::PathBuf;
 ///
 /// For every point of the sweep (the product of the `--sweep` axes): simulate it (with 95%
 /// CIs over replications), measure it on the real server (with 95% CIs from batch means
-/// and order statistics), and compare throughput, p50, p95 and p99. An open-loop point is
-/// played as the same trace of send times on both sides. Prints the table and a summary
-/// (median and max |error| per metric, against the targets: median ≤ 3% for throughput,
-/// ≤ 5% for p95, ≤ 8% for p99; max ≤ 10% for throughput at every point, ≤ 25% for p95 below
-/// saturation), and writes OUT/validation.csv, OUT/validation.json, OUT/report.md and
-/// PLOTS/validation-*.png/.svg. Points on several workers balanced by the kernel's hash are
-/// also predicted with the split of users each run had (each worker's accepted connections,
-/// from its own counters), which parts the hash's luck from the model's error.
+/// and order statistics), and compare throughput, p50, p95 and p99 — and each stage of a
+/// request (queue, lock, held, free, loop: mean and p95) with the server's Server-Timing,
+/// naming for every point that misses its target the stage that differs most. An open-loop
+/// point is played as the same trace of send times on both sides. Prints the table and a
+/// summary (median and max |error| per metric, against the targets: median ≤ 3% for
+/// throughput, ≤ 5% for p95, ≤ 8% for p99; max ≤ 10% for throughput at every point, ≤ 25%
+/// for p95 below saturation), and writes OUT/validation.csv, OUT/validation.json,
+/// OUT/report.md and PLOTS/validation-*.png/.svg. Points on several workers balanced by the
+/// kernel's hash are also predicted with the split of users each run had (each worker's
+/// accepted connections, from its own counters) and over the hash's whole distribution of
+/// splits, which parts the hash's luck from the model's error.
 ///
 /// Every point uses one calibration of this machine (`--calibration`, or a fresh one taken
 /// first and written to OUT/calibration.json): nothing is fitted per point.
