@@ -140,10 +140,14 @@ fn main() -> Result<()> {
         Some(s.ms)
     };
     eprintln!(
-        "  wake-up latency median {:.1} µs over {} rounds (spread {:.0}%), CPU of a vain wake-up {:.2} µs",
+        "  wake-up latency median {:.1} µs over {} rounds (spread {:.0}%) with the signaller computing \
+         on, {:.1} µs (spread {:.0}%) with every core busy; a signal {:.1} µs of its signaller's time, CPU of a vain wake-up {:.2} µs",
         wake.latency.median,
         wake.latency.rounds.len(),
         wake.latency.spread * 100.0,
+        wake.busy_latency.median,
+        wake.busy_latency.spread * 100.0,
+        wake.signal.median,
         wake.vain.median
     );
     let rows: Vec<Row> = data
@@ -213,12 +217,35 @@ fn wake_costs(harness: &Path) -> Result<servesim::experiment::Wake> {
     if let Ok(text) = std::fs::read_to_string(&path) {
         let w: WakeFile = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("wake-up costs from {}", path.display());
-        return Ok(servesim::experiment::Wake { samples_us: w.samples_us, latency: w.latency, vain: w.vain });
+        let (busy_samples_us, Some(busy_latency), Some(signal)) =
+            (w.busy_samples_us, w.busy_latency, w.signal)
+        else {
+            return Err(format!(
+                "{} was written before wake-ups were measured with every core busy and their signals timed; \
+                 delete it to measure them again",
+                path.display()
+            )
+            .into());
+        };
+        return Ok(servesim::experiment::Wake {
+            samples_us: w.samples_us,
+            latency: w.latency,
+            busy_samples_us,
+            busy_latency,
+            signal,
+            vain: w.vain,
+        });
     }
     eprintln!("measuring this machine's wake-up costs…");
     let w = servesim::experiment::wake_costs();
-    let file =
-        WakeFile { samples_us: w.samples_us.clone(), latency: w.latency.clone(), vain: w.vain.clone() };
+    let file = WakeFile {
+        samples_us: w.samples_us.clone(),
+        latency: w.latency.clone(),
+        busy_samples_us: w.busy_samples_us.clone(),
+        busy_latency: Some(w.busy_latency.clone()),
+        signal: Some(w.signal.clone()),
+        vain: w.vain.clone(),
+    };
     std::fs::write(&path, serde_json::to_string(&file)?)?;
     Ok(w)
 }
@@ -235,6 +262,12 @@ fn wake_path(harness: &Path) -> PathBuf {
 struct WakeFile {
     samples_us: Vec<f64>,
     latency: servesim::stats::Rounds,
+    #[serde(default)]
+    busy_samples_us: Vec<f64>,
+    #[serde(default)]
+    busy_latency: Option<servesim::stats::Rounds>,
+    #[serde(default)]
+    signal: Option<servesim::stats::Rounds>,
     vain: servesim::stats::Rounds,
 }
 
@@ -299,7 +332,9 @@ fn predict<'a>(
     // No NumPy call, no release point: only the request's end lets the GIL go.
     sc.cost.release_points = if p.sim.free_ms > 0.0 { p.sim.release_points.max(1) } else { 1 };
     sc.cost.wake_us = Dist::Empirical { file: None, samples: wake.samples_us.clone().into() };
+    sc.cost.wake_busy_us = Some(Dist::Empirical { file: None, samples: wake.busy_samples_us.clone().into() });
     sc.cost.vain_wake_us = wake.vain.median;
+    sc.cost.signal_us = wake.signal.median;
     sc.run.requests = SIM_REQUESTS;
     sc.run.warmup_requests = 200 + 4 * u64::from(m.threads);
     sc.run.replications = SIM_REPLICATIONS;

@@ -86,6 +86,10 @@ pub struct Calibration {
     /// over the rounds that agree; empty in files from before it was measured).
     #[serde(default)]
     pub wake_us: Samples,
+    /// A parked thread's wake-up latency with every core busy (µs; samples pooled over the
+    /// rounds that agree; empty in files from before it was measured).
+    #[serde(default)]
+    pub wake_busy_us: Samples,
     /// CPU of a wake-up that finds its condition false and sleeps again (µs; the median of
     /// the rounds).
     #[serde(default)]
@@ -93,6 +97,16 @@ pub struct Calibration {
     /// The rounds `wake_us` was measured in: each round's median, their spread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_rounds: Option<crate::stats::Rounds>,
+    /// What signalling a parked thread costs the signaller, another core idle (µs; the
+    /// median of the rounds; 0 in files from before it was measured).
+    #[serde(default)]
+    pub signal_us: f64,
+    /// The rounds `signal_us` was measured in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_rounds: Option<crate::stats::Rounds>,
+    /// The rounds `wake_busy_us` was measured in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_busy_rounds: Option<crate::stats::Rounds>,
     /// The rounds `vain_wake_us` was measured in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vain_wake_rounds: Option<crate::stats::Rounds>,
@@ -158,6 +172,9 @@ impl Calibration {
         if !(cal.vain_wake_us.is_finite() && (0.0..=1e6).contains(&cal.vain_wake_us)) {
             return Err(err(format!("vain_wake_us must be in [0, 1e6] µs, got {}", cal.vain_wake_us)));
         }
+        if !(cal.signal_us.is_finite() && (0.0..=1e6).contains(&cal.signal_us)) {
+            return Err(err(format!("signal_us must be in [0, 1e6] µs, got {}", cal.signal_us)));
+        }
         if let Some(ms) = cal.load_cpu_ms.filter(|ms| !(ms.is_finite() && (0.0..=1000.0).contains(ms))) {
             return Err(err(format!("load_cpu_ms must be in [0, 1000] ms, got {ms}")));
         }
@@ -190,6 +207,11 @@ impl Calibration {
         if !self.wake_us.is_empty() {
             c.wake_us = samples(path, "wake_us", &self.wake_us)?;
             c.vain_wake_us = self.vain_wake_us;
+            c.signal_us = self.signal_us;
+            c.wake_busy_us = None;
+        }
+        if !self.wake_busy_us.is_empty() {
+            c.wake_busy_us = Some(samples(path, "wake_busy_us", &self.wake_busy_us)?);
         }
         c.release_points = self.kernels_per_token;
         c.handoff_us += self.handoff_us;
@@ -242,6 +264,11 @@ impl Calibration {
         let _ = writeln!(s, "  handoff_us         {:.1} µs{}", cal.handoff_us, rounds(&cal.handoff_rounds));
         let (wake, _) = stat(&cal.wake_us);
         let _ = writeln!(s, "  wake_us            mean {wake:.1} µs{}", rounds(&cal.wake_rounds));
+        if !cal.wake_busy_us.is_empty() {
+            let (w, _) = stat(&cal.wake_busy_us);
+            let _ = writeln!(s, "  wake_busy_us       mean {w:.1} µs{}", rounds(&cal.wake_busy_rounds));
+            let _ = writeln!(s, "  signal_us          {:.1} µs{}", cal.signal_us, rounds(&cal.signal_rounds));
+        }
         let _ =
             writeln!(s, "  vain_wake_us       {:.2} µs{}", cal.vain_wake_us, rounds(&cal.vain_wake_rounds));
         if let Some(ms) = cal.slice_ms {

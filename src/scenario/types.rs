@@ -344,11 +344,25 @@ pub struct Cost {
     /// free by then. By default, a gamma of mean 10 µs and cv 0.5 (a wake-up onto an idle
     /// core of a current x86 server); `servesim calibrate` measures it on the machine.
     pub wake_us: Dist,
+    /// `gil` (CPython's): the same latency when no core is idle as the signal is sent. The
+    /// kernel then wakes the thread on its signaller's core, where it preempts the
+    /// signaller at once (`wake_us` is the wake-up on an idle core, which on a VM has to
+    /// wake the idle vCPU first); with `system.scheduler = "slice"` the simulator does the
+    /// same: the woken thread takes its signaller's core, and the signaller waits for a core
+    /// again (µs; a distribution). By default, `wake_us`, and no preemption; `servesim
+    /// calibrate` measures it on the machine.
+    pub wake_busy_us: Option<Dist>,
     /// `gil` (CPython's): CPU a woken thread spends before it can check the GIL — the
     /// futex return and the mutex — whether it then takes the GIL or finds it taken and
     /// sleeps again (µs), 0 to 1e6. It is work on the cores, shared like any other. By
     /// default, 2 µs; `servesim calibrate` measures it on the machine.
     pub vain_wake_us: f64,
+    /// `gil` (CPython's): what signalling a sleeping waiter costs the signaller — the
+    /// `futex` wake and, when the waiter is woken on an idle core, waking that core (on a
+    /// VM, an exit to the host) — spent by the GIL's holder at its release point before its
+    /// C call goes on (µs), 0 to 1e6. By default, 0; `servesim calibrate` measures it on the
+    /// machine.
+    pub signal_us: f64,
     /// A calibration file (JSON, from `servesim calibrate`), relative to the scenario file:
     /// the real server's own measured costs, added to the emulated work this table sets
     /// (see [`crate::scenario::Calibration`]). By default, none.
@@ -380,7 +394,9 @@ impl Default for Cost {
             release_points: 1,
             handoff_us: 0.0,
             wake_us: Dist::Gamma { mean: DEFAULT_WAKE_US, cv: 0.5 },
+            wake_busy_us: None,
             vain_wake_us: DEFAULT_VAIN_WAKE_US,
+            signal_us: 0.0,
             calibration: None,
             calibrated: None,
         }

@@ -118,9 +118,13 @@ const DIST_FIELDS: [&str; 16] = [
     "batching.seq_free_ms",
 ];
 
-/// The scenario's distributions, borrowed as `$r` (`&` or `&mut`), in [`DIST_FIELDS`] order.
+/// The optional distributions, listed when they are given.
+const OPTIONAL_DIST: &str = "cost.wake_busy_us";
+
+/// The scenario's distributions, borrowed as `$r` (`&` or `&mut`, the option's `$opt`
+/// `as_ref` or `as_mut`), in [`DIST_FIELDS`] order, then the optional one if given.
 macro_rules! dists {
-    ($s:expr, $($r:tt)+) => {{
+    ($s:expr, $opt:ident, $($r:tt)+) => {{
         let (c, b) = ($($r)+ $s.cost, $($r)+ $s.batching);
         let d = [
             $($r)+ $s.clients.think_ms,
@@ -141,19 +145,20 @@ macro_rules! dists {
             $($r)+ b.seq_free_ms,
         ];
         let mut names = DIST_FIELDS.into_iter();
-        d.map(|d| (names.next().unwrap_or_default(), d))
+        let opt = c.wake_busy_us.$opt().map(|d| (OPTIONAL_DIST, d));
+        d.map(|d| (names.next().unwrap_or_default(), d)).into_iter().chain(opt).collect()
     }};
 }
 
 impl Scenario {
     /// Every distribution of the scenario with its dotted path.
-    pub fn dists_mut(&mut self) -> [(&'static str, &mut Dist); 16] {
-        dists!(self, &mut)
+    pub fn dists_mut(&mut self) -> Vec<(&'static str, &mut Dist)> {
+        dists!(self, as_mut, &mut)
     }
 
     /// Every distribution of the scenario with its dotted path.
-    pub fn dists(&self) -> [(&'static str, &Dist); 16] {
-        dists!(self, &)
+    pub fn dists(&self) -> Vec<(&'static str, &Dist)> {
+        dists!(self, as_ref, &)
     }
 
     /// Checks every value; the first violation is returned with its path and the fix.
@@ -315,6 +320,7 @@ impl Scenario {
         at_most("cost.release_points", u64::from(c.release_points), MAX_RELEASE_POINTS)?;
         within("cost.handoff_us", c.handoff_us, 0.0, MAX_HANDOFF_US)?;
         within("cost.vain_wake_us", c.vain_wake_us, 0.0, MAX_HANDOFF_US)?;
+        within("cost.signal_us", c.signal_us, 0.0, MAX_HANDOFF_US)?;
         let Some(cal) = &c.calibrated else { return Ok(()) };
         let field = "cost.calibration";
         let mut sizes: Vec<u32> = Vec::new();
@@ -498,5 +504,8 @@ mod tests {
         assert_eq!(names, DIST_FIELDS);
         let names_mut: Vec<&str> = sc.dists_mut().iter().map(|d| d.0).collect();
         assert_eq!(names_mut, DIST_FIELDS);
+        sc.cost.wake_busy_us = Some(Dist::Const(5.0));
+        assert_eq!(sc.dists().last().map(|d| d.0), Some(OPTIONAL_DIST));
+        assert_eq!(sc.dists_mut().last().map(|d| d.0), Some(OPTIONAL_DIST));
     }
 }

@@ -31,6 +31,17 @@ impl Cores {
         }
     }
 
+    /// Makes `thread` runnable with `work` ns of CPU work on the core `victim` runs on, if
+    /// no core is idle: `victim` waits for a core again, ahead of the others (a wake-up
+    /// preempting its waker). Under processor sharing, or when `victim` is not on a core or
+    /// a core is idle, as [`Cores::start`].
+    pub(crate) fn start_preempting(&mut self, thread: u32, work: f64, victim: u32) {
+        match self {
+            Cores::Ps(c) => c.start(thread, work),
+            Cores::Slice(c) => c.start_preempting(thread, work, victim),
+        }
+    }
+
     /// Stops `thread` before it finishes (it blocks); returns its remaining work (ns).
     pub(crate) fn preempt(&mut self, thread: u32) -> f64 {
         match self {

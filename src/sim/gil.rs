@@ -67,7 +67,7 @@ pub(super) enum GState {
     SwitchWait,
     /// Blocked on the GIL's mutex, which a woken waiter holds while it checks.
     MutexWait,
-    /// Given the mutex: the OS is waking it.
+    /// The mutex was let go: the OS is waking it to try again.
     MutexWake,
 }
 
@@ -87,6 +87,8 @@ pub(super) struct GilThread {
     v0: f64,
     /// The wake in progress came from the timed wait running out.
     timed_out: bool,
+    /// The thread whose core it takes once woken (`NONE`: it waits for a core as usual).
+    waker: u32,
     /// `switch_number` when it last went to sleep.
     saved_switch: u64,
     /// When its timed wait runs out.
@@ -229,7 +231,8 @@ impl System<'_> {
         self.gil(w).owner = NONE;
         self.threads[th as usize].holds_lock = false;
         self.trace(th, "release");
-        self.cpy_signal(w);
+        // The signal's CPU is left out here: the thread leaves the run for other work.
+        self.cpy_signal(w, th);
     }
 
     fn cpy_begin_run(&mut self, th: u32, a: f64, b: f64, n: u32) {
@@ -248,7 +251,7 @@ impl System<'_> {
             }
             self.cpy_take(th);
         }
-        self.cpy_run_chunk(th);
+        self.cpy_run_chunk(th, 0.0);
     }
 
     /// Where `th`'s run is now.
@@ -330,7 +333,7 @@ impl System<'_> {
             gil.switch_number += 1;
             self.trace(th, "take (switch)");
             for sw in std::mem::take(&mut self.gil(w).switch_waiters) {
-                self.cpy_wake_later(sw, false);
+                let _ = self.cpy_wake_later(sw, false, th);
             }
         } else {
             self.trace(th, "take");
@@ -351,35 +354,48 @@ impl System<'_> {
     }
 
     /// Restarts `th`'s run at progress `p`, its chunk ending at `stop`.
-    fn cpy_restart(&mut self, th: u32, p: f64, stop: f64) {
-        let v = self.cpu.clock(th);
-        let rem = self.cpu.reset(th, stop - p);
-        // The same progress two ways, up to the clock's rounding.
-        debug_assert!((self.threads[th as usize].g.stop - rem - p).abs() <= 1e-9 * v.max(1.0));
-        let g = self.g(th);
-        (g.state, g.pos, g.stop, g.v0) = (GState::Run, p, stop, v - p);
+    /// The CPU a signal at `th`'s position still owes (ns): the run's progress stands at
+    /// `p` until it is spent.
+    fn cpy_owed(&self, th: u32, p: f64) -> f64 {
+        let g = &self.threads[th as usize].g;
+        (p - (self.cpu.clock(th) - g.v0)).max(0.0)
     }
 
-    fn cpy_start_chunk(&mut self, th: u32, p: f64, stop: f64) {
+    /// Restarts `th`'s run at progress `p`, its chunk ending at `stop`; what a signal still
+    /// owes is kept.
+    fn cpy_restart(&mut self, th: u32, p: f64, stop: f64) {
+        let v = self.cpu.clock(th);
+        let owed = self.cpy_owed(th, p);
+        let rem = self.cpu.reset(th, stop - p + owed);
+        // The same progress two ways, up to the clock's rounding.
+        debug_assert!((self.threads[th as usize].g.stop - rem - p + owed).abs() <= 1e-9 * v.max(1.0));
+        let g = self.g(th);
+        (g.state, g.pos, g.stop, g.v0) = (GState::Run, p, stop, v - p + owed);
+    }
+
+    /// Starts `th`'s chunk from `p` to `stop`, after `signal` ns of CPU spent signalling a
+    /// sleeper (the run's progress stands still meanwhile).
+    fn cpy_start_chunk(&mut self, th: u32, p: f64, stop: f64, signal: f64) {
         let v = self.cpu.clock(th);
         let g = self.g(th);
-        (g.state, g.pos, g.stop, g.v0) = (GState::Run, p, stop, v - p);
-        self.cpu.start(th, stop - p);
+        (g.state, g.pos, g.stop, g.v0) = (GState::Run, p, stop, v - p + signal);
+        self.cpu.start(th, stop - p + signal);
     }
 
     /// Runs the owner's run from its position: to its end, or to the next release point
-    /// while a sleeper waits to be signalled there.
-    fn cpy_run_chunk(&mut self, th: u32) {
+    /// while a sleeper waits to be signalled there; first `signal` ns of CPU spent
+    /// signalling at the point it stands on.
+    fn cpy_run_chunk(&mut self, th: u32, mut signal: f64) {
         let w = self.threads[th as usize].worker;
         let g = self.threads[th as usize].g;
         let sleepers = !self.gil(w).sleepers.is_empty();
         if sleepers && g.a == 0.0 && in_call(g.a, g.b, g.pos) {
             // No bytecode before the call: a release point right here.
             self.trace(th, "release point");
-            self.cpy_signal(w);
+            signal += self.cpy_signal(w, th);
         }
         let stop = self.cpy_chunk_stop(th, g.pos);
-        self.cpy_start_chunk(th, g.pos, stop);
+        self.cpy_start_chunk(th, g.pos, stop, signal);
     }
 
     /// Where the owner's chunk from `p` must stop: the run's end, or the next release point
@@ -444,14 +460,14 @@ impl System<'_> {
         }
         let g = self.threads[th as usize].g;
         if at_call_end(g.a, g.b, pos) {
-            return self.cpy_run_chunk(th);
+            return self.cpy_run_chunk(th, 0.0);
         }
         if std::mem::take(&mut self.gil(w).drop_request) {
             // A drop request came while it was blocked: it drops and waits for the switch.
             return self.cpy_forced_drop_at(w, pos);
         }
         self.trace(th, "release point");
-        self.cpy_signal(w);
-        self.cpy_run_chunk(th);
+        let signal = self.cpy_signal(w, th);
+        self.cpy_run_chunk(th, signal);
     }
 }

@@ -24,6 +24,10 @@ pub(crate) struct CostModel {
     rtt: Sampler,
     /// CPython's GIL: a parked thread's wake-up latency (µs).
     wake: Sampler,
+    /// The same when no core is idle (µs); `None`: as `wake`, and no preemption.
+    wake_busy: Option<Sampler>,
+    /// CPython's GIL: the signaller's CPU for a signal that wakes a sleeper (ns).
+    pub(crate) signal_ns: f64,
     /// CPython's GIL: the CPU of a wake-up (ns).
     pub(crate) vain_wake_ns: f64,
     /// CPython's GIL: the share of a wake-up's CPU spent holding the GIL's mutex.
@@ -65,7 +69,9 @@ impl CostModel {
             tok_free: c.token_free_ms.sampler(),
             rtt: c.rtt_ms.sampler(),
             wake: c.wake_us.sampler(),
+            wake_busy: c.wake_busy_us.as_ref().map(Dist::sampler),
             vain_wake_ns: c.vain_wake_us * 1e3,
+            signal_ns: c.signal_us * 1e3,
             mutex_share: super::gil::MUTEX_SHARE,
             no_rtt: c.rtt_ms.is_zero(),
             tokens: s.workload.new_tokens.sampler(),
@@ -92,9 +98,18 @@ impl CostModel {
         }
     }
 
-    /// A parked thread's wake-up latency (ns).
-    pub(crate) fn draw_wake_ns(&self, rng: &mut StreamRng) -> f64 {
-        self.wake.sample(rng) * 1e3
+    /// Whether a thread woken while no core is idle preempts its signaller.
+    pub(crate) fn wake_preempts(&self) -> bool {
+        self.wake_busy.is_some()
+    }
+
+    /// A parked thread's wake-up latency (ns): onto an idle core, or (`busy`) with none
+    /// idle.
+    pub(crate) fn draw_wake_ns(&self, rng: &mut StreamRng, busy: bool) -> f64 {
+        match &self.wake_busy {
+            Some(w) if busy => w.sample(rng) * 1e3,
+            _ => self.wake.sample(rng) * 1e3,
+        }
     }
 
     /// Tokens for a new request.

@@ -166,6 +166,22 @@ impl SliceCpu {
         }
     }
 
+    /// Makes `thread` runnable with `work` ns on `victim`'s core when no core is idle:
+    /// `victim` leaves it and waits at the head of the queue of woken threads. Otherwise
+    /// (a core idle, `victim` not running, or its work just done) as [`SliceCpu::start`].
+    pub(crate) fn start_preempting(&mut self, thread: u32, work: f64, victim: u32) {
+        let c = match self.at.get(victim as usize) {
+            Some(&At::Core(c)) if self.finishing != Some(c) && self.running == self.cores.len() as u32 => c,
+            _ => return self.start(thread, work),
+        };
+        self.leave(c);
+        self.at[victim as usize] = At::Queued;
+        self.woken.push_front(victim);
+        self.left[thread as usize] = work;
+        let end = self.now.saturating_add(self.slice);
+        self.run_on(c, thread, end);
+    }
+
     /// Stops `thread` before it finishes (it blocks); returns its remaining work (ns).
     pub(crate) fn preempt(&mut self, thread: u32) -> f64 {
         match self.at[thread as usize] {

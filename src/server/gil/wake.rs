@@ -1,14 +1,25 @@
-//! What waking a parked thread costs on this machine — the two constants of CPython's GIL
-//! that the OS sets: how long a signalled thread takes to run, and the CPU a wake-up
-//! spends when the woken thread finds its condition still false and sleeps again.
+//! What waking a parked thread costs on this machine — the constants of CPython's GIL that
+//! the OS sets: how long a signalled thread takes to run, and the CPU a wake-up spends when
+//! the woken thread finds its condition still false and sleeps again.
 //!
 //! Both are measured as the GIL meets them: a thread parked on a condition variable
 //! (`pthread_cond_timedwait` under the hood, as CPython's `take_gil`), signalled by a
-//! thread that goes on computing, as a GIL holder goes on with its bytecode after a release
-//! point. The signaller never yields: where the OS places the woken thread on the
-//! signaller's busy core rather than an idle one, the woken thread waits for that core,
-//! and the measured latency includes the wait — as it does for a GIL waiter. (A signaller
-//! that yielded would hand its core to the woken thread at once and hide it.)
+//! thread that has been computing and goes on computing, as a GIL holder does around a
+//! release point. Where the signaller waits rather than computes, the kernel places the
+//! woken thread differently, and the latency is a different number: on a 2-vCPU VM, a
+//! signaller that slept before it signalled had the woken thread run on its own core in
+//! about 5 µs, one that computed throughout had it woken on the idle core in 25–45 µs.
+//! So the latency is measured twice:
+//!
+//! * `latency_us`: another core is idle — the signaller computes before and after the
+//!   signal, and the woken thread is woken on the idle core (on a 2-vCPU VM, 30–45 µs: the
+//!   idle vCPU has to be woken);
+//! * `busy_latency_us`: every core is busy — threads that spin keep the other cores busy,
+//!   and the kernel puts the woken thread on the signaller's core, where it preempts the
+//!   signaller (on the same VM, 800 of 800 wake-ups on the signaller's core, 6–10 µs).
+//!
+//! The CPU of a vain wake-up is measured with every core busy: that is where it takes
+//! time from other threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -18,8 +29,13 @@ use std::time::{Duration, Instant};
 /// The measured costs of waking a parked thread.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WakeCosts {
-    /// From the signal to the woken thread running, one sample per round (µs).
+    /// From the signal to the woken thread running, another core idle (µs).
     pub latency_us: Vec<f64>,
+    /// From the signal to the woken thread running, every core busy (µs).
+    pub busy_latency_us: Vec<f64>,
+    /// What each signal of `latency_us` cost the signaller: the time its `notify_one` took
+    /// (µs).
+    pub signal_us: Vec<f64>,
     /// CPU the woken thread spends per wake-up that finds its condition false (µs).
     pub vain_cpu_us: f64,
 }
@@ -34,8 +50,9 @@ struct Shared {
     seen: u64,
 }
 
-/// Time for the parked thread to go back to sleep between two rounds: long enough that it
-/// is parked (and its core idle) when the next signal comes.
+/// What the signaller computes between two signals: long enough that the parked thread is
+/// parked (and its core idle) when the next signal comes, as a GIL waiter is between a
+/// holder's release points.
 const GAP: Duration = Duration::from_micros(300);
 
 /// Busy work until `done` (checked every microsecond or so) or `deadline`.
@@ -45,14 +62,54 @@ fn spin_until(deadline: Instant, done: impl Fn() -> bool) {
     }
 }
 
-/// Measures `rounds` wake-ups of each kind (at least 10); takes about `rounds` × 0.7 ms.
+/// Measures `rounds` wake-ups of each kind (at least 10); takes about `rounds` × 1 ms.
 pub fn measure(rounds: u32) -> WakeCosts {
     let rounds = rounds.max(10);
-    WakeCosts { latency_us: latencies(rounds), vain_cpu_us: vain_cpu_us(rounds) }
+    let (latency_us, signal_us) = latencies(rounds);
+    let busy = Spinners::start();
+    let (busy_latency_us, _) = latencies(rounds);
+    let vain_cpu_us = vain_cpu_us(rounds);
+    drop(busy);
+    WakeCosts { latency_us, busy_latency_us, signal_us, vain_cpu_us }
 }
 
-/// Signal-to-run latencies: the waiter notes when it runs; the signaller, when it signalled.
-fn latencies(rounds: u32) -> Vec<f64> {
+/// Threads that keep every core but one busy (spinning) until dropped; they stop within
+/// about 100 µs.
+struct Spinners {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Spinners {
+    fn start() -> Self {
+        let cores = thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (1..cores)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        spin_until(Instant::now() + Duration::from_micros(100), || false);
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Signal-to-run latencies: the waiter notes when it runs; the signaller, when it signalled
+/// and how long signalling took it.
+fn latencies(rounds: u32) -> (Vec<f64>, Vec<f64>) {
     let pair = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
     let done = Arc::new(AtomicBool::new(false));
     let (p2, d2) = (Arc::clone(&pair), Arc::clone(&done));
@@ -77,19 +134,22 @@ fn latencies(rounds: u32) -> Vec<f64> {
     });
     let (m, c) = &*pair;
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut signal_us = Vec::with_capacity(rounds as usize);
     for _ in 0..rounds {
-        thread::sleep(GAP);
+        spin_until(Instant::now() + GAP, || false);
         let mut st = m.lock().unwrap_or_else(PoisonError::into_inner);
         st.go = true;
-        st.sent = Some(Instant::now());
+        let sent = Instant::now();
+        st.sent = Some(sent);
         c.notify_one();
+        signal_us.push(sent.elapsed().as_secs_f64() * 1e6);
         drop(st);
         // Compute until the waiter has run (bounded), without yielding the core.
         spin_until(deadline, || !m.lock().unwrap_or_else(PoisonError::into_inner).go);
     }
     done.store(true, Ordering::Release);
     c.notify_one();
-    waiter.join().unwrap_or_default()
+    (waiter.join().unwrap_or_default(), signal_us)
 }
 
 /// CPU per vain wake-up: the waiter is signalled `rounds` times with its condition false,
@@ -116,7 +176,7 @@ fn vain_cpu_us(rounds: u32) -> f64 {
     let (m, c) = &*pair;
     let deadline = Instant::now() + Duration::from_secs(30);
     for i in 0..u64::from(rounds) {
-        thread::sleep(GAP);
+        spin_until(Instant::now() + GAP, || false);
         c.notify_one();
         spin_until(deadline, || m.lock().unwrap_or_else(PoisonError::into_inner).seen > i);
     }
@@ -134,9 +194,13 @@ mod tests {
     fn wake_costs_are_measured_and_plausible() {
         let w = measure(50);
         assert!(w.latency_us.len() >= 40, "{} samples", w.latency_us.len());
+        assert!(w.busy_latency_us.len() >= 40, "{} samples", w.busy_latency_us.len());
         // A wake-up takes more than nothing and less than a scheduler tick's worth of
         // seconds; its CPU is microseconds, not nothing and not milliseconds.
-        assert!(w.latency_us.iter().all(|&l| l > 0.0 && l < 1e6), "{:?}", w.latency_us);
+        assert_eq!(w.signal_us.len(), 50);
+        for l in [&w.latency_us, &w.busy_latency_us, &w.signal_us] {
+            assert!(l.iter().all(|&l| l > 0.0 && l < 1e6), "{l:?}");
+        }
         assert!(w.vain_cpu_us > 0.0 && w.vain_cpu_us < 1e3, "{}", w.vain_cpu_us);
     }
 }

@@ -7,34 +7,43 @@ use crate::sim::event::Ev;
 use crate::sim::system::{NONE, System};
 
 impl System<'_> {
-    /// Releases worker `w`'s mutex: the first thread blocked on it gets it, once woken.
+    /// Releases worker `w`'s mutex, as glibc's `pthread_mutex_unlock` does: the mutex is
+    /// free at once (a running thread that needs it takes it), and the first thread blocked
+    /// on it is woken to try again.
     pub(super) fn cpy_mutex_release(&mut self, w: u32) {
-        match self.gil(w).mutex_queue.pop_front() {
-            Some(n) => {
-                self.gil(w).mutex = n;
-                self.g(n).state = GState::MutexWake;
-                let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng));
-                self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: n });
-            }
-            None => self.gil(w).mutex = NONE,
+        self.gil(w).mutex = NONE;
+        if let Some(n) = self.gil(w).mutex_queue.pop_front() {
+            self.g(n).state = GState::MutexWake;
+            let busy = self.cpu.idle_cores() == 0;
+            let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, busy));
+            self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: n });
         }
     }
 
-    /// Signals the first sleeper of worker `w`'s GIL, if any: it wakes later.
-    pub(super) fn cpy_signal(&mut self, w: u32) {
-        if let Some(s) = self.gil(w).sleepers.pop_front() {
-            self.trace(s, "signalled");
-            self.cpy_wake_later(s, false);
-            self.update_gil_next(w as usize);
-        }
+    /// `signaller` signals the first sleeper of worker `w`'s GIL, if any: it wakes later.
+    /// Returns the CPU the signal costs the signaller (ns): `cost.signal_us` when the
+    /// sleeper is woken on an idle core, 0 when nobody sleeps or the sleeper takes the
+    /// signaller's core (its wake-up's CPU is then the signaller's wait).
+    pub(super) fn cpy_signal(&mut self, w: u32, signaller: u32) -> f64 {
+        let Some(s) = self.gil(w).sleepers.pop_front() else { return 0.0 };
+        self.trace(s, "signalled");
+        let busy = self.cpy_wake_later(s, false, signaller);
+        self.update_gil_next(w as usize);
+        if busy && self.cost.wake_preempts() { 0.0 } else { self.cost.signal_ns }
     }
 
-    /// `th` wakes after the OS's wake-up latency.
-    pub(super) fn cpy_wake_later(&mut self, th: u32, timed_out: bool) {
+    /// `th` wakes after the OS's wake-up latency, woken by `waker` (`NONE`: its timer): onto
+    /// an idle core if there is one; else onto the waker's core, which it takes from the
+    /// waker once it runs (when the scenario measured wake-ups with every core busy).
+    /// Returns whether no core was idle.
+    pub(super) fn cpy_wake_later(&mut self, th: u32, timed_out: bool, waker: u32) -> bool {
+        let busy = self.cpu.idle_cores() == 0;
+        let preempt = if busy && self.cost.wake_preempts() { waker } else { NONE };
         let g = self.g(th);
-        (g.state, g.timed_out) = (GState::Waking, timed_out);
-        let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng));
+        (g.state, g.timed_out, g.waker) = (GState::Waking, timed_out, preempt);
+        let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, busy));
         self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: th });
+        busy
     }
 
     /// The OS has woken `th`: it spends the wake-up's CPU, then checks the GIL.
@@ -42,7 +51,14 @@ impl System<'_> {
         let w = self.threads[th as usize].worker;
         let g = self.threads[th as usize].g;
         if g.state == GState::MutexWake {
-            self.trace(th, "given the mutex");
+            if self.gil(w).mutex != NONE {
+                // Taken again while it woke: it blocks again.
+                self.trace(th, "blocked on the mutex");
+                self.g(th).state = GState::MutexWait;
+                return self.gil(w).mutex_queue.push_back(th);
+            }
+            self.trace(th, "takes the mutex");
+            self.gil(w).mutex = th;
             if g.at_point {
                 self.cpy_at_point(th);
                 return self.cpy_mutex_release(w);
@@ -52,6 +68,7 @@ impl System<'_> {
         self.trace(th, "woken");
         self.g(th).state = GState::WakeCpu;
         match self.cost.vain_wake_ns * (1.0 - self.cost.mutex_share) {
+            c if c > 0.0 && g.waker != NONE => self.cpu.start_preempting(th, c, g.waker),
             c if c > 0.0 => self.cpu.start(th, c),
             _ => self.cpy_wants_mutex(th),
         }
@@ -86,7 +103,7 @@ impl System<'_> {
         self.cpy_mutex_release(w);
         if self.cpy_free(w) {
             self.cpy_take(th);
-            return self.cpy_run_chunk(th);
+            return self.cpy_run_chunk(th, 0.0);
         }
         let g = self.threads[th as usize].g;
         if g.timed_out && g.saved_switch == self.gil(w).switch_number {
@@ -143,7 +160,7 @@ impl System<'_> {
     pub(in crate::sim) fn cpy_timeout(&mut self, w: u32) {
         let s = self.gil(w).sleepers.pop_front().expect("a deadline implies a sleeper");
         self.trace(s, "timed out");
-        self.cpy_wake_later(s, true);
+        let _ = self.cpy_wake_later(s, true, NONE);
         self.update_gil_next(w as usize);
     }
 
@@ -153,8 +170,9 @@ impl System<'_> {
         let o = self.gil(w).owner;
         let p = self.cpy_pos(o);
         let v = self.cpu.clock(o);
+        let owed = self.cpy_owed(o, p);
         let rem = self.cpu.preempt(o);
-        debug_assert!((self.threads[o as usize].g.stop - rem - p).abs() <= 1e-9 * v.max(1.0));
+        debug_assert!((self.threads[o as usize].g.stop - rem - p + owed).abs() <= 1e-9 * v.max(1.0));
         self.cpy_forced_drop_at(w, p);
     }
 
@@ -176,6 +194,6 @@ impl System<'_> {
         }
         self.gil(w).switch_waiters.push(o);
         self.trace(o, "forced drop");
-        self.cpy_signal(w);
+        let _ = self.cpy_signal(w, o);
     }
 }

@@ -1,5 +1,5 @@
 //! Wake-ups of a parked thread, in rounds that must agree: what `calibrate` records as
-//! `wake_us` and `vain_wake_us`.
+//! `wake_us`, `wake_busy_us` and `vain_wake_us`.
 
 use crate::scenario::Calibration;
 use crate::server;
@@ -18,38 +18,50 @@ const WAKE_SPREAD: f64 = 0.25;
 /// A parked thread's wake-up costs on this machine, from rounds that agree.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wake {
-    /// Latency samples of the rounds that are not outliers (µs).
+    /// Latency samples of the rounds that are not outliers, another core idle (µs).
     pub samples_us: Vec<f64>,
     /// Each round's median latency (µs), judged.
     pub latency: Rounds,
+    /// Latency samples of the rounds that are not outliers, every core busy (µs).
+    pub busy_samples_us: Vec<f64>,
+    /// Each round's median of those (µs), judged.
+    pub busy_latency: Rounds,
+    /// Each round's median time a signal took its signaller, another core idle (µs),
+    /// judged.
+    pub signal: Rounds,
     /// Each round's CPU per vain wake-up (µs), judged.
     pub vain: Rounds,
 }
 
-/// Measures wake-ups in rounds (what `calibrate` records as `wake_us` and `vain_wake_us`);
-/// rounds that disagree beyond a quarter of their median are measured again, up to nine
-/// rounds in all. About a second.
+/// Measures wake-ups in rounds (what `calibrate` records as `wake_us`, `wake_busy_us` and
+/// `vain_wake_us`); rounds that disagree beyond a quarter of their median are measured
+/// again, up to nine rounds in all. About a second.
 pub fn wake_costs() -> Wake {
     let median = |v: &[f64]| Rounds::judge(v, WAKE_SPREAD).map_or(0.0, |r| r.median);
-    let mut rounds: Vec<(Vec<f64>, f64)> = Vec::new();
+    let mut rounds = Vec::new();
     loop {
-        let w = server::gil::wake::measure(WAKE_PER_ROUND);
-        rounds.push((w.latency_us, w.vain_cpu_us));
+        rounds.push(server::gil::wake::measure(WAKE_PER_ROUND));
         if rounds.len() < WAKE_ROUNDS.0 {
             continue;
         }
-        let medians: Vec<f64> = rounds.iter().map(|(l, _)| median(l)).collect();
-        let vains: Vec<f64> = rounds.iter().map(|r| r.1).collect();
-        let latency = Rounds::judge(&medians, WAKE_SPREAD).expect("rounds were measured");
-        let vain = Rounds::judge(&vains, WAKE_SPREAD).expect("rounds were measured");
-        if (latency.stable && vain.stable) || rounds.len() >= WAKE_ROUNDS.1 {
-            let samples_us = rounds
-                .iter()
-                .zip(&medians)
-                .filter(|(_, m)| !latency.outliers.contains(m))
-                .flat_map(|((l, _), _)| l.iter().copied())
-                .collect();
-            return Wake { samples_us, latency, vain };
+        let judge = |v: Vec<f64>| Rounds::judge(&v, WAKE_SPREAD).expect("rounds were measured");
+        let latency = judge(rounds.iter().map(|w| median(&w.latency_us)).collect());
+        let busy_latency = judge(rounds.iter().map(|w| median(&w.busy_latency_us)).collect());
+        let signal = judge(rounds.iter().map(|w| median(&w.signal_us)).collect());
+        let vain = judge(rounds.iter().map(|w| w.vain_cpu_us).collect());
+        let stable = [&latency, &busy_latency, &signal, &vain].iter().all(|r| r.stable);
+        if stable || rounds.len() >= WAKE_ROUNDS.1 {
+            // The samples of the rounds whose median is not an outlier.
+            let pool = |pick: fn(&server::gil::wake::WakeCosts) -> &Vec<f64>, judged: &Rounds| {
+                rounds
+                    .iter()
+                    .filter(|w| !judged.outliers.contains(&median(pick(w))))
+                    .flat_map(|w| pick(w).iter().copied())
+                    .collect()
+            };
+            let samples_us = pool(|w| &w.latency_us, &latency);
+            let busy_samples_us = pool(|w| &w.busy_latency_us, &busy_latency);
+            return Wake { samples_us, latency, busy_samples_us, busy_latency, signal, vain };
         }
     }
 }
@@ -58,21 +70,35 @@ pub fn wake_costs() -> Wake {
 /// the method's note on them.
 pub(super) fn record(wake: Wake, cal: &mut Calibration) -> String {
     cal.wake_us = wake.samples_us;
+    cal.wake_busy_us = wake.busy_samples_us;
+    cal.signal_us = wake.signal.median;
     cal.vain_wake_us = wake.vain.median;
-    cal.unstable = [("wake_us", &wake.latency), ("vain_wake_us", &wake.vain)]
-        .iter()
-        .filter(|(_, r)| !r.stable)
-        .map(|(name, _)| name.to_string())
-        .collect();
+    cal.unstable = [
+        ("wake_us", &wake.latency),
+        ("wake_busy_us", &wake.busy_latency),
+        ("signal_us", &wake.signal),
+        ("vain_wake_us", &wake.vain),
+    ]
+    .iter()
+    .filter(|(_, r)| !r.stable)
+    .map(|(name, _)| name.to_string())
+    .collect();
     let note = format!(
         "wake-ups: {} rounds of {WAKE_PER_ROUND} signals to a parked thread, median latency {:.1} µs \
-         (rounds' spread {:.0}%), CPU of a vain wake-up {:.2} µs (spread {:.0}%)",
+         onto an idle core (rounds' spread {:.0}%), {:.1} µs with every core busy \
+         (spread {:.0}%), a signal {:.1} µs of its signaller's time (spread {:.0}%), CPU of a \
+         vain wake-up {:.2} µs (spread {:.0}%)",
         wake.latency.rounds.len(),
         wake.latency.median,
         wake.latency.spread * 100.0,
+        wake.busy_latency.median,
+        wake.busy_latency.spread * 100.0,
+        wake.signal.median,
+        wake.signal.spread * 100.0,
         wake.vain.median,
         wake.vain.spread * 100.0
     );
-    (cal.wake_rounds, cal.vain_wake_rounds) = (Some(wake.latency), Some(wake.vain));
+    (cal.wake_rounds, cal.wake_busy_rounds, cal.signal_rounds, cal.vain_wake_rounds) =
+        (Some(wake.latency), Some(wake.busy_latency), Some(wake.signal), Some(wake.vain));
     note
 }
