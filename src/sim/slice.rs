@@ -382,4 +382,25 @@ mod tests {
         assert_eq!(finish(&mut cpu), (35, 1));
         assert_eq!(finish(&mut cpu), (70, 2));
     }
+
+    #[test]
+    fn a_woken_thread_preempts_its_waker_only_when_no_core_is_idle() {
+        // Two cores, both busy: C, woken by A at 20, takes A's core at once (20–25); A
+        // waits at the head of the queue and gets the core back when C is done.
+        let mut cpu = SliceCpu::new(2, 3, 100);
+        cpu.start(0, 50.0);
+        cpu.start(1, 500.0);
+        cpu.advance(20);
+        cpu.start_preempting(2, 5.0, 0);
+        assert_eq!(cpu.clock(0), 20.0, "A stopped at 20");
+        assert_eq!(finish(&mut cpu), (25, 2));
+        assert_eq!(finish(&mut cpu), (55, 0), "A's 30 ns left, from 25");
+        // One core idle: a woken thread takes it, and nobody is preempted.
+        let mut cpu = SliceCpu::new(2, 3, 100);
+        cpu.start(0, 50.0);
+        cpu.advance(20);
+        cpu.start_preempting(2, 5.0, 0);
+        assert_eq!(finish(&mut cpu), (25, 2));
+        assert_eq!(finish(&mut cpu), (50, 0));
+    }
 }
