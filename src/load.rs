@@ -49,6 +49,7 @@ mod report;
 mod runtime;
 mod schedule;
 mod target;
+mod workers;
 
 pub use body::{BodyTemplate, DEFAULT_BODY, INDEX_PLACEHOLDER};
 pub use closed::RECONNECT_BACKOFF;
@@ -62,6 +63,7 @@ pub use report::{LATE_SEND_US, LoadReport, RunInfo};
 pub use runtime::run_blocking;
 pub use schedule::Schedule;
 pub use target::Target;
+pub use workers::{PID_HEADER, PidTally, UserSplit, pid_of};
 
 use ctx::Ctx;
 use indicatif::ProgressBar;
@@ -85,7 +87,7 @@ pub async fn run(plan: &LoadPlan, progress: Option<ProgressBar>) -> Result<LoadR
     let ticker = progress
         .clone()
         .map(|pb| progress::spawn_ticker(pb, Arc::clone(&ctx), plan.expected_requests().is_some()));
-    let records = drive(plan, Arc::clone(&ctx), conns).await;
+    let (records, users) = drive(plan, Arc::clone(&ctx), conns).await;
     if let Some(t) = ticker {
         t.abort();
     }
@@ -97,17 +99,27 @@ pub async fn run(plan: &LoadPlan, progress: Option<ProgressBar>) -> Result<LoadR
         connections: ctx.counters.connections.load(Relaxed),
         wall_s: wall.elapsed().as_secs_f64(),
     };
-    Ok(LoadReport::build(plan, records, info))
+    let mut report = LoadReport::build(plan, records, info);
+    report.users_by_worker = users;
+    Ok(report)
 }
 
-async fn drive(plan: &LoadPlan, ctx: Arc<Ctx>, conns: Vec<Option<conn::Conn>>) -> Vec<RequestRecord> {
+/// The records, and for a closed loop how its users fell on the workers.
+async fn drive(
+    plan: &LoadPlan,
+    ctx: Arc<Ctx>,
+    conns: Vec<Option<conn::Conn>>,
+) -> (Vec<RequestRecord>, Option<UserSplit>) {
     match &plan.mode {
-        Mode::Closed { users, think_ms } => closed::run(ctx, *users, think_ms, plan.stop, plan.seed).await,
-        Mode::Burst { .. } => burst::run(ctx, conns).await,
+        Mode::Closed { users, think_ms } => {
+            let (records, split) = closed::run(ctx, *users, think_ms, plan.stop, plan.seed).await;
+            (records, Some(split))
+        }
+        Mode::Burst { .. } => (burst::run(ctx, conns).await, None),
         Mode::Open { .. } | Mode::Trace { .. } => {
             let schedule = Schedule::new(&plan.mode, plan.stop, plan.warmup, plan.seed)
                 .expect("open modes have a schedule");
-            open::run(ctx, schedule, plan.max_connections).await
+            (open::run(ctx, schedule, plan.max_connections).await, None)
         }
     }
 }

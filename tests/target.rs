@@ -7,7 +7,7 @@
 #![cfg(all(feature = "server", feature = "load", feature = "plot"))]
 
 use servesim::experiment::target::{FitOptions, apply, calibrate_target, costs_of};
-use servesim::experiment::{MeasureOptions, ValidateOptions, measure, validate_target};
+use servesim::experiment::{MeasureOptions, SplitSource, ValidateOptions, measure, validate_target};
 use servesim::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -109,6 +109,13 @@ fn with_marker(marker: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The process group of `pid` (`/proc/PID/stat`'s fifth field), if it runs.
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: state, ppid, pgrp.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
+}
+
 fn wait_gone(marker: &str) -> bool {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(20) {
@@ -205,6 +212,92 @@ fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points(
     for t in &v.targets {
         assert!(t.met, "target {} missed: {:.1}% > {:.1}%\n{table}", t.name, t.value_pct, t.limit_pct);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// [`scenario_text`] with the server's workers set by `system.workers`, at `path` (`/metrics`
+/// answers GET without naming its worker).
+fn workers_text(marker: &str, path: &str) -> String {
+    let text = scenario_text(marker, path)
+        .replace("--set name=", "--set system.workers={system.workers} --set name=");
+    if path == "/correct" {
+        return text;
+    }
+    let body = text.lines().find(|l| l.starts_with("body = ")).unwrap().to_owned();
+    text.replace(&body, "method = \"GET\"")
+}
+
+/// servesim's own server on two workers, seen only as HTTP: the load generator reads which
+/// worker answered each user from the `x-worker-pid` header, the measurement counts users
+/// per worker process, and validation predicts the point again with that split (and no
+/// hash draws: servesim does not know how a target balances). Where no response names its
+/// worker, the report says the split is unknown.
+#[test]
+fn a_targets_users_per_worker_are_read_from_the_worker_pid_header() {
+    let _serial = serial();
+    let marker = format!("split{}", std::process::id());
+    let dir = tmp("split");
+    let file = write_scenario(&dir, "split.toml", &workers_text(&marker, "/correct"));
+    let users = 8;
+    let point = |file: &Path| {
+        let sets = [
+            "system.workers=2".to_owned(),
+            format!("clients.users={users}"),
+            "run.requests=200".into(),
+            "run.warmup_requests=20".into(),
+        ];
+        Scenario::load(file, &sets.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>()).unwrap()
+    };
+    let opts = MeasureOptions { max_wall_s: 60.0, ..MeasureOptions::default() };
+    {
+        // Stops the service however this block ends.
+        let _guard = servesim::experiment::target::ServiceGuard;
+        let report = measure(&point(&file), &opts).expect("a measurement");
+        // The service's process group: its supervisor's (the process with the marker).
+        let group: Vec<u32> = with_marker(&marker).into_iter().filter_map(process_group).collect();
+        let counted: Vec<_> = report.workers.iter().filter(|w| w.connections > 0).collect();
+        let table = report.table(&point(&file));
+        assert_eq!(counted.iter().map(|w| w.connections).sum::<u64>(), users, "{table}");
+        assert!((1..=2).contains(&counted.len()), "{table}");
+        for w in &counted {
+            let in_group = process_group(w.pid).is_some_and(|g| group.contains(&g));
+            assert!(in_group, "pid {} is not one of the service's processes\n{table}", w.pid);
+            assert!(w.completed > 0 && w.rss_kb > 0, "{table}");
+        }
+        assert!(report.notes.iter().any(|n| n.starts_with("users per worker, by x-worker-pid")), "{table}");
+
+        // The same service at a route that does not name its worker.
+        let blind = write_scenario(&dir, "blind.toml", &workers_text(&marker, "/metrics"));
+        let report = measure(&point(&blind), &opts).expect("a measurement");
+        let table = report.table(&point(&blind));
+        assert!(report.workers.iter().all(|w| w.connections == 0), "{table}");
+        assert!(report.notes.iter().any(|n| n.contains("x-worker-pid") && n.contains("unknown")), "{table}");
+    }
+    assert!(wait_gone(&marker), "the measurement left its service running");
+
+    let vopts =
+        ValidateOptions { measure: opts, requests: 150, sim_requests: 1000, ..ValidateOptions::default() };
+    // The costs the server is configured with: the simulator needs some.
+    let fixed: Vec<_> = ["system.workers=2", "cost.token_locked_ms=2.5", "cost.token_free_ms=1.5"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let axes = [format!("clients.users={users}").parse().unwrap()];
+    let v = validate_target(&file, &fixed, &axes, None, &vopts, |_, _, _| {}).expect("a validation");
+    let table = v.table();
+    let c = v.points[0].split.as_ref().expect("a split check");
+    assert_eq!(c.read_from, SplitSource::Answered, "{table}");
+    assert!(c.hash.is_none(), "a target's split is not a hash's draw\n{table}");
+    assert_eq!(c.users[0].len(), 2, "{table}");
+    assert_eq!(c.users[0].iter().sum::<u32>(), users as u32, "{table}");
+    assert!(v.notes.iter().any(|n| n.contains("\"round-robin\"")), "{table}");
+    let blind = dir.join("blind.toml");
+    let v = validate_target(&blind, &fixed, &axes, None, &vopts, |_, _, _| {}).expect("a validation");
+    let table = v.table();
+    assert!(v.points[0].split.is_none(), "{table}");
+    assert!(v.points[0].split_unknown.as_deref().is_some_and(|w| w.contains("x-worker-pid")), "{table}");
+    assert!(v.notes.iter().any(|n| n.contains("unknown at 1 of 1 points")), "{table}");
+    assert!(wait_gone(&marker), "the validation left its service running");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

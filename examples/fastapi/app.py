@@ -10,6 +10,8 @@ servesim's handlers:
     POST /async-offload   `async def` awaiting anyio.to_thread.run_sync(generate, ...)
     GET  /health          {"ok": true} once the model is loaded
 
+Every response carries `x-worker-pid: <the answering process's pid>`.
+
 Request: {"prompt": str of at most 48 characters (default ""), "max_new_tokens": int in
 0..=32 (default 8)}, both optional, nothing else; a bad body gets FastAPI's 422.
 Reply: {"text": the new characters, "tokens": how many}.
@@ -323,15 +325,28 @@ async def lifespan(_app):
 
 
 class StampArrival:
-    """Outermost app layer: notes when each HTTP request entered the app."""
+    """Outermost app layer: notes when each HTTP request entered the app, and names the
+    worker process that answers it (`x-worker-pid`, on every response): with uvicorn's
+    --workers N the workers share one listening socket, and which of them accepts a
+    connection is a race; servesim reads the header to learn how its users were split."""
 
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            scope[ARRIVED] = time.perf_counter()
-        await self.inner(scope, receive, send)
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        scope[ARRIVED] = time.perf_counter()
+
+        async def send_with_pid(message):
+            if message["type"] == "http.response.start":
+                # os.getpid() at the response: the worker process, whatever forked it.
+                pid = (b"x-worker-pid", str(os.getpid()).encode())
+                message = {**message, "headers": [*message.get("headers", []), pid]}
+            await send(message)
+
+        await self.inner(scope, receive, send_with_pid)
 
 
 app = FastAPI(title="servesim FastAPI example", lifespan=lifespan)

@@ -5,7 +5,9 @@
 #
 # Usage: examples/fastapi/run.sh            the whole run (about 10 minutes on 2 cores)
 #        examples/fastapi/run.sh --smoke    a short one for CI (about 2 minutes): a 20 s
-#                                           calibration, then 2 and 8 users, one worker
+#                                           calibration, then 2 and 8 users, one worker,
+#                                           and one point on two workers (users per
+#                                           worker read from x-worker-pid)
 #
 # Writes examples/fastapi/scenario.calibration.json (the ramp, the fit, its CIs),
 # examples/fastapi/scenario.calibrated.toml (the scenario with the fitted costs, for
@@ -40,6 +42,9 @@ if [[ $smoke == 1 ]]; then
     timeout 300 "$servesim" validate --target "$out/scenario.calibrated.toml" \
         --sweep worker.handler=sync,async-blocking,async-offload --sweep clients.users=2,8 \
         --requests 100 --out "$out/validation" --plots "$out/plots"
+    timeout 300 "$servesim" validate --target "$out/scenario.calibrated.toml" \
+        --set worker.handler='"sync"' --sweep system.workers=2 --sweep clients.users=8 \
+        --requests 100 --out "$out/validation-workers" --plots "$out/plots-workers"
     exit 0
 fi
 

@@ -1,7 +1,9 @@
 //! Closed loop: each user has one keep-alive connection, sends, waits for the reply,
-//! thinks, and sends again.
+//! thinks, and sends again. Each user notes which worker answered it (see
+//! [`workers`](super::workers)).
 
 use super::ctx::Ctx;
+use super::workers::{PidTally, UserSplit};
 use super::{ErrorKind, RequestRecord, Stop};
 use crate::workload::{Dist, Sampler};
 use rand::SeedableRng;
@@ -30,8 +32,15 @@ impl Claims {
     }
 }
 
-/// Runs `users` users until the stop; returns every request they made.
-pub async fn run(ctx: Arc<Ctx>, users: u32, think_ms: &Dist, stop: Stop, seed: u64) -> Vec<RequestRecord> {
+/// Runs `users` users until the stop; returns every request they made, and how the users
+/// fell on the server's workers.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    users: u32,
+    think_ms: &Dist,
+    stop: Stop,
+    seed: u64,
+) -> (Vec<RequestRecord>, UserSplit) {
     let limit = match stop {
         Stop::Requests(n) => Some(n),
         Stop::Duration(_) => None,
@@ -43,24 +52,31 @@ pub async fn run(ctx: Arc<Ctx>, users: u32, think_ms: &Dist, stop: Stop, seed: u
         set.spawn(user(Arc::clone(&ctx), Arc::clone(&claims), think_ms.sampler(), rng));
     }
     let mut records = Vec::new();
+    let mut workers = Vec::with_capacity(users as usize);
     while let Some(done) = set.join_next().await {
-        records.extend(done.unwrap_or_default());
+        // A user task that panicked made no records and answers for no worker.
+        let (recs, worker) = done.unwrap_or_default();
+        records.extend(recs);
+        workers.push(worker);
     }
-    records
+    (records, UserSplit::of(workers))
 }
 
-/// One user's loop: bounded by the claims (count) and the send window (time).
+/// One user's loop: bounded by the claims (count) and the send window (time). Returns
+/// its requests and the worker it counts at ([`PidTally::worker`]).
 async fn user(
     ctx: Arc<Ctx>,
     claims: Arc<Claims>,
     think: Sampler,
     mut rng: Xoshiro256PlusPlus,
-) -> Vec<RequestRecord> {
+) -> (Vec<RequestRecord>, Option<u32>) {
     let mut conn = None;
     let mut out = Vec::new();
+    let mut answered_by = PidTally::default();
     while !ctx.sending_over() {
         let Some(index) = claims.next() else { break };
         let rec = ctx.send(&mut conn, index, Instant::now()).await;
+        answered_by.add(rec.worker_pid);
         let backoff = if rec.error == Some(ErrorKind::Connect) { RECONNECT_BACKOFF } else { Duration::ZERO };
         out.push(rec);
         let pause = ms(think.sample(&mut rng)) + backoff;
@@ -68,7 +84,7 @@ async fn user(
             break;
         }
     }
-    out
+    (out, answered_by.worker())
 }
 
 /// Sleeps `d`, or until the send window closes; whether the window is still open.

@@ -37,6 +37,8 @@ pub struct Response {
     pub body: Option<Bytes>,
     /// Its `Server-Timing` header, when asked for and sent.
     pub timing: Option<String>,
+    /// The pid its [`PID_HEADER`](super::PID_HEADER) names, when sent.
+    pub worker_pid: Option<u32>,
 }
 
 /// Why an exchange failed, and whether a response head had arrived.
@@ -74,7 +76,8 @@ impl Conn {
     }
 
     /// Sends `req` and reads the whole response body (so the connection can be reused),
-    /// keeping the body only if `capture`, and the `Server-Timing` header only if `timing`.
+    /// keeping the body only if `capture`, and the `Server-Timing` header only if `timing`;
+    /// the answering worker's pid whenever the response names it.
     pub async fn exchange(
         &mut self,
         req: OutRequest,
@@ -84,6 +87,7 @@ impl Conn {
         let resp =
             self.sender.send_request(req).await.map_err(|e| Failure { kind: classify(&e), status: None })?;
         let status = resp.status();
+        let worker_pid = super::workers::pid_of(resp.headers());
         let server_timing = if timing {
             let all: Vec<&str> =
                 resp.headers().get_all("server-timing").iter().filter_map(|v| v.to_str().ok()).collect();
@@ -96,7 +100,7 @@ impl Conn {
             .collect()
             .await
             .map_err(|e| Failure { kind: classify(&e), status: Some(status) })?;
-        Ok(Response { status, body: capture.then(|| body.to_bytes()), timing: server_timing })
+        Ok(Response { status, body: capture.then(|| body.to_bytes()), timing: server_timing, worker_pid })
     }
 }
 

@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 
+/// What a complete response left for its record: its body (if captured), its
+/// `Server-Timing` (if captured) and the pid of the worker that answered (if named).
+type Answer = (Option<Bytes>, Option<String>, Option<u32>);
+
 /// Live counters, read by the progress line and the report.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -139,7 +143,7 @@ impl Ctx {
             timeout_at(deadline, conn.exchange(self.request(index), self.capture, self.capture_timing)).await;
         self.counters.in_flight.fetch_sub(1, Relaxed);
         let (status, result) = match outcome {
-            Ok(Ok(resp)) => (Some(resp.status.as_u16()), Ok((resp.body, resp.timing))),
+            Ok(Ok(resp)) => (Some(resp.status.as_u16()), Ok((resp.body, resp.timing, resp.worker_pid))),
             Ok(Err(f)) => (f.status.map(|s| s.as_u16()), Err(f.kind)),
             Err(_) if self.past_hard_stop() => (None, Err(ErrorKind::Cancelled)),
             Err(_) => (None, Err(ErrorKind::Timeout)),
@@ -183,12 +187,12 @@ impl Ctx {
         intended: Instant,
         sent: Option<Instant>,
         status: Option<u16>,
-        result: Result<(Option<Bytes>, Option<String>), ErrorKind>,
+        result: Result<Answer, ErrorKind>,
     ) -> RequestRecord {
         let done_us = self.us(Instant::now());
-        let (error, body, server_timing) = match result {
-            Ok((body, timing)) => (status.and_then(ErrorKind::of_status), body, timing),
-            Err(kind) => (Some(kind), None, None),
+        let (error, body, server_timing, worker_pid) = match result {
+            Ok((body, timing, pid)) => (status.and_then(ErrorKind::of_status), body, timing, pid),
+            Err(kind) => (Some(kind), None, None, None),
         };
         self.counters.done.fetch_add(1, Relaxed);
         if error.is_some() {
@@ -203,6 +207,7 @@ impl Ctx {
             error,
             body: body.map(|b| String::from_utf8_lossy(&b).into_owned()),
             server_timing,
+            worker_pid,
         }
     }
 }

@@ -88,6 +88,10 @@ pub struct RequestRecord {
     /// The response's `Server-Timing` header, when the plan captures it and it was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_timing: Option<String>,
+    /// The process that answered, as the response's [`PID_HEADER`](super::PID_HEADER)
+    /// names it (any status), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_pid: Option<u32>,
 }
 
 impl RequestRecord {
@@ -172,6 +176,7 @@ mod tests {
                 error: None,
                 body: None,
                 server_timing: None,
+                worker_pid: None,
             },
             RequestRecord {
                 index: 1,
@@ -182,6 +187,7 @@ mod tests {
                 error: Some(ErrorKind::Connect),
                 body: None,
                 server_timing: None,
+                worker_pid: None,
             },
         ];
         let mut buf = Vec::new();

@@ -60,6 +60,11 @@ pub struct LoadReport {
     pub connections: u64,
     /// Wall time of the whole run, drain included (s).
     pub wall_s: f64,
+    /// Closed loop: how the users fell on the server's workers, by the
+    /// [`PID_HEADER`](super::PID_HEADER) of their responses (all `unknown` when the server
+    /// does not send it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users_by_worker: Option<super::UserSplit>,
     /// One record per request, in index order.
     #[serde(skip)]
     pub records: Vec<RequestRecord>,
@@ -112,6 +117,7 @@ impl LoadReport {
             max_in_flight: info.max_in_flight,
             connections: info.connections,
             wall_s: info.wall_s,
+            users_by_worker: None,
             records,
         }
     }
@@ -146,6 +152,9 @@ impl LoadReport {
         }
         row("max in flight", self.max_in_flight.to_string(), "requests");
         row("connections opened", self.connections.to_string(), "");
+        if let Some(split) = self.users_by_worker.as_ref().filter(|s| !s.users.is_empty()) {
+            row("users per worker", split.label(), "(pid: users, x-worker-pid)");
+        }
         for (kind, n) in self.errors.iter().filter(|(_, n)| **n > 0) {
             row(&format!("errors {}", kind.name()), n.to_string(), "");
         }
@@ -224,6 +233,7 @@ mod tests {
             error: ErrorKind::of_status(status),
             body: None,
             server_timing: None,
+            worker_pid: None,
         }
     }
 

@@ -114,8 +114,11 @@ pub struct WorkerReport {
     pub rss_kb: u64,
     /// Requests answered 200 during the run.
     pub completed: u64,
-    /// Connections the worker accepted during the run: the share of the load generator's
-    /// connections the kernel's `SO_REUSEPORT` hash gave it.
+    /// servesim's own server: connections the worker accepted during the run, the share of
+    /// the load generator's connections the kernel's `SO_REUSEPORT` hash gave it. A
+    /// `[target]` service: closed-loop users whose responses this process answered, by
+    /// their `x-worker-pid` header (each user once, where most of its replies came from);
+    /// 0 for every process when the service does not send the header.
     #[serde(default)]
     pub connections: u64,
 }
@@ -275,7 +278,7 @@ pub fn measure(sc: &Scenario, opts: &MeasureOptions) -> Result<MeasureReport, Me
     plan.validate()?;
     let before = srv.stats()?;
     let (t0, cpu0) = (Instant::now(), process_cpu_ms());
-    let records = run_load(&plan, &cpus, opts.max_wall_s)?;
+    let records = run_load(&plan, &cpus, opts.max_wall_s)?.records;
     let (wall, load_cpu) = (t0.elapsed().as_secs_f64(), process_cpu_ms() - cpu0);
     let after = srv.stats()?;
     let stopped = srv.stop(Duration::from_secs_f64(opts.limits.drain_timeout_ms / 1e3 + 10.0))?;
@@ -308,7 +311,7 @@ pub(crate) fn load_cpu_ms(
     plan.seed = sc.run.seed;
     plan.validate()?;
     let cpu0 = process_cpu_ms();
-    let records = run_load(&plan, cpus, 120.0)?;
+    let records = run_load(&plan, cpus, 120.0)?.records;
     Ok((process_cpu_ms() - cpu0) / records.len().max(1) as f64)
 }
 
@@ -329,7 +332,7 @@ pub(super) fn run_load(
     plan: &LoadPlan,
     cpus: &CpuPlan,
     cap_s: f64,
-) -> Result<Vec<RequestRecord>, MeasureError> {
+) -> Result<load::LoadReport, MeasureError> {
     let pin = cpus.load.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -346,7 +349,7 @@ pub(super) fn run_load(
     let out = rt.block_on(run).map_err(|e| setup("run the load generator", e));
     rt.shutdown_background();
     match out? {
-        Ok(report) => Ok(report?.records),
+        Ok(report) => Ok(report?),
         Err(_) => Err(MeasureError::WallCap(cap_s)),
     }
 }
@@ -587,6 +590,7 @@ mod tests {
             error: None,
             body: None,
             server_timing: None,
+            worker_pid: None,
         };
         let records: Vec<RequestRecord> = (0..20).map(rec).collect();
         let ok: Vec<&RequestRecord> = records.iter().collect();

@@ -6,7 +6,8 @@
 //!     same launch as the running one? reuse it : stop it, start this one ◄─┘
 //!  ─► load generator (on the other CPUs when {cpus} pins the service) ─► records
 //!  ─► the report: throughput and latency from the records; waits from Server-Timing;
-//!     memory from /proc of the service's process group
+//!     memory from /proc of the service's process group; users per worker from the
+//!     x-worker-pid header of each user's responses, when the service sends it
 //! ```
 //!
 //! One service runs at a time. It is kept between measurements that start it the same
@@ -15,6 +16,7 @@
 
 mod fit;
 mod service;
+mod workers;
 
 pub use fit::{
     Costs, FitError, FitOptions, OneClient, Param, RampPoint, SLICE_PARAM, TARGET_CALIBRATION_FORMAT,
@@ -22,7 +24,7 @@ pub use fit::{
 };
 pub use service::{Launch, Service, ServiceError, Stopped, free_port, get_status, group_rss_kb};
 
-use super::measure::{MeasureError, MeasureOptions, MeasureReport, WorkerReport};
+use super::measure::{MeasureError, MeasureOptions, MeasureReport};
 use crate::affinity::CpuPlan;
 use crate::load::{BodyTemplate, LoadPlan, Method};
 use crate::scenario::{Scenario, TargetSpec, TargetVars};
@@ -170,7 +172,8 @@ pub fn measure(
     plan.capture_timing = true;
     plan.validate()?;
     let t0 = std::time::Instant::now();
-    let records = super::measure::run_load(&plan, &cpus, opts.max_wall_s)?;
+    let load = super::measure::run_load(&plan, &cpus, opts.max_wall_s)?;
+    let (records, split) = (load.records, load.users_by_worker);
     let wall_s = t0.elapsed().as_secs_f64();
     let rss = pgid.map(group_rss_kb).unwrap_or_default();
     let run = super::measure::Run { records, warmup, before: Vec::new(), after: Vec::new(), wall_s, cpus };
@@ -184,12 +187,12 @@ pub fn measure(
     report.mean_in_system =
         run.records.iter().filter(|r| r.is_ok()).map(|r| r.latency_us() as f64).sum::<f64>() / (wall_s * 1e6);
     report.memory_mb = rss.iter().map(|(_, kb)| *kb as f64 / 1024.0).sum();
-    report.workers =
-        rss.iter().map(|&(pid, rss_kb)| WorkerReport { pid, rss_kb, completed: 0, connections: 0 }).collect();
+    report.workers = workers::reports(&rss, &run.records, split.as_ref());
     report.notes.insert(
         0,
         format!("target {} ({})", r.url, if pgid.is_some() { "started by servesim" } else { "running" }),
     );
+    report.notes.extend(workers::notes(sc, split.as_ref()));
     if report.completed > 0 && report.errors as f64 > 0.05 * report.sent as f64 {
         return Err(MeasureError::Setup {
             what: "measure the target",

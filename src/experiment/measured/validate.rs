@@ -16,11 +16,13 @@
 //! uses the same calibration.
 
 mod present;
+mod split;
 mod spread;
 mod stages;
 mod summary;
 mod target;
 
+pub use split::{HashDraws, SplitCheck, SplitSource};
 pub use spread::{BATCHES, Spread};
 pub use stages::{PointLimits, StageCompared, StageDiff, StageMiss};
 pub use summary::{ErrorSummary, Target};
@@ -177,10 +179,15 @@ pub struct ValidatedPoint {
     /// the summary and the targets.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub used_by_fit: bool,
-    /// Closed loops on several workers balanced by the kernel's hash: how the measured
-    /// runs split their users, and the prediction given those splits.
+    /// Closed loops on several workers, balanced by the kernel's hash or served by a
+    /// `[target]`: how the measured runs split their users, and the prediction given those
+    /// splits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitCheck>,
+    /// Why such a point has no [`split`](Self::split): its runs' users per worker are not
+    /// known (e.g. a target that does not name the answering worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_unknown: Option<String>,
     /// Each stage of a request as the server's `Server-Timing` reports it, predicted and
     /// measured (none when the server sends no such header).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -189,147 +196,6 @@ pub struct ValidatedPoint {
     /// beyond the noise): the stage that differs most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub miss: Option<StageMiss>,
-}
-
-/// Users on several workers balanced by `SO_REUSEPORT`'s hash: each run's split, read from
-/// the workers' own counters, and the prediction given it. The point's main prediction is
-/// over the hash's distribution (each replication draws its own split); this one is with
-/// the split the runs had. Their difference is the hash's luck; what remains between this
-/// prediction and the measurement is the model's error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SplitCheck {
-    /// Each pass's users per worker (the connections each worker accepted), worker order.
-    pub users: Vec<Vec<u32>>,
-    /// Each pass's requests answered per worker, worker order.
-    pub requests: Vec<Vec<u64>>,
-    /// Throughput predicted with each pass's split (mean over the passes) vs measured.
-    pub throughput_rps: Compared,
-    /// p95 predicted with each pass's split vs measured.
-    pub p95_ms: Compared,
-    /// The prediction over the hash's whole distribution of splits, when it has few enough
-    /// distinct splits to simulate each.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash: Option<HashDraws>,
-}
-
-/// What the hash's luck alone does to a point: every distinct split of the users over the
-/// workers (workers are alike, so a split is a multiset of counts), simulated, weighted by
-/// its probability when each user's connection lands on a worker uniformly at random.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HashDraws {
-    /// Distinct splits simulated.
-    pub splits: usize,
-    /// Throughput: the expectation over the splits (req/s).
-    pub throughput_mean: f64,
-    /// Throughput: 10th and 90th percentiles over the splits (req/s).
-    pub throughput_p10: f64,
-    /// See `throughput_p10`.
-    pub throughput_p90: f64,
-    /// p95 latency: 10th and 90th percentiles over the splits (ms).
-    pub p95_p10: f64,
-    /// See `p95_p10`.
-    pub p95_p90: f64,
-    /// Where the measured throughput falls in the distribution: the probability of a split
-    /// giving less.
-    pub measured_throughput_rank: f64,
-}
-
-/// At most this many distinct splits are simulated for [`HashDraws`].
-const MAX_SPLITS: usize = 40;
-
-/// The distinct splits of `users` over `workers` alike workers (counts in decreasing
-/// order, zeros included) and the probability of each under a uniform hash; `None` beyond
-/// [`MAX_SPLITS`].
-fn hash_splits(users: u32, workers: u32) -> Option<Vec<(Vec<u32>, f64)>> {
-    fn walk(left: u32, max: u32, slots: u32, cur: &mut Vec<u32>, out: &mut Vec<Vec<u32>>) -> bool {
-        if slots == 0 {
-            if left == 0 {
-                out.push(cur.clone());
-            }
-            return out.len() <= MAX_SPLITS;
-        }
-        for k in (0..=max.min(left)).rev() {
-            if k * slots < left {
-                break;
-            }
-            cur.push(k);
-            let ok = walk(left - k, k, slots - 1, cur, out);
-            cur.pop();
-            if !ok {
-                return false;
-            }
-        }
-        true
-    }
-    let mut out = Vec::new();
-    if !walk(users, users, workers, &mut Vec::new(), &mut out) {
-        return None;
-    }
-    use statrs::function::gamma::ln_gamma;
-    let lf = |n: u32| ln_gamma(f64::from(n) + 1.0);
-    Some(
-        out.into_iter()
-            .map(|split| {
-                // Assignments of users giving these counts to workers in this order, times
-                // the distinct orders of the counts, over all workers^users assignments.
-                let mut ln = lf(users) - split.iter().map(|&k| lf(k)).sum::<f64>();
-                let mut orders = lf(workers);
-                let mut i = 0;
-                while i < split.len() {
-                    let j = split[i..].iter().take_while(|&&k| k == split[i]).count();
-                    orders -= lf(j as u32);
-                    i += j;
-                }
-                ln += orders - f64::from(users) * f64::from(workers).ln();
-                (split, ln.exp())
-            })
-            .collect(),
-    )
-}
-
-/// The prediction over the hash's distribution of splits (see [`HashDraws`]).
-fn hash_draws(sc: &Scenario, measured_throughput: f64) -> Option<HashDraws> {
-    let splits = hash_splits(sc.clients.users, sc.system.workers)?;
-    let mut runs: Vec<(f64, f64, f64)> = splits
-        .par_iter()
-        .map(|(split, p)| {
-            // Two replications each: the spread that matters here is between the splits.
-            let mut with = sc.clone();
-            with.system.split = split.clone();
-            with.run.replications = with.run.replications.min(2);
-            sim::simulate(&with).ok().map(|r| (*p, r.figures.throughput_rps, r.figures.latency_ms.p95))
-        })
-        .collect::<Option<_>>()?;
-    let quantile = |runs: &mut Vec<(f64, f64, f64)>, key: fn(&(f64, f64, f64)) -> f64, q: f64| {
-        runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
-        let mut acc = 0.0;
-        for r in runs.iter() {
-            acc += r.0;
-            if acc >= q {
-                return key(r);
-            }
-        }
-        runs.last().map_or(f64::NAN, key)
-    };
-    let total: f64 = runs.iter().map(|r| r.0).sum();
-    Some(HashDraws {
-        splits: runs.len(),
-        throughput_mean: runs.iter().map(|r| r.0 * r.1).sum::<f64>() / total,
-        throughput_p10: quantile(&mut runs, |r| r.1, 0.1 * total),
-        throughput_p90: quantile(&mut runs, |r| r.1, 0.9 * total),
-        p95_p10: quantile(&mut runs, |r| r.2, 0.1 * total),
-        p95_p90: quantile(&mut runs, |r| r.2, 0.9 * total),
-        measured_throughput_rank: runs.iter().filter(|r| r.1 < measured_throughput).map(|r| r.0).sum::<f64>()
-            / total,
-    })
-}
-
-impl SplitCheck {
-    /// `5+3` (one pass) or `5+3, 4+4`.
-    pub fn users_label(&self) -> String {
-        let one = |u: &Vec<u32>| u.iter().map(u32::to_string).collect::<Vec<_>>().join("+");
-        self.users.iter().map(one).collect::<Vec<_>>().join(", ")
-    }
 }
 
 impl ValidatedPoint {
@@ -515,9 +381,9 @@ struct Planned {
     passes: Vec<Scenario>,
     /// The open-loop scenario's stability (before it became a trace).
     stability: sim::Stability,
-    /// A closed loop on several workers balanced by the hash: the simulated scenario, to
+    /// A closed loop on several workers (see [`split::wanted`]): the simulated scenario, to
     /// predict again with each measured split.
-    hashed: Option<Scenario>,
+    split_by: Option<Scenario>,
 }
 
 impl Planned {
@@ -533,6 +399,12 @@ impl Planned {
             measured.iter().map(|r| (r.throughput_rps, &r.window)).collect();
         let capacity = self.stability.capacity_rps;
         let throughput = mean(|r| r.figures.throughput_rps);
+        let (split, split_unknown) =
+            match self.split_by.as_ref().map(|sc| split::check(sc, measured, &rates, &windows)) {
+                None => (None, None),
+                Some(Ok(c)) => (Some(c), None),
+                Some(Err(why)) => (None, Some(why)),
+            };
         let busiest = mean(|r| {
             let u = &r.figures.utilization;
             u.cores.max(u.lock).max(u.threads).max(u.event_loop)
@@ -564,61 +436,12 @@ impl Planned {
                 spread::quantile_ms(&windows, 0.99),
             ),
             used_by_fit: false,
-            split: self.hashed.as_ref().and_then(|sc| split_check(sc, measured, &rates, &windows)),
+            split,
+            split_unknown,
             stages: stages::compare(&self.predicted, measured),
             miss: None,
         }
     }
-}
-
-/// The split check of a hashed point: `None` when a run's counted connections do not match
-/// its users one for one (a client reconnected, or a worker was replaced) — the split is
-/// then not known.
-fn split_check(
-    sc: &Scenario,
-    measured: &[MeasureReport],
-    rates: &[(f64, &super::Window)],
-    windows: &[&super::Window],
-) -> Option<SplitCheck> {
-    let users: Vec<Vec<u32>> = measured
-        .iter()
-        .map(|m| m.workers.iter().map(|w| u32::try_from(w.connections).unwrap_or(u32::MAX)).collect())
-        .collect();
-    let fits = |u: &Vec<u32>| {
-        u.len() == sc.system.workers as usize
-            && u.iter().map(|&n| u64::from(n)).sum::<u64>() == u64::from(sc.clients.users)
-    };
-    if users.is_empty() || !users.iter().all(fits) {
-        return None;
-    }
-    let predicted: Vec<sim::SimReport> = users
-        .iter()
-        .map(|u| {
-            let mut with = sc.clone();
-            with.system.split = u.clone();
-            sim::simulate(&with).ok()
-        })
-        .collect::<Option<_>>()?;
-    let n = predicted.len() as f64;
-    let measured_throughput = measured.iter().map(|m| m.throughput_rps).sum::<f64>() / measured.len() as f64;
-    let hash = hash_draws(sc, measured_throughput);
-    let mean = |g: fn(&sim::SimReport) -> f64| predicted.iter().map(g).sum::<f64>() / n;
-    let half = |g: fn(&sim::SimReport) -> f64| predicted.iter().map(|r| g(r).powi(2)).sum::<f64>().sqrt() / n;
-    Some(SplitCheck {
-        requests: measured.iter().map(|m| m.workers.iter().map(|w| w.completed).collect()).collect(),
-        users,
-        throughput_rps: Compared::new(
-            mean(|r| r.figures.throughput_rps),
-            half(|r| r.ci95.throughput_rps),
-            spread::throughput(rates),
-        ),
-        p95_ms: Compared::new(
-            mean(|r| r.figures.latency_ms.p95),
-            half(|r| r.ci95.latency_ms.p95),
-            spread::quantile_ms(windows, 0.95),
-        ),
-        hash,
-    })
 }
 
 fn load(
@@ -661,7 +484,7 @@ fn plan_point(
     let simulate = |sc: &Scenario| {
         sim::simulate(sc).map_err(|source| ValidateError::Sim { point: label.into(), source })
     };
-    let (predicted, passes, hashed) = match base.clients.kind {
+    let (predicted, passes, split_by) = match base.clients.kind {
         ClientKind::Open => {
             let mut predicted = Vec::new();
             let mut passes = Vec::new();
@@ -683,10 +506,7 @@ fn plan_point(
             sim_extra.push(set("run.warmup_requests", 200 + 4 * users));
             let simulated = load(suite, point, &sim_extra, label)?;
             let predicted = vec![simulate(&simulated)?];
-            let hashed = (simulated.system.workers > 1
-                && simulated.system.balancer == crate::scenario::Balancer::Hash
-                && simulated.clients.kind == ClientKind::Closed)
-                .then_some(simulated);
+            let split_by = split::wanted(&simulated).then_some(simulated);
             let mut meas_extra = extra;
             meas_extra.push(set("run.requests", opts.requests as i64));
             meas_extra.push(set("run.warmup_requests", 20 + users));
@@ -698,7 +518,7 @@ fn plan_point(
                     sc
                 })
                 .collect();
-            (predicted, passes, hashed)
+            (predicted, passes, split_by)
         }
     };
     Ok(Planned {
@@ -708,7 +528,7 @@ fn plan_point(
         predicted,
         passes,
         stability,
-        hashed,
+        split_by,
     })
 }
 
@@ -790,28 +610,6 @@ mod tests {
             sends,
             "each pass draws its own arrivals"
         );
-    }
-
-    #[test]
-    fn the_hashs_splits_are_every_multiset_of_counts_with_its_probability() {
-        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        let two = hash_splits(2, 2).unwrap();
-        assert_eq!(two.iter().map(|s| s.0.clone()).collect::<Vec<_>>(), vec![vec![2, 0], vec![1, 1]]);
-        assert!(close(two[0].1, 0.5) && close(two[1].1, 0.5), "{two:?}");
-        // 3 users on 2 workers: all on one (2 of 8 assignments), else 2 + 1 (6 of 8).
-        let three = hash_splits(3, 2).unwrap();
-        assert!(close(three[0].1, 0.25) && close(three[1].1, 0.75), "{three:?}");
-        // 4 users on 3 workers: 3^4 = 81 assignments; 2+1+1 takes 36 of them.
-        let four = hash_splits(4, 3).unwrap();
-        assert_eq!(four.len(), 4);
-        let p = four.iter().find(|s| s.0 == [2, 1, 1]).unwrap().1;
-        assert!(close(p, 36.0 / 81.0), "{four:?}");
-        for (users, workers) in [(8, 2), (32, 2), (7, 3), (5, 5)] {
-            let total: f64 = hash_splits(users, workers).unwrap().iter().map(|s| s.1).sum();
-            assert!(close(total, 1.0), "{users} on {workers}: {total}");
-        }
-        // Too many distinct splits to simulate each.
-        assert!(hash_splits(64, 8).is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! How a validation is shown: a text table, a markdown report, CSV, JSON and plots.
 
 use super::stages::{cell, miss_line, misses_by_stage};
-use super::{Compared, ValidateError, ValidatedPoint, Validation, short};
+use super::{Compared, SplitSource, ValidateError, ValidatedPoint, Validation, short};
 use crate::experiment::report::Staged;
 use crate::plot::{Chart, Point, Series, SeriesKind};
 use crate::sim::StageTimes;
@@ -42,6 +42,39 @@ const LEFT_OUT: &str = "
   the hand-off cost as the pool points, and its latency grows as 1 / (1 − ρ): a capacity
   10–20% low becomes a latency several times too high at 50 req/s.
 ";
+
+/// The markdown section on the points on several workers: what the two predictions are,
+/// and the head of its table.
+fn split_intro(split: &[(&ValidatedPoint, &super::SplitCheck)]) -> String {
+    let by = split.first().map_or("hash's draws", |(_, c)| c.predicted_by());
+    let text = if split.iter().any(|(_, c)| c.read_from == SplitSource::Answered) {
+        format!(
+            "\n## Workers: how the service split its users, and the model's error\n\nA closed-loop \
+             user keeps its connection, and the worker that accepted it answers all its requests. \
+             servesim is not told how the service picks that worker (uvicorn's `--workers` share one \
+             listening socket: whichever worker wakes first accepts), so the point's prediction \
+             spreads requests by the scenario's `system.balancer` ({by}); here it is also made with \
+             the split each run had (users: the worker that answered most of each user's requests, \
+             by the `x-worker-pid` header of its responses). The hash's draws, which model \
+             `SO_REUSEPORT`, are not predicted for a service of your own. The difference between \
+             the two predictions is how the split went; what remains against the measurement is \
+             the model's."
+        )
+    } else {
+        "\n## Workers: the hash's luck and the model's error\n\nThe kernel's `SO_REUSEPORT` hash \
+         puts each connection on a worker whatever its load, and a closed-loop user keeps its \
+         connection: the split of users over workers is luck. The point's prediction is over the \
+         hash's draws (each replication its own); here it is also made with the split each run \
+         had (users: the connections each worker accepted, from its own counters). The \
+         difference between the two predictions is the hash's luck; what remains against the \
+         measurement is the model's."
+            .into()
+    };
+    format!(
+        "{text}\n\n| point | users per worker | requests per worker | throughput: {by} / this split vs \
+         measured | err | p95 ms: {by} / this split vs measured | err |\n|---|---|---|---|---:|---|---:|\n"
+    )
+}
 
 impl Validation {
     /// The table and summary, as text.
@@ -84,28 +117,36 @@ impl Validation {
         s
     }
 
-    /// The points on several workers balanced by the kernel's hash: each run's split and
-    /// the prediction given it, against the prediction over the hash's draws.
+    /// The points on several workers: each run's split and the prediction given it, against
+    /// the point's own prediction (over the hash's draws, or by the scenario's balancer).
     pub fn split_text(&self) -> String {
         let mut s = String::new();
         let split: Vec<_> = self.points.iter().filter_map(|p| Some((p, p.split.as_ref()?))).collect();
         if split.is_empty() {
             return s;
         }
+        let answered = split.iter().any(|(_, c)| c.read_from == SplitSource::Answered);
         let _ = writeln!(
             s,
-            "workers balanced by the kernel's hash: the measured split of users (connections per \
-             worker), and throughput / p95 predicted over the hash's draws and with that split"
+            "{}, and throughput / p95 predicted without it and with that split",
+            if answered {
+                "workers of the target: the measured split of users (per worker, by the x-worker-pid \
+                 of each user's responses)"
+            } else {
+                "workers balanced by the kernel's hash: the measured split of users (connections per \
+                 worker)"
+            }
         );
         for (p, c) in split {
             let _ = writeln!(
                 s,
-                "  {} {}: users {}  throughput {:.1} (hash's draws) / {:.1} (this split) vs {:.1} \
+                "  {} {}: users {}  throughput {:.1} ({}) / {:.1} (this split) vs {:.1} \
                  measured: {:+.1}% / {:+.1}%{}   p95 {:.1} / {:.1} vs {:.1} ms: {:+.1}% / {:+.1}%{}",
                 p.suite,
                 p.label(),
                 c.users_label(),
                 p.throughput_rps.predicted,
+                c.predicted_by(),
                 c.throughput_rps.predicted,
                 c.throughput_rps.measured,
                 p.throughput_rps.error_pct,
@@ -256,17 +297,7 @@ impl Validation {
         }
         let split = self.points.iter().filter_map(|p| Some((p, p.split.as_ref()?))).collect::<Vec<_>>();
         if !split.is_empty() {
-            s.push_str(
-                "\n## Workers: the hash's luck and the model's error\n\nThe kernel's `SO_REUSEPORT` hash \
-                 puts each connection on a worker whatever its load, and a closed-loop user keeps its \
-                 connection: the split of users over workers is luck. The point's prediction is over the \
-                 hash's draws (each replication its own); here it is also made with the split each run \
-                 had (users: the connections each worker accepted, from its own counters). The \
-                 difference between the two predictions is the hash's luck; what remains against the \
-                 measurement is the model's.\n\n| point | users per worker | requests per worker | \
-                 throughput: hash's draws / this split vs measured | err | p95 ms: hash's draws / this \
-                 split vs measured | err |\n|---|---|---|---|---:|---|---:|\n",
-            );
+            s.push_str(&split_intro(&split));
             for (p, c) in split {
                 let requests = c
                     .requests

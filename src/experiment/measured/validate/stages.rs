@@ -197,6 +197,7 @@ mod tests {
             p99_ms: c(0.0),
             used_by_fit: false,
             split: None,
+            split_unknown: None,
             stages: vec![
                 stage("queue", (5.0, 1.0), (9.0, 8.0)),
                 stage("lock", (2.0, 3.0), (10.0, 4.0)),

@@ -11,10 +11,12 @@
 //!     median ≤ 15%, the winning handler right at every concurrency ≥ 2
 //! ```
 
+use super::split::balancer_said;
 use super::summary::{ErrorSummary, Target, metric, summarize};
 use super::{PointLimits, Suite, ValidateError, ValidateOptions, ValidatedPoint, Validation, validate};
 use crate::experiment::grid::Axis;
 use crate::experiment::measured::target::{ServiceGuard, TargetCalibration};
+use crate::load::PID_HEADER;
 use crate::scenario::{Override, Scenario, ScenarioError};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -89,7 +91,53 @@ pub fn validate_target(
     } else {
         v.targets = target_targets(&v.summary, &held_out);
     }
+    v.notes.extend(worker_notes(&sc, &v.points));
     Ok(v)
+}
+
+/// What the report must say of the points on several workers: how the simulated side
+/// balanced them, and at which points the users per worker are unknown, and why.
+fn worker_notes(sc: &Scenario, points: &[ValidatedPoint]) -> Vec<String> {
+    let value = |p: &ValidatedPoint, k: &str| p.params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+    let several: Vec<&ValidatedPoint> = points
+        .iter()
+        .filter(|p| {
+            value(p, "system.workers").and_then(|v| v.parse::<u32>().ok()).unwrap_or(sc.system.workers) > 1
+        })
+        .collect();
+    if several.is_empty() {
+        return Vec::new();
+    }
+    let balancer = match value(several[0], "system.balancer") {
+        Some(b) => format!("system.balancer = {b}, as the point says"),
+        None => format!("system.balancer = {}, as the scenario says", balancer_said(sc.system.balancer)),
+    };
+    let mut out = vec![format!(
+        "with system.workers > 1 the simulated side spreads the load by {balancer}: servesim is not \
+         told how the service picks a worker (uvicorn's workers share one listening socket, and \
+         whichever wakes first accepts a connection and answers all its requests). Each closed-loop \
+         point on several workers is also predicted with the users per worker its runs had, read from \
+         the {PID_HEADER} header of each user's responses (see the workers section); the hash's draws, \
+         which model SO_REUSEPORT, are not predicted for a target"
+    )];
+    let mut unknown: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in &several {
+        if let Some(why) = &p.split_unknown {
+            unknown.entry(why).or_default().push(p.label());
+        }
+    }
+    if !unknown.is_empty() {
+        let n: usize = unknown.values().map(Vec::len).sum();
+        let why: Vec<String> =
+            unknown.iter().map(|(why, at)| format!("{why} (at {})", at.join("; "))).collect();
+        out.push(format!(
+            "the users per worker are unknown at {n} of {} points on several workers, which are \
+             predicted by the balancer alone: {}",
+            several.len(),
+            why.join("; ")
+        ));
+    }
+    out
 }
 
 /// The verdict when every point was one the calibration measured.
