@@ -189,6 +189,33 @@ pub struct Costs {
     pub cv: f64,
     /// The lock's wake-up latency (µs).
     pub wake_us: f64,
+    /// The rest of the OS's wake-up costs, where they were measured on this machine (the
+    /// CPython GIL); `None`: they follow from `wake_us` (fitted).
+    pub machine: Option<MachineWake>,
+}
+
+/// The OS's wake-up costs as `servesim calibrate` measures them (besides the mean latency,
+/// `Costs::wake_us`), for a service whose lock is CPython's GIL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MachineWake {
+    /// The coefficient of variation of the wake-up latency onto an idle core.
+    pub wake_cv: f64,
+    /// The mean wake-up latency with every core busy (µs).
+    pub busy_us: f64,
+    /// What a signal costs its signaller (µs).
+    pub signal_us: f64,
+    /// The CPU of a vain wake-up (µs).
+    pub vain_us: f64,
+}
+
+impl MachineWake {
+    /// Measures them on this machine (about two seconds); with the mean idle-core latency.
+    pub fn measure() -> (f64, Self) {
+        let w = crate::experiment::wake_costs();
+        let (mean, cv) = mean_cv(&w.samples_us);
+        let (busy, _) = mean_cv(&w.busy_samples_us);
+        (mean, Self { wake_cv: cv, busy_us: busy, signal_us: w.signal.median, vain_us: w.vain.median })
+    }
 }
 
 fn dist(mean: f64, cv: f64) -> Dist {
@@ -216,8 +243,17 @@ pub fn apply(sc: &Scenario, c: &Costs) -> Scenario {
     (k.loop_out_ms, k.loop_in_free_ms, k.loop_out_free_ms) = (zero.clone(), zero.clone(), zero);
     k.loop_lock = true;
     k.rtt_ms = Dist::Const(c.rtt_ms);
-    k.wake_us = Dist::Gamma { mean: c.wake_us, cv: 0.5 };
-    k.vain_wake_us = c.wake_us / 5.0;
+    match c.machine {
+        Some(m) => {
+            k.wake_us = dist(c.wake_us, m.wake_cv);
+            k.wake_busy_us = Some(dist(m.busy_us, m.wake_cv));
+            (k.signal_us, k.vain_wake_us) = (m.signal_us, m.vain_us);
+        }
+        None => {
+            k.wake_us = Dist::Gamma { mean: c.wake_us, cv: 0.5 };
+            k.vain_wake_us = c.wake_us / 5.0;
+        }
+    }
     if s.worker.lock == LockKind::FairGil {
         k.handoff_us = c.wake_us;
     }
@@ -323,6 +359,8 @@ struct Model<'a> {
     /// (users, cores, throughput, p95) of each ramp step.
     ramp: Vec<(u32, u32, f64, f64)>,
     sim_requests: u64,
+    /// The wake-up costs measured on this machine (mean latency, the rest), if measured.
+    machine: Option<(f64, MachineWake)>,
 }
 
 impl Model<'_> {
@@ -341,7 +379,10 @@ impl Model<'_> {
             loop_ms,
             rtt_ms,
             cv: self.cv,
-            wake_us: get(Free::Wake, crate::scenario::types::DEFAULT_WAKE_US.ln()).exp(),
+            wake_us: self
+                .machine
+                .map_or_else(|| get(Free::Wake, crate::scenario::types::DEFAULT_WAKE_US.ln()).exp(), |m| m.0),
+            machine: self.machine.map(|m| m.1),
         }
     }
 
@@ -573,9 +614,20 @@ pub fn calibrate_target(
         free.push(Free::Loop);
     }
     // A wake-up cost only for the GILs: a plain mutex's hand-off is not modelled apart.
+    // CPython's GIL meets the OS's wake-ups, which are this machine's: measured, as
+    // `servesim calibrate` does, not fitted. The fair lock's hand-off is fitted.
     let wakes = matches!(sc.worker.lock, LockKind::Gil | LockKind::FairGil);
-    if wakes {
+    let machine = (sc.worker.lock == LockKind::Gil).then(MachineWake::measure);
+    if wakes && machine.is_none() {
         free.push(Free::Wake);
+    }
+    if let Some((w, m)) = machine {
+        notes.push(format!(
+            "CPython's GIL: the OS's wake-up costs measured on this machine, not fitted — a wake-up \
+             {w:.1} µs onto an idle core, {:.1} µs with every core busy (preempting its waker), a \
+             signal {:.1} µs of its signaller's time, a vain wake-up {:.2} µs of CPU",
+            m.busy_us, m.signal_us, m.vain_us
+        ));
     }
     if pinned_held.is_some() {
         notes.push("h (the share held under the lock) is pinned by the responses' Server-Timing".into());
@@ -600,6 +652,7 @@ pub fn calibrate_target(
         free: free.clone(),
         ramp: ramp.iter().map(|&(u, c, t, p, _)| (u, c, t, p)).collect(),
         sim_requests: opts.sim_requests,
+        machine,
     };
     let f = |x: &[f64]| model.sse(x);
     // A grid over h and ℓ at the default wake-up, then Nelder–Mead over every unknown.
@@ -700,9 +753,20 @@ pub fn calibrate_target(
         ),
         param("work cv", work_cv, "", None, "measured"),
     ];
-    if wakes {
-        let ci = ci_of(Free::Wake).map(|(lo, hi)| (lo.exp(), hi.exp()));
-        params.push(param("wake-up w", costs.wake_us, "µs", ci, "fit"));
+    match costs.machine {
+        Some(m) => {
+            let how = "measured (servesim calibrate's wake-ups)";
+            params.push(param("wake-up w", costs.wake_us, "µs", None, how));
+            params.push(param(WAKE_CV_PARAM, m.wake_cv, "", None, how));
+            params.push(param(BUSY_PARAM, m.busy_us, "µs", None, how));
+            params.push(param(SIGNAL_PARAM, m.signal_us, "µs", None, how));
+            params.push(param(VAIN_PARAM, m.vain_us, "µs", None, how));
+        }
+        None if wakes => {
+            let ci = ci_of(Free::Wake).map(|(lo, hi)| (lo.exp(), hi.exp()));
+            params.push(param("wake-up w", costs.wake_us, "µs", ci, "fit"));
+        }
+        None => {}
     }
     if let Some(s) = &slice {
         params.push(param(SLICE_PARAM, s.ms, "ms", None, "measured"));
@@ -742,6 +806,11 @@ pub fn calibrate_target(
 
 /// The name of the measured time slice among a calibration's parameters.
 pub const SLICE_PARAM: &str = "time slice";
+/// The measured wake-up costs' names among a calibration's parameters.
+const WAKE_CV_PARAM: &str = "wake cv";
+const BUSY_PARAM: &str = "busy-core wake-up";
+const SIGNAL_PARAM: &str = "signal cost";
+const VAIN_PARAM: &str = "vain wake-up CPU";
 
 /// The time slice a calibration measured (ms), if its scenario's cores were time-sliced.
 pub fn slice_of(cal: &TargetCalibration) -> Option<f64> {
@@ -760,6 +829,12 @@ pub fn costs_of(cal: &TargetCalibration) -> Costs {
         rtt_ms: get("round trip", 0.0),
         cv: get("work cv", 0.0),
         wake_us: get("wake-up", crate::scenario::types::DEFAULT_WAKE_US),
+        machine: cal.params.iter().any(|p| p.name == SIGNAL_PARAM).then(|| MachineWake {
+            wake_cv: get(WAKE_CV_PARAM, 0.5),
+            busy_us: get(BUSY_PARAM, 0.0),
+            signal_us: get(SIGNAL_PARAM, 0.0),
+            vain_us: get(VAIN_PARAM, 0.0),
+        }),
     }
 }
 
@@ -849,12 +924,27 @@ mod tests {
             &[],
         )
         .unwrap();
-        let c = Costs { work_ms: 8.0, held_share: 0.75, loop_ms: 0.5, rtt_ms: 0.2, cv: 0.1, wake_us: 20.0 };
+        let mut c = Costs {
+            work_ms: 8.0,
+            held_share: 0.75,
+            loop_ms: 0.5,
+            rtt_ms: 0.2,
+            cv: 0.1,
+            wake_us: 20.0,
+            machine: None,
+        };
         let s = apply(&sc, &c);
         assert!((s.cost.token_locked_ms.mean() * 8.0 - 6.0).abs() < 1e-9);
         assert!((s.cost.token_free_ms.mean() * 8.0 - 2.0).abs() < 1e-9);
         assert_eq!(s.cost.loop_in_ms, Dist::Const(0.5));
         assert!((s.cost.vain_wake_us - 4.0).abs() < 1e-12);
+        s.validate().unwrap();
+        // Measured wake-up costs are applied as measured.
+        c.machine = Some(MachineWake { wake_cv: 0.2, busy_us: 6.0, signal_us: 10.0, vain_us: 2.0 });
+        let s = apply(&sc, &c);
+        assert_eq!(s.cost.wake_us, Dist::Gamma { mean: 20.0, cv: 0.2 });
+        assert_eq!(s.cost.wake_busy_us, Some(Dist::Gamma { mean: 6.0, cv: 0.2 }));
+        assert_eq!((s.cost.signal_us, s.cost.vain_wake_us), (10.0, 2.0));
         s.validate().unwrap();
     }
 }
