@@ -209,12 +209,20 @@ pub struct MachineWake {
 }
 
 impl MachineWake {
-    /// Measures them on this machine (about two seconds); with the mean idle-core latency.
+    /// Measures them on this machine (about two seconds); with the idle-core latency. The
+    /// latencies are their rounds' medians, and their spread a robust cv (the 10th–90th
+    /// percentile range over that of a normal): a wake-up that waits for a time slice now
+    /// and then would make a mean and a cv of a few samples, not of the wake-ups.
     pub fn measure() -> (f64, Self) {
         let w = crate::experiment::wake_costs();
-        let (mean, cv) = mean_cv(&w.samples_us);
-        let (busy, _) = mean_cv(&w.busy_samples_us);
-        (mean, Self { wake_cv: cv, busy_us: busy, signal_us: w.signal.median, vain_us: w.vain.median })
+        let (idle, busy) = (w.latency.median, w.busy_latency.median);
+        let m = Self {
+            wake_cv: robust_cv(&w.samples_us),
+            busy_us: busy,
+            signal_us: w.signal.median,
+            vain_us: w.vain.median,
+        };
+        (idle, m)
     }
 }
 
@@ -695,14 +703,6 @@ pub fn calibrate_target(
     let cis = confidence(&model, &x, &resid);
     let pred = model.predict(&costs)?;
 
-    let param = |name: &str, value: f64, unit: &str, ci: Option<(f64, f64)>, source: &str| Param {
-        name: name.into(),
-        value,
-        unit: unit.into(),
-        ci95_lo: ci.map(|c| c.0),
-        ci95_hi: ci.map(|c| c.1),
-        source: source.into(),
-    };
     let ci_of = |g: Free| free.iter().position(|&h| h == g).and_then(|i| cis[i]);
     let timed = pinned_work.is_some();
     let mut params = vec![
@@ -754,14 +754,7 @@ pub fn calibrate_target(
         param("work cv", work_cv, "", None, "measured"),
     ];
     match costs.machine {
-        Some(m) => {
-            let how = "measured (servesim calibrate's wake-ups)";
-            params.push(param("wake-up w", costs.wake_us, "µs", None, how));
-            params.push(param(WAKE_CV_PARAM, m.wake_cv, "", None, how));
-            params.push(param(BUSY_PARAM, m.busy_us, "µs", None, how));
-            params.push(param(SIGNAL_PARAM, m.signal_us, "µs", None, how));
-            params.push(param(VAIN_PARAM, m.vain_us, "µs", None, how));
-        }
+        Some(m) => params.extend(machine_params(costs.wake_us, &m)),
         None if wakes => {
             let ci = ci_of(Free::Wake).map(|(lo, hi)| (lo.exp(), hi.exp()));
             params.push(param("wake-up w", costs.wake_us, "µs", ci, "fit"));
@@ -817,10 +810,39 @@ pub fn slice_of(cal: &TargetCalibration) -> Option<f64> {
     cal.params.iter().find(|p| p.name == SLICE_PARAM).map(|p| p.value)
 }
 
+/// One parameter of a calibration.
+fn param(name: &str, value: f64, unit: &str, ci: Option<(f64, f64)>, source: &str) -> Param {
+    Param {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        ci95_lo: ci.map(|c| c.0),
+        ci95_hi: ci.map(|c| c.1),
+        source: source.into(),
+    }
+}
+
+/// The measured wake-up costs as a calibration's parameters.
+fn machine_params(wake_us: f64, m: &MachineWake) -> Vec<Param> {
+    let how = "measured (servesim calibrate's wake-ups)";
+    vec![
+        param("wake-up w", wake_us, "µs", None, how),
+        param(WAKE_CV_PARAM, m.wake_cv, "", None, how),
+        param(BUSY_PARAM, m.busy_us, "µs", None, how),
+        param(SIGNAL_PARAM, m.signal_us, "µs", None, how),
+        param(VAIN_PARAM, m.vain_us, "µs", None, how),
+    ]
+}
+
 /// The fitted costs of a calibration, to apply to a scenario.
 pub fn costs_of(cal: &TargetCalibration) -> Costs {
+    costs_from(&cal.params)
+}
+
+/// The costs a calibration's parameters give.
+fn costs_from(params: &[Param]) -> Costs {
     let get = |prefix: &str, default: f64| {
-        cal.params.iter().find(|p| p.name.starts_with(prefix)).map_or(default, |p| p.value)
+        params.iter().find(|p| p.name.starts_with(prefix)).map_or(default, |p| p.value)
     };
     Costs {
         work_ms: get("handler work", 0.0),
@@ -829,13 +851,25 @@ pub fn costs_of(cal: &TargetCalibration) -> Costs {
         rtt_ms: get("round trip", 0.0),
         cv: get("work cv", 0.0),
         wake_us: get("wake-up", crate::scenario::types::DEFAULT_WAKE_US),
-        machine: cal.params.iter().any(|p| p.name == SIGNAL_PARAM).then(|| MachineWake {
+        machine: params.iter().any(|p| p.name == SIGNAL_PARAM).then(|| MachineWake {
             wake_cv: get(WAKE_CV_PARAM, 0.5),
             busy_us: get(BUSY_PARAM, 0.0),
             signal_us: get(SIGNAL_PARAM, 0.0),
             vain_us: get(VAIN_PARAM, 0.0),
         }),
     }
+}
+
+/// (p90 − p10) / 2.563 over the median: the cv of a normal with the same central spread.
+fn robust_cv(xs: &[f64]) -> f64 {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.len() < 3 {
+        return 0.5;
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    let median = q(0.5);
+    if median > 0.0 { ((q(0.9) - q(0.1)) / 2.563 / median).clamp(0.05, 3.0) } else { 0.5 }
 }
 
 fn mean_cv(xs: &[f64]) -> (f64, f64) {
@@ -946,5 +980,13 @@ mod tests {
         assert_eq!(s.cost.wake_busy_us, Some(Dist::Gamma { mean: 6.0, cv: 0.2 }));
         assert_eq!((s.cost.signal_us, s.cost.vain_wake_us), (10.0, 2.0));
         s.validate().unwrap();
+        // And they come back from the calibration file's parameters.
+        let back = costs_from(&machine_params(20.0, &c.machine.unwrap()));
+        assert_eq!((back.wake_us, back.machine), (20.0, c.machine));
+        // A robust cv: a tail of slow wake-ups does not make it.
+        let mut xs: Vec<f64> = (0..100).map(|i| 30.0 + f64::from(i % 11) - 5.0).collect();
+        xs.extend([4000.0, 9000.0]);
+        let cv = robust_cv(&xs);
+        assert!((0.05..0.2).contains(&cv), "{cv}");
     }
 }
