@@ -194,24 +194,10 @@ fn calibrated_scenario(
     let cost = toml::Table::try_from(&fitted.cost)?;
     let slot = table.entry("cost").or_insert_with(|| toml::Value::Table(Default::default()));
     if let Some(c) = slot.as_table_mut() {
-        for key in [
-            "loop_in_ms",
-            "loop_out_ms",
-            "loop_lock",
-            "loop_in_free_ms",
-            "loop_out_free_ms",
-            "request_locked_ms",
-            "request_free_ms",
-            "token_locked_ms",
-            "token_free_ms",
-            "rtt_ms",
-            "wake_us",
-            "vain_wake_us",
-            "handoff_us",
-        ] {
-            if let Some(v) = cost.get(key) {
-                c.insert(key.into(), v.clone());
-            }
+        // Every cost the fit sets (and the scenario's own where it sets none), so that the
+        // file simulates what the calibration predicted.
+        for (key, v) in cost {
+            c.insert(key, v);
         }
         c.remove("calibration");
     }
