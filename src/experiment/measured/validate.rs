@@ -31,7 +31,7 @@ pub use target::{default_axes as default_target_axes, validate_target, winner_wr
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, measure};
 use crate::experiment::grid::{Axis, Grid, show};
 use crate::experiment::report::WriteError;
-use crate::scenario::{ClientKind, Override, Scenario, ScenarioError};
+use crate::scenario::{ClientKind, LockKind, Override, Scenario, ScenarioError};
 use crate::sim::{self, SimError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -307,6 +307,7 @@ pub fn validate(
     }
     progress(total, total, "done");
     let cores = cores_model(planned.iter().flat_map(|p| &p.passes));
+    let locks: Vec<LockKind> = planned.iter().flat_map(|p| &p.passes).map(|s| s.worker.lock).collect();
     let mut points: Vec<ValidatedPoint> =
         planned.into_iter().zip(&measured).map(|(p, m)| p.compare(m)).collect();
     stages::name_misses(&mut points, SUITE_LIMITS);
@@ -320,7 +321,7 @@ pub fn validate(
             .calibration
             .as_deref()
             .and_then(|p| crate::scenario::Calibration::read(p).ok())
-            .map(|c| c.unstable)
+            .map(|c| c.unstable.into_iter().filter(|k| used_by(k, &locks)).collect())
             .unwrap_or_default(),
         method: format!(
             "measured: {} pass(es) over the points; closed loops: {} requests per point and pass \
@@ -588,9 +589,30 @@ pub fn default_suites(models: &Path) -> Vec<Suite> {
     ]
 }
 
+/// Whether a calibrated constant enters the simulation of points with these locks: the
+/// wake-up constants serve only CPython's GIL, the hand-off only the FIFO locks; the rest
+/// serve every point.
+fn used_by(constant: &str, locks: &[LockKind]) -> bool {
+    match constant {
+        "wake_us" | "wake_busy_us" | "signal_us" | "vain_wake_us" => locks.contains(&LockKind::Gil),
+        "handoff_us" => locks.iter().any(|l| matches!(l, LockKind::Mutex | LockKind::FairGil)),
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unstable_constant_marks_only_verdicts_that_use_it() {
+        let fair = [LockKind::FairGil, LockKind::None];
+        assert!(!used_by("wake_busy_us", &fair), "the wake-ups serve only CPython's GIL");
+        assert!(used_by("handoff_us", &fair));
+        assert!(used_by("vain_wake_us", &[LockKind::None, LockKind::Gil]));
+        assert!(!used_by("handoff_us", &[LockKind::Gil]));
+        assert!(used_by("rtt_ms", &[LockKind::None]));
+    }
 
     #[test]
     fn an_open_loop_point_is_the_load_generators_own_schedule_as_a_trace() {
