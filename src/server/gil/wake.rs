@@ -118,12 +118,15 @@ fn latencies(rounds: u32) -> (Vec<f64>, Vec<f64>) {
         let mut out = Vec::new();
         let mut st = m.lock().unwrap_or_else(PoisonError::into_inner);
         while !d2.load(Ordering::Acquire) {
-            let (g, _) =
+            let (g, wait) =
                 c.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(PoisonError::into_inner);
             st = g;
             if st.go {
                 let woke = Instant::now();
-                if let Some(sent) = st.sent.take() {
+                // A wait that ran out was not woken by the signal (a wake-up lost, or a
+                // thread not run for the whole timeout): its time is the timeout's, not a
+                // wake-up's, and is left out.
+                if let Some(sent) = st.sent.take().filter(|_| !wait.timed_out()) {
                     out.push(woke.saturating_duration_since(sent).as_secs_f64() * 1e6);
                 }
                 st.go = false;
