@@ -108,8 +108,9 @@ fn threads_vs_blocking() -> Result<(), Box<dyn std::error::Error>> {
          and sleeps, to be signalled again — 13,200 times a request. Here the threads run at\n  \
          {ratio:.2}x the blocking handler ({}); with a signal costing the holder\n    \
          {}\n  \
-         On this project's 2-vCPU VM a signal cost 4-12 µs from hour to hour (waking a thread\n  \
-         on a halted vCPU is an exit to the host). A FastAPI + NumPy service measured on 2\n  \
+         On this project's 2-vCPU VM a signal cost 10-12 µs with nothing else running (waking a\n  \
+         thread on a halted vCPU is an exit to the host), 4 µs with the other vCPU kept busy.\n  \
+         A FastAPI + NumPy service measured on 2\n  \
          cores ran its def route at 0.43-0.70x its blocking async route under 50-64 clients.",
         match ratio {
             r if r < 0.97 => "they lose",
