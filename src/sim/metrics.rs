@@ -141,7 +141,7 @@ impl Metrics {
 
     /// Records a completion, its waits (thread, lock, loop) and its stages; returns true
     /// when it ends the warm-up (the caller then opens the window with a snapshot).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn complete(
         &mut self,
         now: Nanos,
