@@ -39,5 +39,5 @@ mod histogram;
 mod rounds;
 
 pub use ci::{Estimate, mean_ci95, mean_ci95_fields, relative_error, student_t_975};
-pub use histogram::{LatencyHistogram, LatencySummary, StageHistogram};
+pub use histogram::{LatencyCounts, LatencyHistogram, LatencySummary, StageHistogram};
 pub use rounds::{OUTLIER_FACTOR, Rounds};

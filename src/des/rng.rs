@@ -6,11 +6,73 @@
 //! the other components do. Keyed sub-streams (one per request) keep a request's demands
 //! the same even when requests are served in a different order.
 
-use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::{SeedableRng, TryRng};
+use std::convert::Infallible;
 
-/// The generator behind every stream.
-pub type StreamRng = Xoshiro256PlusPlus;
+/// The generator behind every stream: xoshiro256++ (Blackman & Vigna, 2019), the same
+/// numbers as `rand_xoshiro::Xoshiro256PlusPlus` from the same seed, bit for bit — kept
+/// here so that a stream seeded per request is four words computed in registers, not a
+/// byte array written, scanned for zeros and read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRng {
+    s: [u64; 4],
+}
+
+impl TryRng for StreamRng {
+    type Error = Infallible;
+
+    /// The upper half of the next 64 bits (the lower bits are the weaker), as
+    /// `rand_xoshiro` does.
+    #[inline]
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok((self.next_word() >> 32) as u32)
+    }
+
+    #[inline]
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.next_word())
+    }
+
+    #[inline]
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        rand::rand_core::utils::fill_bytes_via_next_word(dst, || self.try_next_u64())
+    }
+}
+
+impl StreamRng {
+    #[inline(always)]
+    fn next_word(&mut self) -> u64 {
+        let s = &mut self.s;
+        let out = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        out
+    }
+}
+
+impl SeedableRng for StreamRng {
+    type Seed = [u8; 32];
+
+    /// The state is the seed read as four little-endian words; an all-zero seed (a state
+    /// xoshiro never leaves) is replaced by `seed_from_u64(0)`'s, as `rand_xoshiro` does.
+    fn from_seed(seed: [u8; 32]) -> Self {
+        let mut s = [0u64; 4];
+        for (w, chunk) in s.iter_mut().zip(seed.chunks_exact(8)) {
+            *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        }
+        if s == [0; 4] { seed_from_u64(0) } else { Self { s } }
+    }
+
+    #[inline]
+    fn seed_from_u64(seed: u64) -> Self {
+        seed_from_u64(seed)
+    }
+}
 
 /// SplitMix64's finalizer: a bijective mix of 64 bits (Steele, Lea & Flood, 2014).
 #[inline]
@@ -61,23 +123,15 @@ impl RngStreams {
     }
 }
 
-/// `StreamRng::seed_from_u64(seed)`, bit for bit, without the byte-slice plumbing of the
-/// generic `SeedableRng::from_rng` path: the state is four SplitMix64 outputs, as
-/// `rand_xoshiro` makes it. A keyed stream is seeded per request, so this is on the hot
-/// path.
+/// `rand_xoshiro`'s `seed_from_u64(seed)`, bit for bit: the state is SplitMix64's first
+/// four outputs from `seed`. Those are `mix` of four distinct inputs, and `mix` is a
+/// bijection, so they are never all zero: no fallback to check for. A keyed stream is
+/// seeded per request, so this is on the hot path.
 #[inline]
 fn seed_from_u64(seed: u64) -> StreamRng {
-    let mut x = seed;
-    let mut bytes = [0u8; 32];
-    for chunk in bytes.chunks_exact_mut(8) {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    // `from_seed` keeps rand_xoshiro's handling of an all-zero seed.
-    StreamRng::from_seed(bytes)
+    // SplitMix64's k-th output is `mix` of its seed plus k − 1 increments (`mix` adds one).
+    let word = |k: u64| mix(seed.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    StreamRng { s: [word(0), word(1), word(2), word(3)] }
 }
 
 #[cfg(test)]
@@ -90,16 +144,31 @@ mod tests {
     }
 
     #[test]
-    fn fast_seeding_is_rand_xoshiros() {
+    fn streams_are_rand_xoshiros() {
+        use rand::RngExt;
+        use rand_xoshiro::Xoshiro256PlusPlus as Reference;
         let mut x = 0u64;
         for i in 0..10_000u64 {
             for seed in [i, x, u64::MAX - i] {
-                let (mut a, mut b) = (seed_from_u64(seed), StreamRng::seed_from_u64(seed));
+                let (mut a, mut b) = (StreamRng::seed_from_u64(seed), Reference::seed_from_u64(seed));
                 for _ in 0..4 {
                     assert_eq!(a.next_u64(), b.next_u64(), "seed {seed}");
+                    assert_eq!(a.next_u32(), b.next_u32(), "seed {seed}");
+                    assert_eq!(a.random::<f64>().to_bits(), b.random::<f64>().to_bits());
+                    assert_eq!(a.random_range(0..7u32), b.random_range(0..7u32));
                 }
+                let (mut fa, mut fb) = ([0u8; 13], [0u8; 13]);
+                a.fill_bytes(&mut fa);
+                b.fill_bytes(&mut fb);
+                assert_eq!(fa, fb);
             }
             x = mix(x);
+        }
+        for seed in [[0u8; 32], [7u8; 32], std::array::from_fn(|i| i as u8)] {
+            let (mut a, mut b) = (StreamRng::from_seed(seed), Reference::from_seed(seed));
+            for _ in 0..8 {
+                assert_eq!(a.next_u64(), b.next_u64(), "seed {seed:?}");
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use super::clients::Clients;
 use super::report::{Figures, Replication, Stage, StageTimes, Truncation, Utilization, Waits};
 use crate::des::{Nanos, ns_to_ms, ns_to_s};
 use crate::scenario::{Handler, Scenario};
-use crate::stats::{LatencyHistogram, StageHistogram};
+use crate::stats::{LatencyCounts, StageHistogram};
 
 /// Cumulative counters read at the window's start and end.
 #[derive(Clone, Copy, Default)]
@@ -80,7 +80,7 @@ pub(crate) struct Metrics {
     pub(crate) pool: Occupancy,
     /// Busy event-loop threads.
     pub(crate) loops: Occupancy,
-    hist: LatencyHistogram,
+    hist: LatencyCounts,
     wait_sums: [u128; 3],
     /// Each stage of [`StageTimes::NAMES`], per measured request.
     stages: [StageHistogram; 5],
@@ -113,7 +113,7 @@ impl Metrics {
             in_system: Occupancy::default(),
             pool: Occupancy::default(),
             loops: Occupancy::default(),
-            hist: LatencyHistogram::new(),
+            hist: LatencyCounts::new(),
             wait_sums: [0; 3],
             stages: Default::default(),
             looped: {
@@ -141,7 +141,7 @@ impl Metrics {
 
     /// Records a completion, its waits (thread, lock, loop) and its stages; returns true
     /// when it ends the warm-up (the caller then opens the window with a snapshot).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn complete(
         &mut self,
         now: Nanos,
@@ -203,7 +203,7 @@ impl Metrics {
         let n = self.measured.max(1) as f64;
         let wait_ms = |i: usize| ns_to_ms((self.wait_sums[i] as f64 / n) as Nanos);
         let throughput_rps = per_span(self.measured as f64) * 1e9;
-        let latency_ms = self.hist.summary();
+        let latency_ms = self.hist.histogram().summary();
         let mean_in_system = per_span(self.in_system.area(end.t));
         let little = throughput_rps * latency_ms.mean / 1e3;
         let little_residual =

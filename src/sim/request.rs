@@ -430,7 +430,13 @@ impl Request {
             } else {
                 match self.phase {
                     Phase::TokenStart => {
-                        self.start_token(cost);
+                        if cost.free_tokens {
+                            // What `start_token` does then, without the call.
+                            self.tokens_left = 0;
+                            self.tokens_done();
+                        } else {
+                            self.start_token(cost);
+                        }
                         continue;
                     }
                     Phase::End => return None,
@@ -545,6 +551,12 @@ impl Request {
             }
             self.tokens_left -= 1;
         }
+        self.tokens_done();
+    }
+
+    /// No token is left: the handler ends.
+    #[inline(always)]
+    fn tokens_done(&mut self) {
         self.in_tokens = false;
         self.phase = if self.job == Job::Whole { Phase::ToLoopOut } else { Phase::End };
     }

@@ -347,6 +347,7 @@ impl<'a> System<'a> {
     }
 
     /// `client`'s request, sent at `sent` (its latency runs from then), reaches the server.
+    #[inline(always)]
     pub(super) fn admit(&mut self, client: u32, sent: Nanos) {
         let w = self.pick_worker(client);
         if self.workers[w as usize].outstanding >= self.sc.worker.queue_limit {
@@ -461,6 +462,7 @@ impl<'a> System<'a> {
     }
 
     /// The job on `th` is done. Returns whether `th` took another job.
+    #[inline(always)]
     pub(super) fn job_done(&mut self, th: u32) -> bool {
         let r = self.threads[th as usize].req;
         self.reqs[r as usize].stages.loop_ends(self.now);
@@ -486,6 +488,7 @@ impl<'a> System<'a> {
     }
 
     /// The handler of `r` is done: the loop writes the reply.
+    #[inline(always)]
     pub(super) fn reply(&mut self, w: u32, r: u32) {
         if self.loop_idle {
             self.complete(r);
@@ -508,6 +511,7 @@ impl<'a> System<'a> {
         }
     }
 
+    #[inline(always)]
     fn next_pool_job(&mut self, w: u32, th: u32) -> bool {
         let worker = &mut self.workers[w as usize];
         match worker.pool_queue.pop_front() {
@@ -549,6 +553,7 @@ impl<'a> System<'a> {
     }
 
     /// The server is done with `r`: the client sees the reply now, or `cost.rtt_ms` later.
+    #[inline(always)]
     fn complete(&mut self, r: u32) {
         let req = &mut self.reqs[r as usize];
         // From now it waits for the network: `deliver` reads when the server was done here.
@@ -565,6 +570,7 @@ impl<'a> System<'a> {
     }
 
     /// `r`'s reply reaches its client: it has it once the load generator has read it.
+    #[inline(always)]
     fn deliver(&mut self, r: u32) {
         if self.loadgen.is_some() {
             self.loadgen_push(loadgen::Job::Read { req: r });
@@ -574,6 +580,7 @@ impl<'a> System<'a> {
     }
 
     /// `r`'s client has its reply.
+    #[inline(always)]
     pub(super) fn received(&mut self, r: u32) {
         let req = &self.reqs[r as usize];
         let client = req.client;

@@ -85,6 +85,107 @@ impl LatencyHistogram {
     }
 }
 
+/// Sub-buckets per power of two of HdrHistogram at [`SIGNIFICANT_DIGITS`] digits (the upper
+/// half of its 2 × 1024, the smallest power of two of at least 2 × 10³).
+const HDR_SUB: u32 = 1024;
+
+/// Latencies counted in [`LatencyHistogram`]'s buckets, cheaply: one index and one
+/// increment a value, where HdrHistogram's `record` also checks, tracks its extremes and
+/// may grow. [`LatencyCounts::histogram`] turns the counts into the [`LatencyHistogram`]
+/// that recording every value would have made: the same counts in the same buckets, the
+/// same extremes to the bucket and the same exact sum — so the same summary, bit for bit.
+#[derive(Debug, Clone)]
+pub struct LatencyCounts {
+    /// Every counter but the last (see `top`).
+    counts: Vec<u64>,
+    /// The last counter, from 2047 × 2⁵³ to `u64::MAX`, kept apart: HdrHistogram's
+    /// maximum of a bucket is its highest value, except in this one, which ends at the
+    /// clock's end and is reported as `u64::MAX` only if that very value was recorded.
+    top: u64,
+    /// Whether `u64::MAX` was.
+    saw_max: bool,
+    sum_ns: u128,
+}
+
+impl Default for LatencyCounts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LatencyCounts {
+    /// No values yet.
+    pub fn new() -> Self {
+        // Values up to 2^36 ns (69 s) without growing: 224 KiB, zeroed by the allocator.
+        Self { counts: vec![0; Self::index(1 << 36) + 1], top: 0, saw_max: false, sum_ns: 0 }
+    }
+
+    /// HdrHistogram's counter of value `v` (≥ 1): bucket `b` = the bits of `v` beyond the
+    /// first 11, sub-bucket `v >> b`.
+    #[inline]
+    fn index(v: u64) -> usize {
+        if v < u64::from(2 * HDR_SUB) {
+            return v as usize;
+        }
+        let shift = 63 - v.leading_zeros() - HDR_SUB.trailing_zeros();
+        (shift * HDR_SUB) as usize + (v >> shift) as usize
+    }
+
+    /// The lowest value of counter `i`.
+    fn lowest(i: usize) -> u64 {
+        let sub = HDR_SUB as usize;
+        if i < 2 * sub {
+            return i as u64;
+        }
+        let shift = (i / sub - 1) as u32;
+        ((i - shift as usize * sub) as u64) << shift
+    }
+
+    /// Records one latency (ns), clamped to at least 1 ns as [`LatencyHistogram::record`]
+    /// does.
+    #[inline]
+    pub fn record(&mut self, latency_ns: u64) {
+        let v = latency_ns.max(1);
+        let i = Self::index(v);
+        match self.counts.get_mut(i) {
+            Some(c) => *c += 1,
+            None => self.grow_to(i, v),
+        }
+        self.sum_ns += u128::from(v);
+    }
+
+    /// Counts value `v` of counter `i`, beyond the counters so far.
+    #[cold]
+    fn grow_to(&mut self, i: usize, v: u64) {
+        if i == Self::index(u64::MAX) {
+            self.top += 1;
+            self.saw_max |= v == u64::MAX;
+            return;
+        }
+        self.counts.resize(i + 1, 0);
+        self.counts[i] = 1;
+    }
+
+    /// The histogram of the values recorded: each counter's count recorded at its lowest
+    /// value, which HdrHistogram counts in the same bucket as every value of the counter.
+    pub fn histogram(&self) -> LatencyHistogram {
+        let mut h = LatencyHistogram::new();
+        let mut add = |v: u64, c: u64| {
+            if c > 0 && h.hist.record_n(v, c).is_err() {
+                h.hist.saturating_record_n(v, c);
+            }
+        };
+        for (i, &c) in self.counts.iter().enumerate() {
+            add(Self::lowest(i), c);
+        }
+        let top = Self::index(u64::MAX);
+        add(Self::lowest(top), self.top - u64::from(self.saw_max));
+        add(u64::MAX, u64::from(self.saw_max));
+        h.sum_ns = self.sum_ns;
+        h
+    }
+}
+
 /// Sub-buckets per power of two of a [`StageHistogram`] (the upper half of 2 × 128).
 const STAGE_SUB: u32 = 128;
 
@@ -248,6 +349,41 @@ mod tests {
             let m = StageHistogram::middle(StageHistogram::index(v)) as f64;
             let tol = if v < 256 { 0.0 } else { STAGE_TOL * v as f64 };
             assert!((m - v as f64).abs() <= tol, "{v}: {m}");
+        }
+    }
+
+    /// Counting then converting gives what recording every value gives: the same summary,
+    /// count, quantiles and maximum, bit for bit, for values in every bucket size.
+    #[test]
+    fn latency_counts_make_the_histogram_recording_makes() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = crate::des::StreamRng::seed_from_u64(9);
+        let (mut counts, mut hist) = (LatencyCounts::new(), LatencyHistogram::new());
+        let mut values: Vec<u64> =
+            (0..5000).chain([u64::MAX, u64::MAX - 1, 1 << 36, (1 << 36) - 1]).collect();
+        for _ in 0..200_000 {
+            let bits = rng.random_range(0..64);
+            values.push(rng.random::<u64>() >> bits);
+        }
+        for (k, &v) in values.iter().enumerate() {
+            counts.record(v);
+            hist.record(v);
+            if k % 50_000 == 0 || k == values.len() - 1 {
+                let got = counts.histogram();
+                assert_eq!(got.summary(), hist.summary());
+                assert_eq!((got.count(), got.max_ns()), (hist.count(), hist.max_ns()));
+                assert_eq!(got.mean_ns().to_bits(), hist.mean_ns().to_bits());
+                for q in [0.0, 1e-6, 0.1, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
+                    assert_eq!(got.quantile_ns(q), hist.quantile_ns(q), "q {q}");
+                }
+            }
+        }
+        for v in [1u64, 2047, 2048, 2049, 4095, 4096, 1 << 40, u64::MAX] {
+            let i = LatencyCounts::index(v);
+            assert!(
+                LatencyCounts::lowest(i) <= v && LatencyCounts::index(LatencyCounts::lowest(i)) == i,
+                "{v}"
+            );
         }
     }
 
