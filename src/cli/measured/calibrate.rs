@@ -18,7 +18,11 @@ use std::path::{Path, PathBuf};
 /// matmuls (lock-free per token), the rest of the model (lock-held per token), the event
 /// loop's CPU (HTTP, JSON, dispatch) and the rest of the round trip (client, loopback,
 /// wake-ups: `rtt_ms`). Then times the real lock's hand-off between threads and the batched
-/// step at several batch sizes. Every cost is kept as its samples. Scenarios use it with
+/// step at several batch sizes, and the OS's wake-up costs that CPython's GIL meets: a
+/// parked thread's wake-up signalled by a thread that goes on computing, onto an idle core
+/// (`wake_us`) and with every core busy (`wake_busy_us`), what the signal costs its
+/// signaller (`signal_us`) and the CPU of a wake-up in vain (`vain_wake_us`), in rounds
+/// whose spread it reports. Every cost is kept as its samples. Scenarios use it with
 /// `cost.calibration = "PATH"` (or `--set`).
 ///
 /// With `--target FILE`, calibrates a service of your own from outside instead: FILE is a
@@ -28,9 +32,11 @@ use std::path::{Path, PathBuf};
 /// the health URL's round trip, any `Server-Timing` stages), then a short closed-loop ramp
 /// (1, 2, c, c + 1, 2c, 4c users for c = system.cores; and 2 and 4 users on one core when
 /// the target takes `{cpus}` and the lock is a GIL), then fits the simulator to the
-/// ramp: the share of the work held under the lock, the event loop's share, and the lock's
-/// wake-up cost, with 95% CIs and the residuals. Writes the calibration (JSON) and a copy of
-/// the scenario with the fitted costs, for what-ifs and `validate --target`.
+/// ramp: the share of the work held under the lock, the event loop's share, and (for
+/// `fair-gil`) the lock's hand-off cost, with 95% CIs and the residuals; for `gil` the
+/// wake-up costs are this machine's, measured as above, not fitted. Writes the calibration
+/// (JSON) and a copy of the scenario with the fitted costs, for what-ifs and `validate
+/// --target`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  servesim calibrate models/validate.toml --out validation/calibration.json\n  \
