@@ -48,6 +48,23 @@ pub(super) struct Thread {
     pub(super) g: GilThread,
 }
 
+impl Thread {
+    /// A thread of `worker` with nothing to do (`batcher`: its batch scheduler).
+    fn idle(worker: u32, batcher: bool) -> Self {
+        Self {
+            worker,
+            req: NONE,
+            holds_lock: false,
+            pending_ns: 0.0,
+            batcher,
+            handoff_paid_v: f64::NEG_INFINITY,
+            lock_wait_since: 0,
+            held_since: 0,
+            g: GilThread::default(),
+        }
+    }
+}
+
 pub(super) struct Worker {
     loop_thread: u32,
     loop_busy: bool,
@@ -121,30 +138,10 @@ impl<'a> System<'a> {
         for w in 0..nworkers {
             let first = threads.len() as u32;
             for _ in 0..per_worker {
-                threads.push(Thread {
-                    worker: w,
-                    req: NONE,
-                    holds_lock: false,
-                    pending_ns: 0.0,
-                    batcher: false,
-                    handoff_paid_v: f64::NEG_INFINITY,
-                    lock_wait_since: 0,
-                    held_since: 0,
-                    g: GilThread::default(),
-                });
+                threads.push(Thread::idle(w, false));
             }
             let batcher = batching.then(|| {
-                threads.push(Thread {
-                    worker: w,
-                    req: NONE,
-                    holds_lock: false,
-                    pending_ns: 0.0,
-                    batcher: true,
-                    handoff_paid_v: f64::NEG_INFINITY,
-                    lock_wait_since: 0,
-                    held_since: 0,
-                    g: GilThread::default(),
-                });
+                threads.push(Thread::idle(w, true));
                 Batcher::new(threads.len() as u32 - 1)
             });
             workers.push(Worker {
@@ -164,17 +161,7 @@ impl<'a> System<'a> {
         let loadgen = LoadGen::new(sc, threads.len() as u32);
         let loadgen_thread = loadgen.as_ref().map_or(NONE, |g| g.thread);
         if loadgen_thread != NONE {
-            threads.push(Thread {
-                worker: 0,
-                req: NONE,
-                holds_lock: false,
-                pending_ns: 0.0,
-                batcher: false,
-                handoff_paid_v: f64::NEG_INFINITY,
-                lock_wait_since: 0,
-                held_since: 0,
-                g: GilThread::default(),
-            });
+            threads.push(Thread::idle(0, false));
         }
         let mut balancer_rng = streams.stream("balancer");
         let clients = Clients::new(sc, &streams, &mut balancer_rng);
