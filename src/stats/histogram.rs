@@ -89,6 +89,29 @@ impl LatencyHistogram {
 /// half of its 2 × 1024, the smallest power of two of at least 2 × 10³).
 const HDR_SUB: u32 = 1024;
 
+/// The counter of value `v` in HdrHistogram's log-linear layout with `sub` (a power of two)
+/// sub-buckets per power of two: values below `2 sub` count exactly, a larger one in the
+/// bucket of its bits beyond the first `log2(sub) + 1`, sub-bucket `v >> bucket`.
+#[inline]
+fn log_linear_index(v: u64, sub: u32) -> usize {
+    if v < u64::from(2 * sub) {
+        return v as usize;
+    }
+    let shift = 63 - v.leading_zeros() - sub.trailing_zeros();
+    (shift * sub) as usize + (v >> shift) as usize
+}
+
+/// The lowest value counted by counter `i` of [`log_linear_index`]'s layout, and the log2 of
+/// its width.
+fn log_linear_low(i: usize, sub: u32) -> (u64, u32) {
+    let sub = sub as usize;
+    if i < 2 * sub {
+        return (i as u64, 0);
+    }
+    let shift = (i / sub - 1) as u32;
+    (((i - shift as usize * sub) as u64) << shift, shift)
+}
+
 /// Latencies counted in [`LatencyHistogram`]'s buckets, cheaply: one index and one
 /// increment a value, where HdrHistogram's `record` also checks, tracks its extremes and
 /// may grow. [`LatencyCounts::histogram`] turns the counts into the [`LatencyHistogram`]
@@ -124,21 +147,12 @@ impl LatencyCounts {
     /// first 11, sub-bucket `v >> b`.
     #[inline]
     fn index(v: u64) -> usize {
-        if v < u64::from(2 * HDR_SUB) {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() - HDR_SUB.trailing_zeros();
-        (shift * HDR_SUB) as usize + (v >> shift) as usize
+        log_linear_index(v, HDR_SUB)
     }
 
     /// The lowest value of counter `i`.
     fn lowest(i: usize) -> u64 {
-        let sub = HDR_SUB as usize;
-        if i < 2 * sub {
-            return i as u64;
-        }
-        let shift = (i / sub - 1) as u32;
-        ((i - shift as usize * sub) as u64) << shift
+        log_linear_low(i, HDR_SUB).0
     }
 
     /// Records one latency (ns), clamped to at least 1 ns as [`LatencyHistogram::record`]
@@ -219,21 +233,12 @@ impl StageHistogram {
     /// The counter of value `v`.
     #[inline]
     fn index(v: u64) -> usize {
-        if v < u64::from(2 * STAGE_SUB) {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() - STAGE_SUB.trailing_zeros();
-        (shift * STAGE_SUB) as usize + (v >> shift) as usize
+        log_linear_index(v, STAGE_SUB)
     }
 
     /// The middle of the values counted by counter `i`.
     fn middle(i: usize) -> u64 {
-        let sub = STAGE_SUB as usize;
-        if i < 2 * sub {
-            return i as u64;
-        }
-        let shift = (i / sub - 1) as u32;
-        let low = ((i - shift as usize * sub) as u64) << shift;
+        let (low, shift) = log_linear_low(i, STAGE_SUB);
         low + (1u64 << shift) / 2
     }
 
