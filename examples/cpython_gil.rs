@@ -331,10 +331,7 @@ fn predict<'a>(
     sc.cost.token_free_ms = shift(&p.free_ms_samples, p.free_ms_mean, p.sim.free_ms);
     // No NumPy call, no release point: only the request's end lets the GIL go.
     sc.cost.release_points = if p.sim.free_ms > 0.0 { p.sim.release_points.max(1) } else { 1 };
-    sc.cost.wake_us = Dist::Empirical { file: None, samples: wake.samples_us.clone().into() };
-    sc.cost.wake_busy_us = Some(Dist::Empirical { file: None, samples: wake.busy_samples_us.clone().into() });
-    sc.cost.vain_wake_us = wake.vain.median;
-    sc.cost.signal_us = wake.signal.median;
+    wake.apply(&mut sc.cost);
     sc.run.requests = SIM_REQUESTS;
     sc.run.warmup_requests = 200 + 4 * u64::from(m.threads);
     sc.run.replications = SIM_REPLICATIONS;

@@ -15,7 +15,6 @@
 
 use servesim::scenario::{Override, Scenario};
 use servesim::sim::{self, SimReport};
-use servesim::workload::Dist;
 use std::path::Path;
 
 /// One row of the lesson's table.
@@ -48,10 +47,7 @@ fn simulate_with(
     let sets: Vec<Override> = sets.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
     let mut sc = Scenario::load(&path, &sets)?;
     if let Some(w) = wake {
-        let samples = |v: &[f64]| Dist::Empirical { file: None, samples: v.to_vec().into() };
-        sc.cost.wake_us = samples(&w.samples_us);
-        sc.cost.wake_busy_us = Some(samples(&w.busy_samples_us));
-        (sc.cost.signal_us, sc.cost.vain_wake_us) = (w.signal.median, w.vain.median);
+        w.apply(&mut sc.cost);
         sc.validate()?;
     }
     Ok(sim::simulate(&sc)?)

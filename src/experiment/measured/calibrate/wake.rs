@@ -1,9 +1,10 @@
 //! Wake-ups of a parked thread, in rounds that must agree: what `calibrate` records as
-//! `wake_us`, `wake_busy_us` and `vain_wake_us`.
+//! `wake_us`, `wake_busy_us`, `signal_us` and `vain_wake_us`.
 
-use crate::scenario::Calibration;
+use crate::scenario::{Calibration, Cost};
 use crate::server;
 use crate::stats::Rounds;
+use crate::workload::Dist;
 
 /// Wake-ups timed per round.
 const WAKE_PER_ROUND: u32 = 200;
@@ -33,8 +34,19 @@ pub struct Wake {
     pub vain: Rounds,
 }
 
-/// Measures wake-ups in rounds (what `calibrate` records as `wake_us`, `wake_busy_us` and
-/// `vain_wake_us`); rounds that disagree beyond a quarter of their median are measured
+impl Wake {
+    /// Sets a scenario's wake-up costs to these: the latencies as their samples, the
+    /// signal's and a vain wake-up's cost as their rounds' medians.
+    pub fn apply(&self, cost: &mut Cost) {
+        let samples = |v: &[f64]| Dist::Empirical { file: None, samples: v.to_vec().into() };
+        cost.wake_us = samples(&self.samples_us);
+        cost.wake_busy_us = Some(samples(&self.busy_samples_us));
+        (cost.signal_us, cost.vain_wake_us) = (self.signal.median, self.vain.median);
+    }
+}
+
+/// Measures wake-ups in rounds (what `calibrate` records as `wake_us`, `wake_busy_us`,
+/// `signal_us` and `vain_wake_us`); rounds that disagree beyond a quarter of their median are measured
 /// again, up to nine rounds in all. About a second.
 pub fn wake_costs() -> Wake {
     let median = |v: &[f64]| Rounds::judge(v, WAKE_SPREAD).map_or(0.0, |r| r.median);
