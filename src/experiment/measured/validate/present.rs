@@ -160,19 +160,7 @@ impl Validation {
                 if c.p95_ms.agrees { "~" } else { "" },
             );
             if let Some(h) = &c.hash {
-                let _ = writeln!(
-                    s,
-                    "    over the hash's {} distinct splits: throughput {:.1} expected, {:.1}–{:.1} from \
-                     its 10th to 90th percentile (the measured {:.1} above {:.0}% of them); p95 {:.1}–{:.1} ms",
-                    h.splits,
-                    h.throughput_mean,
-                    h.throughput_p10,
-                    h.throughput_p90,
-                    c.throughput_rps.measured,
-                    100.0 * h.measured_throughput_rank,
-                    h.p95_p10,
-                    h.p95_p90
-                );
+                let _ = writeln!(s, "    {}", h.describe(c.throughput_rps.measured));
             }
         }
         s.push('\n');
@@ -329,19 +317,10 @@ impl Validation {
                 if let Some(h) = &c.hash {
                     let _ = writeln!(
                         s,
-                        "\n{} {}: over the hash's {} distinct splits, throughput {:.1} req/s expected, \
-                         {:.1}–{:.1} from its 10th to 90th percentile (the measured {:.1} above {:.0}% of \
-                         them); p95 {:.1}–{:.1} ms.",
+                        "\n{} {}: {}.",
                         p.suite,
                         p.label(),
-                        h.splits,
-                        h.throughput_mean,
-                        h.throughput_p10,
-                        h.throughput_p90,
-                        c.throughput_rps.measured,
-                        100.0 * h.measured_throughput_rank,
-                        h.p95_p10,
-                        h.p95_p90
+                        h.describe(c.throughput_rps.measured)
                     );
                 }
             }

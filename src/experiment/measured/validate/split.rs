@@ -105,6 +105,25 @@ pub struct HashDraws {
     pub measured_throughput_rank: f64,
 }
 
+impl HashDraws {
+    /// What the hash's distribution predicts, beside the `measured` throughput (req/s), in
+    /// words: one sentence for the text table and the report alike.
+    pub fn describe(&self, measured: f64) -> String {
+        format!(
+            "over the hash's {} distinct splits, throughput {:.1} req/s expected, {:.1}–{:.1} from \
+             its 10th to 90th percentile (the measured {measured:.1} above {:.0}% of them); p95 \
+             {:.1}–{:.1} ms",
+            self.splits,
+            self.throughput_mean,
+            self.throughput_p10,
+            self.throughput_p90,
+            100.0 * self.measured_throughput_rank,
+            self.p95_p10,
+            self.p95_p90
+        )
+    }
+}
+
 /// At most this many distinct splits are simulated for [`HashDraws`].
 const MAX_SPLITS: usize = 40;
 
