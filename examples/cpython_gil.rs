@@ -141,14 +141,16 @@ fn main() -> Result<()> {
     };
     eprintln!(
         "  wake-up latency median {:.1} µs over {} rounds (spread {:.0}%) with the signaller computing \
-         on, {:.1} µs (spread {:.0}%) with every core busy; a signal {:.1} µs of its signaller's time, CPU of a vain wake-up {:.2} µs",
+         on, {:.1} µs (spread {:.0}%) with every core busy; a signal {:.1} µs of its signaller's time, CPU of a vain wake-up {:.2} µs, \
+         a thread blocked on the GIL's mutex woken {:.1} µs after its unlock",
         wake.latency.median,
         wake.latency.rounds.len(),
         wake.latency.spread * 100.0,
         wake.busy_latency.median,
         wake.busy_latency.spread * 100.0,
         wake.signal.median,
-        wake.vain.median
+        wake.vain.median,
+        wake.mutex.median
     );
     let rows: Vec<Row> = data
         .points
@@ -227,6 +229,16 @@ fn wake_costs(harness: &Path) -> Result<servesim::experiment::Wake> {
             )
             .into());
         };
+        let mutex = match w.mutex {
+            Some(m) => m,
+            None => {
+                eprintln!(
+                    "  {} has no mutex wake-ups (written before they were measured): measuring them now",
+                    path.display()
+                );
+                servesim::experiment::wake_costs().mutex
+            }
+        };
         return Ok(servesim::experiment::Wake {
             samples_us: w.samples_us,
             latency: w.latency,
@@ -234,6 +246,7 @@ fn wake_costs(harness: &Path) -> Result<servesim::experiment::Wake> {
             busy_latency,
             signal,
             vain: w.vain,
+            mutex,
         });
     }
     eprintln!("measuring this machine's wake-up costs…");
@@ -245,6 +258,7 @@ fn wake_costs(harness: &Path) -> Result<servesim::experiment::Wake> {
         busy_latency: Some(w.busy_latency.clone()),
         signal: Some(w.signal.clone()),
         vain: w.vain.clone(),
+        mutex: Some(w.mutex.clone()),
     };
     std::fs::write(&path, serde_json::to_string(&file)?)?;
     Ok(w)
@@ -269,6 +283,8 @@ struct WakeFile {
     #[serde(default)]
     signal: Option<servesim::stats::Rounds>,
     vain: servesim::stats::Rounds,
+    #[serde(default)]
+    mutex: Option<servesim::stats::Rounds>,
 }
 
 /// Makes the venv and runs the harness's grid; returns the file it wrote, or `None` (with

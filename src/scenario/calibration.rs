@@ -104,6 +104,14 @@ pub struct Calibration {
     /// The rounds `signal_us` was measured in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_rounds: Option<crate::stats::Rounds>,
+    /// The wake-up of a thread blocked on a mutex held briefly, from the unlock to it
+    /// holding the mutex (µs; the median of the rounds; 0 in files from before it was
+    /// measured).
+    #[serde(default)]
+    pub mutex_wake_us: f64,
+    /// The rounds `mutex_wake_us` was measured in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutex_wake_rounds: Option<crate::stats::Rounds>,
     /// The rounds `wake_busy_us` was measured in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_busy_rounds: Option<crate::stats::Rounds>,
@@ -175,6 +183,9 @@ impl Calibration {
         if !(cal.signal_us.is_finite() && (0.0..=1e6).contains(&cal.signal_us)) {
             return Err(err(format!("signal_us must be in [0, 1e6] µs, got {}", cal.signal_us)));
         }
+        if !(cal.mutex_wake_us.is_finite() && (0.0..=1e6).contains(&cal.mutex_wake_us)) {
+            return Err(err(format!("mutex_wake_us must be in [0, 1e6] µs, got {}", cal.mutex_wake_us)));
+        }
         if let Some(ms) = cal.load_cpu_ms.filter(|ms| !(ms.is_finite() && (0.0..=1000.0).contains(ms))) {
             return Err(err(format!("load_cpu_ms must be in [0, 1000] ms, got {ms}")));
         }
@@ -208,6 +219,7 @@ impl Calibration {
             c.wake_us = samples(path, "wake_us", &self.wake_us)?;
             c.vain_wake_us = self.vain_wake_us;
             c.signal_us = self.signal_us;
+            c.mutex_wake_us = self.mutex_wake_us;
             c.wake_busy_us = None;
         }
         if !self.wake_busy_us.is_empty() {
@@ -268,6 +280,14 @@ impl Calibration {
             let (w, _) = stat(&cal.wake_busy_us);
             let _ = writeln!(s, "  wake_busy_us       mean {w:.1} µs{}", rounds(&cal.wake_busy_rounds));
             let _ = writeln!(s, "  signal_us          {:.1} µs{}", cal.signal_us, rounds(&cal.signal_rounds));
+        }
+        if cal.mutex_wake_us > 0.0 {
+            let _ = writeln!(
+                s,
+                "  mutex_wake_us      {:.1} µs{}",
+                cal.mutex_wake_us,
+                rounds(&cal.mutex_wake_rounds)
+            );
         }
         let _ =
             writeln!(s, "  vain_wake_us       {:.2} µs{}", cal.vain_wake_us, rounds(&cal.vain_wake_rounds));

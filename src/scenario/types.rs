@@ -363,6 +363,12 @@ pub struct Cost {
     /// C call goes on (µs), 0 to 1e6. By default, 0; `servesim calibrate` measures it on the
     /// machine.
     pub signal_us: f64,
+    /// `gil` (CPython's): the wake-up of a thread blocked on the GIL's mutex, from the
+    /// unlock to it holding the mutex (µs), 0 to 1e6. The mutex is held only while a woken
+    /// waiter checks the GIL, a microsecond or so, so the blocked thread's core has not
+    /// halted yet and wakes faster than a parked waiter's. 0 (the default): as a parked
+    /// waiter's wake-up (`wake_us`); `servesim calibrate` measures it on the machine.
+    pub mutex_wake_us: f64,
     /// A calibration file (JSON, from `servesim calibrate`), relative to the scenario file:
     /// the real server's own measured costs, added to the emulated work this table sets
     /// (see [`crate::scenario::Calibration`]). By default, none.
@@ -397,6 +403,7 @@ impl Default for Cost {
             wake_busy_us: None,
             vain_wake_us: DEFAULT_VAIN_WAKE_US,
             signal_us: 0.0,
+            mutex_wake_us: 0.0,
             calibration: None,
             calibrated: None,
         }

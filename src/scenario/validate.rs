@@ -321,6 +321,7 @@ impl Scenario {
         within("cost.handoff_us", c.handoff_us, 0.0, MAX_HANDOFF_US)?;
         within("cost.vain_wake_us", c.vain_wake_us, 0.0, MAX_HANDOFF_US)?;
         within("cost.signal_us", c.signal_us, 0.0, MAX_HANDOFF_US)?;
+        within("cost.mutex_wake_us", c.mutex_wake_us, 0.0, MAX_HANDOFF_US)?;
         let Some(cal) = &c.calibrated else { return Ok(()) };
         let field = "cost.calibration";
         let mut sizes: Vec<u32> = Vec::new();

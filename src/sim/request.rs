@@ -28,6 +28,9 @@ pub(crate) struct CostModel {
     wake_busy: Option<Sampler>,
     /// CPython's GIL: the signaller's CPU for a signal that wakes a sleeper (ns).
     pub(crate) signal_ns: f64,
+    /// CPython's GIL: the wake-up of a thread blocked on the mutex (ns); 0: as a parked
+    /// waiter's.
+    pub(crate) mutex_wake_ns: f64,
     /// CPython's GIL: the CPU of a wake-up (ns).
     pub(crate) vain_wake_ns: f64,
     /// CPython's GIL: the share of a wake-up's CPU spent holding the GIL's mutex.
@@ -72,6 +75,7 @@ impl CostModel {
             wake_busy: c.wake_busy_us.as_ref().map(Dist::sampler),
             vain_wake_ns: c.vain_wake_us * 1e3,
             signal_ns: c.signal_us * 1e3,
+            mutex_wake_ns: c.mutex_wake_us * 1e3,
             mutex_share: super::gil::MUTEX_SHARE,
             no_rtt: c.rtt_ms.is_zero(),
             tokens: s.workload.new_tokens.sampler(),

@@ -109,6 +109,10 @@ pub(crate) struct System<'a> {
     pub(super) cpy: bool,
     /// Random stream of CPython GIL wake-up latencies.
     pub(super) gil_rng: StreamRng,
+    /// Wake-ups on their way to an idle core, each bringing one up: the thread, and when it
+    /// runs. Such a core is no longer idle to the next wake-up (the kernel's `idle_cpu()` is
+    /// false while a wake-up is pending on it); that one queues on it instead.
+    pub(super) idle_wakes: Vec<(u32, Nanos)>,
     /// What the CPython GIL did, event by event (tests only).
     #[cfg(test)]
     pub(super) trace: Vec<(Nanos, u32, &'static str)>,
@@ -192,6 +196,7 @@ impl<'a> System<'a> {
             gil: gil_interval.is_some(),
             cpy,
             gil_rng: streams.stream("gil"),
+            idle_wakes: Vec::new(),
             #[cfg(test)]
             trace: Vec::new(),
             gil_next: (Nanos::MAX, 0),

@@ -594,7 +594,9 @@ pub fn default_suites(models: &Path) -> Vec<Suite> {
 /// serve every point.
 fn used_by(constant: &str, locks: &[LockKind]) -> bool {
     match constant {
-        "wake_us" | "wake_busy_us" | "signal_us" | "vain_wake_us" => locks.contains(&LockKind::Gil),
+        "wake_us" | "wake_busy_us" | "signal_us" | "vain_wake_us" | "mutex_wake_us" => {
+            locks.contains(&LockKind::Gil)
+        }
         "handoff_us" => locks.iter().any(|l| matches!(l, LockKind::Mutex | LockKind::FairGil)),
         _ => true,
     }

@@ -20,6 +20,13 @@
 //!
 //! The CPU of a vain wake-up is measured with every core busy: that is where it takes
 //! time from other threads.
+//!
+//! A third wake-up is of a thread blocked on the GIL's mutex (`gil->mutex`, a glibc
+//! `pthread_mutex_t` without spinning), which a woken waiter holds for a microsecond or so
+//! while it checks: `mutex_us`, from the unlock to the blocked thread holding the mutex.
+//! Its core went idle only that long before, and has not halted yet, so the wake-up is far
+//! cheaper than one onto a core that has (on the same VM: 12 µs for a 1 µs hold, 20–35 µs
+//! from 3 µs on).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -38,6 +45,8 @@ pub struct WakeCosts {
     pub signal_us: Vec<f64>,
     /// CPU the woken thread spends per wake-up that finds its condition false (µs).
     pub vain_cpu_us: f64,
+    /// From a brief hold's unlock to the thread blocked on the mutex holding it (µs).
+    pub mutex_us: Vec<f64>,
 }
 
 #[derive(Default)]
@@ -70,7 +79,102 @@ pub fn measure(rounds: u32) -> WakeCosts {
     let (busy_latency_us, _) = latencies(rounds);
     let vain_cpu_us = vain_cpu_us(rounds);
     drop(busy);
-    WakeCosts { latency_us, busy_latency_us, signal_us, vain_cpu_us }
+    let mutex_us = mutex_wakes(rounds);
+    WakeCosts { latency_us, busy_latency_us, signal_us, vain_cpu_us, mutex_us }
+}
+
+/// How long a woken GIL waiter holds `gil->mutex` in the mutex benchmark: glibc's return
+/// from the wait, CPython's check of the GIL, and the next wait's start (µs).
+pub const MUTEX_HOLD_US: u64 = 1;
+
+/// A glibc `pthread_mutex_t` of the default kind, as CPython's `gil->mutex` is: a thread
+/// that finds it locked sleeps on a futex at once (no spinning, unlike `std`'s mutex).
+struct PthreadMutex(std::cell::UnsafeCell<libc::pthread_mutex_t>);
+
+// SAFETY: a pthread mutex is made to be locked and unlocked from several threads; it is
+// only ever used through `lock` and `unlock`, and never moved once shared (it lives in an
+// `Arc`).
+unsafe impl Sync for PthreadMutex {}
+// SAFETY: as above; no thread owns it when it moves.
+unsafe impl Send for PthreadMutex {}
+
+impl PthreadMutex {
+    fn new() -> Self {
+        Self(std::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER))
+    }
+    fn lock(&self) {
+        // SAFETY: the mutex was initialised by `new` and has not moved since it was shared.
+        let rc = unsafe { libc::pthread_mutex_lock(self.0.get()) };
+        debug_assert_eq!(rc, 0);
+    }
+    fn unlock(&self) {
+        // SAFETY: as in `lock`; the calling thread holds it (every unlock follows its lock).
+        let rc = unsafe { libc::pthread_mutex_unlock(self.0.get()) };
+        debug_assert_eq!(rc, 0);
+    }
+}
+
+/// Wake-ups of a thread blocked on a mutex held briefly: the holder takes it, says so,
+/// holds it `MUTEX_HOLD_US`, notes the time and unlocks; the other thread, computing until
+/// then, locks it at once (and blocks) and notes when it holds it. Rounds whose lock came
+/// after the unlock (no wake-up) are left out.
+fn mutex_wakes(rounds: u32) -> Vec<f64> {
+    #[derive(Default)]
+    struct Shared {
+        go: AtomicU64,
+        held: AtomicU64,
+        done: AtomicU64,
+        unlocked_ns: AtomicU64,
+        stop: AtomicBool,
+    }
+    use std::sync::atomic::AtomicU64;
+    let m = Arc::new(PthreadMutex::new());
+    let sh = Arc::new(Shared::default());
+    let epoch = Instant::now();
+    let ns = move || epoch.elapsed().as_nanos() as u64;
+    let (m2, sh2) = (Arc::clone(&m), Arc::clone(&sh));
+    let holder = thread::spawn(move || {
+        for i in 1..=u64::from(rounds) {
+            // Wait (computing, bounded) for round `i`.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            spin_until(deadline, || sh2.go.load(Ordering::Acquire) >= i || sh2.stop.load(Ordering::Acquire));
+            if sh2.stop.load(Ordering::Acquire) || sh2.go.load(Ordering::Acquire) < i {
+                return;
+            }
+            m2.lock();
+            sh2.held.store(i, Ordering::Release);
+            let until = Instant::now() + Duration::from_micros(MUTEX_HOLD_US);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            sh2.unlocked_ns.store(ns(), Ordering::Release);
+            m2.unlock();
+            sh2.done.store(i, Ordering::Release);
+        }
+    });
+    let mut out = Vec::with_capacity(rounds as usize);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 1..=u64::from(rounds) {
+        if Instant::now() > deadline {
+            break;
+        }
+        spin_until(Instant::now() + GAP, || false);
+        sh.go.store(i, Ordering::Release);
+        spin_until(deadline, || sh.held.load(Ordering::Acquire) >= i || sh.done.load(Ordering::Acquire) >= i);
+        let called = ns();
+        m.lock();
+        let got = ns();
+        m.unlock();
+        spin_until(deadline, || sh.done.load(Ordering::Acquire) >= i);
+        let unlocked = sh.unlocked_ns.load(Ordering::Acquire);
+        // Only locks that met the hold and blocked: called before the unlock.
+        if sh.done.load(Ordering::Acquire) >= i && called < unlocked && got >= unlocked {
+            out.push((got - unlocked) as f64 / 1e3);
+        }
+    }
+    sh.stop.store(true, Ordering::Release);
+    let _ = holder.join();
+    out
 }
 
 /// Threads that keep every core but one busy (spinning) until dropped; they stop within
@@ -205,5 +309,8 @@ mod tests {
             assert!(l.iter().all(|&l| l > 0.0 && l < 1e6), "{l:?}");
         }
         assert!(w.vain_cpu_us > 0.0 && w.vain_cpu_us < 1e3, "{}", w.vain_cpu_us);
+        // Most locks of the mutex meet its brief hold and block.
+        assert!(w.mutex_us.len() >= 10, "{} of 50 locks blocked", w.mutex_us.len());
+        assert!(w.mutex_us.iter().all(|&l| l > 0.0 && l < 1e6), "{:?}", w.mutex_us);
     }
 }

@@ -6,10 +6,15 @@ use std::path::Path;
 /// The GIL's trace of two requests on two threads (1 and 2) and two cores, each wake-up
 /// 30 µs and free of CPU: `(µs, thread, what)` for the first `n` entries.
 fn trace(cost: &str, interval_ms: f64, n: usize) -> Vec<(u64, u32, &'static str)> {
+    trace_of(2, &format!("vain_wake_us = 0\n{cost}"), interval_ms, n)
+}
+
+/// As `trace`, with `threads` threads and requests, and the wake-up's CPU as `cost` says.
+fn trace_of(threads: u32, cost: &str, interval_ms: f64, n: usize) -> Vec<(u64, u32, &'static str)> {
     let toml = format!(
-        "[worker]\nthreads = 2\nlock = \"gil\"\nswitch_interval_ms = {interval_ms}\n\
-         [clients]\nkind = \"burst\"\nburst = 2\n[workload]\nnew_tokens = 1\n\
-         [cost]\nwake_us = 30\nvain_wake_us = 0\n{cost}"
+        "[system]\ncores = 2\n[worker]\nthreads = {threads}\nlock = \"gil\"\nswitch_interval_ms = {interval_ms}\n\
+         [clients]\nkind = \"burst\"\nburst = {threads}\n[workload]\nnew_tokens = 1\n\
+         [cost]\nwake_us = 30\n{cost}"
     );
     let sc = Scenario::parse(&toml, Path::new("t"), Path::new("."), &[]).unwrap();
     let mut sys = crate::sim::system::System::new(&sc, 0);
@@ -95,6 +100,57 @@ fn a_signal_costs_its_signaller_before_its_c_call_goes_on() {
         (380, 2, "take (switch)"),
     ];
     assert_eq!(got, want);
+}
+
+#[test]
+fn a_core_being_woken_is_not_idle_to_the_next_wake_up() {
+    // Three threads on two cores; thread 1 runs 4 slices of 10 µs of bytecode, each then a
+    // 2 µs C call; a signal costs 5 µs when it wakes an idle core. Its first release (10)
+    // signals thread 2 onto the idle core, up at 40. Its second (27) finds that core on its
+    // way up: thread 3 queues on it, costs no signal, and runs at 40 too. Thread 1's third
+    // release (39, nobody left to signal) comes 12 µs later, not 17: at 40 it is in that C
+    // call (39–41), thread 2 takes the GIL, thread 3 finds it taken, and thread 1, back at
+    // 41 (46 had the second signal cost 5 µs), sleeps.
+    let got = trace_of(
+        3,
+        "vain_wake_us = 0\ntoken_locked_ms = 0.04\ntoken_free_ms = 0.008\nrelease_points = 4\nsignal_us = 5\n",
+        5.0,
+        12,
+    );
+    let want = [
+        (0, 1, "take (switch)"),
+        (0, 2, "sleep"),
+        (0, 3, "sleep"),
+        (10, 1, "release point"),
+        (10, 2, "signalled"),
+        (27, 1, "release point"),
+        (27, 3, "signalled"),
+        (40, 2, "woken"),
+        (40, 2, "take (switch)"),
+        (40, 3, "woken"),
+        (40, 3, "vain"),
+        (41, 1, "sleep"),
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_thread_blocked_on_the_mutex_wakes_in_the_mutex_wake_up() {
+    // Thread 2, signalled at 100 and up at 130, spends 9 µs of its 10 µs wake-up CPU, then
+    // holds the mutex 139–140 to check. Thread 1's C call ends at 139.5 and it blocks on
+    // the mutex; at 140 thread 2 lets it go, finds the GIL free and takes it, and thread 1 —
+    // blocked for half a microsecond, its core not halted — takes the mutex 12 µs later
+    // (`cost.mutex_wake_us`), not after a parked waiter's 30.
+    let cost = "vain_wake_us = 10\ntoken_locked_ms = 0.3\ntoken_free_ms = 0.1185\nrelease_points = 3\n";
+    let blocked = |t: &[(u64, u32, &str)]| {
+        let at = |th: u32, what: &str| t.iter().find(|e| e.1 == th && e.2 == what).map(|e| e.0);
+        at(1, "blocked on the mutex")?;
+        Some(at(1, "takes the mutex")? - at(2, "take (switch)")?)
+    };
+    let got = trace_of(2, &format!("{cost}mutex_wake_us = 12\n"), 5.0, 12);
+    assert_eq!(blocked(&got), Some(12), "{got:?}");
+    let parked = trace_of(2, cost, 5.0, 12);
+    assert_eq!(blocked(&parked), Some(30), "{parked:?}");
 }
 
 /// Throughput of four threads on two cores sharing the GIL, with a release every 5.7 µs

@@ -2,9 +2,21 @@
 //! while it checks, timed waits and their drop requests, and the forced switch.
 
 use super::GState;
+use crate::des::Nanos;
 use crate::des::round_ns;
 use crate::sim::event::Ev;
 use crate::sim::system::{NONE, System};
+
+/// Where a woken thread was placed (see `cpy_place_wake`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Placed {
+    /// On an idle core, which its wake-up brings up.
+    Idle,
+    /// Behind another wake-up that is bringing an idle core up.
+    Queued,
+    /// Every core busy.
+    Busy,
+}
 
 impl System<'_> {
     /// Releases worker `w`'s mutex, as glibc's `pthread_mutex_unlock` does: the mutex is
@@ -14,40 +26,79 @@ impl System<'_> {
         self.gil(w).mutex = NONE;
         if let Some(n) = self.gil(w).mutex_queue.pop_front() {
             self.g(n).state = GState::MutexWake;
-            let busy = self.cpu.idle_cores() == 0;
-            let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, busy));
+            // It blocked a moment ago: its core has not halted, so it wakes in the measured
+            // `cost.mutex_wake_us` where the scenario has one.
+            let latency = match self.cost.mutex_wake_ns {
+                ns if ns > 0.0 => round_ns(ns),
+                _ => self.cpy_place_wake(n, NONE).1,
+            };
             self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: n });
         }
     }
 
     /// `signaller` signals the first sleeper of worker `w`'s GIL, if any: it wakes later.
     /// Returns the CPU the signal costs the signaller (ns): `cost.signal_us` when the
-    /// sleeper is woken on an idle core, 0 when nobody sleeps or the sleeper takes the
-    /// signaller's core (its wake-up's CPU is then the signaller's wait).
+    /// sleeper is woken on an idle core; 0 when nobody sleeps, when the sleeper queues on a
+    /// core another wake-up is already bringing up (the kernel sends that core no second
+    /// interrupt), or when it takes the signaller's core (its wake-up's CPU is then the
+    /// signaller's wait).
     pub(super) fn cpy_signal(&mut self, w: u32, signaller: u32) -> f64 {
         let Some(s) = self.gil(w).sleepers.pop_front() else { return 0.0 };
         self.trace(s, "signalled");
-        let busy = self.cpy_wake_later(s, false, signaller);
+        let placed = self.cpy_wake_later(s, false, signaller);
         self.update_gil_next(w as usize);
-        if busy && self.cost.wake_preempts() { 0.0 } else { self.cost.signal_ns }
+        match placed {
+            Placed::Idle => self.cost.signal_ns,
+            Placed::Queued => 0.0,
+            Placed::Busy if self.cost.wake_preempts() => 0.0,
+            Placed::Busy => self.cost.signal_ns,
+        }
+    }
+
+    /// Where the OS wakes `th`, and after what latency (ns), as the kernel places a
+    /// wake-up: onto an idle core that no wake-up in flight is bringing up yet (the
+    /// latency of waking a core, `cost.wake_us`); else, while another wake-up is bringing
+    /// an idle core up, onto that core's queue, running once it is up (the kernel's
+    /// `idle_cpu()` counts a core with a wake-up pending as busy, so the next wake-up does
+    /// not pick it as idle; `ttwu_queue_wakelist` sends it no second interrupt); else with
+    /// every core busy (`cost.wake_busy_us`).
+    ///
+    /// A `waker` that goes on running (a holder at a release point, off the cores between
+    /// two chunks of its run) keeps its core.
+    fn cpy_place_wake(&mut self, th: u32, waker: u32) -> (Placed, Nanos) {
+        let now = self.now;
+        let waker_runs = waker != NONE && self.threads[waker as usize].g.state == GState::Run;
+        let idle = self.cpu.idle_cores().saturating_sub(u32::from(waker_runs));
+        if idle as usize > self.idle_wakes.len() {
+            let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, false));
+            self.idle_wakes.push((th, now.saturating_add(latency)));
+            return (Placed::Idle, latency);
+        }
+        if let Some(up) = self.idle_wakes.iter().map(|&(_, up)| up).min() {
+            return (Placed::Queued, up.saturating_sub(now));
+        }
+        (Placed::Busy, round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, true)))
     }
 
     /// `th` wakes after the OS's wake-up latency, woken by `waker` (`NONE`: its timer): onto
     /// an idle core if there is one; else onto the waker's core, which it takes from the
     /// waker once it runs (when the scenario measured wake-ups with every core busy).
-    /// Returns whether no core was idle.
-    pub(super) fn cpy_wake_later(&mut self, th: u32, timed_out: bool, waker: u32) -> bool {
-        let busy = self.cpu.idle_cores() == 0;
+    /// Returns where it was placed.
+    pub(super) fn cpy_wake_later(&mut self, th: u32, timed_out: bool, waker: u32) -> Placed {
+        let (placed, latency) = self.cpy_place_wake(th, waker);
+        let busy = placed == Placed::Busy;
         let preempt = if busy && self.cost.wake_preempts() { waker } else { NONE };
         let g = self.g(th);
         (g.state, g.timed_out, g.waker) = (GState::Waking, timed_out, preempt);
-        let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, busy));
         self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: th });
-        busy
+        placed
     }
 
     /// The OS has woken `th`: it spends the wake-up's CPU, then checks the GIL.
     pub(in crate::sim) fn cpy_woken(&mut self, th: u32) {
+        if let Some(i) = self.idle_wakes.iter().position(|&(t, _)| t == th) {
+            self.idle_wakes.swap_remove(i);
+        }
         let w = self.threads[th as usize].worker;
         let g = self.threads[th as usize].g;
         if g.state == GState::MutexWake {

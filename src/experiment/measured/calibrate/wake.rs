@@ -1,8 +1,9 @@
 //! Wake-ups of a parked thread, in rounds that must agree: what `calibrate` records as
-//! `wake_us`, `wake_busy_us`, `signal_us` and `vain_wake_us`.
+//! `wake_us`, `wake_busy_us`, `signal_us`, `vain_wake_us` and `mutex_wake_us`.
 
 use crate::scenario::{Calibration, Cost};
 use crate::server;
+use crate::server::gil::wake::MUTEX_HOLD_US;
 use crate::stats::Rounds;
 use crate::workload::Dist;
 
@@ -32,21 +33,25 @@ pub struct Wake {
     pub signal: Rounds,
     /// Each round's CPU per vain wake-up (µs), judged.
     pub vain: Rounds,
+    /// Each round's median wake-up of a thread blocked on a mutex held briefly (µs),
+    /// judged.
+    pub mutex: Rounds,
 }
 
 impl Wake {
     /// Sets a scenario's wake-up costs to these: the latencies as their samples, the
-    /// signal's and a vain wake-up's cost as their rounds' medians.
+    /// signal's, a vain wake-up's and a mutex wake-up's cost as their rounds' medians.
     pub fn apply(&self, cost: &mut Cost) {
         let samples = |v: &[f64]| Dist::Empirical { file: None, samples: v.to_vec().into() };
         cost.wake_us = samples(&self.samples_us);
         cost.wake_busy_us = Some(samples(&self.busy_samples_us));
         (cost.signal_us, cost.vain_wake_us) = (self.signal.median, self.vain.median);
+        cost.mutex_wake_us = self.mutex.median;
     }
 }
 
 /// Measures wake-ups in rounds (what `calibrate` records as `wake_us`, `wake_busy_us`,
-/// `signal_us` and `vain_wake_us`); rounds that disagree beyond a quarter of their median are measured
+/// `signal_us`, `vain_wake_us` and `mutex_wake_us`); rounds that disagree beyond a quarter of their median are measured
 /// again, up to nine rounds in all. About a second.
 pub fn wake_costs() -> Wake {
     let median = |v: &[f64]| Rounds::judge(v, WAKE_SPREAD).map_or(0.0, |r| r.median);
@@ -61,7 +66,8 @@ pub fn wake_costs() -> Wake {
         let busy_latency = judge(rounds.iter().map(|w| median(&w.busy_latency_us)).collect());
         let signal = judge(rounds.iter().map(|w| median(&w.signal_us)).collect());
         let vain = judge(rounds.iter().map(|w| w.vain_cpu_us).collect());
-        let stable = [&latency, &busy_latency, &signal, &vain].iter().all(|r| r.stable);
+        let mutex = judge(rounds.iter().map(|w| median(&w.mutex_us)).collect());
+        let stable = [&latency, &busy_latency, &signal, &vain, &mutex].iter().all(|r| r.stable);
         if stable || rounds.len() >= WAKE_ROUNDS.1 {
             // The samples of the rounds whose median is not an outlier.
             let pool = |pick: fn(&server::gil::wake::WakeCosts) -> &Vec<f64>, judged: &Rounds| {
@@ -73,7 +79,7 @@ pub fn wake_costs() -> Wake {
             };
             let samples_us = pool(|w| &w.latency_us, &latency);
             let busy_samples_us = pool(|w| &w.busy_latency_us, &busy_latency);
-            return Wake { samples_us, latency, busy_samples_us, busy_latency, signal, vain };
+            return Wake { samples_us, latency, busy_samples_us, busy_latency, signal, vain, mutex };
         }
     }
 }
@@ -85,11 +91,13 @@ pub(super) fn record(wake: Wake, cal: &mut Calibration) -> String {
     cal.wake_busy_us = wake.busy_samples_us;
     cal.signal_us = wake.signal.median;
     cal.vain_wake_us = wake.vain.median;
+    cal.mutex_wake_us = wake.mutex.median;
     cal.unstable = [
         ("wake_us", &wake.latency),
         ("wake_busy_us", &wake.busy_latency),
         ("signal_us", &wake.signal),
         ("vain_wake_us", &wake.vain),
+        ("mutex_wake_us", &wake.mutex),
     ]
     .iter()
     .filter(|(_, r)| !r.stable)
@@ -99,7 +107,8 @@ pub(super) fn record(wake: Wake, cal: &mut Calibration) -> String {
         "wake-ups: {} rounds of {WAKE_PER_ROUND} signals to a parked thread, median latency {:.1} µs \
          onto an idle core (rounds' spread {:.0}%), {:.1} µs with every core busy \
          (spread {:.0}%), a signal {:.1} µs of its signaller's time (spread {:.0}%), CPU of a \
-         vain wake-up {:.2} µs (spread {:.0}%)",
+         vain wake-up {:.2} µs (spread {:.0}%), a thread blocked on a mutex held {MUTEX_HOLD_US} µs \
+         woken {:.1} µs after its unlock (spread {:.0}%)",
         wake.latency.rounds.len(),
         wake.latency.median,
         wake.latency.spread * 100.0,
@@ -108,9 +117,12 @@ pub(super) fn record(wake: Wake, cal: &mut Calibration) -> String {
         wake.signal.median,
         wake.signal.spread * 100.0,
         wake.vain.median,
-        wake.vain.spread * 100.0
+        wake.vain.spread * 100.0,
+        wake.mutex.median,
+        wake.mutex.spread * 100.0
     );
     (cal.wake_rounds, cal.wake_busy_rounds, cal.signal_rounds, cal.vain_wake_rounds) =
         (Some(wake.latency), Some(wake.busy_latency), Some(wake.signal), Some(wake.vain));
+    cal.mutex_wake_rounds = Some(wake.mutex);
     note
 }

@@ -206,6 +206,8 @@ pub struct MachineWake {
     pub signal_us: f64,
     /// The CPU of a vain wake-up (µs).
     pub vain_us: f64,
+    /// The wake-up of a thread blocked on the GIL's mutex (µs).
+    pub mutex_us: f64,
 }
 
 impl MachineWake {
@@ -221,6 +223,7 @@ impl MachineWake {
             busy_us: busy,
             signal_us: w.signal.median,
             vain_us: w.vain.median,
+            mutex_us: w.mutex.median,
         };
         (idle, m)
     }
@@ -255,7 +258,7 @@ pub fn apply(sc: &Scenario, c: &Costs) -> Scenario {
         Some(m) => {
             k.wake_us = dist(c.wake_us, m.wake_cv);
             k.wake_busy_us = Some(dist(m.busy_us, m.wake_cv));
-            (k.signal_us, k.vain_wake_us) = (m.signal_us, m.vain_us);
+            (k.signal_us, k.vain_wake_us, k.mutex_wake_us) = (m.signal_us, m.vain_us, m.mutex_us);
         }
         None => {
             k.wake_us = Dist::Gamma { mean: c.wake_us, cv: 0.5 };
@@ -633,8 +636,9 @@ pub fn calibrate_target(
         notes.push(format!(
             "CPython's GIL: the OS's wake-up costs measured on this machine, not fitted — a wake-up \
              {w:.1} µs onto an idle core, {:.1} µs with every core busy (preempting its waker), a \
-             signal {:.1} µs of its signaller's time, a vain wake-up {:.2} µs of CPU",
-            m.busy_us, m.signal_us, m.vain_us
+             signal {:.1} µs of its signaller's time, a vain wake-up {:.2} µs of CPU, a thread \
+             blocked on the GIL's mutex woken in {:.1} µs",
+            m.busy_us, m.signal_us, m.vain_us, m.mutex_us
         ));
     }
     if pinned_held.is_some() {
@@ -804,6 +808,7 @@ const WAKE_CV_PARAM: &str = "wake cv";
 const BUSY_PARAM: &str = "busy-core wake-up";
 const SIGNAL_PARAM: &str = "signal cost";
 const VAIN_PARAM: &str = "vain wake-up CPU";
+const MUTEX_PARAM: &str = "mutex wake-up";
 
 /// The time slice a calibration measured (ms), if its scenario's cores were time-sliced.
 pub fn slice_of(cal: &TargetCalibration) -> Option<f64> {
@@ -831,6 +836,7 @@ fn machine_params(wake_us: f64, m: &MachineWake) -> Vec<Param> {
         param(BUSY_PARAM, m.busy_us, "µs", None, how),
         param(SIGNAL_PARAM, m.signal_us, "µs", None, how),
         param(VAIN_PARAM, m.vain_us, "µs", None, how),
+        param(MUTEX_PARAM, m.mutex_us, "µs", None, how),
     ]
 }
 
@@ -856,6 +862,7 @@ fn costs_from(params: &[Param]) -> Costs {
             busy_us: get(BUSY_PARAM, 0.0),
             signal_us: get(SIGNAL_PARAM, 0.0),
             vain_us: get(VAIN_PARAM, 0.0),
+            mutex_us: get(MUTEX_PARAM, 0.0),
         }),
     }
 }
@@ -974,11 +981,12 @@ mod tests {
         assert!((s.cost.vain_wake_us - 4.0).abs() < 1e-12);
         s.validate().unwrap();
         // Measured wake-up costs are applied as measured.
-        c.machine = Some(MachineWake { wake_cv: 0.2, busy_us: 6.0, signal_us: 10.0, vain_us: 2.0 });
+        c.machine =
+            Some(MachineWake { wake_cv: 0.2, busy_us: 6.0, signal_us: 10.0, vain_us: 2.0, mutex_us: 12.0 });
         let s = apply(&sc, &c);
         assert_eq!(s.cost.wake_us, Dist::Gamma { mean: 20.0, cv: 0.2 });
         assert_eq!(s.cost.wake_busy_us, Some(Dist::Gamma { mean: 6.0, cv: 0.2 }));
-        assert_eq!((s.cost.signal_us, s.cost.vain_wake_us), (10.0, 2.0));
+        assert_eq!((s.cost.signal_us, s.cost.vain_wake_us, s.cost.mutex_wake_us), (10.0, 2.0, 12.0));
         s.validate().unwrap();
         // And they come back from the calibration file's parameters.
         let back = costs_from(&machine_params(20.0, &c.machine.unwrap()));
