@@ -109,10 +109,9 @@ pub(crate) struct System<'a> {
     pub(super) cpy: bool,
     /// Random stream of CPython GIL wake-up latencies.
     pub(super) gil_rng: StreamRng,
-    /// Wake-ups on their way to an idle core, each bringing one up: the thread, and when it
-    /// runs. Such a core is no longer idle to the next wake-up (the kernel's `idle_cpu()` is
-    /// false while a wake-up is pending on it); that one queues on it instead.
-    pub(super) idle_wakes: Vec<(u32, Nanos)>,
+    /// Threads whose wake-up is on its way to an idle core, each bringing one up. Such a core is no longer idle to the next wake-up (the kernel's `idle_cpu()` is
+    /// false while a wake-up is pending on it).
+    pub(super) idle_wakes: Vec<u32>,
     /// What the CPython GIL did, event by event (tests only).
     #[cfg(test)]
     pub(super) trace: Vec<(Nanos, u32, &'static str)>,

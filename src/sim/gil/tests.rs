@@ -105,17 +105,18 @@ fn a_signal_costs_its_signaller_before_its_c_call_goes_on() {
 #[test]
 fn a_core_being_woken_is_not_idle_to_the_next_wake_up() {
     // Three threads on two cores; thread 1 runs 4 slices of 10 µs of bytecode, each then a
-    // 2 µs C call; a signal costs 5 µs when it wakes an idle core. Its first release (10)
-    // signals thread 2 onto the idle core, up at 40. Its second (27) finds that core on its
-    // way up: thread 3 queues on it, costs no signal, and runs at 40 too. Thread 1's third
-    // release (39, nobody left to signal) comes 12 µs later, not 17: at 40 it is in that C
-    // call (39–41), thread 2 takes the GIL, thread 3 finds it taken, and thread 1, back at
-    // 41 (46 had the second signal cost 5 µs), sleeps.
+    // 2 µs C call; a signal costs 5 µs when it wakes an idle core, a wake-up with every
+    // core busy takes 6 µs and preempts its waker. Thread 1's first release (10) signals
+    // thread 2 onto the idle core, up at 40. Its second (27) finds no idle core — the other
+    // one has a wake-up on its way — so thread 3 is woken as on busy cores: at 33, at no
+    // signal cost (thread 1's next release is at 39, not 44). At 40 thread 1 is in a C
+    // call (39–41): thread 2 takes the GIL, and thread 1, back at 41, sleeps.
     let got = trace_of(
         3,
-        "vain_wake_us = 0\ntoken_locked_ms = 0.04\ntoken_free_ms = 0.008\nrelease_points = 4\nsignal_us = 5\n",
+        "vain_wake_us = 0\nwake_busy_us = 6\ntoken_locked_ms = 0.04\ntoken_free_ms = 0.008\n\
+         release_points = 4\nsignal_us = 5\n",
         5.0,
-        12,
+        15,
     );
     let want = [
         (0, 1, "take (switch)"),
@@ -125,11 +126,14 @@ fn a_core_being_woken_is_not_idle_to_the_next_wake_up() {
         (10, 2, "signalled"),
         (27, 1, "release point"),
         (27, 3, "signalled"),
+        (33, 3, "woken"),
+        (33, 3, "vain"),
+        (39, 1, "release point"),
+        (39, 3, "signalled"),
         (40, 2, "woken"),
         (40, 2, "take (switch)"),
-        (40, 3, "woken"),
-        (40, 3, "vain"),
         (41, 1, "sleep"),
+        (45, 3, "woken"),
     ];
     assert_eq!(got, want);
 }

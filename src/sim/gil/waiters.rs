@@ -12,9 +12,7 @@ use crate::sim::system::{NONE, System};
 pub(super) enum Placed {
     /// On an idle core, which its wake-up brings up.
     Idle,
-    /// Behind another wake-up that is bringing an idle core up.
-    Queued,
-    /// Every core busy.
+    /// No core idle (a core that a wake-up in flight is bringing up counts as busy).
     Busy,
 }
 
@@ -38,10 +36,8 @@ impl System<'_> {
 
     /// `signaller` signals the first sleeper of worker `w`'s GIL, if any: it wakes later.
     /// Returns the CPU the signal costs the signaller (ns): `cost.signal_us` when the
-    /// sleeper is woken on an idle core; 0 when nobody sleeps, when the sleeper queues on a
-    /// core another wake-up is already bringing up (the kernel sends that core no second
-    /// interrupt), or when it takes the signaller's core (its wake-up's CPU is then the
-    /// signaller's wait).
+    /// sleeper is woken on an idle core, 0 when nobody sleeps or the sleeper takes the
+    /// signaller's core (its wake-up's CPU is then the signaller's wait).
     pub(super) fn cpy_signal(&mut self, w: u32, signaller: u32) -> f64 {
         let Some(s) = self.gil(w).sleepers.pop_front() else { return 0.0 };
         self.trace(s, "signalled");
@@ -49,7 +45,6 @@ impl System<'_> {
         self.update_gil_next(w as usize);
         match placed {
             Placed::Idle => self.cost.signal_ns,
-            Placed::Queued => 0.0,
             Placed::Busy if self.cost.wake_preempts() => 0.0,
             Placed::Busy => self.cost.signal_ns,
         }
@@ -57,25 +52,19 @@ impl System<'_> {
 
     /// Where the OS wakes `th`, and after what latency (ns), as the kernel places a
     /// wake-up: onto an idle core that no wake-up in flight is bringing up yet (the
-    /// latency of waking a core, `cost.wake_us`); else, while another wake-up is bringing
-    /// an idle core up, onto that core's queue, running once it is up (the kernel's
-    /// `idle_cpu()` counts a core with a wake-up pending as busy, so the next wake-up does
-    /// not pick it as idle; `ttwu_queue_wakelist` sends it no second interrupt); else with
-    /// every core busy (`cost.wake_busy_us`).
+    /// latency of waking a core, `cost.wake_us`), else as with every core busy
+    /// (`cost.wake_busy_us`). A core with a wake-up on its way is busy to the next one:
+    /// the kernel's `idle_cpu()` is false while a wake-up is pending on it.
     ///
     /// A `waker` that goes on running (a holder at a release point, off the cores between
     /// two chunks of its run) keeps its core.
     fn cpy_place_wake(&mut self, th: u32, waker: u32) -> (Placed, Nanos) {
-        let now = self.now;
         let waker_runs = waker != NONE && self.threads[waker as usize].g.state == GState::Run;
         let idle = self.cpu.idle_cores().saturating_sub(u32::from(waker_runs));
         if idle as usize > self.idle_wakes.len() {
             let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, false));
-            self.idle_wakes.push((th, now.saturating_add(latency)));
+            self.idle_wakes.push(th);
             return (Placed::Idle, latency);
-        }
-        if let Some(up) = self.idle_wakes.iter().map(|&(_, up)| up).min() {
-            return (Placed::Queued, up.saturating_sub(now));
         }
         (Placed::Busy, round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, true)))
     }
@@ -96,7 +85,7 @@ impl System<'_> {
 
     /// The OS has woken `th`: it spends the wake-up's CPU, then checks the GIL.
     pub(in crate::sim) fn cpy_woken(&mut self, th: u32) {
-        if let Some(i) = self.idle_wakes.iter().position(|&(t, _)| t == th) {
+        if let Some(i) = self.idle_wakes.iter().position(|&t| t == th) {
             self.idle_wakes.swap_remove(i);
         }
         let w = self.threads[th as usize].worker;
