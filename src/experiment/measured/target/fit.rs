@@ -576,19 +576,23 @@ pub fn calibrate_target(
     let t_probe_s = (probe.latency_ms.mean / 1e3).max(1e-4);
     let one_n = ((0.15 * opts.budget_s / t_probe_s) as u64).clamp(30, 500);
     progress(1, total, &format!("one client: {one_n} requests"));
-    let one = measure_at(sc, 1, one_n, opts, "one client")?;
+    let mut one = measure_at(sc, 1, one_n, opts, "one client")?;
     let rtt_ms = health_rtt_ms(sc, opts, 50)?;
-    let samples_ms: Vec<f64> = one.window.latency_us.iter().map(|&u| u as f64 / 1e3).collect();
-    let (mean_ms, cv) = mean_cv(&samples_ms);
-    let stages = one_client_stages(&one);
-    let work_total_ms = mean_ms - rtt_ms;
-    if work_total_ms <= 0.0 {
-        return Err(FitError::Unfit(format!(
-            "a request ({mean_ms:.3} ms) is no slower than the health URL ({rtt_ms:.3} ms): nothing to \
-             calibrate; point target.url at the model's route"
-        )));
-    }
-    let work_cv = cv * mean_ms / work_total_ms;
+    // What the fit takes from the one-client phase: every request's latency, their mean and
+    // cv, the Server-Timing stages, the work (the mean less the round trip) and its cv.
+    let derive = |one: &MeasureReport| -> Result<_, FitError> {
+        let samples_ms: Vec<f64> = one.window.latency_us.iter().map(|&u| u as f64 / 1e3).collect();
+        let (mean_ms, cv) = mean_cv(&samples_ms);
+        let work_total_ms = mean_ms - rtt_ms;
+        if work_total_ms <= 0.0 {
+            return Err(FitError::Unfit(format!(
+                "a request ({mean_ms:.3} ms) is no slower than the health URL ({rtt_ms:.3} ms): nothing \
+                 to calibrate; point target.url at the model's route"
+            )));
+        }
+        Ok((samples_ms, mean_ms, cv, one_client_stages(one), work_total_ms, cv * mean_ms / work_total_ms))
+    };
+    let (mut samples_ms, mut mean_ms, mut cv, mut stages, mut work_total_ms, mut work_cv) = derive(&one)?;
 
     // b. The ramp.
     let per_s = 0.6 * opts.budget_s / (ramp_users.len() as f64 * mean_ms / 1e3).max(1e-6);
@@ -601,6 +605,24 @@ pub fn calibrate_target(
         at.system.cores = cores;
         let m = measure_at(&at, u, requests, opts, &what)?;
         ramp.push((u, cores, m.throughput_rps, m.latency_ms.p95, m.latency_ms.p50));
+    }
+
+    // The machine's steadiness: the ramp's one user measures what the one-client phase
+    // did. Where the two disagree the machine moved between them, and the fit would take
+    // its work from one machine and its contention from another: the one client is
+    // measured again, and the measurement nearer the ramp's is kept.
+    if let Some(&(_, _, ramp_rps, _, _)) = ramp.iter().find(|r| r.0 == 1 && r.1 == sc.system.cores) {
+        let first = one.throughput_rps;
+        if moved(first, ramp_rps) > STEADY {
+            progress(total - 1, total, "one client again: the machine moved since the first");
+            let again = measure_at(sc, 1, one_n, opts, "one client (again)")?;
+            let (keep_again, note) = unsteady(first, ramp_rps, again.throughput_rps);
+            if keep_again {
+                one = again;
+                (samples_ms, mean_ms, cv, stages, work_total_ms, work_cv) = derive(&one)?;
+            }
+            notes.push(note);
+        }
     }
     progress(total - 1, total, "fitting the simulator to the ramp");
 
@@ -801,6 +823,38 @@ pub fn calibrate_target(
     })
 }
 
+/// How far apart (relative) two measurements of one client may be before the machine counts
+/// as having moved between them.
+const STEADY: f64 = 0.10;
+
+/// How far apart two throughputs are, relative to the smaller.
+fn moved(a: f64, b: f64) -> f64 {
+    (a - b).abs() / a.min(b).max(1e-9)
+}
+
+/// One client ran at `first` req/s, the ramp's one user at `ramp`, one client again at
+/// `second`: whether to keep the second, and the note that says what happened.
+fn unsteady(first: f64, ramp: f64, second: f64) -> (bool, String) {
+    let keep_again = moved(second, ramp) < moved(first, ramp);
+    let kept = if keep_again { second } else { first };
+    let advice = if moved(kept, ramp) > STEADY {
+        format!(
+            ", still {:.0}% from the ramp's: calibrate again on a quieter machine",
+            100.0 * moved(kept, ramp)
+        )
+    } else {
+        String::new()
+    };
+    let note = format!(
+        "unsteady machine: one client ran at {first:.1} req/s, the ramp's one user at {ramp:.1} \
+         ({:.0}% apart: the same measurement, a minute later); measured again at {second:.1} req/s, \
+         and the calibration takes its work from the {} measurement{advice}",
+        100.0 * moved(first, ramp),
+        if keep_again { "second" } else { "first" },
+    );
+    (keep_again, note)
+}
+
 /// The name of the measured time slice among a calibration's parameters.
 pub const SLICE_PARAM: &str = "time slice";
 /// The measured wake-up costs' names among a calibration's parameters.
@@ -940,6 +994,19 @@ fn confidence(model: &Model<'_>, x: &[f64], r0: &[f64]) -> Vec<Option<(f64, f64)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsteady_one_client_phase_is_measured_again_and_the_nearer_kept() {
+        // 131 req/s alone, 165 in the ramp: the second measurement (160) is kept.
+        let (again, note) = unsteady(131.0, 165.0, 160.0);
+        assert!(again && note.contains("from the second measurement"), "{note}");
+        assert!(!note.contains("calibrate again"), "{note}");
+        // Both far from the ramp's, the first nearer: the first is kept, and the note says
+        // to calibrate again.
+        let (again, note) = unsteady(140.0, 165.0, 120.0);
+        assert!(!again && note.contains("from the first measurement"), "{note}");
+        assert!(note.contains("calibrate again on a quieter machine"), "{note}");
+    }
 
     #[test]
     fn nelder_mead_finds_a_bowls_bottom() {
