@@ -109,9 +109,6 @@ pub(crate) struct System<'a> {
     pub(super) cpy: bool,
     /// Random stream of CPython GIL wake-up latencies.
     pub(super) gil_rng: StreamRng,
-    /// Threads whose wake-up is on its way to an idle core, each bringing one up. Such a core is no longer idle to the next wake-up (the kernel's `idle_cpu()` is
-    /// false while a wake-up is pending on it).
-    pub(super) idle_wakes: Vec<u32>,
     /// What the CPython GIL did, event by event (tests only).
     #[cfg(test)]
     pub(super) trace: Vec<(Nanos, u32, &'static str)>,
@@ -195,7 +192,6 @@ impl<'a> System<'a> {
             gil: gil_interval.is_some(),
             cpy,
             gil_rng: streams.stream("gil"),
-            idle_wakes: Vec::new(),
             #[cfg(test)]
             trace: Vec::new(),
             gil_next: (Nanos::MAX, 0),

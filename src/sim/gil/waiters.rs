@@ -2,19 +2,9 @@
 //! while it checks, timed waits and their drop requests, and the forced switch.
 
 use super::GState;
-use crate::des::Nanos;
-use crate::des::round_ns;
+use crate::des::{Nanos, round_ns};
 use crate::sim::event::Ev;
 use crate::sim::system::{NONE, System};
-
-/// Where a woken thread was placed (see `cpy_place_wake`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Placed {
-    /// On an idle core, which its wake-up brings up.
-    Idle,
-    /// No core idle (a core that a wake-up in flight is bringing up counts as busy).
-    Busy,
-}
 
 impl System<'_> {
     /// Releases worker `w`'s mutex, as glibc's `pthread_mutex_unlock` does: the mutex is
@@ -28,7 +18,7 @@ impl System<'_> {
             // `cost.mutex_wake_us` where the scenario has one.
             let latency = match self.cost.mutex_wake_ns {
                 ns if ns > 0.0 => round_ns(ns),
-                _ => self.cpy_place_wake(n, NONE).1,
+                _ => self.cpy_place_wake(NONE).1,
             };
             self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: n });
         }
@@ -41,53 +31,36 @@ impl System<'_> {
     pub(super) fn cpy_signal(&mut self, w: u32, signaller: u32) -> f64 {
         let Some(s) = self.gil(w).sleepers.pop_front() else { return 0.0 };
         self.trace(s, "signalled");
-        let placed = self.cpy_wake_later(s, false, signaller);
+        let busy = self.cpy_wake_later(s, false, signaller);
         self.update_gil_next(w as usize);
-        match placed {
-            Placed::Idle => self.cost.signal_ns,
-            Placed::Busy if self.cost.wake_preempts() => 0.0,
-            Placed::Busy => self.cost.signal_ns,
-        }
+        if busy && self.cost.wake_preempts() { 0.0 } else { self.cost.signal_ns }
     }
 
-    /// Where the OS wakes `th`, and after what latency (ns), as the kernel places a
-    /// wake-up: onto an idle core that no wake-up in flight is bringing up yet (the
-    /// latency of waking a core, `cost.wake_us`), else as with every core busy
-    /// (`cost.wake_busy_us`). A core with a wake-up on its way is busy to the next one:
-    /// the kernel's `idle_cpu()` is false while a wake-up is pending on it.
-    ///
-    /// A `waker` that goes on running (a holder at a release point, off the cores between
-    /// two chunks of its run) keeps its core.
-    fn cpy_place_wake(&mut self, th: u32, waker: u32) -> (Placed, Nanos) {
+    /// Whether no core is idle for `th`'s wake-up, and its latency (ns): `cost.wake_us` onto
+    /// an idle core, `cost.wake_busy_us` with every core busy. A `waker` that goes on
+    /// running (a holder at a release point, off the cores between two chunks of its run)
+    /// keeps its core.
+    fn cpy_place_wake(&mut self, waker: u32) -> (bool, Nanos) {
         let waker_runs = waker != NONE && self.threads[waker as usize].g.state == GState::Run;
-        let idle = self.cpu.idle_cores().saturating_sub(u32::from(waker_runs));
-        if idle as usize > self.idle_wakes.len() {
-            let latency = round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, false));
-            self.idle_wakes.push(th);
-            return (Placed::Idle, latency);
-        }
-        (Placed::Busy, round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, true)))
+        let busy = self.cpu.idle_cores() <= u32::from(waker_runs);
+        (busy, round_ns(self.cost.draw_wake_ns(&mut self.gil_rng, busy)))
     }
 
     /// `th` wakes after the OS's wake-up latency, woken by `waker` (`NONE`: its timer): onto
     /// an idle core if there is one; else onto the waker's core, which it takes from the
     /// waker once it runs (when the scenario measured wake-ups with every core busy).
-    /// Returns where it was placed.
-    pub(super) fn cpy_wake_later(&mut self, th: u32, timed_out: bool, waker: u32) -> Placed {
-        let (placed, latency) = self.cpy_place_wake(th, waker);
-        let busy = placed == Placed::Busy;
+    /// Returns whether no core was idle.
+    pub(super) fn cpy_wake_later(&mut self, th: u32, timed_out: bool, waker: u32) -> bool {
+        let (busy, latency) = self.cpy_place_wake(waker);
         let preempt = if busy && self.cost.wake_preempts() { waker } else { NONE };
         let g = self.g(th);
         (g.state, g.timed_out, g.waker) = (GState::Waking, timed_out, preempt);
         self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: th });
-        placed
+        busy
     }
 
     /// The OS has woken `th`: it spends the wake-up's CPU, then checks the GIL.
     pub(in crate::sim) fn cpy_woken(&mut self, th: u32) {
-        if let Some(i) = self.idle_wakes.iter().position(|&t| t == th) {
-            self.idle_wakes.swap_remove(i);
-        }
         let w = self.threads[th as usize].worker;
         let g = self.threads[th as usize].g;
         if g.state == GState::MutexWake {
