@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 /// step at several batch sizes, and the OS's wake-up costs that CPython's GIL meets: a
 /// parked thread's wake-up signalled by a thread that goes on computing, onto an idle core
 /// (`wake_us`) and with every core busy (`wake_busy_us`), what the signal costs its
-/// signaller (`signal_us`) and the CPU of a wake-up in vain (`vain_wake_us`), in rounds
-/// whose spread it reports. Every cost is kept as its samples. Scenarios use it with
+/// signaller (`signal_us`), the CPU of a wake-up in vain (`vain_wake_us`) and the wake-up
+/// of a thread blocked on a mutex held briefly (`mutex_wake_us`), in rounds whose spread it
+/// reports. Every cost is kept as its samples. Scenarios use it with
 /// `cost.calibration = "PATH"` (or `--set`).
 ///
 /// With `--target FILE`, calibrates a service of your own from outside instead: FILE is a
