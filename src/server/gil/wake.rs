@@ -28,7 +28,7 @@
 //! cheaper than one onto a core that has (on the same VM: 12 µs for a 1 µs hold, 20–35 µs
 //! from 3 µs on).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -127,7 +127,6 @@ fn mutex_wakes(rounds: u32) -> Vec<f64> {
         unlocked_ns: AtomicU64,
         stop: AtomicBool,
     }
-    use std::sync::atomic::AtomicU64;
     let m = Arc::new(PthreadMutex::new());
     let sh = Arc::new(Shared::default());
     let epoch = Instant::now();

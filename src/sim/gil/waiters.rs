@@ -36,8 +36,8 @@ impl System<'_> {
         if busy && self.cost.wake_preempts() { 0.0 } else { self.cost.signal_ns }
     }
 
-    /// Whether no core is idle for `th`'s wake-up, and its latency (ns): `cost.wake_us` onto
-    /// an idle core, `cost.wake_busy_us` with every core busy. A `waker` that goes on
+    /// Whether no core is idle for a wake-up, and its latency (ns): `cost.wake_us` onto an
+    /// idle core, `cost.wake_busy_us` with every core busy. A `waker` that goes on
     /// running (a holder at a release point, off the cores between two chunks of its run)
     /// keeps its core.
     fn cpy_place_wake(&mut self, waker: u32) -> (bool, Nanos) {
