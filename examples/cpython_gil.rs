@@ -17,7 +17,13 @@
 //! cargo run --release --example cpython_gil -- --smoke      # 4 points, under a minute
 //! cargo run --release --example cpython_gil -- --from validation/cpython-gil-harness.json
 //! cargo run --release --example cpython_gil -- --from … --scheduler ps   # cores as processor sharing
+//! cargo run --release --example cpython_gil -- --from B.json --spread-from A.json  # and CPython's own spread
 //! ```
+//!
+//! `--spread-from` names another run's harness file of the same grid: the example prints how
+//! far CPython itself moved between the two runs, point by point (median and max of the
+//! throughput's and the p95's relative change), beside the model's error — on a shared
+//! machine a model cannot be judged closer to one run than the runs are to each other.
 //!
 //! The venv comes from `python/make_venv.sh` (the machine's `python3`, NumPy from PyPI); when
 //! it cannot be made, the example says why and stops without failing. Writes
@@ -119,6 +125,8 @@ fn main() -> Result<()> {
     let from = args.iter().position(|a| a == "--from").and_then(|i| args.get(i + 1)).map(PathBuf::from);
     let smoke = args.iter().any(|a| a == "--smoke");
     let ps = args.windows(2).any(|w| w[0] == "--scheduler" && w[1] == "ps");
+    let spread_from =
+        args.iter().position(|a| a == "--spread-from").and_then(|i| args.get(i + 1)).map(PathBuf::from);
     let root = root();
     let harness = match from {
         Some(f) => f,
@@ -174,6 +182,11 @@ fn main() -> Result<()> {
     }
     let verdict = targets(&rows);
     print!("{verdict}");
+    if let Some(other) = &spread_from {
+        let text = std::fs::read_to_string(other).map_err(|e| format!("{}: {e}", other.display()))?;
+        let before: Harness = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", other.display()))?;
+        print!("{}", spread(&rows, &before, other));
+    }
     // What holds on any machine: with one thread there is nobody to contend with, so the
     // simulator, given the thread's own profile, must reproduce the profile's rate; and the
     // point, a second measurement of the same thread alone, must agree with the prediction
@@ -409,6 +422,34 @@ fn csv(rows: &[Row]) -> String {
         );
     }
     s
+}
+
+/// CPython's own run-to-run spread: each clean point against the same (T, H, K) of another
+/// run, as the relative change from their mean, beside the model's error.
+fn spread(rows: &[Row], other: &Harness, path: &Path) -> String {
+    let key = |m: &Measured| (m.threads, (m.held_share * 1e3).round() as i64, m.release_points);
+    let rel = |a: f64, b: f64| 200.0 * (a - b).abs() / (a + b).max(1e-12);
+    let (mut rps, mut p95) = (Vec::new(), Vec::new());
+    for r in rows.iter().filter(|r| r.clean()) {
+        if let Some(o) = other.points.iter().find(|o| key(o) == key(r.m) && o.other_cpu_cores <= QUIET_CORES)
+        {
+            rps.push(rel(r.m.throughput_rps, o.throughput_rps));
+            p95.push(rel(r.m.p95_ms, o.p95_ms));
+        }
+    }
+    if rps.is_empty() {
+        return format!("CPython's own spread: no point of {} matches this run's\n", path.display());
+    }
+    let n = rps.len();
+    let max = rps.iter().copied().fold(0.0, f64::max);
+    format!(
+        "CPython's own run-to-run spread against {} ({n} points): throughput median {:.1}%, max {:.1}%; \
+         p95 median {:.1}% — a model error at or below these is within what CPython itself does\n",
+        path.display(),
+        median(rps),
+        max,
+        median(p95)
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
