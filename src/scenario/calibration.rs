@@ -177,14 +177,14 @@ impl Calibration {
         if cal.kernels_per_token == 0 || !(cal.handoff_us.is_finite() && cal.handoff_us >= 0.0) {
             return Err(err("kernels_per_token must be ≥ 1 and handoff_us ≥ 0".into()));
         }
-        if !(cal.vain_wake_us.is_finite() && (0.0..=1e6).contains(&cal.vain_wake_us)) {
-            return Err(err(format!("vain_wake_us must be in [0, 1e6] µs, got {}", cal.vain_wake_us)));
-        }
-        if !(cal.signal_us.is_finite() && (0.0..=1e6).contains(&cal.signal_us)) {
-            return Err(err(format!("signal_us must be in [0, 1e6] µs, got {}", cal.signal_us)));
-        }
-        if !(cal.mutex_wake_us.is_finite() && (0.0..=1e6).contains(&cal.mutex_wake_us)) {
-            return Err(err(format!("mutex_wake_us must be in [0, 1e6] µs, got {}", cal.mutex_wake_us)));
+        for (name, us) in [
+            ("vain_wake_us", cal.vain_wake_us),
+            ("signal_us", cal.signal_us),
+            ("mutex_wake_us", cal.mutex_wake_us),
+        ] {
+            if !(us.is_finite() && (0.0..=1e6).contains(&us)) {
+                return Err(err(format!("{name} must be in [0, 1e6] µs, got {us}")));
+            }
         }
         if let Some(ms) = cal.load_cpu_ms.filter(|ms| !(ms.is_finite() && (0.0..=1000.0).contains(ms))) {
             return Err(err(format!("load_cpu_ms must be in [0, 1000] ms, got {ms}")));
