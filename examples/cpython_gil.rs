@@ -3,14 +3,20 @@
 //! `python/gil_bench.py` runs T Python threads, each sending requests back to back; a
 //! request is K segments of pure-Python bytecode (the GIL held) each followed by one NumPy
 //! call (the GIL released), W ms in all, a share H of it bytecode. It measures every
-//! request's latency and the throughput, and — one thread alone — each (W, H, K)'s profile:
-//! what a request's bytecode and calls cost when nothing else runs.
+//! request's latency and the throughput, and — one thread alone, just before the point and
+//! just after it — the point's profile: what a request's bytecode and calls cost when
+//! nothing else runs, then.
 //!
 //! servesim predicts every point from that one-thread profile and this machine's wake-up
 //! costs (`servesim calibrate` measures the same: a parked thread's wake-up latency, and the
 //! CPU of a wake-up in vain), and nothing else: T threads and T closed-loop users, one token
 //! of the profile's locked and free work in K release points, the cores the harness ran on,
 //! `worker.lock = "gil"`. Nothing is fitted to the points.
+//!
+//! Beside each point's throughput and p95 the table shows the CPU a request cost — all of
+//! CPython's threads (the process's CPU over the counted requests) against the simulated
+//! cores' busy time per request — and the profile's drift: how much slower a request ran
+//! alone just after the point than just before it, the machine's own movement across it.
 //!
 //! ```text
 //! cargo run --release --example cpython_gil                 # venv, the harness's grid, predictions
@@ -76,6 +82,12 @@ struct Measured {
     other_cpu_cores: f64,
     #[serde(default)]
     truncated: bool,
+    /// The process's CPU over the counted requests (s), every thread's.
+    #[serde(default)]
+    process_cpu_s: f64,
+    /// Requests counted.
+    #[serde(default)]
+    requests: u64,
     profile: Profile,
 }
 
@@ -85,6 +97,10 @@ struct Profile {
     free_ms_samples: Vec<f64>,
     held_ms_mean: f64,
     free_ms_mean: f64,
+    /// How much slower (+) a request ran alone just after the point than just before it:
+    /// the machine's own movement across the point (absent in older files).
+    #[serde(default)]
+    drift: Option<f64>,
     /// The costs as the simulator should see them: a NumPy call's dispatch, made with the
     /// GIL held, moved from the free time to the locked.
     sim: SimCosts,
@@ -103,6 +119,8 @@ struct Row<'a> {
     rps: f64,
     rps_ci: f64,
     p95_ms: f64,
+    /// The simulated cores' busy time per request (ms): the work, and what the GIL costs.
+    cpu_ms: f64,
 }
 
 impl Row<'_> {
@@ -114,6 +132,10 @@ impl Row<'_> {
     }
     fn err_p95(&self) -> f64 {
         (self.p95_ms - self.m.p95_ms) / self.m.p95_ms
+    }
+    /// CPython's CPU per request (ms), every thread's; NaN where the file lacks it.
+    fn measured_cpu_ms(&self) -> f64 {
+        if self.m.requests == 0 { f64::NAN } else { self.m.process_cpu_s * 1e3 / self.m.requests as f64 }
     }
     fn series(&self) -> (u64, u32) {
         ((self.m.held_share * 100.0).round() as u64, self.m.release_points)
@@ -371,17 +393,19 @@ fn predict<'a>(
         rps: r.figures.throughput_rps,
         rps_ci: r.ci95.throughput_rps,
         p95_ms: r.figures.latency_ms.p95,
+        cpu_ms: r.figures.utilization.cores * f64::from(sc.system.cores) * 1e3
+            / r.figures.throughput_rps.max(1e-9),
     })
 }
 
 fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "\n   T  held%      K   measured req/s  predicted req/s   error   p95 meas ms  p95 pred ms   error\n",
+        "\n   T  held%      K   measured req/s  predicted req/s   error   p95 meas ms  p95 pred ms   error  CPU/req meas ms  pred ms   drift\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>4} {:>6.0} {:>6} {:>16.1} {:>16.1} {:>+7.1}% {:>12.2} {:>12.2} {:>+7.1}%{}",
+            "{:>4} {:>6.0} {:>6} {:>16.1} {:>16.1} {:>+7.1}% {:>12.2} {:>12.2} {:>+7.1}% {:>16.2} {:>8.2} {:>7}{}",
             r.m.threads,
             r.m.held_share * 100.0,
             r.m.release_points,
@@ -391,6 +415,9 @@ fn table(rows: &[Row]) -> String {
             r.m.p95_ms,
             r.p95_ms,
             r.err_p95() * 100.0,
+            r.measured_cpu_ms(),
+            r.cpu_ms,
+            r.m.profile.drift.map_or_else(|| "-".to_string(), |d| format!("{:+.1}%", d * 100.0)),
             if r.clean() { "" } else { "  (busy machine: left out)" }
         );
     }
@@ -400,12 +427,13 @@ fn table(rows: &[Row]) -> String {
 fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
         "threads,work_ms,held_share,release_points,measured_rps,predicted_rps,predicted_rps_ci95,\
-         error_rps,measured_p95_ms,predicted_p95_ms,error_p95,other_cpu_cores,clean\n",
+         error_rps,measured_p95_ms,predicted_p95_ms,error_p95,measured_cpu_ms_per_request,\
+         predicted_cpu_ms_per_request,profile_drift,other_cpu_cores,clean\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.m.threads,
             r.m.work_ms,
             r.m.held_share,
@@ -417,6 +445,9 @@ fn csv(rows: &[Row]) -> String {
             r.m.p95_ms,
             r.p95_ms,
             r.err_p95(),
+            if r.m.requests > 0 { r.measured_cpu_ms().to_string() } else { String::new() },
+            r.cpu_ms,
+            r.m.profile.drift.map_or_else(String::new, |d| d.to_string()),
             r.m.other_cpu_cores,
             r.clean()
         );

@@ -704,6 +704,51 @@ def profile_workload(wl, seed, timer_ns, npcal, budget_s=1.0, max_requests=PROFI
     }
 
 
+def merge_profiles(before, after):
+    """One profile from two of the same workload, measured just before and just after a
+    point: the machine's state over the point, as near as a one-thread profile can see it.
+
+    Means are the two profiles' means weighted by their requests; samples are pooled;
+    `drift` is how much slower (+) or faster (-) a request ran after than before, the
+    machine's own movement across the point."""
+    def wmean(key, sub=None):
+        b = before[sub][key] if sub else before[key]
+        f = after[sub][key] if sub else after[key]
+        if b is None or f is None:
+            return b if f is None else f
+        nb, nf = before["requests_timed"], after["requests_timed"]
+        if key.startswith("request_ms"):
+            nb, nf = before["requests"], after["requests"]
+        return (b * nb + f * nf) / max(nb + nf, 1)
+
+    out = dict(before)
+    for key in ("request_ms_mean", "request_ms_p50", "held_ms_mean", "held_ms_p50",
+                "free_ms_mean", "free_ms_p50", "instrumented_request_ms_mean",
+                "segment_held_us_mean", "call_free_us_mean", "glue_overhead_us_per_segment"):
+        v = wmean(key)
+        out[key] = rnd(v, 6) if v is not None else None
+    out["sim"] = dict(before["sim"])
+    for key in ("locked_ms", "free_ms"):
+        out["sim"][key] = rnd(wmean(key, "sim"), 6)
+    for key in ("request_ms_samples", "held_ms_samples", "free_ms_samples"):
+        out[key] = subsample(before[key] + after[key])
+    out["request_ms_min"] = min(before["request_ms_min"], after["request_ms_min"])
+    for key in ("requests", "requests_timed", "wall_s"):
+        out[key] = before[key] + after[key]
+    out["preempted_dropped"] = [x + y for x, y in zip(before["preempted_dropped"],
+                                                      after["preempted_dropped"])]
+    oc = [v for v in (before["other_cpu_cores"], after["other_cpu_cores"]) if v is not None]
+    out["other_cpu_cores"] = max(oc) if oc else None
+    cs = [v for v in (before["cpu_share"], after["cpu_share"]) if v is not None]
+    out["cpu_share"] = min(cs) if cs else None
+    out["notes"] = before["notes"] + [n for n in after["notes"] if n not in before["notes"]]
+    out["before_request_ms_mean"] = before["request_ms_mean"]
+    out["after_request_ms_mean"] = after["request_ms_mean"]
+    out["drift"] = rnd(after["request_ms_mean"] / before["request_ms_mean"] - 1.0, 4) \
+        if before["request_ms_mean"] else None
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Multi-threaded closed-loop run
 # ---------------------------------------------------------------------------
@@ -1128,31 +1173,35 @@ def main(argv=None):
     except AttributeError:
         ncpu = os.cpu_count() or 1
 
-    profiles = {}
+    workloads = {}
 
-    def get_profile(w, h, k, budget):
+    def get_workload(w, h, k):
+        """The workload of (w, h, k), tuned once to this machine and reused by every T."""
         key = (w, h, k)
-        if key not in profiles:
-            t0 = time.perf_counter()
+        if key not in workloads:
             wl = Workload(w, h, k, iter_ns, npcal)
             wl.tune(a.seed, timer_ns)
-            prof = profile_workload(wl, a.seed, timer_ns, npcal, budget_s=budget)
-            log("profile %s: alone %.3f ms/request (held %.3f + free %.3f ms; "
-                "%.3f us/segment held, %s us/call free; sim locked %.3f free %.3f) [%.1f s]"
-                % (wl.describe(), prof["request_ms_mean"], prof["held_ms_mean"],
-                   prof["free_ms_mean"], prof["segment_held_us_mean"] or 0.0,
-                   prof["call_free_us_mean"], prof["sim"]["locked_ms"], prof["sim"]["free_ms"],
-                   time.perf_counter() - t0))
-            for note in prof["notes"]:
-                log("  note: %s" % note)
-            profiles[key] = (wl, prof)
-        return profiles[key]
+            workloads[key] = wl
+        return workloads[key]
+
+    def get_profile(wl, budget, when=""):
+        t0 = time.perf_counter()
+        prof = profile_workload(wl, a.seed, timer_ns, npcal, budget_s=budget)
+        log("profile %s%s: alone %.3f ms/request (held %.3f + free %.3f ms; "
+            "%.3f us/segment held, %s us/call free; sim locked %.3f free %.3f) [%.1f s]"
+            % (wl.describe(), when, prof["request_ms_mean"], prof["held_ms_mean"],
+               prof["free_ms_mean"], prof["segment_held_us_mean"] or 0.0,
+               prof["call_free_us_mean"], prof["sim"]["locked_ms"], prof["sim"]["free_ms"],
+               time.perf_counter() - t0))
+        for note in prof["notes"]:
+            log("  note: %s" % note)
+        return prof
 
     if a.profile:
         w = a.work_ms if a.work_ms is not None else 5.0
         h = a.held_share if a.held_share is not None else 0.82
         k = a.release_points if a.release_points is not None else 100
-        wl, prof = get_profile(w, h, k, 1.5)
+        prof = get_profile(get_workload(w, h, k), 1.5)
         out = header(iter_ns, iter_n, timer_ns, npcal, a, "profile")
         out["profile"] = prof
         write_json(out, a.out)
@@ -1162,9 +1211,9 @@ def main(argv=None):
         grid = builtin_grid() if a.grid else smoke_grid()
         work_ms = 5.0
         if a.grid:
-            target_s, lo, hi, cap, budget = 2.0, 30, 3000, 15.0, 1.0
+            target_s, lo, hi, cap, budget = 2.0, 30, 3000, 15.0, 0.5
         else:
-            target_s, lo, hi, cap, budget = 0.75, 12, 400, 5.0, 0.5
+            target_s, lo, hi, cap, budget = 0.75, 12, 400, 5.0, 0.25
         max_s = min(a.max_seconds, cap) if a.max_seconds is not None else cap
         mode = "grid" if a.grid else "smoke"
     else:
@@ -1173,7 +1222,7 @@ def main(argv=None):
                  a.release_points if a.release_points is not None else 100)]
         work_ms = a.work_ms if a.work_ms is not None else 5.0
         max_s = a.max_seconds if a.max_seconds is not None else 60.0
-        budget = 1.0
+        budget = 0.5
         mode = "point"
 
     # Memory check before anything long runs.
@@ -1184,18 +1233,21 @@ def main(argv=None):
     points = []
     n_pts = len(grid)
     for i, (t, h, k) in enumerate(grid):
-        wl, prof = get_profile(work_ms, h, k, budget)
+        wl = get_workload(work_ms, h, k)
         check_memory(p, wl, t)
+        # The machine this runs on may change speed from one minute to the next (a shared
+        # host): each point gets its own profile, measured just before it and just after.
+        before = get_profile(wl, budget, " (before)")
         if mode == "point":
             n = a.requests if a.requests is not None else 200
             warm = a.warmup if a.warmup is not None else 2 * t
         else:
-            n = plan_requests(prof, t, ncpu, target_s, lo, hi)
+            n = plan_requests(before, t, ncpu, target_s, lo, hi)
             warm = 2 * t
         log("[%d/%d] T=%d %s: %d requests after %d warm-up ..."
             % (i + 1, n_pts, t, wl.describe(), n, warm))
         res = run_point(wl, t, n, warm, max_s, a.seed + i)
-        res["profile"] = prof
+        res["profile"] = merge_profiles(before, get_profile(wl, budget, " (after)"))
         points.append(res)
         oc = res["other_cpu_cores"]
         log("[%d/%d] T=%d %s: %s rps, p50 %s ms, p95 %s ms, cpu busy %s, %.2f s%s%s"

@@ -1,0 +1,185 @@
+/*
+ * gil_condvar.c: CPython's GIL (take_gil / drop_gil of Python/ceval_gil.c, 3.8-3.13,
+ * FORCE_SWITCHING) on either of two condition variables, to tell what the condition
+ * variable does to CPython's threads: glibc's pthread_cond_t (what CPython uses), or, built
+ * with -DPLAIN, a sequence-counter futex condition variable whose signal never blocks (as
+ * in glibc 2.41 and later, musl, and Rust's std).
+ *
+ * T threads each run, over and over, HELD µs of spinning with the GIL held ("bytecode"),
+ * then a release point: drop the GIL, CALL µs of spinning without it ("a NumPy call"), take
+ * it back. It prints the segments per second against one thread alone, and how long the
+ * holder's signals took: glibc 2.25 to 2.40 block a signaller in their group switch
+ * (__condvar_quiesce_and_switch_g1) until the old group's waiters have woken.
+ *
+ *   cc -O2 -pthread python/gil_condvar.c -o /tmp/gil_condvar
+ *   cc -O2 -pthread -DPLAIN python/gil_condvar.c -o /tmp/gil_condvar_plain
+ *   /tmp/gil_condvar T HELD_US CALL_US SECONDS   (8 4.4 1.0 1.5: the grid's H = 82%, K = 1000)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INTERVAL_US 5000L /* sys.getswitchinterval() */
+#define LONG_SIGNAL_NS 5000
+
+static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t switch_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t switch_cond = PTHREAD_COND_INITIALIZER;
+static atomic_int locked, drop_request;
+static atomic_ulong switch_number;
+static atomic_long last_holder;
+static double held_us, call_us;
+static long segments_per_thread;
+static atomic_long segments, signals, signal_ns, long_signals, long_signal_ns;
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void spin_us(double us) {
+    uint64_t end = now_ns() + (uint64_t)(us * 1000.0);
+    while (now_ns() < end) {
+    }
+}
+
+#ifdef PLAIN
+/* A signal bumps the sequence and wakes one futex waiter; it never blocks. */
+static atomic_uint seq;
+static void cond_signal(void) {
+    atomic_fetch_add(&seq, 1);
+    syscall(SYS_futex, &seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+static int cond_timedwait_interval(void) {
+    unsigned v = atomic_load(&seq);
+    pthread_mutex_unlock(&mutex);
+    struct timespec ts = {INTERVAL_US / 1000000, (INTERVAL_US % 1000000) * 1000};
+    long r = syscall(SYS_futex, &seq, FUTEX_WAIT_PRIVATE, v, &ts, NULL, 0);
+    int timed_out = r == -1 && errno == ETIMEDOUT;
+    pthread_mutex_lock(&mutex);
+    return timed_out;
+}
+#else
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER; /* CLOCK_REALTIME, as CPython 3.11 */
+static void cond_signal(void) { pthread_cond_signal(&cond); }
+static int cond_timedwait_interval(void) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    long ns = deadline.tv_nsec + INTERVAL_US * 1000;
+    deadline.tv_sec += ns / 1000000000;
+    deadline.tv_nsec = ns % 1000000000;
+    return pthread_cond_timedwait(&cond, &mutex, &deadline) == ETIMEDOUT;
+}
+#endif
+
+static void timed_signal(void) {
+    uint64_t t0 = now_ns();
+    cond_signal();
+    long d = (long)(now_ns() - t0);
+    atomic_fetch_add(&signals, 1);
+    atomic_fetch_add(&signal_ns, d);
+    if (d > LONG_SIGNAL_NS) {
+        atomic_fetch_add(&long_signals, 1);
+        atomic_fetch_add(&long_signal_ns, d);
+    }
+}
+
+static void drop_gil(long me) {
+    pthread_mutex_lock(&mutex);
+    atomic_store(&locked, 0);
+    timed_signal();
+    pthread_mutex_unlock(&mutex);
+    if (atomic_load(&drop_request)) {
+        /* FORCE_SWITCHING: wait until another thread has taken the GIL. */
+        pthread_mutex_lock(&switch_mutex);
+        if (atomic_load(&last_holder) == me) {
+            atomic_store(&drop_request, 0);
+            pthread_cond_wait(&switch_cond, &switch_mutex);
+        }
+        pthread_mutex_unlock(&switch_mutex);
+    }
+}
+
+static void take_gil(long me) {
+    pthread_mutex_lock(&mutex);
+    while (atomic_load(&locked)) {
+        unsigned long saved = atomic_load(&switch_number);
+        int timed_out = cond_timedwait_interval();
+        if (timed_out && atomic_load(&locked) && atomic_load(&switch_number) == saved) {
+            atomic_store(&drop_request, 1);
+        }
+    }
+    pthread_mutex_lock(&switch_mutex);
+    atomic_store(&locked, 1);
+    if (atomic_load(&last_holder) != me) {
+        atomic_store(&last_holder, me);
+        atomic_fetch_add(&switch_number, 1);
+    }
+    pthread_cond_signal(&switch_cond);
+    pthread_mutex_unlock(&switch_mutex);
+    atomic_store(&drop_request, 0);
+    pthread_mutex_unlock(&mutex);
+}
+
+static void *worker(void *arg) {
+    long me = (long)arg;
+    take_gil(me);
+    for (long i = 0; i < segments_per_thread; i++) {
+        spin_us(held_us);
+        if (atomic_load(&drop_request)) { /* the eval breaker */
+            drop_gil(me);
+            take_gil(me);
+        }
+        drop_gil(me); /* Py_BEGIN_ALLOW_THREADS */
+        spin_us(call_us);
+        take_gil(me); /* Py_END_ALLOW_THREADS */
+        atomic_fetch_add(&segments, 1);
+    }
+    drop_gil(me);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s THREADS HELD_US CALL_US SECONDS  (e.g. 8 4.4 1.0 1.5)\n", argv[0]);
+        return 2;
+    }
+    int threads = atoi(argv[1]);
+    held_us = atof(argv[2]);
+    call_us = atof(argv[3]);
+    double seconds = atof(argv[4]);
+    if (threads < 1 || threads > 256 || held_us <= 0 || call_us < 0 || seconds <= 0 || seconds > 60) {
+        fprintf(stderr, "THREADS must be 1-256, HELD_US > 0, CALL_US >= 0, SECONDS in (0, 60]\n");
+        return 2;
+    }
+    double alone = 1e6 / (held_us + call_us);
+    segments_per_thread = (long)(seconds * alone / threads);
+    pthread_t th[256];
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < threads; i++) {
+        pthread_create(&th[i], NULL, worker, (void *)(i + 1));
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+    }
+    double rate = (double)segments / ((double)(now_ns() - t0) / 1e9);
+    printf("%s T=%d held %.2f us call %.2f us: %.0f segments/s = %.2fx one thread's %.0f; "
+           "signals: mean %.2f us, %.2f%% over 5 us (mean %.1f us)\n",
+#ifdef PLAIN
+           "plain", threads, held_us, call_us, rate, rate / alone, alone,
+#else
+           "glibc", threads, held_us, call_us, rate, rate / alone, alone,
+#endif
+           (double)signal_ns / (double)signals / 1e3, 100.0 * (double)long_signals / (double)signals,
+           long_signals ? (double)long_signal_ns / (double)long_signals / 1e3 : 0.0);
+    return 0;
+}
