@@ -7,9 +7,11 @@
  *
  * T threads each run, over and over, HELD µs of spinning with the GIL held ("bytecode"),
  * then a release point: drop the GIL, CALL µs of spinning without it ("a NumPy call"), take
- * it back. It prints the segments per second against one thread alone, and how long the
- * holder's signals took: glibc 2.25 to 2.40 block a signaller in their group switch
- * (__condvar_quiesce_and_switch_g1) until the old group's waiters have woken.
+ * it back. It prints the segments per second against one thread alone; per segment the
+ * process's CPU, its voluntary context switches and the time its threads waited for a CPU;
+ * how long the holder's signals took (glibc 2.25 to 2.40 block a signaller in their group
+ * switch, __condvar_quiesce_and_switch_g1, until the old group's waiters have woken); and,
+ * on the plain condvar, how many signals found a thread asleep to wake.
  *
  *   cc -O2 -pthread python/gil_condvar.c -o /tmp/gil_condvar
  *   cc -O2 -pthread -DPLAIN python/gil_condvar.c -o /tmp/gil_condvar_plain
@@ -23,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,9 +58,12 @@ static void spin_us(double us) {
 #ifdef PLAIN
 /* A signal bumps the sequence and wakes one futex waiter; it never blocks. */
 static atomic_uint seq;
+static atomic_long woke_one, waits_slept, waits_again, waits_timed_out;
 static void cond_signal(void) {
     atomic_fetch_add(&seq, 1);
-    syscall(SYS_futex, &seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    if (syscall(SYS_futex, &seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0) > 0) {
+        atomic_fetch_add(&woke_one, 1);
+    }
 }
 static int cond_timedwait_interval(void) {
     unsigned v = atomic_load(&seq);
@@ -65,6 +71,7 @@ static int cond_timedwait_interval(void) {
     struct timespec ts = {INTERVAL_US / 1000000, (INTERVAL_US % 1000000) * 1000};
     long r = syscall(SYS_futex, &seq, FUTEX_WAIT_PRIVATE, v, &ts, NULL, 0);
     int timed_out = r == -1 && errno == ETIMEDOUT;
+    atomic_fetch_add(r == 0 ? &waits_slept : timed_out ? &waits_timed_out : &waits_again, 1);
     pthread_mutex_lock(&mutex);
     return timed_out;
 }
@@ -130,6 +137,19 @@ static void take_gil(long me) {
     pthread_mutex_unlock(&mutex);
 }
 
+/* This thread's time runnable but waiting for a CPU so far (ns): the second field of
+ * /proc/thread-self/schedstat; 0 where the kernel does not expose it. */
+static long run_delay_ns(void) {
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    if (!f) return 0;
+    unsigned long long run, wait;
+    long r = fscanf(f, "%llu %llu", &run, &wait) == 2 ? (long)wait : 0;
+    fclose(f);
+    return r;
+}
+
+static atomic_long waited_ns;
+
 static void *worker(void *arg) {
     long me = (long)arg;
     take_gil(me);
@@ -145,6 +165,7 @@ static void *worker(void *arg) {
         atomic_fetch_add(&segments, 1);
     }
     drop_gil(me);
+    atomic_fetch_add(&waited_ns, run_delay_ns());
     return NULL;
 }
 
@@ -172,14 +193,28 @@ int main(int argc, char **argv) {
         pthread_join(th[i], NULL);
     }
     double rate = (double)segments / ((double)(now_ns() - t0) / 1e9);
+    double delay_ns = (double)waited_ns;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_us = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+                    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
     printf("%s T=%d held %.2f us call %.2f us: %.0f segments/s = %.2fx one thread's %.0f; "
+           "CPU %.2f us, %.3f voluntary switches and %.2f us waiting for a CPU a segment; "
            "signals: mean %.2f us, %.2f%% over 5 us (mean %.1f us)\n",
 #ifdef PLAIN
            "plain", threads, held_us, call_us, rate, rate / alone, alone,
 #else
            "glibc", threads, held_us, call_us, rate, rate / alone, alone,
 #endif
+           cpu_us / (double)segments, (double)ru.ru_nvcsw / (double)segments,
+           delay_ns / 1e3 / (double)segments,
            (double)signal_ns / (double)signals / 1e3, 100.0 * (double)long_signals / (double)signals,
            long_signals ? (double)long_signal_ns / (double)long_signals / 1e3 : 0.0);
+#ifdef PLAIN
+    printf("  a segment: %.3f signals woke a sleeper; waits: %.3f slept and were woken, %.3f "
+           "returned at once (signalled meanwhile), %.4f timed out\n",
+           (double)woke_one / (double)segments, (double)waits_slept / (double)segments,
+           (double)waits_again / (double)segments, (double)waits_timed_out / (double)segments);
+#endif
     return 0;
 }
