@@ -42,6 +42,10 @@ static atomic_long last_holder;
 static double held_us, call_us;
 static long segments_per_thread;
 static atomic_long segments, signals, signal_ns, long_signals, long_signal_ns;
+/* The holder's signals by how long they took (µs): < 2, 2-5, 5-10, 10-20, 20-40, 40-80, 80+. */
+static const double SIGNAL_BOUNDS_US[] = {2, 5, 10, 20, 40, 80};
+#define SIGNAL_BUCKETS 7
+static atomic_long signal_hist[SIGNAL_BUCKETS];
 
 static uint64_t now_ns(void) {
     struct timespec t;
@@ -94,6 +98,9 @@ static void timed_signal(void) {
     long d = (long)(now_ns() - t0);
     atomic_fetch_add(&signals, 1);
     atomic_fetch_add(&signal_ns, d);
+    int b = 0;
+    while (b < SIGNAL_BUCKETS - 1 && (double)d >= SIGNAL_BOUNDS_US[b] * 1e3) b++;
+    atomic_fetch_add(&signal_hist[b], 1);
     if (d > LONG_SIGNAL_NS) {
         atomic_fetch_add(&long_signals, 1);
         atomic_fetch_add(&long_signal_ns, d);
@@ -210,6 +217,9 @@ int main(int argc, char **argv) {
            delay_ns / 1e3 / (double)segments,
            (double)signal_ns / (double)signals / 1e3, 100.0 * (double)long_signals / (double)signals,
            long_signals ? (double)long_signal_ns / (double)long_signals / 1e3 : 0.0);
+    printf("  signals a segment taking <2, 2-5, 5-10, 10-20, 20-40, 40-80, 80+ us:");
+    for (int b = 0; b < SIGNAL_BUCKETS; b++) printf(" %.4f", (double)signal_hist[b] / (double)segments);
+    printf("\n");
 #ifdef PLAIN
     printf("  a segment: %.3f signals woke a sleeper; waits: %.3f slept and were woken, %.3f "
            "returned at once (signalled meanwhile), %.4f timed out\n",
