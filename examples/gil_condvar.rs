@@ -1,0 +1,253 @@
+//! Example: servesim's CPython GIL against CPython's GIL algorithm in C, on glibc's
+//! condition variable and on a plain one.
+//!
+//! `python/gil_condvar.c` runs `take_gil`/`drop_gil` of `Python/ceval_gil.c` with no
+//! interpreter: T threads each spin `--held-us` with the GIL held, drop it for a "call" of
+//! `--call-us`, and take it back, over and over. Built twice — on glibc's `pthread_cond_t`
+//! (what CPython uses) and on a futex condition variable whose signal never blocks — it
+//! measures what the condition variable and the kernel alone do to T threads trading the
+//! GIL: segments per second, and per segment the process's CPU, its voluntary switches and
+//! the time its threads waited for a CPU.
+//!
+//! servesim predicts the same from the segment's two lengths and this machine's wake-up
+//! costs (measured first, as `servesim calibrate` measures them), `worker.lock = "gil"`,
+//! cores as time slices of the length the kernel enforces (measured). Its condition variable
+//! is the plain one; the table shows how far each is from it.
+//!
+//! ```text
+//! cargo run --release --example gil_condvar
+//! cargo run --release --example gil_condvar -- --threads 1,2,4,8,16 --held-us 4.4 --call-us 1.0 --seconds 1.5
+//! ```
+//!
+//! Needs a C compiler (`$CC`, else `cc`) and Linux; without them it says so and stops
+//! without failing. Nothing is written.
+
+use servesim::scenario::{LockKind, Scenario, Scheduler};
+use servesim::workload::Dist;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Release points per simulated request: the segments a request is made of.
+const SEGMENTS: u32 = 1000;
+
+/// One measurement of the C program.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    segments_per_s: f64,
+    cpu_us: f64,
+    switches: f64,
+    waiting_us: f64,
+}
+
+/// The C program's line, e.g. `glibc T=8 held 4.40 us call 1.00 us: 112196 segments/s = …;
+/// CPU 11.00 us, 0.557 voluntary switches and 14.04 us waiting for a CPU a segment; …`.
+fn parse(line: &str) -> Option<Measured> {
+    let num_before = |key: &str| -> Option<f64> {
+        let head = &line[..line.find(key)?];
+        head.split_whitespace().last()?.parse().ok()
+    };
+    Some(Measured {
+        segments_per_s: num_before(" segments/s")?,
+        cpu_us: num_before(" us, ")?,
+        switches: num_before(" voluntary switches")?,
+        waiting_us: num_before(" us waiting for a CPU")?,
+    })
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name} needs a number after it, e.g. {name} 4.4").into()),
+    }
+}
+
+/// Builds the C program (`plain`: on the plain condition variable) into `dir`.
+fn build(root: &Path, dir: &Path, plain: bool) -> std::result::Result<PathBuf, String> {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = dir.join(if plain { "gil_condvar_plain" } else { "gil_condvar" });
+    let mut cmd = Command::new(&cc);
+    cmd.args(["-O2", "-pthread"]);
+    if plain {
+        cmd.arg("-DPLAIN");
+    }
+    cmd.arg(root.join("python/gil_condvar.c")).arg("-o").arg(&out);
+    match cmd.output() {
+        Ok(o) if o.status.success() => Ok(out),
+        Ok(o) => Err(format!("{cc} failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => Err(format!("no C compiler ({cc}: {e}); set CC to one")),
+    }
+}
+
+fn run(bin: &Path, threads: u32, held_us: f64, call_us: f64, seconds: f64) -> Result<Measured> {
+    let o = Command::new(bin)
+        .args([threads.to_string(), held_us.to_string(), call_us.to_string(), seconds.to_string()])
+        .output()?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() {
+        return Err(format!("{} failed: {}", bin.display(), String::from_utf8_lossy(&o.stderr).trim()).into());
+    }
+    text.lines()
+        .next()
+        .and_then(parse)
+        .ok_or_else(|| format!("{} printed what this example cannot read: {text}", bin.display()).into())
+}
+
+/// servesim's prediction: segments per second and CPU per segment (µs).
+fn predict(
+    threads: u32,
+    held_us: f64,
+    call_us: f64,
+    cores: u32,
+    slice_ms: f64,
+    wake: &servesim::experiment::Wake,
+) -> Result<(f64, f64)> {
+    let mut sc = Scenario::defaults();
+    sc.system.cores = cores;
+    sc.system.scheduler = Scheduler::Slice;
+    sc.system.slice_ms = slice_ms;
+    sc.worker.threads = threads;
+    sc.worker.lock = LockKind::Gil;
+    sc.clients.users = threads;
+    sc.workload.new_tokens = Dist::Const(1.0);
+    let k = f64::from(SEGMENTS);
+    sc.cost.token_locked_ms = Dist::Const(held_us * k / 1e3);
+    sc.cost.token_free_ms = Dist::Const(call_us * k / 1e3);
+    sc.cost.release_points = SEGMENTS;
+    wake.apply(&mut sc.cost);
+    sc.run.requests = 1500;
+    sc.run.warmup_requests = 100 + 4 * u64::from(threads);
+    sc.run.replications = 2;
+    sc.validate()?;
+    let r = servesim::sim::simulate(&sc)?;
+    let f = &r.figures;
+    let per_s = f.throughput_rps * k;
+    let cpu_us = f.utilization.cores * f64::from(cores) * 1e6 / per_s.max(1e-9);
+    Ok((per_s, cpu_us))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: gil_condvar [--threads 1,2,4,8,16] [--held-us 4.4] [--call-us 1.0] [--seconds 1.5]\n\
+             CPython's GIL algorithm in C on glibc's and a plain condition variable, against servesim."
+        );
+        return Ok(());
+    }
+    let held_us: f64 = arg(&args, "--held-us", 4.4)?;
+    let call_us: f64 = arg(&args, "--call-us", 1.0)?;
+    let seconds: f64 = arg(&args, "--seconds", 1.5)?;
+    let threads: Vec<u32> = match args.iter().position(|a| a == "--threads") {
+        None => vec![1, 2, 4, 8, 16],
+        Some(i) => args
+            .get(i + 1)
+            .map(|v| v.split(',').map(str::parse).collect::<std::result::Result<Vec<u32>, _>>())
+            .transpose()?
+            .filter(|v| !v.is_empty() && v.iter().all(|&t| (1..=256).contains(&t)))
+            .ok_or("--threads needs a list of thread counts from 1 to 256, e.g. --threads 1,2,4,8")?,
+    };
+    if !(held_us > 0.0 && call_us >= 0.0 && seconds > 0.0 && seconds <= 60.0) {
+        return Err("--held-us must be > 0, --call-us >= 0 and --seconds in (0, 60]".into());
+    }
+    if !cfg!(target_os = "linux") {
+        println!("skipped: the C program reads Linux's /proc and futexes");
+        return Ok(());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target/gil_condvar");
+    std::fs::create_dir_all(&dir)?;
+    let bins = match (build(root, &dir, false), build(root, &dir, true)) {
+        (Ok(g), Ok(p)) => (g, p),
+        (Err(e), _) | (_, Err(e)) => {
+            println!("skipped: the C program could not be built: {e}");
+            return Ok(());
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+
+    // The C program first, with nothing else running; then the machine's costs.
+    let mut rows = Vec::new();
+    for &t in &threads {
+        eprintln!("measuring {t} thread(s), glibc and plain…");
+        let glibc = run(&bins.0, t, held_us, call_us, seconds)?;
+        let plain = run(&bins.1, t, held_us, call_us, seconds)?;
+        rows.push((t, glibc, plain));
+    }
+    eprintln!("measuring this machine's wake-up costs and time slice…");
+    let wake = servesim::experiment::wake_costs();
+    let slice = servesim::experiment::slice::measure(std::time::Duration::from_millis(500))?;
+    eprintln!(
+        "  wake-up {:.1} µs (every core busy {:.1} µs), a signal {:.1} µs, a vain wake-up {:.2} µs of CPU, \
+         a mutex wake-up {:.1} µs; time slice {:.2} ms ({})",
+        wake.latency.median,
+        wake.busy_latency.median,
+        wake.signal.median,
+        wake.vain.median,
+        wake.mutex.median,
+        slice.ms,
+        slice.source
+    );
+    let base = |m: &Measured| m.segments_per_s;
+    let (g1, p1) = (base(&rows[0].1), base(&rows[0].2));
+    let sim1 = predict(threads[0], held_us, call_us, cores, slice.ms, &wake)?.0;
+    println!(
+        "\n{cores} cores, {held_us} µs held + {call_us} µs released a segment; throughput relative to {} thread(s) \
+         of each; per segment: CPU (µs), voluntary switches, µs waiting for a CPU\n",
+        threads[0]
+    );
+    println!(
+        "{:>4} {:>8} {:>8} {:>8}   {:>9} {:>9} {:>9}   {:>9} {:>9}   {:>9} {:>9}",
+        "T",
+        "glibc",
+        "plain",
+        "servesim",
+        "CPU glibc",
+        "plain",
+        "servesim",
+        "sw glibc",
+        "plain",
+        "wait glibc",
+        "plain"
+    );
+    for (t, g, p) in &rows {
+        let (sim, sim_cpu) = predict(*t, held_us, call_us, cores, slice.ms, &wake)?;
+        println!(
+            "{:>4} {:>8.2} {:>8.2} {:>8.2}   {:>9.2} {:>9.2} {:>9.2}   {:>9.3} {:>9.3}   {:>9.2} {:>9.2}",
+            t,
+            g.segments_per_s / g1,
+            p.segments_per_s / p1,
+            sim / sim1,
+            g.cpu_us,
+            p.cpu_us,
+            sim_cpu,
+            g.switches,
+            p.switches,
+            g.waiting_us,
+            p.waiting_us
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_c_programs_line() {
+        let line = "glibc T=8 held 4.40 us call 1.00 us: 112196 segments/s = 0.61x one thread's 185185; \
+                    CPU 11.00 us, 0.557 voluntary switches and 14.04 us waiting for a CPU a segment; \
+                    signals: mean 2.31 us, 10.19% over 5 us (mean 20.4 us)";
+        let m = parse(line).expect("parses");
+        assert_eq!(m.segments_per_s, 112196.0);
+        assert_eq!(m.cpu_us, 11.0);
+        assert_eq!(m.switches, 0.557);
+        assert_eq!(m.waiting_us, 14.04);
+        assert!(parse("something else").is_none());
+    }
+}
