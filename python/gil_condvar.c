@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,11 +63,16 @@ static void spin_us(double us) {
 #ifdef PLAIN
 /* A signal bumps the sequence and wakes one futex waiter; it never blocks. */
 static atomic_uint seq;
-static atomic_long woke_one, waits_slept, waits_again, waits_timed_out;
+static atomic_long woke_one, woke_ns, waits_slept, waits_again, waits_timed_out;
+static atomic_int signaller_cpu;
+static atomic_long woke_on_signallers_cpu;
 static void cond_signal(void) {
+    atomic_store(&signaller_cpu, sched_getcpu());
     atomic_fetch_add(&seq, 1);
+    uint64_t t0 = now_ns();
     if (syscall(SYS_futex, &seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0) > 0) {
         atomic_fetch_add(&woke_one, 1);
+        atomic_fetch_add(&woke_ns, (long)(now_ns() - t0));
     }
 }
 static int cond_timedwait_interval(void) {
@@ -76,6 +82,9 @@ static int cond_timedwait_interval(void) {
     long r = syscall(SYS_futex, &seq, FUTEX_WAIT_PRIVATE, v, &ts, NULL, 0);
     int timed_out = r == -1 && errno == ETIMEDOUT;
     atomic_fetch_add(r == 0 ? &waits_slept : timed_out ? &waits_timed_out : &waits_again, 1);
+    if (r == 0 && sched_getcpu() == atomic_load(&signaller_cpu)) {
+        atomic_fetch_add(&woke_on_signallers_cpu, 1);
+    }
     pthread_mutex_lock(&mutex);
     return timed_out;
 }
@@ -221,6 +230,10 @@ int main(int argc, char **argv) {
     for (int b = 0; b < SIGNAL_BUCKETS; b++) printf(" %.4f", (double)signal_hist[b] / (double)segments);
     printf("\n");
 #ifdef PLAIN
+    printf("  a signal that woke a sleeper took its signaller %.2f us on average; %.0f%% of the "
+           "woken ran on the CPU of the latest signal\n",
+           woke_one ? (double)woke_ns / (double)woke_one / 1e3 : 0.0,
+           waits_slept ? 100.0 * (double)woke_on_signallers_cpu / (double)waits_slept : 0.0);
     printf("  a segment: %.3f signals woke a sleeper; waits: %.3f slept and were woken, %.3f "
            "returned at once (signalled meanwhile), %.4f timed out\n",
            (double)woke_one / (double)segments, (double)waits_slept / (double)segments,
