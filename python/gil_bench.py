@@ -708,7 +708,8 @@ def merge_profiles(before, after):
     """One profile from two of the same workload, measured just before and just after a
     point: the machine's state over the point, as near as a one-thread profile can see it.
 
-    Means are the two profiles' means weighted by their requests; samples are pooled;
+    Means (and medians, approximately) are the two profiles' weighted by their requests;
+    samples are pooled;
     `drift` is how much slower (+) or faster (-) a request ran after than before, the
     machine's own movement across the point."""
     def wmean(key, sub=None):
