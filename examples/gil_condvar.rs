@@ -7,7 +7,8 @@
 //! (what CPython uses) and on a futex condition variable whose signal never blocks — it
 //! measures what the condition variable and the kernel alone do to T threads trading the
 //! GIL: segments per second, and per segment the process's CPU, its voluntary switches and
-//! the time its threads waited for a CPU.
+//! the time its threads waited for a CPU. servesim's column of switches is its threads'
+//! sleeps on the GIL (`gil_sleeps_per_request` of `servesim simulate --json`).
 //!
 //! servesim predicts the same from the segment's two lengths and this machine's wake-up
 //! costs (measured first, as `servesim calibrate` measures them), `worker.lock = "gil"`,
@@ -17,6 +18,7 @@
 //! ```text
 //! cargo run --release --example gil_condvar
 //! cargo run --release --example gil_condvar -- --threads 1,2,4,8,16 --held-us 4.4 --call-us 1.0 --seconds 1.5
+//! cargo run --release --example gil_condvar -- --smoke     # 1 and 4 threads, 0.3 s each (CI)
 //! ```
 //!
 //! Needs a C compiler (`$CC`, else `cc`) and Linux; without them it says so and stops
@@ -97,7 +99,8 @@ fn run(bin: &Path, threads: u32, held_us: f64, call_us: f64, seconds: f64) -> Re
         .ok_or_else(|| format!("{} printed what this example cannot read: {text}", bin.display()).into())
 }
 
-/// servesim's prediction: segments per second and CPU per segment (µs).
+/// servesim's prediction: segments per second, CPU per segment (µs), and its threads'
+/// sleeps on the GIL per segment (the voluntary switches it predicts).
 fn predict(
     threads: u32,
     held_us: f64,
@@ -105,7 +108,7 @@ fn predict(
     cores: u32,
     slice_ms: f64,
     wake: &servesim::experiment::Wake,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, f64)> {
     let mut sc = Scenario::defaults();
     sc.system.cores = cores;
     sc.system.scheduler = Scheduler::Slice;
@@ -127,22 +130,24 @@ fn predict(
     let f = &r.figures;
     let per_s = f.throughput_rps * k;
     let cpu_us = f.utilization.cores * f64::from(cores) * 1e6 / per_s.max(1e-9);
-    Ok((per_s, cpu_us))
+    Ok((per_s, cpu_us, f.gil_sleeps_per_request / k))
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: gil_condvar [--threads 1,2,4,8,16] [--held-us 4.4] [--call-us 1.0] [--seconds 1.5]\n\
+            "usage: gil_condvar [--threads 1,2,4,8,16] [--held-us 4.4] [--call-us 1.0] [--seconds 1.5] [--smoke]\n\
              CPython's GIL algorithm in C on glibc's and a plain condition variable, against servesim."
         );
         return Ok(());
     }
     let held_us: f64 = arg(&args, "--held-us", 4.4)?;
     let call_us: f64 = arg(&args, "--call-us", 1.0)?;
-    let seconds: f64 = arg(&args, "--seconds", 1.5)?;
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let seconds: f64 = arg(&args, "--seconds", if smoke { 0.3 } else { 1.5 })?;
     let threads: Vec<u32> = match args.iter().position(|a| a == "--threads") {
+        None if smoke => vec![1, 4],
         None => vec![1, 2, 4, 8, 16],
         Some(i) => args
             .get(i + 1)
@@ -201,7 +206,7 @@ fn main() -> Result<()> {
         threads[0]
     );
     println!(
-        "{:>4} {:>8} {:>8} {:>8}   {:>9} {:>9} {:>9}   {:>9} {:>9}   {:>9} {:>9}",
+        "{:>4} {:>8} {:>8} {:>8}   {:>9} {:>9} {:>9}   {:>9} {:>9} {:>9}   {:>10} {:>9}",
         "T",
         "glibc",
         "plain",
@@ -211,13 +216,14 @@ fn main() -> Result<()> {
         "servesim",
         "sw glibc",
         "plain",
+        "servesim",
         "wait glibc",
         "plain"
     );
     for (t, g, p) in &rows {
-        let (sim, sim_cpu) = predict(*t, held_us, call_us, cores, slice.ms, &wake)?;
+        let (sim, sim_cpu, sim_sleeps) = predict(*t, held_us, call_us, cores, slice.ms, &wake)?;
         println!(
-            "{:>4} {:>8.2} {:>8.2} {:>8.2}   {:>9.2} {:>9.2} {:>9.2}   {:>9.3} {:>9.3}   {:>9.2} {:>9.2}",
+            "{:>4} {:>8.2} {:>8.2} {:>8.2}   {:>9.2} {:>9.2} {:>9.2}   {:>9.3} {:>9.3} {:>9.3}   {:>10.2} {:>9.2}",
             t,
             g.segments_per_s / g1,
             p.segments_per_s / p1,
@@ -227,6 +233,7 @@ fn main() -> Result<()> {
             sim_cpu,
             g.switches,
             p.switches,
+            sim_sleeps,
             g.waiting_us,
             p.waiting_us
         );

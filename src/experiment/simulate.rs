@@ -74,6 +74,9 @@ impl SimulateOutput {
         row("utilization loop", 100.0 * u.0.event_loop, 100.0 * u.1.event_loop, "%");
         row("mean in system", f.mean_in_system, ci.mean_in_system, "requests");
         row("Little's law residual", 100.0 * f.little_residual, 100.0 * ci.little_residual, "%");
+        if r.figures.gil_sleeps_per_request > 0.0 {
+            row("GIL sleeps", f.gil_sleeps_per_request, ci.gil_sleeps_per_request, "per request");
+        }
         let st = &r.stability;
         let _ = writeln!(
             out,

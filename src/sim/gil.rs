@@ -439,6 +439,7 @@ impl System<'_> {
             // The mutex is taken: block on it, at the release point or at the call's end.
             let g = self.g(th);
             (g.state, g.at_point, g.at_call_end) = (GState::MutexWait, true, at_call_end(g.a, g.b, pos));
+            self.gil_sleeps += 1;
             self.gil(w).mutex_queue.push_back(th);
             self.trace(th, "blocked on the mutex");
             return;

@@ -13,6 +13,7 @@ pub(crate) struct Snapshot {
     pub(crate) t: Nanos,
     pub(crate) busy_core_ns: f64,
     pub(crate) lock_held_ns: f64,
+    pub(crate) gil_sleeps: u64,
 }
 
 /// Counts kept by the system itself, independently of [`Metrics`], so conservation of
@@ -229,6 +230,7 @@ impl Metrics {
             },
             mean_in_system,
             little_residual,
+            gil_sleeps_per_request: (end.gil_sleeps - start.gil_sleeps) as f64 / n,
             mean_batch: match count.batch_steps {
                 (0, _) => 0.0,
                 (n, sum) => sum as f64 / n as f64,

@@ -101,6 +101,12 @@ pub struct Figures {
     pub mean_in_system: f64,
     /// `|L − X·R| / L`: how far the run is from Little's law (edge effects only).
     pub little_residual: f64,
+    /// `lock = "gil"`: times a thread went to sleep on the GIL per request completed in the
+    /// window — in its timed wait (the first, or again after a wake-up in vain) or blocked
+    /// on the GIL's mutex; each is a voluntary context switch, as the kernel counts them
+    /// (`/proc/<pid>/status`). 0 with any other lock.
+    #[serde(default)]
+    pub gil_sleeps_per_request: f64,
     /// Mean sequences per batched step (0 without batching).
     pub mean_batch: f64,
 }

@@ -114,6 +114,9 @@ pub(crate) struct System<'a> {
     pub(super) trace: Vec<(Nanos, u32, &'static str)>,
     /// The earliest GIL drop deadline of any worker, and that worker.
     pub(super) gil_next: (Nanos, u32),
+    /// `lock = "gil"`: times a thread has gone to sleep on the GIL so far — in its timed
+    /// wait, or blocked on its mutex.
+    pub(super) gil_sleeps: u64,
     events: u64,
     arrived: u64,
     /// Arrivals after which the run stops: an unstable open system's cap, else none.
@@ -195,6 +198,7 @@ impl<'a> System<'a> {
             #[cfg(test)]
             trace: Vec::new(),
             gil_next: (Nanos::MAX, 0),
+            gil_sleeps: 0,
             loop_idle: [
                 &sc.cost.loop_in_ms,
                 &sc.cost.loop_out_ms,
@@ -318,6 +322,7 @@ impl<'a> System<'a> {
             } else {
                 self.workers.iter().map(|w| w.lock.held_ns(self.now) as f64).sum()
             },
+            gil_sleeps: self.gil_sleeps,
         }
     }
 

@@ -188,3 +188,28 @@ fn signals_slow_the_holder_down_by_what_they_cost_it() {
     let costly = four_threads_rps(&format!("{vain}signal_us = 10\n"), "");
     assert!(costly < 0.6 * free, "{costly:.1} vs {free:.1} req/s");
 }
+
+/// `four_threads_rps`' scenario with `threads` threads and users and the lock `lock`: the
+/// GIL sleeps per request.
+fn gil_sleeps(threads: u32, lock: &str) -> f64 {
+    let toml = format!(
+        "[system]\ncores = 2\n[worker]\nthreads = {threads}\nlock = \"{lock}\"\n\
+         [clients]\nkind = \"closed\"\nusers = {threads}\n[workload]\nnew_tokens = 1\n\
+         [cost]\nwake_us = 37\nvain_wake_us = 2\ntoken_locked_ms = 4.7\ntoken_free_ms = 1.0\n\
+         release_points = 1000\n[run]\nrequests = 400\nwarmup_requests = 40\nreplications = 1\n"
+    );
+    let sc = Scenario::parse(&toml, Path::new("t"), Path::new("."), &[]).unwrap();
+    crate::sim::simulate(&sc).unwrap().figures.gil_sleeps_per_request
+}
+
+#[test]
+fn the_threads_sleeps_on_the_gil_are_counted_per_request() {
+    // One thread never waits for the GIL, nor does any thread under another lock.
+    assert_eq!(gil_sleeps(1, "gil"), 0.0);
+    assert_eq!(gil_sleeps(4, "fair-gil"), 0.0);
+    // Four threads: a waiter signalled at a release point (one every 5.7 µs) wakes 37 µs
+    // later, finds the GIL taken again and sleeps again — many times a request, but never
+    // more than once per release point for each of the three waiters.
+    let four = gil_sleeps(4, "gil");
+    assert!((100.0..=3000.0).contains(&four), "{four:.1} sleeps a request");
+}

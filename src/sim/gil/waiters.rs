@@ -67,6 +67,7 @@ impl System<'_> {
             if self.gil(w).mutex != NONE {
                 // Taken again while it woke: it blocks again.
                 self.trace(th, "blocked on the mutex");
+                self.gil_sleeps += 1;
                 self.g(th).state = GState::MutexWait;
                 return self.gil(w).mutex_queue.push_back(th);
             }
@@ -92,6 +93,7 @@ impl System<'_> {
         let w = self.threads[th as usize].worker;
         if self.gil(w).mutex != NONE {
             self.trace(th, "blocked on the mutex");
+            self.gil_sleeps += 1;
             self.g(th).state = GState::MutexWait;
             return self.gil(w).mutex_queue.push_back(th);
         }
@@ -138,6 +140,7 @@ impl System<'_> {
 
     /// `th` begins a timed wait.
     pub(super) fn cpy_sleep(&mut self, th: u32) {
+        self.gil_sleeps += 1;
         let w = self.threads[th as usize].worker;
         let (switch, interval) = (self.gil(w).switch_number, self.gil(w).interval);
         let now = self.now;
