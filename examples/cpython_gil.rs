@@ -15,7 +15,8 @@
 //!
 //! Beside each point's throughput and p95 the table shows the CPU a request cost — all of
 //! CPython's threads (the process's CPU over the counted requests) against the simulated
-//! cores' busy time per request — and the profile's drift: how much slower a request ran
+//! cores' busy time per request — the voluntary context switches a request cost CPython's
+//! threads against the simulated threads' sleeps on the GIL, and the profile's drift: how much slower a request ran
 //! alone just after the point than just before it, the machine's own movement across it.
 //!
 //! ```text
@@ -88,6 +89,10 @@ struct Measured {
     /// Requests counted.
     #[serde(default)]
     requests: u64,
+    /// The process's voluntary context switches over the counted requests (absent in older
+    /// files).
+    #[serde(default)]
+    voluntary_switches: Option<f64>,
     profile: Profile,
 }
 
@@ -121,6 +126,8 @@ struct Row<'a> {
     p95_ms: f64,
     /// The simulated cores' busy time per request (ms): the work, and what the GIL costs.
     cpu_ms: f64,
+    /// The simulated threads' sleeps on the GIL per request.
+    sleeps: f64,
 }
 
 impl Row<'_> {
@@ -136,6 +143,14 @@ impl Row<'_> {
     /// CPython's CPU per request (ms), every thread's; NaN where the file lacks it.
     fn measured_cpu_ms(&self) -> f64 {
         if self.m.requests == 0 { f64::NAN } else { self.m.process_cpu_s * 1e3 / self.m.requests as f64 }
+    }
+    /// CPython's voluntary context switches per request, every thread's; NaN where the file
+    /// lacks them.
+    fn measured_switches(&self) -> f64 {
+        match self.m.voluntary_switches {
+            Some(n) if self.m.requests > 0 => n / self.m.requests as f64,
+            _ => f64::NAN,
+        }
     }
     fn series(&self) -> (u64, u32) {
         ((self.m.held_share * 100.0).round() as u64, self.m.release_points)
@@ -216,7 +231,8 @@ fn main() -> Result<()> {
     // profile's rate against the point's), whichever is wider.
     for r in rows.iter().filter(|r| r.clean() && r.m.threads == 1) {
         let p = &r.m.profile;
-        let profile_rps = 1e3 / (p.held_ms_mean + p.free_ms_mean);
+        // What the simulator was given: the request alone, uninstrumented.
+        let profile_rps = 1e3 / (p.sim.locked_ms + p.sim.free_ms);
         let plumbing = (r.rps - profile_rps).abs() / profile_rps;
         assert!(
             plumbing < 0.05,
@@ -228,7 +244,7 @@ fn main() -> Result<()> {
         if r.err_rps().abs() >= 0.15 && r.err_rps().abs() < allowed {
             println!(
                 "note: one thread alone (K={}): predicted {:.1} vs measured {:.1} req/s, but the same \
-                 thread's profile a second earlier ran at {profile_rps:.1}: the machine moved {:.0}% \
+                 thread's profile, measured just before and after it, ran at {profile_rps:.1}: the machine moved {:.0}% \
                  between two measurements of the same thing, and the point is judged against that",
                 r.m.release_points,
                 r.rps,
@@ -395,17 +411,18 @@ fn predict<'a>(
         p95_ms: r.figures.latency_ms.p95,
         cpu_ms: r.figures.utilization.cores * f64::from(sc.system.cores) * 1e3
             / r.figures.throughput_rps.max(1e-9),
+        sleeps: r.figures.gil_sleeps_per_request,
     })
 }
 
 fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "\n   T  held%      K   measured req/s  predicted req/s   error   p95 meas ms  p95 pred ms   error  CPU/req meas ms  pred ms   drift\n",
+        "\n   T  held%      K   measured req/s  predicted req/s   error   p95 meas ms  p95 pred ms   error  CPU/req meas ms  pred ms  switches/req meas   pred   drift\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>4} {:>6.0} {:>6} {:>16.1} {:>16.1} {:>+7.1}% {:>12.2} {:>12.2} {:>+7.1}% {:>16.2} {:>8.2} {:>7}{}",
+            "{:>4} {:>6.0} {:>6} {:>16.1} {:>16.1} {:>+7.1}% {:>12.2} {:>12.2} {:>+7.1}% {:>16.2} {:>8.2} {:>18.0} {:>6.0} {:>7}{}",
             r.m.threads,
             r.m.held_share * 100.0,
             r.m.release_points,
@@ -417,6 +434,8 @@ fn table(rows: &[Row]) -> String {
             r.err_p95() * 100.0,
             r.measured_cpu_ms(),
             r.cpu_ms,
+            r.measured_switches(),
+            r.sleeps,
             r.m.profile.drift.map_or_else(|| "-".to_string(), |d| format!("{:+.1}%", d * 100.0)),
             if r.clean() { "" } else { "  (busy machine: left out)" }
         );
@@ -428,12 +447,13 @@ fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
         "threads,work_ms,held_share,release_points,measured_rps,predicted_rps,predicted_rps_ci95,\
          error_rps,measured_p95_ms,predicted_p95_ms,error_p95,measured_cpu_ms_per_request,\
-         predicted_cpu_ms_per_request,profile_drift,other_cpu_cores,clean\n",
+         predicted_cpu_ms_per_request,measured_voluntary_switches_per_request,\
+         predicted_gil_sleeps_per_request,profile_drift,other_cpu_cores,clean\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.m.threads,
             r.m.work_ms,
             r.m.held_share,
@@ -447,6 +467,8 @@ fn csv(rows: &[Row]) -> String {
             r.err_p95(),
             if r.m.requests > 0 { r.measured_cpu_ms().to_string() } else { String::new() },
             r.cpu_ms,
+            if r.measured_switches().is_nan() { String::new() } else { r.measured_switches().to_string() },
+            r.sleeps,
             r.m.profile.drift.map_or_else(String::new, |d| d.to_string()),
             r.m.other_cpu_cores,
             r.clean()

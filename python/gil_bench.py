@@ -28,6 +28,10 @@ import gc
 import json
 import math
 import platform
+try:
+    import resource
+except ImportError:  # not on every platform
+    resource = None
 import sys
 import tempfile
 import threading
@@ -791,10 +795,21 @@ class _RunState(object):
         self.t_start = None
         self.win_start = None
         self.win_cpu0 = None
+        self.win_sw0 = None
         self.win_end = None
         self.win_cpu1 = None
+        self.win_sw1 = None
         self.latency_ns = []
         self.end_times = []
+
+
+def switches():
+    """The process's voluntary and involuntary context switches so far, every thread's
+    (getrusage); None where the platform lacks it."""
+    if resource is None:
+        return None
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return (r.ru_nvcsw, r.ru_nivcsw)
 
 
 def run_point(wl, threads, n, warmup, max_seconds, seed):
@@ -829,12 +844,15 @@ def run_point(wl, threads, n, warmup, max_seconds, seed):
                     if c == st.warmup:
                         st.win_start = t1
                         st.win_cpu0 = time.process_time()
+                        st.win_sw0 = switches()
                     if c == st.total and not st.stop:
                         st.win_cpu1 = time.process_time()
+                        st.win_sw1 = switches()
                         st.stop = True
                         st.done.set()
                     elif t1 >= st.deadline_ns and not st.stop:
                         st.win_cpu1 = time.process_time()
+                        st.win_sw1 = switches()
                         st.stop = True
                         st.truncated = True
                         st.done.set()
@@ -855,11 +873,13 @@ def run_point(wl, threads, n, warmup, max_seconds, seed):
     if warmup == 0:
         st.win_start = st.t_start
         st.win_cpu0 = cpu0
+        st.win_sw0 = switches()
     st.go.set()
     if not st.done.wait(timeout=max_seconds + 0.5):
         with st.lock:
             if not st.stop:
                 st.win_cpu1 = time.process_time()
+                st.win_sw1 = switches()
                 st.stop = True
                 st.truncated = True
     # Each thread finishes at most its in-flight request; bounded wait.
@@ -909,6 +929,11 @@ def run_point(wl, threads, n, warmup, max_seconds, seed):
         "thread_cpu_ms": [rnd(v / 1e6, 3) for v in thread_cpu_ns],
         "thread_requests": thread_measured,
         "process_cpu_s": rnd(proc_cpu, 6),
+        # Context switches of all the process's threads over the window (getrusage).
+        "voluntary_switches": (st.win_sw1[0] - st.win_sw0[0])
+        if (st.win_sw0 is not None and st.win_sw1 is not None) else None,
+        "involuntary_switches": (st.win_sw1[1] - st.win_sw0[1])
+        if (st.win_sw0 is not None and st.win_sw1 is not None) else None,
         "cpu_busy": rnd(proc_cpu / wall_s, 4) if (proc_cpu is not None and wall_s > 0) else None,
         "run_wall_s": rnd(run_wall, 6),
         "process_cpu_total_s": rnd(cpu_total, 6),
