@@ -438,11 +438,8 @@ impl System<'_> {
         if mutex != NONE && mutex != th {
             // The mutex is taken: block on it, at the release point or at the call's end.
             let g = self.g(th);
-            (g.state, g.at_point, g.at_call_end) = (GState::MutexWait, true, at_call_end(g.a, g.b, pos));
-            self.gil_sleeps += 1;
-            self.gil(w).mutex_queue.push_back(th);
-            self.trace(th, "blocked on the mutex");
-            return;
+            (g.at_point, g.at_call_end) = (true, at_call_end(g.a, g.b, pos));
+            return self.cpy_block_on_mutex(th, w);
         }
         self.cpy_at_point(th);
     }

@@ -66,10 +66,7 @@ impl System<'_> {
         if g.state == GState::MutexWake {
             if self.gil(w).mutex != NONE {
                 // Taken again while it woke: it blocks again.
-                self.trace(th, "blocked on the mutex");
-                self.gil_sleeps += 1;
-                self.g(th).state = GState::MutexWait;
-                return self.gil(w).mutex_queue.push_back(th);
+                return self.cpy_block_on_mutex(th, w);
             }
             self.trace(th, "takes the mutex");
             self.gil(w).mutex = th;
@@ -92,12 +89,18 @@ impl System<'_> {
     pub(super) fn cpy_wants_mutex(&mut self, th: u32) {
         let w = self.threads[th as usize].worker;
         if self.gil(w).mutex != NONE {
-            self.trace(th, "blocked on the mutex");
-            self.gil_sleeps += 1;
-            self.g(th).state = GState::MutexWait;
-            return self.gil(w).mutex_queue.push_back(th);
+            return self.cpy_block_on_mutex(th, w);
         }
         self.cpy_hold_mutex(th);
+    }
+
+    /// `th` blocks on worker `w`'s mutex, behind any thread already blocked on it (a sleep
+    /// on the GIL, as the kernel counts them).
+    pub(super) fn cpy_block_on_mutex(&mut self, th: u32, w: u32) {
+        self.trace(th, "blocked on the mutex");
+        self.gil_sleeps += 1;
+        self.g(th).state = GState::MutexWait;
+        self.gil(w).mutex_queue.push_back(th);
     }
 
     /// `th` holds the mutex while it checks the GIL.
