@@ -184,19 +184,7 @@ fn main() -> Result<()> {
         eprintln!("  time slice {:.2} ms ({})", s.ms, s.source);
         Some(s.ms)
     };
-    eprintln!(
-        "  wake-up latency median {:.1} µs over {} rounds (spread {:.0}%) with the signaller computing \
-         on, {:.1} µs (spread {:.0}%) with every core busy; a signal {:.1} µs of its signaller's time, CPU of a vain wake-up {:.2} µs, \
-         a thread blocked on the GIL's mutex woken {:.1} µs after its unlock",
-        wake.latency.median,
-        wake.latency.rounds.len(),
-        wake.latency.spread * 100.0,
-        wake.busy_latency.median,
-        wake.busy_latency.spread * 100.0,
-        wake.signal.median,
-        wake.vain.median,
-        wake.mutex.median
-    );
+    eprintln!("  {}", wake.describe());
     let rows: Vec<Row> = data
         .points
         .par_iter()

@@ -186,20 +186,12 @@ fn main() -> Result<()> {
     eprintln!("measuring this machine's wake-up costs and time slice…");
     let wake = servesim::experiment::wake_costs();
     let slice = servesim::experiment::slice::measure(std::time::Duration::from_millis(500))?;
-    eprintln!(
-        "  wake-up {:.1} µs (every core busy {:.1} µs), a signal {:.1} µs, a vain wake-up {:.2} µs of CPU, \
-         a mutex wake-up {:.1} µs; time slice {:.2} ms ({})",
-        wake.latency.median,
-        wake.busy_latency.median,
-        wake.signal.median,
-        wake.vain.median,
-        wake.mutex.median,
-        slice.ms,
-        slice.source
-    );
-    let base = |m: &Measured| m.segments_per_s;
-    let (g1, p1) = (base(&rows[0].1), base(&rows[0].2));
-    let sim1 = predict(threads[0], held_us, call_us, cores, slice.ms, &wake)?.0;
+    eprintln!("  {}; time slice {:.2} ms ({})", wake.describe(), slice.ms, slice.source);
+    let predicted = threads
+        .iter()
+        .map(|&t| predict(t, held_us, call_us, cores, slice.ms, &wake))
+        .collect::<Result<Vec<_>>>()?;
+    let (g1, p1, sim1) = (rows[0].1.segments_per_s, rows[0].2.segments_per_s, predicted[0].0);
     println!(
         "\n{cores} cores, {held_us} µs held + {call_us} µs released a segment; throughput relative to {} thread(s) \
          of each; per segment: CPU (µs), voluntary switches, µs waiting for a CPU\n",
@@ -220,8 +212,7 @@ fn main() -> Result<()> {
         "wait glibc",
         "plain"
     );
-    for (t, g, p) in &rows {
-        let (sim, sim_cpu, sim_sleeps) = predict(*t, held_us, call_us, cores, slice.ms, &wake)?;
+    for ((t, g, p), &(sim, sim_cpu, sim_sleeps)) in rows.iter().zip(&predicted) {
         println!(
             "{:>4} {:>8.2} {:>8.2} {:>8.2}   {:>9.2} {:>9.2} {:>9.2}   {:>9.3} {:>9.3} {:>9.3}   {:>10.2} {:>9.2}",
             t,
