@@ -431,6 +431,11 @@ fn table(rows: &[Row]) -> String {
     s
 }
 
+/// A CSV cell: the value, or empty where the harness file lacks it (NaN).
+fn blank_nan(x: f64) -> String {
+    if x.is_nan() { String::new() } else { x.to_string() }
+}
+
 fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
         "threads,work_ms,held_share,release_points,measured_rps,predicted_rps,predicted_rps_ci95,\
@@ -453,9 +458,9 @@ fn csv(rows: &[Row]) -> String {
             r.m.p95_ms,
             r.p95_ms,
             r.err_p95(),
-            if r.m.requests > 0 { r.measured_cpu_ms().to_string() } else { String::new() },
+            blank_nan(r.measured_cpu_ms()),
             r.cpu_ms,
-            if r.measured_switches().is_nan() { String::new() } else { r.measured_switches().to_string() },
+            blank_nan(r.measured_switches()),
             r.sleeps,
             r.m.profile.drift.map_or_else(String::new, |d| d.to_string()),
             r.m.other_cpu_cores,
