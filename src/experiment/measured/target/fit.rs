@@ -576,26 +576,26 @@ pub fn calibrate_target(
     let t_probe_s = (probe.latency_ms.mean / 1e3).max(1e-4);
     let one_n = ((0.15 * opts.budget_s / t_probe_s) as u64).clamp(30, 500);
     progress(1, total, &format!("one client: {one_n} requests"));
-    let mut one = measure_at(sc, 1, one_n, opts, "one client")?;
+    let one = measure_at(sc, 1, one_n, opts, "one client")?;
     let rtt_ms = health_rtt_ms(sc, opts, 50)?;
-    // What the fit takes from the one-client phase: every request's latency, their mean and
-    // cv, the Server-Timing stages, the work (the mean less the round trip) and its cv.
-    let derive = |one: &MeasureReport| -> Result<_, FitError> {
+    // What the fit takes from a one-client measurement: every request's latency, their mean
+    // and cv, and the Server-Timing stages.
+    let one_client = |one: &MeasureReport| -> Result<OneClient, FitError> {
         let samples_ms: Vec<f64> = one.window.latency_us.iter().map(|&u| u as f64 / 1e3).collect();
         let (mean_ms, cv) = mean_cv(&samples_ms);
-        let work_total_ms = mean_ms - rtt_ms;
-        if work_total_ms <= 0.0 {
+        if mean_ms <= rtt_ms {
             return Err(FitError::Unfit(format!(
                 "a request ({mean_ms:.3} ms) is no slower than the health URL ({rtt_ms:.3} ms): nothing \
                  to calibrate; point target.url at the model's route"
             )));
         }
-        Ok((samples_ms, mean_ms, cv, one_client_stages(one), work_total_ms, cv * mean_ms / work_total_ms))
+        let stages = one_client_stages(one);
+        Ok(OneClient { requests: samples_ms.len() as u64, mean_ms, cv, rtt_ms, stages, samples_ms })
     };
-    let (mut samples_ms, mut mean_ms, mut cv, mut stages, mut work_total_ms, mut work_cv) = derive(&one)?;
+    let mut oc = one_client(&one)?;
 
     // b. The ramp.
-    let per_s = 0.6 * opts.budget_s / (ramp_users.len() as f64 * mean_ms / 1e3).max(1e-6);
+    let per_s = 0.6 * opts.budget_s / (ramp_users.len() as f64 * oc.mean_ms / 1e3).max(1e-6);
     let requests = (per_s as u64).clamp(60, 3000);
     let mut ramp = Vec::new();
     for (i, &(u, cores)) in ramp_users.iter().enumerate() {
@@ -618,15 +618,18 @@ pub fn calibrate_target(
             let again = measure_at(sc, 1, one_n, opts, "one client (again)")?;
             let (keep_again, note) = unsteady(first, ramp_rps, again.throughput_rps);
             if keep_again {
-                one = again;
-                (samples_ms, mean_ms, cv, stages, work_total_ms, work_cv) = derive(&one)?;
+                oc = one_client(&again)?;
             }
             notes.push(note);
         }
     }
+    // The work: the mean less the round trip, and its cv.
+    let work_total_ms = oc.mean_ms - rtt_ms;
+    let work_cv = oc.cv * oc.mean_ms / work_total_ms;
     progress(total - 1, total, "fitting the simulator to the ramp");
 
     // c, d. The fit.
+    let stages = oc.stages;
     let pinned_held = stages.filter(|_| opts.use_server_timing).and_then(|s| match (s.held, s.free) {
         (Some(h), Some(f)) if h + f > 0.0 => Some(h / (h + f)),
         _ => None,
@@ -682,7 +685,7 @@ pub fn calibrate_target(
         cv: work_cv,
         held: pinned_held,
         work: pinned_work,
-        one_ms: mean_ms,
+        one_ms: oc.mean_ms,
         free: free.clone(),
         ramp: ramp.iter().map(|&(u, c, t, p, _)| (u, c, t, p)).collect(),
         sim_requests: opts.sim_requests,
@@ -813,7 +816,7 @@ pub fn calibrate_target(
         scenario: sc.display_name().to_owned(),
         url: spec.url.clone(),
         knobs: knobs_of(sc),
-        one_client: OneClient { requests: samples_ms.len() as u64, mean_ms, cv, rtt_ms, stages, samples_ms },
+        one_client: oc,
         ramp: ramp_points,
         params,
         residual_rms: (resid.iter().map(|r| r * r).sum::<f64>() / resid.len().max(1) as f64).sqrt(),
