@@ -21,23 +21,29 @@
 //!
 //! ```text
 //! cargo run --release --example cpython_gil                 # venv, the harness's grid, predictions
+//! cargo run --release --example cpython_gil -- --runs 3     # three runs, judged over their medians
 //! cargo run --release --example cpython_gil -- --smoke      # 4 points, under a minute
 //! cargo run --release --example cpython_gil -- --from validation/cpython-gil-harness.json
+//! cargo run --release --example cpython_gil -- --from A.json --from B.json   # runs measured before
 //! cargo run --release --example cpython_gil -- --from … --scheduler ps   # cores as processor sharing
-//! cargo run --release --example cpython_gil -- --from B.json --spread-from A.json  # and CPython's own spread
 //! ```
 //!
-//! `--spread-from` names another run's harness file of the same grid: the example prints how
-//! far CPython itself moved between the two runs, point by point (median and max of the
-//! throughput's and the p95's relative change), beside the model's error — on a shared
-//! machine a model cannot be judged closer to one run than the runs are to each other.
+//! On a shared machine CPython itself moves from run to run by more than the targets, so a
+//! model cannot be judged on one run. With several runs (`--runs N`, each run's wake-up
+//! costs measured right after it; or `--from` once per run), every run is predicted from its
+//! own profiles and wake-up costs and judged on its own, and then every point is taken over
+//! the runs: the median of what CPython did and of what servesim predicted, with both ranges.
+//! The targets are judged on the medians, and once more against CPython's own range: how
+//! far each median prediction lies outside the range CPython covered over the runs.
 //!
 //! The venv comes from `python/make_venv.sh` (the machine's `python3`, NumPy from PyPI); when
 //! it cannot be made, the example says why and stops without failing. Writes
 //! `validation/cpython-gil-harness.json` (the measurement), `validation/cpython-gil-wake.json`
 //! (the wake-up costs, measured right after it; `--from` reuses the file beside its input, or
-//! measures them then), `validation/cpython-gil.csv`
-//! (every point, predicted and measured) and `plots/cpython-gil-{throughput,p95}.{png,svg}`.
+//! measures them then; further runs `validation/cpython-gil-runN-{harness,wake}.json`),
+//! `validation/cpython-gil.csv` (every run's points, predicted and measured),
+//! `validation/cpython-gil-pooled.csv` (with several runs: each point's medians and ranges)
+//! and `plots/cpython-gil-{throughput,p95}.{png,svg}`.
 //! Points the harness measured while other processes used more than 0.15 of a core are
 //! marked and left out of the targets: a busy machine measures the machine, not the GIL.
 
@@ -71,7 +77,7 @@ struct Harness {
     points: Vec<Measured>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Measured {
     threads: u32,
     work_ms: f64,
@@ -96,7 +102,7 @@ struct Measured {
     profile: Profile,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Profile {
     held_ms_samples: Vec<f64>,
     free_ms_samples: Vec<f64>,
@@ -111,7 +117,7 @@ struct Profile {
     sim: SimCosts,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct SimCosts {
     locked_ms: f64,
     free_ms: f64,
@@ -128,6 +134,9 @@ struct Row<'a> {
     cpu_ms: f64,
     /// The simulated threads' sleeps on the GIL per request.
     sleeps: f64,
+    /// Over several runs: the median of the runs' own errors (throughput, p95), each run's
+    /// prediction against its own measurement.
+    pooled_err: Option<(f64, f64)>,
 }
 
 impl Row<'_> {
@@ -135,10 +144,10 @@ impl Row<'_> {
         self.m.other_cpu_cores <= QUIET_CORES && !self.m.truncated
     }
     fn err_rps(&self) -> f64 {
-        (self.rps - self.m.throughput_rps) / self.m.throughput_rps
+        self.pooled_err.map_or((self.rps - self.m.throughput_rps) / self.m.throughput_rps, |e| e.0)
     }
     fn err_p95(&self) -> f64 {
-        (self.p95_ms - self.m.p95_ms) / self.m.p95_ms
+        self.pooled_err.map_or((self.p95_ms - self.m.p95_ms) / self.m.p95_ms, |e| e.1)
     }
     /// CPython's CPU per request (ms), every thread's; NaN where the file lacks it.
     fn measured_cpu_ms(&self) -> f64 {
@@ -159,22 +168,39 @@ impl Row<'_> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let from = args.iter().position(|a| a == "--from").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let froms: Vec<PathBuf> =
+        args.windows(2).filter(|w| w[0] == "--from").map(|w| PathBuf::from(&w[1])).collect();
     let smoke = args.iter().any(|a| a == "--smoke");
     let ps = args.windows(2).any(|w| w[0] == "--scheduler" && w[1] == "ps");
-    let spread_from =
-        args.iter().position(|a| a == "--spread-from").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let runs = match args.iter().position(|a| a == "--runs") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|&n| n >= 1)
+            .ok_or("--runs needs a whole number of runs, at least 1 (e.g. --runs 3)")?,
+        None => 1,
+    };
+    if !froms.is_empty() && args.iter().any(|a| a == "--runs") {
+        return Err("--runs measures new runs; to predict runs already measured, name each \
+                    one's file instead (--from A.json --from B.json …)"
+            .into());
+    }
     let root = root();
-    let harness = match from {
-        Some(f) => f,
-        None => match run_harness(root, smoke)? {
+    let files = if froms.is_empty() {
+        match run_harnesses(root, smoke, runs)? {
             Some(f) => f,
             None => return Ok(()),
-        },
+        }
+    } else {
+        froms
     };
-    let json = std::fs::read_to_string(&harness).map_err(|e| format!("{}: {e}", harness.display()))?;
-    let data: Harness = serde_json::from_str(&json)?;
-    let wake = wake_costs(&harness)?;
+    let mut data = Vec::new();
+    let mut wakes = Vec::new();
+    for f in &files {
+        let json = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        data.push(serde_json::from_str::<Harness>(&json).map_err(|e| format!("{}: {e}", f.display()))?);
+        wakes.push(wake_costs(f)?);
+    }
     // The cores as the kernel runs them (time slices, measured), unless asked otherwise.
     let slice_ms = if ps {
         eprintln!("  cores as processor sharing (--scheduler ps)");
@@ -184,39 +210,67 @@ fn main() -> Result<()> {
         eprintln!("  time slice {:.2} ms ({})", s.ms, s.source);
         Some(s.ms)
     };
-    eprintln!("  {}", wake.describe());
-    let rows: Vec<Row> = data
-        .points
-        .par_iter()
-        .map(|m| predict(m, &data, &wake, slice_ms))
-        .collect::<std::result::Result<_, String>>()?;
-    print!("{}", table(&rows));
+    let mut per_run: Vec<Vec<Row>> = Vec::new();
+    for (d, w) in data.iter().zip(&wakes) {
+        eprintln!("  {}", w.describe());
+        let rows = d
+            .points
+            .par_iter()
+            .map(|m| predict(m, d, w, slice_ms))
+            .collect::<std::result::Result<Vec<_>, String>>()?;
+        per_run.push(rows);
+    }
     std::fs::create_dir_all(root.join("validation"))?;
-    std::fs::write(root.join("validation/cpython-gil.csv"), csv(&rows))?;
-    if !rows.iter().any(Row::clean) {
+    std::fs::write(root.join("validation/cpython-gil.csv"), csv(&per_run))?;
+    let pooled = (per_run.len() > 1).then(|| pool(&per_run));
+    let pooled_rows: Option<Vec<Row>> = pooled.as_ref().map(|p| p.iter().map(Pooled::row).collect());
+    match (&pooled, &pooled_rows) {
+        (Some(p), Some(rows)) => {
+            for (i, (rows, f)) in per_run.iter().zip(&files).enumerate() {
+                println!("\nrun {} ({}), on its own:", i + 1, f.display());
+                print!("{}", targets(rows));
+            }
+            print!("{}", pooled_table(p, rows));
+            std::fs::write(root.join("validation/cpython-gil-pooled.csv"), pooled_csv(p, rows))?;
+        }
+        _ => print!("{}", table(&per_run[0])),
+    }
+    // The plots and the verdict: over the runs' medians when there are several.
+    let judged: &[Row] = pooled_rows.as_deref().unwrap_or(&per_run[0]);
+    if !judged.iter().any(Row::clean) {
         println!(
             "SKIPPED the comparison with CPython: other processes kept the CPUs busy during every one \
              of the {} points, so none measures CPython's GIL alone (nothing to compare, no plots); \
              run it again on a quiet machine",
-            rows.len()
+            judged.len()
         );
         return Ok(());
     }
     for (stem, what) in [("cpython-gil-throughput", Metric::Rps), ("cpython-gil-p95", Metric::P95)] {
-        chart(&rows, what).save(&root.join("plots").join(stem))?;
+        chart(judged, pooled.as_deref(), what).save(&root.join("plots").join(stem))?;
     }
-    let verdict = targets(&rows);
-    print!("{verdict}");
-    if let Some(other) = &spread_from {
-        let text = std::fs::read_to_string(other).map_err(|e| format!("{}: {e}", other.display()))?;
-        let before: Harness = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", other.display()))?;
-        print!("{}", spread(&rows, &before, other));
+    if let (Some(p), Some(rows)) = (&pooled, &pooled_rows) {
+        println!(
+            "\nover the {} runs (each point: the median of its runs, measured and predicted):",
+            per_run.len()
+        );
+        print!("{}", targets(rows));
+        print!("{}", spread(p, rows));
+    } else {
+        print!("{}", targets(judged));
     }
-    // What holds on any machine: with one thread there is nobody to contend with, so the
-    // simulator, given the thread's own profile, must reproduce the profile's rate; and the
-    // point, a second measurement of the same thread alone, must agree with the prediction
-    // within 15% or within how far the machine moved between the two measurements (the
-    // profile's rate against the point's), whichever is wider.
+    for rows in &per_run {
+        one_thread_checks(rows);
+    }
+    Ok(())
+}
+
+/// What holds on any machine: with one thread there is nobody to contend with, so the
+/// simulator, given the thread's own profile, must reproduce the profile's rate; and the
+/// point, a second measurement of the same thread alone, must agree with the prediction
+/// within 15% or within how far the machine moved between the two measurements (the
+/// profile's rate against the point's), whichever is wider.
+fn one_thread_checks(rows: &[Row]) {
     for r in rows.iter().filter(|r| r.clean() && r.m.threads == 1) {
         let p = &r.m.profile;
         // What the simulator was given: the request alone, uninstrumented.
@@ -247,7 +301,6 @@ fn main() -> Result<()> {
             r.m.throughput_rps
         );
     }
-    Ok(())
 }
 
 /// The wake-up costs measured with a harness run: `X-wake.json` beside its `X.json`,
@@ -326,9 +379,10 @@ struct WakeFile {
     mutex: Option<servesim::stats::Rounds>,
 }
 
-/// Makes the venv and runs the harness's grid; returns the file it wrote, or `None` (with
-/// the reason printed) when the venv cannot be made.
-fn run_harness(root: &Path, smoke: bool) -> Result<Option<PathBuf>> {
+/// Makes the venv and runs the harness's grid `runs` times, each run's wake-up costs
+/// measured right after it; returns the files written, or `None` (with the reason printed)
+/// when the venv cannot be made.
+fn run_harnesses(root: &Path, smoke: bool, runs: usize) -> Result<Option<Vec<PathBuf>>> {
     let venv = Command::new("bash").arg(root.join("python/make_venv.sh")).output()?;
     if !venv.status.success() {
         let why = String::from_utf8_lossy(&venv.stderr);
@@ -337,25 +391,35 @@ fn run_harness(root: &Path, smoke: bool) -> Result<Option<PathBuf>> {
     }
     let stdout = String::from_utf8_lossy(&venv.stdout);
     let python = stdout.lines().last().unwrap_or_default().trim().to_string();
-    let out = root.join(if smoke {
-        "target/cpython-gil-smoke.json"
-    } else {
-        "validation/cpython-gil-harness.json"
-    });
-    std::fs::create_dir_all(out.parent().unwrap_or(root))?;
-    eprintln!("running the CPython harness ({})…", if smoke { "smoke" } else { "grid, about 3 minutes" });
-    let status = Command::new(&python)
-        .arg(root.join("python/gil_bench.py"))
-        .arg(if smoke { "--smoke" } else { "--grid" })
-        .arg("--out")
-        .arg(&out)
-        .status()?;
-    if !status.success() {
-        return Err(format!("the harness failed ({status})").into());
+    let mut files = Vec::new();
+    for run in 1..=runs {
+        let name = match (smoke, run) {
+            (true, 1) => "target/cpython-gil-smoke.json".to_string(),
+            (true, n) => format!("target/cpython-gil-smoke-run{n}.json"),
+            (false, 1) => "validation/cpython-gil-harness.json".to_string(),
+            (false, n) => format!("validation/cpython-gil-run{n}-harness.json"),
+        };
+        let out = root.join(name);
+        std::fs::create_dir_all(out.parent().unwrap_or(root))?;
+        eprintln!(
+            "running the CPython harness, run {run} of {runs} ({})…",
+            if smoke { "smoke" } else { "grid, about 3 minutes" }
+        );
+        let status = Command::new(&python)
+            .arg(root.join("python/gil_bench.py"))
+            .arg(if smoke { "--smoke" } else { "--grid" })
+            .arg("--out")
+            .arg(&out)
+            .status()?;
+        if !status.success() {
+            return Err(format!("the harness failed ({status})").into());
+        }
+        // This run's wake-up costs, measured afresh before the next run begins.
+        let _ = std::fs::remove_file(wake_path(&out));
+        wake_costs(&out)?;
+        files.push(out);
     }
-    // This run's wake-up costs are measured afresh.
-    let _ = std::fs::remove_file(wake_path(&out));
-    Ok(Some(out))
+    Ok(Some(files))
 }
 
 /// servesim's prediction of one point, from its one-thread profile and the wake-up costs.
@@ -400,6 +464,7 @@ fn predict<'a>(
         cpu_ms: r.figures.utilization.cores * f64::from(sc.system.cores) * 1e3
             / r.figures.throughput_rps.max(1e-9),
         sleeps: r.figures.gil_sleeps_per_request,
+        pooled_err: None,
     })
 }
 
@@ -436,65 +501,263 @@ fn blank_nan(x: f64) -> String {
     if x.is_nan() { String::new() } else { x.to_string() }
 }
 
-fn csv(rows: &[Row]) -> String {
+/// Every run's points, one row each, the run numbered from 1.
+fn csv(per_run: &[Vec<Row>]) -> String {
     let mut s = String::from(
-        "threads,work_ms,held_share,release_points,measured_rps,predicted_rps,predicted_rps_ci95,\
+        "run,threads,work_ms,held_share,release_points,measured_rps,predicted_rps,predicted_rps_ci95,\
          error_rps,measured_p95_ms,predicted_p95_ms,error_p95,measured_cpu_ms_per_request,\
          predicted_cpu_ms_per_request,measured_voluntary_switches_per_request,\
          predicted_gil_sleeps_per_request,profile_drift,other_cpu_cores,clean\n",
     );
-    for r in rows {
+    for (run, rows) in per_run.iter().enumerate() {
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                run + 1,
+                r.m.threads,
+                r.m.work_ms,
+                r.m.held_share,
+                r.m.release_points,
+                r.m.throughput_rps,
+                r.rps,
+                r.rps_ci,
+                r.err_rps(),
+                r.m.p95_ms,
+                r.p95_ms,
+                r.err_p95(),
+                blank_nan(r.measured_cpu_ms()),
+                r.cpu_ms,
+                blank_nan(r.measured_switches()),
+                r.sleeps,
+                r.m.profile.drift.map_or_else(String::new, |d| d.to_string()),
+                r.m.other_cpu_cores,
+                r.clean()
+            );
+        }
+    }
+    s
+}
+
+/// The median and the range of one figure over the runs.
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Range {
+    /// Over the values that are numbers (NaN everywhere when none is).
+    fn of(v: impl IntoIterator<Item = f64>) -> Range {
+        let v: Vec<f64> = v.into_iter().filter(|x| !x.is_nan()).collect();
+        let min = v.iter().copied().reduce(f64::min).unwrap_or(f64::NAN);
+        let max = v.iter().copied().reduce(f64::max).unwrap_or(f64::NAN);
+        Range { median: median(v), min, max }
+    }
+
+    /// The range's width relative to its median.
+    fn width(&self) -> f64 {
+        (self.max - self.min) / self.median
+    }
+}
+
+/// One point of the grid over several runs: each figure's median and range over the runs
+/// in which the point was measured on a quiet machine (over every run when in none).
+struct Pooled {
+    /// The point as the first of those runs measured it, with the measured figures replaced
+    /// by their medians (what [`Row`] and the verdict read).
+    m: Measured,
+    runs: usize,
+    measured_rps: Range,
+    measured_p95: Range,
+    predicted_rps: Range,
+    predicted_p95: Range,
+    /// Each run's own error (its prediction against its measurement).
+    error_rps: Range,
+    error_p95: Range,
+    rps_ci: f64,
+    cpu_ms: f64,
+    sleeps: f64,
+}
+
+impl Pooled {
+    /// The point as one row: measured and predicted medians; its errors the median of the
+    /// runs' own errors.
+    fn row(&self) -> Row<'_> {
+        Row {
+            m: &self.m,
+            rps: self.predicted_rps.median,
+            rps_ci: self.rps_ci,
+            p95_ms: self.predicted_p95.median,
+            cpu_ms: self.cpu_ms,
+            sleeps: self.sleeps,
+            pooled_err: Some((self.error_rps.median, self.error_p95.median)),
+        }
+    }
+}
+
+/// The point's identity across runs: threads, held share, release points, work.
+fn key(m: &Measured) -> (u32, i64, u32, i64) {
+    (m.threads, (m.held_share * 1e3).round() as i64, m.release_points, (m.work_ms * 1e3).round() as i64)
+}
+
+/// Every point of the first run, pooled with the same point of the others.
+fn pool(per_run: &[Vec<Row>]) -> Vec<Pooled> {
+    per_run[0]
+        .iter()
+        .map(|first| {
+            let same: Vec<&Row> =
+                per_run.iter().filter_map(|rows| rows.iter().find(|r| key(r.m) == key(first.m))).collect();
+            let clean: Vec<&Row> = same.iter().copied().filter(|r| r.clean()).collect();
+            let used = if clean.is_empty() { same } else { clean };
+            let range = |f: &dyn Fn(&Row) -> f64| Range::of(used.iter().map(|r| f(r)));
+            let measured_rps = range(&|r| r.m.throughput_rps);
+            let measured_p95 = range(&|r| r.m.p95_ms);
+            let mut m = used[0].m.clone();
+            m.throughput_rps = measured_rps.median;
+            m.p95_ms = measured_p95.median;
+            // Per-request medians, kept as totals over 1,000 requests so that the row's
+            // per-request figures read them back.
+            m.requests = 1000;
+            m.process_cpu_s = range(&|r| r.measured_cpu_ms()).median;
+            let switches = range(&|r| r.measured_switches()).median;
+            m.voluntary_switches = (!switches.is_nan()).then_some(switches * 1e3);
+            let drift = range(&|r| r.m.profile.drift.unwrap_or(f64::NAN)).median;
+            m.profile.drift = (!drift.is_nan()).then_some(drift);
+            Pooled {
+                m,
+                runs: used.len(),
+                measured_rps,
+                measured_p95,
+                predicted_rps: range(&|r| r.rps),
+                predicted_p95: range(&|r| r.p95_ms),
+                error_rps: range(&|r| r.err_rps()),
+                error_p95: range(&|r| r.err_p95()),
+                rps_ci: range(&|r| r.rps_ci).median,
+                cpu_ms: range(&|r| r.cpu_ms).median,
+                sleeps: range(&|r| r.sleeps).median,
+            }
+        })
+        .collect()
+}
+
+fn pooled_table(pooled: &[Pooled], rows: &[Row]) -> String {
+    let mut s = format!(
+        "\nover the runs: each figure the median of the runs that measured the point on a quiet machine [their range]; \
+         an error is the median of the runs' own errors (each run's prediction against its own measurement)\n\
+         {:>4} {:>5} {:>6} {:>4}  {:>22}  {:>22} {:>20}  {:>22}  {:>22} {:>20} {:>8} {:>8} {:>8} {:>6}\n",
+        "T",
+        "held%",
+        "K",
+        "runs",
+        "CPython req/s",
+        "servesim req/s",
+        "error",
+        "CPython p95 ms",
+        "servesim p95 ms",
+        "error",
+        "CPU meas",
+        "CPU pred",
+        "sw meas",
+        "sw pred"
+    );
+    let range = |r: &Range| format!("{:.1} [{:.1}–{:.1}]", r.median, r.min, r.max);
+    let pct = |r: &Range| format!("{:+.1}% [{:+.0}–{:+.0}]", r.median * 100.0, r.min * 100.0, r.max * 100.0);
+    for (p, r) in pooled.iter().zip(rows) {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{:>4} {:>5.0} {:>6} {:>4}  {:>22}  {:>22} {:>20}  {:>22}  {:>22} {:>20} {:>8.2} {:>8.2} {:>8.0} {:>6.0}{}",
+            r.m.threads,
+            r.m.held_share * 100.0,
+            r.m.release_points,
+            p.runs,
+            range(&p.measured_rps),
+            range(&p.predicted_rps),
+            pct(&p.error_rps),
+            range(&p.measured_p95),
+            range(&p.predicted_p95),
+            pct(&p.error_p95),
+            r.measured_cpu_ms(),
+            r.cpu_ms,
+            r.measured_switches(),
+            r.sleeps,
+            if r.clean() { "" } else { "  (busy machine in every run: left out)" }
+        );
+    }
+    s
+}
+
+fn pooled_csv(pooled: &[Pooled], rows: &[Row]) -> String {
+    let mut s = String::from(
+        "threads,work_ms,held_share,release_points,runs,\
+         measured_rps_median,measured_rps_min,measured_rps_max,\
+         predicted_rps_median,predicted_rps_min,predicted_rps_max,error_rps,\
+         measured_p95_ms_median,measured_p95_ms_min,measured_p95_ms_max,\
+         predicted_p95_ms_median,predicted_p95_ms_min,predicted_p95_ms_max,error_p95,\
+         error_rps_min,error_rps_max,error_p95_min,error_p95_max,clean\n",
+    );
+    for (p, r) in pooled.iter().zip(rows) {
+        let (a, b, c, d) = (p.measured_rps, p.predicted_rps, p.measured_p95, p.predicted_p95);
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.m.threads,
             r.m.work_ms,
             r.m.held_share,
             r.m.release_points,
-            r.m.throughput_rps,
-            r.rps,
-            r.rps_ci,
+            p.runs,
+            a.median,
+            a.min,
+            a.max,
+            b.median,
+            b.min,
+            b.max,
             r.err_rps(),
-            r.m.p95_ms,
-            r.p95_ms,
+            c.median,
+            c.min,
+            c.max,
+            d.median,
+            d.min,
+            d.max,
             r.err_p95(),
-            blank_nan(r.measured_cpu_ms()),
-            r.cpu_ms,
-            blank_nan(r.measured_switches()),
-            r.sleeps,
-            r.m.profile.drift.map_or_else(String::new, |d| d.to_string()),
-            r.m.other_cpu_cores,
+            p.error_rps.min,
+            p.error_rps.max,
+            p.error_p95.min,
+            p.error_p95.max,
             r.clean()
         );
     }
     s
 }
 
-/// CPython's own run-to-run spread: each clean point against the same (T, H, K) of another
-/// run, as the relative change from their mean, beside the model's error.
-fn spread(rows: &[Row], other: &Harness, path: &Path) -> String {
-    let key = |m: &Measured| (m.threads, (m.held_share * 1e3).round() as i64, m.release_points);
-    let rel = |a: f64, b: f64| 200.0 * (a - b).abs() / (a + b).max(1e-12);
-    let (mut rps, mut p95) = (Vec::new(), Vec::new());
-    for r in rows.iter().filter(|r| r.clean()) {
-        if let Some(o) = other.points.iter().find(|o| key(o) == key(r.m) && o.other_cpu_cores <= QUIET_CORES)
-        {
-            rps.push(rel(r.m.throughput_rps, o.throughput_rps));
-            p95.push(rel(r.m.p95_ms, o.p95_ms));
-        }
+/// How far the runs themselves moved: CPython's own range at each point, the prediction's
+/// (each run's profiles and wake-up costs), and the runs' own errors — a miss that every run
+/// makes in the same direction is the model's; one whose runs' errors straddle zero is
+/// within what the runs scatter.
+fn spread(pooled: &[Pooled], rows: &[Row]) -> String {
+    let both: Vec<(&Pooled, &Row)> =
+        pooled.iter().zip(rows).filter(|(p, r)| r.clean() && p.runs > 1).collect();
+    if both.is_empty() {
+        return "no point was measured on a quiet machine in more than one run: no spread to report\n".into();
     }
-    if rps.is_empty() {
-        return format!("CPython's own spread: no point of {} matches this run's\n", path.display());
-    }
-    let n = rps.len();
-    let max = rps.iter().copied().fold(0.0, f64::max);
+    let pct = |v: Vec<f64>| (median(v.clone()) * 100.0, v.into_iter().fold(0.0, f64::max) * 100.0);
+    let (cpy_rps, cpy_rps_max) = pct(both.iter().map(|(p, _)| p.measured_rps.width()).collect());
+    let (cpy_p95, _) = pct(both.iter().map(|(p, _)| p.measured_p95.width()).collect());
+    let (sim_rps, sim_rps_max) = pct(both.iter().map(|(p, _)| p.predicted_rps.width()).collect());
+    let (err_rps, err_rps_max) = pct(both.iter().map(|(p, _)| p.error_rps.max - p.error_rps.min).collect());
+    let over: Vec<&(&Pooled, &Row)> = both.iter().filter(|(_, r)| r.err_rps().abs() > 0.15).collect();
+    let straddle = over.iter().filter(|(p, _)| p.error_rps.min < 0.0 && p.error_rps.max > 0.0).count();
     format!(
-        "CPython's own run-to-run spread against {} ({n} points): throughput median {:.1}%, max {:.1}%; \
-         p95 median {:.1}% — a model error at or below these is within what CPython itself does\n",
-        path.display(),
-        median(rps),
-        max,
-        median(p95)
+        "\nspread over the runs ({} points measured quietly in two runs or more; range = (max − min) / median):\n\
+         CPython's own range: throughput median {cpy_rps:.1}%, max {cpy_rps_max:.1}%; p95 median {cpy_p95:.1}%\n\
+         servesim's range (each run's own profiles and wake-up costs): throughput median {sim_rps:.1}%, max {sim_rps_max:.1}%\n\
+         the runs' own throughput errors span (max − min) a median {err_rps:.1} points, at most {err_rps_max:.1}\n\
+         {} points beyond ±15% in throughput (median of the runs' errors): {straddle} with runs on both sides of CPython, \
+         {} missed the same way in every run\n",
+        both.len(),
+        over.len(),
+        over.len() - straddle
     )
 }
 
@@ -579,7 +842,8 @@ enum Metric {
 }
 
 /// Throughput (or p95) against threads for the series at the lesson's held share, one per K.
-fn chart(rows: &[Row], what: Metric) -> Chart {
+/// With several runs, each measured point's bar spans half the runs' range either side.
+fn chart(rows: &[Row], pooled: Option<&[Pooled]>, what: Metric) -> Chart {
     let mut series = Vec::new();
     let mut ks: Vec<u32> = rows.iter().filter(|r| r.series().0 == 82).map(|r| r.m.release_points).collect();
     ks.sort_unstable();
@@ -594,14 +858,20 @@ fn chart(rows: &[Row], what: Metric) -> Chart {
             .iter()
             .map(|r| {
                 let x = f64::from(r.m.threads);
+                let half = |f: &dyn Fn(&Pooled) -> Range| {
+                    pooled
+                        .and_then(|ps| ps.iter().find(|p| key(&p.m) == key(r.m)))
+                        .map_or(0.0, |p| (f(p).max - f(p).min) / 2.0)
+                };
                 match what {
                     Metric::Rps => (
                         Point::with_half_width(x, r.rps, r.rps_ci),
-                        Point::with_half_width(x, r.m.throughput_rps, 0.0),
+                        Point::with_half_width(x, r.m.throughput_rps, half(&|p| p.measured_rps)),
                     ),
-                    Metric::P95 => {
-                        (Point::with_half_width(x, r.p95_ms, 0.0), Point::with_half_width(x, r.m.p95_ms, 0.0))
-                    }
+                    Metric::P95 => (
+                        Point::with_half_width(x, r.p95_ms, 0.0),
+                        Point::with_half_width(x, r.m.p95_ms, half(&|p| p.measured_p95)),
+                    ),
                 }
             })
             .unzip();
