@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Where a process's threads spend their time, as the kernel's scheduler saw it: running,
+runnable (woken and waiting for a CPU, or preempted), or asleep — and on which futex.
+
+Records the scheduler's and the futex syscalls' tracepoints with `perf record` (around a
+command, or attached to a running process for a while), then follows every thread of the
+process through them and prints, over the middle 60% of the recording (threads start and
+stop at its ends):
+
+* the average number of the process's threads in each state: `running`, `runnable (woken)`
+  (woken, not yet on a CPU), `runnable (preempted)`, `asleep on futex ADDR` (a futex wait:
+  a mutex, a condition variable, a join);
+* for each futex address slept on more than 100 times, the sleeps' count and median and
+  mean length, and what the same thread slept on next after being woken from it;
+* where the wake-ups went: onto the waking thread's own CPU or another;
+* how long a woken thread waited for a CPU (median, mean, 90th percentile).
+
+CPython's GIL shows up as three addresses: `gil->mutex` (the most sleeps, in `take_gil`
+and after every wake from the condition variable), the condition variable's two
+`__g_signals` words (the timed waits), and its two `__g_refs` words (glibc's group switch:
+the signaller waiting, the mutex held, for the old group's waiters to run).
+
+    sudo python3 python/sched_states.py -- python/.venv/bin/python python/gil_bench.py \\
+        --threads 8 --release-points 1000 --requests 120 --out /tmp/point.json
+    sudo python3 python/sched_states.py --pid 12345 --seconds 2      # a running service
+
+Needs Linux, `perf` and the right to read tracepoints (root, or
+kernel.perf_event_paranoid ≤ -1); the standard library only. `--json FILE` also writes
+the figures as JSON.
+"""
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+EVENTS = [
+    "sched:sched_switch",
+    "sched:sched_wakeup",
+    "sched:sched_waking",
+    "syscalls:sys_enter_futex",
+]
+LINE = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$")
+FUTEX = re.compile(r"uaddr: (0x[0-9a-f]+), op: (0x[0-9a-f]+)")
+SWITCH = re.compile(r"prev_pid=(\d+) .*prev_state=(\S+) ==> next_comm=.* next_pid=(\d+)")
+WAKE = re.compile(r"pid=(\d+) .*target_cpu=(\d+)")
+FUTEX_WAIT, FUTEX_WAIT_BITSET = 0, 9
+
+
+def record(args, data):
+    """Runs `perf record` on the command or the PID; returns its exit status."""
+    perf = ["perf", "record", "-q", "-o", data]
+    for e in EVENTS:
+        perf += ["-e", e]
+    if args.pid:
+        perf += ["-p", str(args.pid), "--", "sleep", str(args.seconds)]
+    else:
+        perf += ["--"] + args.command
+    return subprocess.run(perf).returncode
+
+
+def events(data):
+    """The recording's events: (tid, cpu, time s, event, fields), and the tids by command."""
+    text = subprocess.run(["perf", "script", "-i", data], capture_output=True, text=True).stdout
+    out, comms = [], collections.defaultdict(set)
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if m:
+            comm, tid = m.group(1), int(m.group(2))
+            out.append((tid, int(m.group(3)), float(m.group(4)), m.group(5), m.group(6)))
+            comms[comm].add(tid)
+    return out, comms
+
+
+def analyse(evs, mine):
+    """The states of the threads `mine` over the middle 60% of the recording."""
+    t_first, t_last = evs[0][2], evs[-1][2]
+    w0, w1 = t_first + 0.2 * (t_last - t_first), t_first + 0.8 * (t_last - t_first)
+    state, occupancy = {}, collections.defaultdict(float)
+    last_wait, asleep_on, woken_at = {}, {}, {}
+    wait_for_cpu, placement = [], collections.Counter()
+    sleeps, woken_from = collections.defaultdict(list), {}
+    after = collections.Counter()
+
+    def enter(tid, st, t):
+        if tid in state:
+            s, since = state[tid]
+            a, b = max(since, w0), min(t, w1)
+            if b > a:
+                occupancy[s] += b - a
+        state[tid] = (st, t)
+
+    for tid, cpu, t, ev, rest in evs:
+        inside = w0 <= t <= w1
+        if ev == "syscalls:sys_enter_futex" and tid in mine:
+            m = FUTEX.search(rest)
+            if m and int(m.group(2), 16) & 0x7F in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+                last_wait[tid] = m.group(1)
+        elif ev == "sched:sched_switch":
+            m = SWITCH.search(rest)
+            if not m:
+                continue
+            prev, prev_state, nxt = int(m.group(1)), m.group(2), int(m.group(3))
+            if prev in mine:
+                if prev_state[0] in "SD":
+                    addr = last_wait.get(prev, "?")
+                    enter(prev, "asleep on futex " + addr, t)
+                    asleep_on[prev] = (addr, t)
+                    if inside and prev in woken_from:
+                        after[(woken_from[prev], addr)] += 1
+                else:
+                    enter(prev, "runnable (preempted)", t)
+            if nxt in mine:
+                if nxt in woken_at:
+                    d = t - woken_at.pop(nxt)
+                    if inside:
+                        wait_for_cpu.append(d)
+                enter(nxt, "running", t)
+        elif ev == "sched:sched_wakeup":
+            m = WAKE.search(rest)
+            p = int(m.group(1)) if m else -1
+            if p in mine:
+                enter(p, "runnable (woken)", t)
+                woken_at[p] = t
+                if p in asleep_on:
+                    addr, since = asleep_on.pop(p)
+                    woken_from[p] = addr
+                    if inside:
+                        sleeps[addr].append(t - since)
+        elif ev == "sched:sched_waking":
+            m = WAKE.search(rest)
+            if m and int(m.group(1)) in mine and tid in mine and inside:
+                placement["onto the waker's CPU" if int(m.group(2)) == cpu else "onto another CPU"] += 1
+    for tid, (s, _) in list(state.items()):
+        enter(tid, s, w1)
+    span = w1 - w0
+    us = lambda v: round(v * 1e6, 1)
+    return {
+        "threads": len(mine),
+        "window_ms": round(span * 1e3, 1),
+        "threads_on_average": {
+            k: round(v / span, 3) for k, v in sorted(occupancy.items(), key=lambda kv: -kv[1])
+        },
+        "sleeps": {
+            addr: {
+                "count": len(v),
+                "median_us": us(statistics.median(v)),
+                "mean_us": us(statistics.mean(v)),
+                "next_sleep_on": {b: n for (a, b), n in after.most_common() if a == addr},
+            }
+            for addr, v in sorted(sleeps.items(), key=lambda kv: -len(kv[1]))
+            if len(v) > 100
+        },
+        "wake_ups": dict(placement),
+        "woken_to_running_us": (
+            {
+                "median": us(statistics.median(wait_for_cpu)),
+                "mean": us(statistics.mean(wait_for_cpu)),
+                "p90": us(sorted(wait_for_cpu)[int(0.9 * len(wait_for_cpu))]),
+            }
+            if wait_for_cpu
+            else None
+        ),
+    }
+
+
+def text(r, name):
+    lines = [f"{r['threads']} threads of {name}, over {r['window_ms']:.0f} ms in the middle of the recording"]
+    lines += [f"  {k:<36} {v:6.2f} threads on average" for k, v in r["threads_on_average"].items() if v >= 0.01]
+    for addr, s in r["sleeps"].items():
+        nxt = ", ".join(f"{b} {n}" for b, n in list(s["next_sleep_on"].items())[:3])
+        lines.append(
+            f"  sleeps on {addr}: {s['count']}, median {s['median_us']:.0f} µs, mean {s['mean_us']:.0f} µs; "
+            f"next sleep of the same thread: {nxt or '-'}"
+        )
+    lines.append(f"  wake-ups: {r['wake_ups']}")
+    if r["woken_to_running_us"]:
+        w = r["woken_to_running_us"]
+        lines.append(f"  woken → running: median {w['median']} µs, mean {w['mean']} µs, p90 {w['p90']} µs")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description="Where a process's threads spend their time: running, runnable, or asleep on which futex "
+        "(perf's scheduler and futex tracepoints).",
+        epilog="example: sudo python3 python/sched_states.py -- ./target/gil_condvar/gil_condvar 8 4.4 1.0 0.4",
+    )
+    ap.add_argument("--pid", type=int, help="attach to this running process instead of starting a command")
+    ap.add_argument("--seconds", type=float, default=2.0, help="how long to record with --pid (default 2)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    ap.add_argument("command", nargs="*", help="the command to run and record (after --)")
+    args = ap.parse_args()
+    if bool(args.pid) == bool(args.command):
+        ap.error("give either a command to run (after --) or --pid PID")
+    if not args.pid and args.seconds != 2.0:
+        ap.error("--seconds applies only with --pid")
+    if shutil.which("perf") is None:
+        sys.exit("sched_states: `perf` is not installed (linux-perf / linux-tools): nothing recorded")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "perf.data")
+        status = record(args, data)
+        if not os.path.exists(data):
+            sys.exit(
+                f"sched_states: perf recorded nothing (exit {status}): reading tracepoints needs root or "
+                "kernel.perf_event_paranoid ≤ -1, and tracefs mounted"
+            )
+        evs, comms = events(data)
+    if not evs:
+        sys.exit("sched_states: the recording holds no events")
+    if args.pid:
+        mine = {int(t) for t in os.listdir(f"/proc/{args.pid}/task")} if os.path.isdir(f"/proc/{args.pid}") else set()
+        mine |= {tid for tid, *_ in evs if tid == args.pid}
+        name = f"pid {args.pid}"
+    else:
+        # The command's threads: every tid whose command name starts like the program's.
+        prog = os.path.basename(args.command[0])[:15]
+        mine = set().union(*(t for c, t in comms.items() if c.startswith(prog[:8])))
+        name = prog
+    if not mine:
+        sys.exit(f"sched_states: no thread of {name} in the recording")
+    r = analyse(evs, mine)
+    print(text(r, name))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
