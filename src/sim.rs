@@ -69,8 +69,8 @@ mod system;
 
 pub use bounds::{Bottleneck, Stability, stability};
 pub use report::{
-    Figures, Replication, SimReport, Stage, StageTimes, Truncation, UNSTABLE_ARRIVALS_PER_REQUEST,
-    Utilization, Waits, aggregate,
+    Figures, GilThreads, Replication, SimReport, Stage, StageTimes, Truncation,
+    UNSTABLE_ARRIVALS_PER_REQUEST, Utilization, Waits, aggregate,
 };
 
 use crate::scenario::{ClientKind, Scenario};

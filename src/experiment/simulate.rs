@@ -77,6 +77,16 @@ impl SimulateOutput {
         if r.figures.gil_sleeps_per_request > 0.0 {
             row("GIL sleeps", f.gil_sleeps_per_request, ci.gil_sleeps_per_request, "per request");
         }
+        let (g, gc) = (&f.gil_threads, &ci.gil_threads);
+        if g.in_run > 0.0 {
+            // Where the threads were on CPython's GIL (mean threads over the window).
+            row("GIL: in their run", g.in_run, gc.in_run, "threads");
+            row("GIL: asleep, timed wait", g.asleep_in_timed_wait, gc.asleep_in_timed_wait, "threads");
+            row("GIL: blocked on mutex", g.blocked_on_mutex, gc.blocked_on_mutex, "threads");
+            row("GIL: being woken", g.being_woken, gc.being_woken, "threads");
+            row("GIL: woken, checking", g.woken_checking, gc.woken_checking, "threads");
+            row("GIL: forced switch", g.waiting_for_switch, gc.waiting_for_switch, "threads");
+        }
         let st = &r.stability;
         let _ = writeln!(
             out,

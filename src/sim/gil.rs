@@ -71,6 +71,9 @@ pub(super) enum GState {
     MutexWake,
 }
 
+/// How many states a thread's side of the GIL has.
+pub(super) const GSTATES: usize = GState::MutexWake as usize + 1;
+
 /// One thread's side of the GIL.
 #[derive(Clone, Copy, Default, Debug)]
 pub(super) struct GilThread {
@@ -100,6 +103,8 @@ pub(super) struct GilThread {
     at_point: bool,
     /// That point is the end of a C call (the GIL dropped) rather than a release point.
     at_call_end: bool,
+    /// When it entered its state.
+    since: Nanos,
 }
 
 /// One worker's GIL.
@@ -161,6 +166,26 @@ impl System<'_> {
         &mut self.threads[th as usize].g
     }
 
+    /// `th` enters state `s`: the time it spent in its last state is added to that state's
+    /// total, which the report turns into the mean number of threads in each state.
+    fn cpy_set(&mut self, th: u32, s: GState) {
+        let g = &mut self.threads[th as usize].g;
+        self.gil_state_ns[g.state as usize] += self.now.saturating_sub(g.since) as f64;
+        (g.state, g.since) = (s, self.now);
+    }
+
+    /// Time every thread has spent in each GIL state up to now (ns), its current state's
+    /// time so far included.
+    pub(super) fn cpy_state_ns(&self) -> [f64; GSTATES] {
+        let mut t = self.gil_state_ns;
+        if self.cpy {
+            for th in &self.threads {
+                t[th.g.state as usize] += self.now.saturating_sub(th.g.since) as f64;
+            }
+        }
+        t
+    }
+
     #[cfg(test)]
     fn trace(&mut self, th: u32, what: &'static str) {
         self.trace.push((self.now, th, what));
@@ -216,7 +241,7 @@ impl System<'_> {
     /// Lock-free work: a thread that holds the GIL drops it first (a release point).
     fn cpy_start_free(&mut self, th: u32, work_ns: f64) {
         self.cpy_release(th);
-        self.g(th).state = GState::Off;
+        self.cpy_set(th, GState::Off);
         self.cpu.start(th, work_ns);
     }
 
@@ -369,16 +394,18 @@ impl System<'_> {
         let rem = self.cpu.reset(th, stop - p + owed);
         // The same progress two ways, up to the clock's rounding.
         debug_assert!((self.threads[th as usize].g.stop - rem - p + owed).abs() <= 1e-9 * v.max(1.0));
+        self.cpy_set(th, GState::Run);
         let g = self.g(th);
-        (g.state, g.pos, g.stop, g.v0) = (GState::Run, p, stop, v - p + owed);
+        (g.pos, g.stop, g.v0) = (p, stop, v - p + owed);
     }
 
     /// Starts `th`'s chunk from `p` to `stop`, after `signal` ns of CPU spent signalling a
     /// sleeper (the run's progress stands still meanwhile).
     fn cpy_start_chunk(&mut self, th: u32, p: f64, stop: f64, signal: f64) {
         let v = self.cpu.clock(th);
+        self.cpy_set(th, GState::Run);
         let g = self.g(th);
-        (g.state, g.pos, g.stop, g.v0) = (GState::Run, p, stop, v - p + signal);
+        (g.pos, g.stop, g.v0) = (p, stop, v - p + signal);
         self.cpu.start(th, stop - p + signal);
     }
 
@@ -426,7 +453,7 @@ impl System<'_> {
             self.cpy_account(w, pos);
         }
         if pos >= len {
-            self.g(th).state = GState::Off;
+            self.cpy_set(th, GState::Off);
             if owner && b > 0.0 {
                 // The run ended in a C call: the GIL was dropped at its last release point.
                 self.gil(w).owner = NONE;
@@ -449,8 +476,9 @@ impl System<'_> {
     /// waits for it).
     fn cpy_at_point(&mut self, th: u32) {
         let w = self.threads[th as usize].worker;
+        self.cpy_set(th, GState::Run);
         let g = self.g(th);
-        (g.state, g.at_point, g.at_call_end) = (GState::Run, false, false);
+        (g.at_point, g.at_call_end) = (false, false);
         let pos = g.pos;
         if self.gil(w).owner != th {
             // Back from a C call during which another thread took the GIL.

@@ -2,7 +2,7 @@
 //! statistics, and time-averaged occupancy for utilizations and Little's law.
 
 use super::clients::Clients;
-use super::report::{Figures, Replication, Stage, StageTimes, Truncation, Utilization, Waits};
+use super::report::{Figures, GilThreads, Replication, Stage, StageTimes, Truncation, Utilization, Waits};
 use crate::des::{Nanos, ns_to_ms, ns_to_s};
 use crate::scenario::{Handler, Scenario};
 use crate::stats::{LatencyCounts, StageHistogram};
@@ -14,6 +14,7 @@ pub(crate) struct Snapshot {
     pub(crate) busy_core_ns: f64,
     pub(crate) lock_held_ns: f64,
     pub(crate) gil_sleeps: u64,
+    pub(crate) gil_state_ns: [f64; super::gil::GSTATES],
 }
 
 /// Counts kept by the system itself, independently of [`Metrics`], so conservation of
@@ -231,6 +232,23 @@ impl Metrics {
             mean_in_system,
             little_residual,
             gil_sleeps_per_request: (end.gil_sleeps - start.gil_sleeps) as f64 / n,
+            gil_threads: {
+                use super::gil::GState as G;
+                let mean = |states: &[G]| {
+                    states
+                        .iter()
+                        .map(|&s| per_span(end.gil_state_ns[s as usize] - start.gil_state_ns[s as usize]))
+                        .sum::<f64>()
+                };
+                GilThreads {
+                    in_run: mean(&[G::Run]),
+                    asleep_in_timed_wait: mean(&[G::Sleeping]),
+                    blocked_on_mutex: mean(&[G::MutexWait]),
+                    being_woken: mean(&[G::Waking, G::MutexWake]),
+                    woken_checking: mean(&[G::WakeCpu, G::WakeCheck]),
+                    waiting_for_switch: mean(&[G::SwitchWait]),
+                }
+            },
             mean_batch: match count.batch_steps {
                 (0, _) => 0.0,
                 (n, sum) => sum as f64 / n as f64,

@@ -107,8 +107,32 @@ pub struct Figures {
     /// (`/proc/<pid>/status`). 0 with any other lock.
     #[serde(default)]
     pub gil_sleeps_per_request: f64,
+    /// `lock = "gil"`: where the threads were on the GIL, as mean numbers of threads over
+    /// the window (all 0 with any other lock).
+    #[serde(default)]
+    pub gil_threads: GilThreads,
     /// Mean sequences per batched step (0 without batching).
     pub mean_batch: f64,
+}
+
+/// Where the threads were on CPython's GIL: the mean number of threads in each state over
+/// the measurement window — the states a kernel trace tells apart (`python/sched_states.py`:
+/// asleep on the condition variable, asleep on `gil->mutex`, woken and not yet running).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GilThreads {
+    /// In their run: holding the GIL in bytecode, or in one of the run's C calls (running,
+    /// or waiting for a core).
+    pub in_run: f64,
+    /// Asleep in the timed wait (`take_gil`'s condition variable).
+    pub asleep_in_timed_wait: f64,
+    /// Blocked on the GIL's mutex.
+    pub blocked_on_mutex: f64,
+    /// Signalled, timed out or let in by the mutex's unlock: the OS is waking them.
+    pub being_woken: f64,
+    /// Awake: spending the wake-up's CPU, or holding the mutex to check the GIL.
+    pub woken_checking: f64,
+    /// Dropped the GIL on request, waiting until another thread has taken it.
+    pub waiting_for_switch: f64,
 }
 
 /// Why a replication stopped before it measured what it should.

@@ -117,6 +117,9 @@ pub(crate) struct System<'a> {
     /// `lock = "gil"`: times a thread has gone to sleep on the GIL so far — in its timed
     /// wait, or blocked on its mutex.
     pub(super) gil_sleeps: u64,
+    /// `lock = "gil"`: time the threads have spent in each GIL state so far, summed (ns),
+    /// up to each thread's last change of state.
+    pub(super) gil_state_ns: [f64; super::gil::GSTATES],
     events: u64,
     arrived: u64,
     /// Arrivals after which the run stops: an unstable open system's cap, else none.
@@ -199,6 +202,7 @@ impl<'a> System<'a> {
             trace: Vec::new(),
             gil_next: (Nanos::MAX, 0),
             gil_sleeps: 0,
+            gil_state_ns: [0.0; super::gil::GSTATES],
             loop_idle: [
                 &sc.cost.loop_in_ms,
                 &sc.cost.loop_out_ms,
@@ -323,6 +327,7 @@ impl<'a> System<'a> {
                 self.workers.iter().map(|w| w.lock.held_ns(self.now) as f64).sum()
             },
             gil_sleeps: self.gil_sleeps,
+            gil_state_ns: self.cpy_state_ns(),
         }
     }
 

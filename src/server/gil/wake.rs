@@ -298,7 +298,16 @@ mod tests {
 
     #[test]
     fn wake_costs_are_measured_and_plausible() {
-        let w = measure(50);
+        // The mutex's wake-ups need the two threads on two cores at once: with the other
+        // tests of this binary busy on the CPUs, a round can find them taking turns on one
+        // (no lock meets the hold). Measured again, up to three times in all.
+        let mut w = measure(50);
+        for _ in 0..2 {
+            if w.mutex_us.len() >= 10 {
+                break;
+            }
+            w = measure(50);
+        }
         assert!(w.latency_us.len() >= 40, "{} samples", w.latency_us.len());
         assert!(w.busy_latency_us.len() >= 40, "{} samples", w.busy_latency_us.len());
         // A wake-up takes more than nothing and less than a scheduler tick's worth of

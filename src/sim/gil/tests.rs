@@ -192,6 +192,11 @@ fn signals_slow_the_holder_down_by_what_they_cost_it() {
 /// `four_threads_rps`' scenario with `threads` threads and users and the lock `lock`: the
 /// GIL sleeps per request.
 fn gil_sleeps(threads: u32, lock: &str) -> f64 {
+    gil_figures(threads, lock).gil_sleeps_per_request
+}
+
+/// `gil_sleeps`' scenario's figures.
+fn gil_figures(threads: u32, lock: &str) -> crate::sim::Figures {
     let toml = format!(
         "[system]\ncores = 2\n[worker]\nthreads = {threads}\nlock = \"{lock}\"\n\
          [clients]\nkind = \"closed\"\nusers = {threads}\n[workload]\nnew_tokens = 1\n\
@@ -199,7 +204,7 @@ fn gil_sleeps(threads: u32, lock: &str) -> f64 {
          release_points = 1000\n[run]\nrequests = 400\nwarmup_requests = 40\nreplications = 1\n"
     );
     let sc = Scenario::parse(&toml, Path::new("t"), Path::new("."), &[]).unwrap();
-    crate::sim::simulate(&sc).unwrap().figures.gil_sleeps_per_request
+    crate::sim::simulate(&sc).unwrap().figures
 }
 
 #[test]
@@ -212,4 +217,30 @@ fn the_threads_sleeps_on_the_gil_are_counted_per_request() {
     // more than once per release point for each of the three waiters.
     let four = gil_sleeps(4, "gil");
     assert!((100.0..=3000.0).contains(&four), "{four:.1} sleeps a request");
+}
+
+#[test]
+fn every_thread_is_in_one_gil_state_at_a_time() {
+    // Closed loop, as many users as threads, no think time and no work outside the GIL's
+    // runs: every thread is always somewhere on the GIL, so the states' means add up to the
+    // threads; and where they are follows the mechanism.
+    let one = gil_figures(1, "gil").gil_threads;
+    assert!((one.in_run - 1.0).abs() < 1e-6, "{one:?}");
+    assert_eq!(one.asleep_in_timed_wait + one.blocked_on_mutex + one.being_woken + one.woken_checking, 0.0);
+    let g = gil_figures(4, "gil").gil_threads;
+    let sum = g.in_run
+        + g.asleep_in_timed_wait
+        + g.blocked_on_mutex
+        + g.being_woken
+        + g.woken_checking
+        + g.waiting_for_switch;
+    assert!((sum - 4.0).abs() < 1e-3, "{sum} threads in all: {g:?}");
+    // One thread is in its run at a time (here every wake-up is in vain, so nobody takes
+    // the GIL during a C call); the three others wait — mostly being woken: a release comes
+    // every 5.7 µs, so a sleeper is signalled almost as soon as it sleeps, and its wake-up
+    // takes 37 µs.
+    assert!((g.in_run - 1.0).abs() < 0.05, "{g:?}");
+    assert!(g.being_woken > 2.0 && g.asleep_in_timed_wait < 0.5, "{g:?}");
+    // Another lock leaves them all 0.
+    assert_eq!(gil_figures(4, "fair-gil").gil_threads, crate::sim::GilThreads::default());
 }

@@ -13,7 +13,7 @@ impl System<'_> {
     pub(super) fn cpy_mutex_release(&mut self, w: u32) {
         self.gil(w).mutex = NONE;
         if let Some(n) = self.gil(w).mutex_queue.pop_front() {
-            self.g(n).state = GState::MutexWake;
+            self.cpy_set(n, GState::MutexWake);
             // It blocked a moment ago: its core has not halted, so it wakes in the measured
             // `cost.mutex_wake_us` where the scenario has one.
             let latency = match self.cost.mutex_wake_ns {
@@ -53,8 +53,9 @@ impl System<'_> {
     pub(super) fn cpy_wake_later(&mut self, th: u32, timed_out: bool, waker: u32) -> bool {
         let (busy, latency) = self.cpy_place_wake(waker);
         let preempt = if busy && self.cost.wake_preempts() { waker } else { NONE };
+        self.cpy_set(th, GState::Waking);
         let g = self.g(th);
-        (g.state, g.timed_out, g.waker) = (GState::Waking, timed_out, preempt);
+        (g.timed_out, g.waker) = (timed_out, preempt);
         self.queue.push(self.now.saturating_add(latency), Ev::GilWake { thread: th });
         busy
     }
@@ -77,7 +78,7 @@ impl System<'_> {
             return self.cpy_hold_mutex(th);
         }
         self.trace(th, "woken");
-        self.g(th).state = GState::WakeCpu;
+        self.cpy_set(th, GState::WakeCpu);
         match self.cost.vain_wake_ns * (1.0 - self.cost.mutex_share) {
             c if c > 0.0 && g.waker != NONE => self.cpu.start_preempting(th, c, g.waker),
             c if c > 0.0 => self.cpu.start(th, c),
@@ -99,7 +100,7 @@ impl System<'_> {
     pub(super) fn cpy_block_on_mutex(&mut self, th: u32, w: u32) {
         self.trace(th, "blocked on the mutex");
         self.gil_sleeps += 1;
-        self.g(th).state = GState::MutexWait;
+        self.cpy_set(th, GState::MutexWait);
         self.gil(w).mutex_queue.push_back(th);
     }
 
@@ -107,7 +108,7 @@ impl System<'_> {
     pub(super) fn cpy_hold_mutex(&mut self, th: u32) {
         let w = self.threads[th as usize].worker;
         self.gil(w).mutex = th;
-        self.g(th).state = GState::WakeCheck;
+        self.cpy_set(th, GState::WakeCheck);
         self.cpy_stop_owner(w);
         match self.cost.vain_wake_ns * self.cost.mutex_share {
             c if c > 0.0 => self.cpu.start(th, c),
@@ -147,8 +148,9 @@ impl System<'_> {
         let w = self.threads[th as usize].worker;
         let (switch, interval) = (self.gil(w).switch_number, self.gil(w).interval);
         let now = self.now;
+        self.cpy_set(th, GState::Sleeping);
         let g = self.g(th);
-        (g.state, g.saved_switch, g.deadline) = (GState::Sleeping, switch, now.saturating_add(interval));
+        (g.saved_switch, g.deadline) = (switch, now.saturating_add(interval));
         if !std::mem::replace(&mut g.waiting, true) {
             let t = &mut self.threads[th as usize];
             t.lock_wait_since = now;
@@ -202,8 +204,9 @@ impl System<'_> {
         self.gil(w).owner = NONE;
         self.threads[o as usize].holds_lock = false;
         let now = self.now;
+        self.cpy_set(o, GState::SwitchWait);
         let g = self.g(o);
-        (g.state, g.pos) = (GState::SwitchWait, p);
+        g.pos = p;
         if !std::mem::replace(&mut g.waiting, true) {
             let t = &mut self.threads[o as usize];
             t.lock_wait_since = now;
