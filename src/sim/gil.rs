@@ -168,9 +168,10 @@ impl System<'_> {
 
     /// `th` enters state `s`: the time it spent in its last state is added to that state's
     /// total, which the report turns into the mean number of threads in each state.
+    #[inline(always)]
     fn cpy_set(&mut self, th: u32, s: GState) {
         let g = &mut self.threads[th as usize].g;
-        self.gil_state_ns[g.state as usize] += self.now.saturating_sub(g.since) as f64;
+        self.gil_state_ns[g.state as usize] += self.now - g.since;
         (g.state, g.since) = (s, self.now);
     }
 
@@ -180,10 +181,10 @@ impl System<'_> {
         let mut t = self.gil_state_ns;
         if self.cpy {
             for th in &self.threads {
-                t[th.g.state as usize] += self.now.saturating_sub(th.g.since) as f64;
+                t[th.g.state as usize] += self.now - th.g.since;
             }
         }
-        t
+        t.map(|ns| ns as f64)
     }
 
     #[cfg(test)]

@@ -119,7 +119,7 @@ pub(crate) struct System<'a> {
     pub(super) gil_sleeps: u64,
     /// `lock = "gil"`: time the threads have spent in each GIL state so far, summed (ns),
     /// up to each thread's last change of state.
-    pub(super) gil_state_ns: [f64; super::gil::GSTATES],
+    pub(super) gil_state_ns: [Nanos; super::gil::GSTATES],
     events: u64,
     arrived: u64,
     /// Arrivals after which the run stops: an unstable open system's cap, else none.
@@ -202,7 +202,7 @@ impl<'a> System<'a> {
             trace: Vec::new(),
             gil_next: (Nanos::MAX, 0),
             gil_sleeps: 0,
-            gil_state_ns: [0.0; super::gil::GSTATES],
+            gil_state_ns: [0; super::gil::GSTATES],
             loop_idle: [
                 &sc.cost.loop_in_ms,
                 &sc.cost.loop_out_ms,
