@@ -18,6 +18,9 @@
 //! cores' busy time per request — the voluntary context switches a request cost CPython's
 //! threads against the simulated threads' sleeps on the GIL, and the profile's drift: how much slower a request ran
 //! alone just after the point than just before it, the machine's own movement across it.
+//! The CSV also has where the simulated threads were on the GIL (mean threads in their run,
+//! asleep in the timed wait, blocked on the mutex, being woken, checking), to set beside
+//! what `python/sched_states.py` records of CPython's.
 //!
 //! ```text
 //! cargo run --release --example cpython_gil                 # venv, the harness's grid, predictions
@@ -134,6 +137,9 @@ struct Row<'a> {
     cpu_ms: f64,
     /// The simulated threads' sleeps on the GIL per request.
     sleeps: f64,
+    /// Where the simulated threads were on the GIL (mean threads in each state); what
+    /// `python/sched_states.py` measures of CPython's.
+    states: servesim::sim::GilThreads,
     /// Over several runs: the median of the runs' own errors (throughput, p95), each run's
     /// prediction against its own measurement.
     pooled_err: Option<(f64, f64)>,
@@ -464,6 +470,7 @@ fn predict<'a>(
         cpu_ms: r.figures.utilization.cores * f64::from(sc.system.cores) * 1e3
             / r.figures.throughput_rps.max(1e-9),
         sleeps: r.figures.gil_sleeps_per_request,
+        states: r.figures.gil_threads,
         pooled_err: None,
     })
 }
@@ -507,13 +514,15 @@ fn csv(per_run: &[Vec<Row>]) -> String {
         "run,threads,work_ms,held_share,release_points,measured_rps,predicted_rps,predicted_rps_ci95,\
          error_rps,measured_p95_ms,predicted_p95_ms,error_p95,measured_cpu_ms_per_request,\
          predicted_cpu_ms_per_request,measured_voluntary_switches_per_request,\
-         predicted_gil_sleeps_per_request,profile_drift,other_cpu_cores,clean\n",
+         predicted_gil_sleeps_per_request,predicted_gil_in_run,predicted_gil_asleep_in_timed_wait,\
+         predicted_gil_blocked_on_mutex,predicted_gil_being_woken,predicted_gil_woken_checking,\
+         profile_drift,other_cpu_cores,clean\n",
     );
     for (run, rows) in per_run.iter().enumerate() {
         for r in rows {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 run + 1,
                 r.m.threads,
                 r.m.work_ms,
@@ -530,6 +539,11 @@ fn csv(per_run: &[Vec<Row>]) -> String {
                 r.cpu_ms,
                 blank_nan(r.measured_switches()),
                 r.sleeps,
+                r.states.in_run,
+                r.states.asleep_in_timed_wait,
+                r.states.blocked_on_mutex,
+                r.states.being_woken,
+                r.states.woken_checking,
                 r.m.profile.drift.map_or_else(String::new, |d| d.to_string()),
                 r.m.other_cpu_cores,
                 r.clean()
@@ -579,6 +593,8 @@ struct Pooled {
     rps_ci: f64,
     cpu_ms: f64,
     sleeps: f64,
+    /// The first of the runs' simulated GIL states (they are the model's, not the machine's).
+    states: servesim::sim::GilThreads,
 }
 
 impl Pooled {
@@ -592,6 +608,7 @@ impl Pooled {
             p95_ms: self.predicted_p95.median,
             cpu_ms: self.cpu_ms,
             sleeps: self.sleeps,
+            states: self.states,
             pooled_err: Some((self.error_rps.median, self.error_p95.median)),
         }
     }
@@ -637,6 +654,7 @@ fn pool(per_run: &[Vec<Row>]) -> Vec<Pooled> {
                 rps_ci: range(&|r| r.rps_ci).median,
                 cpu_ms: range(&|r| r.cpu_ms).median,
                 sleeps: range(&|r| r.sleeps).median,
+                states: used[0].states,
             }
         })
         .collect()
