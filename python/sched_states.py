@@ -26,7 +26,7 @@ the signaller waiting, the mutex held, for the old group's waiters to run).
 
 Needs Linux, `perf` and the right to read tracepoints (root, or
 kernel.perf_event_paranoid ≤ -1); the standard library only. `--json FILE` also writes
-the figures as JSON.
+the figures as JSON. `--self-test` checks the analysis on a small built-in trace (no perf).
 """
 
 import argparse
@@ -67,7 +67,12 @@ def record(args, data):
 
 def events(data):
     """The recording's events: (tid, cpu, time s, event, fields), and the tids by command."""
-    text = subprocess.run(["perf", "script", "-i", data], capture_output=True, text=True).stdout
+    return parse(subprocess.run(["perf", "script", "-i", data], capture_output=True, text=True).stdout)
+
+
+def parse(text):
+    """`perf script`'s lines as events: (tid, cpu, time s, event, fields), and the tids by
+    command."""
     out, comms = [], collections.defaultdict(set)
     for line in text.splitlines():
         m = LINE.match(line)
@@ -186,11 +191,44 @@ def text(r, name):
     return "\n".join(lines)
 
 
+SELF_TEST = """\
+ prog   101 [000]     0.000000: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=prog next_pid=101 next_prio=120
+ prog   102 [001]     0.000000: sched:sched_switch: prev_comm=swapper/1 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=prog next_pid=102 next_prio=120
+ prog   102 [001]     0.010000: syscalls:sys_enter_futex: uaddr: 0x7f00000a, op: 0x00000080, val: 0x00000002, utime: 0x00000000, uaddr2: 0x00000000, val3: 0x00000000
+ prog   102 [001]     0.010000: sched:sched_switch: prev_comm=prog prev_pid=102 prev_prio=120 prev_state=S ==> next_comm=swapper/1 next_pid=0 next_prio=120
+ prog   101 [000]     0.030000: sched:sched_waking: comm=prog pid=102 prio=120 target_cpu=001
+ prog   101 [000]     0.030000: sched:sched_wakeup: comm=prog pid=102 prio=120 target_cpu=001
+ swapper     0 [001]     0.040000: sched:sched_switch: prev_comm=swapper/1 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=prog next_pid=102 next_prio=120
+ prog   101 [000]     0.100000: syscalls:sys_enter_futex: uaddr: 0x7f00000b, op: 0x00000081, val: 0x00000001, utime: 0x00000000, uaddr2: 0x00000000, val3: 0x00000000
+"""
+
+
+def self_test():
+    """Two threads over 100 ms: 101 runs throughout; 102 runs, sleeps on a futex at 10 ms,
+    is woken from the other CPU at 30 ms and runs from 40 ms. Over the middle 60% (20–80
+    ms): running 1 + 40/60, asleep 10/60, woken and waiting 10/60; one wake-up, onto
+    another CPU, 10 ms from woken to running."""
+    evs, comms = parse(SELF_TEST)
+    assert comms["prog"] == {101, 102}, comms
+    r = analyse(evs, {101, 102})
+    occ = r["threads_on_average"]
+    want = {"running": 1 + 40 / 60, "asleep on futex 0x7f00000a": 10 / 60, "runnable (woken)": 10 / 60}
+    for k, v in want.items():
+        assert abs(occ.get(k, 0.0) - v) < 1e-3, (k, occ)
+    assert abs(sum(occ.values()) - 2.0) < 1e-3, occ
+    assert r["wake_ups"] == {"onto another CPU": 1}, r["wake_ups"]
+    assert r["woken_to_running_us"]["median"] == 10000.0, r["woken_to_running_us"]
+    print("sched_states self-test: ok")
+
+
 def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
     ap = argparse.ArgumentParser(
         description="Where a process's threads spend their time: running, runnable, or asleep on which futex "
         "(perf's scheduler and futex tracepoints).",
-        epilog="example: sudo python3 python/sched_states.py -- ./target/gil_condvar/gil_condvar 8 4.4 1.0 0.4",
+        epilog="example: sudo python3 python/sched_states.py -- ./target/gil_condvar/gil_condvar 8 4.4 1.0 0.4; "
+        "python3 python/sched_states.py --self-test checks the analysis on a built-in trace",
     )
     ap.add_argument("--pid", type=int, help="attach to this running process instead of starting a command")
     ap.add_argument("--seconds", type=float, default=2.0, help="how long to record with --pid (default 2)")
