@@ -239,7 +239,11 @@ fn main() -> Result<()> {
             print!("{}", pooled_table(p, rows));
             std::fs::write(root.join("validation/cpython-gil-pooled.csv"), pooled_csv(p, rows))?;
         }
-        _ => print!("{}", table(&per_run[0])),
+        _ => {
+            print!("{}", table(&per_run[0]));
+            // A pooled file left by an earlier set of runs would no longer describe these.
+            let _ = std::fs::remove_file(root.join("validation/cpython-gil-pooled.csv"));
+        }
     }
     // The plots and the verdict: over the runs' medians when there are several.
     let judged: &[Row] = pooled_rows.as_deref().unwrap_or(&per_run[0]);
@@ -424,6 +428,18 @@ fn run_harnesses(root: &Path, smoke: bool, runs: usize) -> Result<Option<Vec<Pat
         let _ = std::fs::remove_file(wake_path(&out));
         wake_costs(&out)?;
         files.push(out);
+    }
+    // Runs an earlier, longer set left behind are not part of this one.
+    for n in runs + 1.. {
+        let stale = |kind: &str| match smoke {
+            true if kind == "harness" => root.join(format!("target/cpython-gil-smoke-run{n}.json")),
+            true => root.join(format!("target/cpython-gil-smoke-run{n}-wake.json")),
+            false => root.join(format!("validation/cpython-gil-run{n}-{kind}.json")),
+        };
+        if std::fs::remove_file(stale("harness")).is_err() {
+            break;
+        }
+        let _ = std::fs::remove_file(stale("wake"));
     }
     Ok(Some(files))
 }
