@@ -140,6 +140,11 @@ struct Row<'a> {
     /// Where the simulated threads were on the GIL (mean threads in each state); what
     /// `python/sched_states.py` measures of CPython's.
     states: servesim::sim::GilThreads,
+    /// CPython's CPU per request (ms), every thread's; NaN where the file lacks it.
+    measured_cpu_ms: f64,
+    /// CPython's voluntary context switches per request, every thread's; NaN where the file
+    /// lacks them.
+    measured_switches: f64,
     /// Over several runs: the median of the runs' own errors (throughput, p95), each run's
     /// prediction against its own measurement.
     pooled_err: Option<(f64, f64)>,
@@ -154,18 +159,6 @@ impl Row<'_> {
     }
     fn err_p95(&self) -> f64 {
         self.pooled_err.map_or((self.p95_ms - self.m.p95_ms) / self.m.p95_ms, |e| e.1)
-    }
-    /// CPython's CPU per request (ms), every thread's; NaN where the file lacks it.
-    fn measured_cpu_ms(&self) -> f64 {
-        if self.m.requests == 0 { f64::NAN } else { self.m.process_cpu_s * 1e3 / self.m.requests as f64 }
-    }
-    /// CPython's voluntary context switches per request, every thread's; NaN where the file
-    /// lacks them.
-    fn measured_switches(&self) -> f64 {
-        match self.m.voluntary_switches {
-            Some(n) if self.m.requests > 0 => n / self.m.requests as f64,
-            _ => f64::NAN,
-        }
     }
     fn series(&self) -> (u64, u32) {
         ((self.m.held_share * 100.0).round() as u64, self.m.release_points)
@@ -487,6 +480,11 @@ fn predict<'a>(
             / r.figures.throughput_rps.max(1e-9),
         sleeps: r.figures.gil_sleeps_per_request,
         states: r.figures.gil_threads,
+        measured_cpu_ms: if m.requests == 0 { f64::NAN } else { m.process_cpu_s * 1e3 / m.requests as f64 },
+        measured_switches: match m.voluntary_switches {
+            Some(n) if m.requests > 0 => n / m.requests as f64,
+            _ => f64::NAN,
+        },
         pooled_err: None,
     })
 }
@@ -508,9 +506,9 @@ fn table(rows: &[Row]) -> String {
             r.m.p95_ms,
             r.p95_ms,
             r.err_p95() * 100.0,
-            r.measured_cpu_ms(),
+            r.measured_cpu_ms,
             r.cpu_ms,
-            r.measured_switches(),
+            r.measured_switches,
             r.sleeps,
             r.m.profile.drift.map_or_else(|| "-".to_string(), |d| format!("{:+.1}%", d * 100.0)),
             if r.clean() { "" } else { "  (busy machine: left out)" }
@@ -551,9 +549,9 @@ fn csv(per_run: &[Vec<Row>]) -> String {
                 r.m.p95_ms,
                 r.p95_ms,
                 r.err_p95(),
-                blank_nan(r.measured_cpu_ms()),
+                blank_nan(r.measured_cpu_ms),
                 r.cpu_ms,
-                blank_nan(r.measured_switches()),
+                blank_nan(r.measured_switches),
                 r.sleeps,
                 r.states.in_run,
                 r.states.asleep_in_timed_wait,
@@ -611,6 +609,8 @@ struct Pooled {
     sleeps: f64,
     /// The first of the runs' simulated GIL states (they are the model's, not the machine's).
     states: servesim::sim::GilThreads,
+    measured_cpu_ms: f64,
+    measured_switches: f64,
 }
 
 impl Pooled {
@@ -625,6 +625,8 @@ impl Pooled {
             cpu_ms: self.cpu_ms,
             sleeps: self.sleeps,
             states: self.states,
+            measured_cpu_ms: self.measured_cpu_ms,
+            measured_switches: self.measured_switches,
             pooled_err: Some((self.error_rps.median, self.error_p95.median)),
         }
     }
@@ -650,12 +652,6 @@ fn pool(per_run: &[Vec<Row>]) -> Vec<Pooled> {
             let mut m = used[0].m.clone();
             m.throughput_rps = measured_rps.median;
             m.p95_ms = measured_p95.median;
-            // Per-request medians, kept as totals over 1,000 requests so that the row's
-            // per-request figures read them back.
-            m.requests = 1000;
-            m.process_cpu_s = range(&|r| r.measured_cpu_ms()).median;
-            let switches = range(&|r| r.measured_switches()).median;
-            m.voluntary_switches = (!switches.is_nan()).then_some(switches * 1e3);
             let drift = range(&|r| r.m.profile.drift.unwrap_or(f64::NAN)).median;
             m.profile.drift = (!drift.is_nan()).then_some(drift);
             Pooled {
@@ -671,6 +667,8 @@ fn pool(per_run: &[Vec<Row>]) -> Vec<Pooled> {
                 cpu_ms: range(&|r| r.cpu_ms).median,
                 sleeps: range(&|r| r.sleeps).median,
                 states: used[0].states,
+                measured_cpu_ms: range(&|r| r.measured_cpu_ms).median,
+                measured_switches: range(&|r| r.measured_switches).median,
             }
         })
         .collect()
@@ -712,9 +710,9 @@ fn pooled_table(pooled: &[Pooled], rows: &[Row]) -> String {
             range(&p.measured_p95),
             range(&p.predicted_p95),
             pct(&p.error_p95),
-            r.measured_cpu_ms(),
+            r.measured_cpu_ms,
             r.cpu_ms,
-            r.measured_switches(),
+            r.measured_switches,
             r.sleeps,
             if r.clean() { "" } else { "  (busy machine in every run: left out)" }
         );
