@@ -910,6 +910,9 @@ def run_point(wl, threads, n, warmup, max_seconds, seed):
         tput = None
     proc_cpu = (st.win_cpu1 - st.win_cpu0) if (st.win_cpu0 is not None and st.win_cpu1 is not None) \
         else None
+    # Context switches of all the process's threads over the window (getrusage).
+    vol_sw, invol_sw = ((st.win_sw1[0] - st.win_sw0[0], st.win_sw1[1] - st.win_sw0[1])
+                        if (st.win_sw0 is not None and st.win_sw1 is not None) else (None, None))
     srt = sorted(lat_ms)
     res = {
         "threads": threads,
@@ -929,11 +932,8 @@ def run_point(wl, threads, n, warmup, max_seconds, seed):
         "thread_cpu_ms": [rnd(v / 1e6, 3) for v in thread_cpu_ns],
         "thread_requests": thread_measured,
         "process_cpu_s": rnd(proc_cpu, 6),
-        # Context switches of all the process's threads over the window (getrusage).
-        "voluntary_switches": (st.win_sw1[0] - st.win_sw0[0])
-        if (st.win_sw0 is not None and st.win_sw1 is not None) else None,
-        "involuntary_switches": (st.win_sw1[1] - st.win_sw0[1])
-        if (st.win_sw0 is not None and st.win_sw1 is not None) else None,
+        "voluntary_switches": vol_sw,
+        "involuntary_switches": invol_sw,
         "cpu_busy": rnd(proc_cpu / wall_s, 4) if (proc_cpu is not None and wall_s > 0) else None,
         "run_wall_s": rnd(run_wall, 6),
         "process_cpu_total_s": rnd(cpu_total, 6),
