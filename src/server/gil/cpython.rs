@@ -324,6 +324,7 @@ mod tests {
 
     #[test]
     fn the_releaser_may_take_the_free_gil_again_before_the_waiter_it_signalled() {
+        let _alone = crate::server::gil::MACHINE_TIMING.lock().unwrap_or_else(|e| e.into_inner());
         // Each release frees the GIL and signals the waiter; the releaser, taking it again
         // at once, finds it free and does not wait — it barges past the waiter, which a fair
         // lock would have handed the GIL to at the first release. The waiter can also win a
