@@ -8,7 +8,11 @@
 //! measures what the condition variable and the kernel alone do to T threads trading the
 //! GIL: segments per second, and per segment the process's CPU, its voluntary switches and
 //! the time its threads waited for a CPU. servesim's column of switches is its threads'
-//! sleeps on the GIL (`gil_sleeps_per_request` of `servesim simulate --json`).
+//! sleeps on the GIL (`gil_sleeps_per_request` of `servesim simulate --json`). A second table
+//! compares the GIL's *tenures* — the takes one thread makes in a row, barging back in after
+//! its calls, from the switch that gave it the GIL to the next: switches a segment, and the
+//! share of the time in tenures of 1 ms or more (`gil_switches_per_request`,
+//! `gil_long_tenure_share`), where a many-thread service's long latencies come from.
 //!
 //! servesim predicts the same from the segment's two lengths and this machine's wake-up
 //! costs (measured first, as `servesim calibrate` measures them), `worker.lock = "gil"`,
@@ -41,20 +45,32 @@ struct Measured {
     cpu_us: f64,
     switches: f64,
     waiting_us: f64,
+    /// Switches of the GIL (tenures ended) a segment.
+    gil_switches: f64,
+    /// Share of the run spent in tenures of 1 ms or more.
+    long_tenures: f64,
 }
 
-/// The C program's line, e.g. `glibc T=8 held 4.40 us call 1.00 us: 112196 segments/s = …;
-/// CPU 11.00 us, 0.557 voluntary switches and 14.04 us waiting for a CPU a segment; …`.
-fn parse(line: &str) -> Option<Measured> {
-    let num_before = |key: &str| -> Option<f64> {
-        let head = &line[..line.find(key)?];
-        head.split_whitespace().last()?.parse().ok()
-    };
+/// The number just before `key` in `line`.
+fn num_before(line: &str, key: &str) -> Option<f64> {
+    let head = &line[..line.find(key)?];
+    head.split_whitespace().last()?.trim_start_matches('(').parse().ok()
+}
+
+/// The C program's output: its first line, e.g. `glibc T=8 held 4.40 us call 1.00 us:
+/// 112196 segments/s = …; CPU 11.00 us, 0.557 voluntary switches and 14.04 us waiting for a
+/// CPU a segment; …`, and its tenures' line, e.g. `  tenures: 14731 (0.0795 a segment),
+/// mean 126.7 us, 12.19 takes; 0.350 of the time in tenures of 1 ms or more; …`.
+fn parse(text: &str) -> Option<Measured> {
+    let first = text.lines().next()?;
+    let tenures = text.lines().find(|l| l.trim_start().starts_with("tenures:"))?;
     Some(Measured {
-        segments_per_s: num_before(" segments/s")?,
-        cpu_us: num_before(" us, ")?,
-        switches: num_before(" voluntary switches")?,
-        waiting_us: num_before(" us waiting for a CPU")?,
+        segments_per_s: num_before(first, " segments/s")?,
+        cpu_us: num_before(first, " us, ")?,
+        switches: num_before(first, " voluntary switches")?,
+        waiting_us: num_before(first, " us waiting for a CPU")?,
+        gil_switches: num_before(tenures, " a segment)")?,
+        long_tenures: num_before(tenures, " of the time in tenures")?,
     })
 }
 
@@ -93,14 +109,23 @@ fn run(bin: &Path, threads: u32, held_us: f64, call_us: f64, seconds: f64) -> Re
     if !o.status.success() {
         return Err(format!("{} failed: {}", bin.display(), String::from_utf8_lossy(&o.stderr).trim()).into());
     }
-    text.lines()
-        .next()
-        .and_then(parse)
+    parse(&text)
         .ok_or_else(|| format!("{} printed what this example cannot read: {text}", bin.display()).into())
 }
 
-/// servesim's prediction: segments per second, CPU per segment (µs), and its threads'
-/// sleeps on the GIL per segment (the voluntary switches it predicts).
+/// servesim's prediction.
+struct Predicted {
+    segments_per_s: f64,
+    /// CPU per segment (µs).
+    cpu_us: f64,
+    /// Its threads' sleeps on the GIL per segment (the voluntary switches it predicts).
+    sleeps: f64,
+    /// Switches of the GIL (tenures ended) per segment.
+    gil_switches: f64,
+    /// Share of the time in tenures of 1 ms or more.
+    long_tenures: f64,
+}
+
 fn predict(
     threads: u32,
     held_us: f64,
@@ -108,7 +133,7 @@ fn predict(
     cores: u32,
     slice_ms: f64,
     wake: &servesim::experiment::Wake,
-) -> Result<(f64, f64, f64)> {
+) -> Result<Predicted> {
     let mut sc = Scenario::defaults();
     sc.system.cores = cores;
     sc.system.scheduler = Scheduler::Slice;
@@ -130,7 +155,13 @@ fn predict(
     let f = &r.figures;
     let per_s = f.throughput_rps * k;
     let cpu_us = f.utilization.cores * f64::from(cores) * 1e6 / per_s.max(1e-9);
-    Ok((per_s, cpu_us, f.gil_sleeps_per_request / k))
+    Ok(Predicted {
+        segments_per_s: per_s,
+        cpu_us,
+        sleeps: f.gil_sleeps_per_request / k,
+        gil_switches: f.gil_switches_per_request / k,
+        long_tenures: f.gil_long_tenure_share,
+    })
 }
 
 fn main() -> Result<()> {
@@ -191,7 +222,7 @@ fn main() -> Result<()> {
         .iter()
         .map(|&t| predict(t, held_us, call_us, cores, slice.ms, &wake))
         .collect::<Result<Vec<_>>>()?;
-    let (g1, p1, sim1) = (rows[0].1.segments_per_s, rows[0].2.segments_per_s, predicted[0].0);
+    let (g1, p1, sim1) = (rows[0].1.segments_per_s, rows[0].2.segments_per_s, predicted[0].segments_per_s);
     println!(
         "\n{cores} cores, {held_us} µs held + {call_us} µs released a segment; throughput relative to {} thread(s) \
          of each; per segment: CPU (µs), voluntary switches, µs waiting for a CPU\n",
@@ -212,21 +243,41 @@ fn main() -> Result<()> {
         "wait glibc",
         "plain"
     );
-    for ((t, g, p), &(sim, sim_cpu, sim_sleeps)) in rows.iter().zip(&predicted) {
+    for ((t, g, p), sim) in rows.iter().zip(&predicted) {
         println!(
             "{:>4} {:>8.2} {:>8.2} {:>8.2}   {:>9.2} {:>9.2} {:>9.2}   {:>9.3} {:>9.3} {:>9.3}   {:>10.2} {:>9.2}",
             t,
             g.segments_per_s / g1,
             p.segments_per_s / p1,
-            sim / sim1,
+            sim.segments_per_s / sim1,
             g.cpu_us,
             p.cpu_us,
-            sim_cpu,
+            sim.cpu_us,
             g.switches,
             p.switches,
-            sim_sleeps,
+            sim.sleeps,
             g.waiting_us,
             p.waiting_us
+        );
+    }
+    println!(
+        "\nthe GIL's tenures (one thread's takes in a row, switch to switch): switches a segment, \
+         and the share of the time in tenures of 1 ms or more\n"
+    );
+    println!(
+        "{:>4} {:>9} {:>9} {:>9}   {:>10} {:>9} {:>9}",
+        "T", "sw glibc", "plain", "servesim", "≥1ms glibc", "plain", "servesim"
+    );
+    for ((t, g, p), sim) in rows.iter().zip(&predicted) {
+        println!(
+            "{:>4} {:>9.4} {:>9.4} {:>9.4}   {:>10.3} {:>9.3} {:>9.3}",
+            t,
+            g.gil_switches,
+            p.gil_switches,
+            sim.gil_switches,
+            g.long_tenures,
+            p.long_tenures,
+            sim.long_tenures
         );
     }
     Ok(())
@@ -238,14 +289,19 @@ mod tests {
 
     #[test]
     fn reads_the_c_programs_line() {
-        let line = "glibc T=8 held 4.40 us call 1.00 us: 112196 segments/s = 0.61x one thread's 185185; \
+        let text = "glibc T=8 held 4.40 us call 1.00 us: 112196 segments/s = 0.61x one thread's 185185; \
                     CPU 11.00 us, 0.557 voluntary switches and 14.04 us waiting for a CPU a segment; \
-                    signals: mean 2.31 us, 10.19% over 5 us (mean 20.4 us)";
-        let m = parse(line).expect("parses");
+                    signals: mean 2.31 us, 10.19% over 5 us (mean 20.4 us)\n  \
+                    the GIL a segment: held 5.56 us a hold; …\n  \
+                    tenures: 14731 (0.0795 a segment), mean 126.7 us, 12.19 takes; 0.350 of the time \
+                    in tenures of 1 ms or more; share of takes in tenures of 1, …: 0.022 0.046\n";
+        let m = parse(text).expect("parses");
         assert_eq!(m.segments_per_s, 112196.0);
         assert_eq!(m.cpu_us, 11.0);
         assert_eq!(m.switches, 0.557);
         assert_eq!(m.waiting_us, 14.04);
+        assert_eq!((m.gil_switches, m.long_tenures), (0.0795, 0.35));
         assert!(parse("something else").is_none());
+        assert!(parse(text.lines().next().unwrap()).is_none(), "the tenures' line is needed");
     }
 }

@@ -11,7 +11,10 @@
  * process's CPU, its voluntary context switches and the time its threads waited for a CPU;
  * how long the holder's signals took (glibc 2.25 to 2.40 block a signaller in their group
  * switch, __condvar_quiesce_and_switch_g1, until the old group's waiters have woken); and,
- * on the plain condvar, how many signals found a thread asleep to wake.
+ * on the plain condvar, how many signals found a thread asleep to wake. It also times the
+ * GIL itself: how long each hold lasts (take to drop), how long it stays free after a drop
+ * and who takes it next (the releaser, back from its call, or another thread), and the
+ * tenures: how many takes in a row one thread makes before another takes the GIL.
  *
  *   cc -O2 -pthread python/gil_condvar.c -o /tmp/gil_condvar
  *   cc -O2 -pthread -DPLAIN python/gil_condvar.c -o /tmp/gil_condvar_plain
@@ -47,6 +50,22 @@ static atomic_long segments, signals, signal_ns, long_signals, long_signal_ns;
 static const double SIGNAL_BOUNDS_US[] = {2, 5, 10, 20, 40, 80};
 #define SIGNAL_BUCKETS 7
 static atomic_long signal_hist[SIGNAL_BUCKETS];
+/* The GIL's own timeline: when it was last taken and dropped, and by whom. Written under
+ * gil->mutex (drop) or switch_mutex (take), read under the other: atomics. */
+static atomic_ulong taken_at_ns, dropped_at_ns;
+static atomic_long dropped_by, holds, held_ns;
+/* Free gaps after a drop, by who takes the GIL next: µs < 1.5, 3, 6, 12, 25, 50, 100, more. */
+static const double GAP_BOUNDS_US[] = {1.5, 3, 6, 12, 25, 50, 100};
+#define GAP_BUCKETS 8
+static long gap_n[2], gap_hist[2][GAP_BUCKETS]; /* [0]: the releaser re-took it, [1]: another */
+static double gap_ns[2];
+/* Tenures (takes in a row by one thread) by length: 1, 2-3, 4-7, ..., 1024 or more. Kept
+ * under switch_mutex, where a switch is counted. */
+#define TENURE_BUCKETS 11
+static long tenure_takes, tenures, tenure_hist[TENURE_BUCKETS], tenure_segments[TENURE_BUCKETS];
+static uint64_t tenure_start_ns;
+static double tenure_ns, long_tenure_ns;
+#define LONG_TENURE_NS 1000000.0 /* a tenure this long or longer is long */
 
 static uint64_t now_ns(void) {
     struct timespec t;
@@ -118,6 +137,11 @@ static void timed_signal(void) {
 
 static void drop_gil(long me) {
     pthread_mutex_lock(&mutex);
+    uint64_t t = now_ns();
+    atomic_fetch_add(&held_ns, (long)(t - atomic_load(&taken_at_ns)));
+    atomic_fetch_add(&holds, 1);
+    atomic_store(&dropped_at_ns, t);
+    atomic_store(&dropped_by, me);
     atomic_store(&locked, 0);
     timed_signal();
     pthread_mutex_unlock(&mutex);
@@ -143,10 +167,35 @@ static void take_gil(long me) {
     }
     pthread_mutex_lock(&switch_mutex);
     atomic_store(&locked, 1);
+    uint64_t t = now_ns();
+    atomic_store(&taken_at_ns, t);
+    uint64_t dropped = atomic_load(&dropped_at_ns);
+    if (dropped) {
+        int other = atomic_load(&dropped_by) != me;
+        double gap = (double)(t - dropped);
+        int b = 0;
+        while (b < GAP_BUCKETS - 1 && gap >= GAP_BOUNDS_US[b] * 1e3) b++;
+        gap_n[other]++;
+        gap_ns[other] += gap;
+        gap_hist[other][b]++;
+    }
     if (atomic_load(&last_holder) != me) {
+        if (tenure_start_ns) {
+            int b = 0;
+            for (long n = tenure_takes; n > 1 && b < TENURE_BUCKETS - 1; n >>= 1) b++;
+            tenure_hist[b]++;
+            tenure_segments[b] += tenure_takes;
+            tenures++;
+            double d = (double)(t - tenure_start_ns);
+            tenure_ns += d;
+            if (d >= LONG_TENURE_NS) long_tenure_ns += d;
+        }
+        tenure_start_ns = t;
+        tenure_takes = 0;
         atomic_store(&last_holder, me);
         atomic_fetch_add(&switch_number, 1);
     }
+    tenure_takes++;
     pthread_cond_signal(&switch_cond);
     pthread_mutex_unlock(&switch_mutex);
     atomic_store(&drop_request, 0);
@@ -208,7 +257,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < threads; i++) {
         pthread_join(th[i], NULL);
     }
-    double rate = (double)segments / ((double)(now_ns() - t0) / 1e9);
+    double elapsed_ns = (double)(now_ns() - t0);
+    double rate = (double)segments / (elapsed_ns / 1e9);
     double delay_ns = (double)waited_ns;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -239,5 +289,27 @@ int main(int argc, char **argv) {
            (double)woke_one / (double)segments, (double)waits_slept / (double)segments,
            (double)waits_again / (double)segments, (double)waits_timed_out / (double)segments);
 #endif
+    double n = (double)segments;
+    printf("  the GIL a segment: held %.2f us a hold; free after a drop, re-taken by the releaser "
+           "%.3f times (mean %.2f us), taken by another thread %.3f times (mean %.2f us)\n",
+           holds ? (double)held_ns / (double)holds / 1e3 : 0.0, (double)gap_n[0] / n,
+           gap_n[0] ? gap_ns[0] / (double)gap_n[0] / 1e3 : 0.0, (double)gap_n[1] / n,
+           gap_n[1] ? gap_ns[1] / (double)gap_n[1] / 1e3 : 0.0);
+    for (int who = 0; who < 2; who++) {
+        printf("  free gaps a segment, %s, <1.5, 1.5-3, 3-6, 6-12, 12-25, 25-50, 50-100, 100+ us:",
+               who ? "another took it" : "re-taken by the releaser");
+        for (int b = 0; b < GAP_BUCKETS; b++) printf(" %.4f", (double)gap_hist[who][b] / n);
+        printf("\n");
+    }
+    long in_tenures = 0;
+    for (int b = 0; b < TENURE_BUCKETS; b++) in_tenures += tenure_segments[b];
+    printf("  tenures: %ld (%.4f a segment), mean %.1f us, %.2f takes; %.3f of the time in tenures "
+           "of 1 ms or more; share of takes in tenures of 1, 2-3, 4-7, 8-15, ..., 512-1023, "
+           "1024+ takes:",
+           tenures, (double)tenures / n, tenures ? tenure_ns / (double)tenures / 1e3 : 0.0,
+           tenures ? (double)in_tenures / (double)tenures : 0.0, long_tenure_ns / elapsed_ns);
+    for (int b = 0; b < TENURE_BUCKETS; b++)
+        printf(" %.3f", in_tenures ? (double)tenure_segments[b] / (double)in_tenures : 0.0);
+    printf("\n");
     return 0;
 }

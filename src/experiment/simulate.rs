@@ -77,6 +77,11 @@ impl SimulateOutput {
         if r.figures.gil_sleeps_per_request > 0.0 {
             row("GIL sleeps", f.gil_sleeps_per_request, ci.gil_sleeps_per_request, "per request");
         }
+        if r.figures.gil_switches_per_request > 0.0 {
+            row("GIL switches", f.gil_switches_per_request, ci.gil_switches_per_request, "per request");
+            let share = (100.0 * f.gil_long_tenure_share, 100.0 * ci.gil_long_tenure_share);
+            row("GIL tenures ≥ 1 ms", share.0, share.1, "% of the time");
+        }
         let (g, gc) = (&f.gil_threads, &ci.gil_threads);
         if g.in_run > 0.0 {
             // Where the threads were on CPython's GIL (mean threads over the window).

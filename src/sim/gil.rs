@@ -47,6 +47,10 @@ use std::collections::VecDeque;
 /// the thread CPU clock cannot tell the two parts apart at these lengths.
 pub(crate) const MUTEX_SHARE: f64 = 0.1;
 
+/// A tenure — one thread's takes of the GIL from the switch that gave it the GIL to the
+/// switch that takes it away — this long or longer counts as long (`gil_long_tenure_share`).
+pub(super) const LONG_TENURE: Nanos = 1_000_000;
+
 /// What a thread is doing with the GIL.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub(super) enum GState {
@@ -131,6 +135,8 @@ pub(super) struct CpyGil {
     acct_t: Nanos,
     /// The owner's progress at `acct_t`.
     acct_pos: f64,
+    /// When the current tenure began: the last switch (`Nanos::MAX` before the first take).
+    switched_at: Nanos,
 }
 
 impl CpyGil {
@@ -148,6 +154,7 @@ impl CpyGil {
             held_ns: 0.0,
             acct_t: 0,
             acct_pos: 0.0,
+            switched_at: Nanos::MAX,
         }
     }
 
@@ -357,6 +364,15 @@ impl System<'_> {
         if gil.last_holder != th {
             gil.last_holder = th;
             gil.switch_number += 1;
+            let began = std::mem::replace(&mut gil.switched_at, now);
+            if began != Nanos::MAX {
+                // The tenure that ends here (the first take ends none).
+                let tenure = now - began;
+                self.gil_switches += 1;
+                if tenure >= LONG_TENURE {
+                    self.gil_long_tenure_ns += tenure;
+                }
+            }
             self.trace(th, "take (switch)");
             for sw in std::mem::take(&mut self.gil(w).switch_waiters) {
                 let _ = self.cpy_wake_later(sw, false, th);

@@ -14,6 +14,8 @@ pub(crate) struct Snapshot {
     pub(crate) busy_core_ns: f64,
     pub(crate) lock_held_ns: f64,
     pub(crate) gil_sleeps: u64,
+    pub(crate) gil_switches: u64,
+    pub(crate) gil_long_tenure_ns: Nanos,
     pub(crate) gil_state_ns: [f64; super::gil::GSTATES],
 }
 
@@ -232,6 +234,9 @@ impl Metrics {
             mean_in_system,
             little_residual,
             gil_sleeps_per_request: (end.gil_sleeps - start.gil_sleeps) as f64 / n,
+            gil_switches_per_request: (end.gil_switches - start.gil_switches) as f64 / n,
+            gil_long_tenure_share: per_span((end.gil_long_tenure_ns - start.gil_long_tenure_ns) as f64)
+                / self.workers,
             gil_threads: {
                 use super::gil::GState as G;
                 let mean = |states: &[G]| {

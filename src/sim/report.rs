@@ -107,6 +107,18 @@ pub struct Figures {
     /// (`/proc/<pid>/status`). 0 with any other lock.
     #[serde(default)]
     pub gil_sleeps_per_request: f64,
+    /// `lock = "gil"`: switches of the GIL per request completed in the window — takes by a
+    /// thread other than the last holder, each ending a *tenure* (the run of takes one
+    /// thread makes, barging back in after its C calls, until another thread gets in). 0 with
+    /// any other lock.
+    #[serde(default)]
+    pub gil_switches_per_request: f64,
+    /// `lock = "gil"`: the share of the window (per worker) spent in tenures of 1 ms or more:
+    /// one thread keeping the GIL, from the switch that gave it to the next, while the other
+    /// threads' requests wait — where a convoy's long latencies come from. 0 with any other
+    /// lock.
+    #[serde(default)]
+    pub gil_long_tenure_share: f64,
     /// `lock = "gil"`: where the threads were on the GIL, as mean numbers of threads over
     /// the window (all 0 with any other lock).
     #[serde(default)]

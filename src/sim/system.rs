@@ -117,6 +117,10 @@ pub(crate) struct System<'a> {
     /// `lock = "gil"`: times a thread has gone to sleep on the GIL so far — in its timed
     /// wait, or blocked on its mutex.
     pub(super) gil_sleeps: u64,
+    /// Switches of the GIL (a thread other than the last holder took it), and the time in
+    /// tenures of [`super::gil::LONG_TENURE`] or more that they ended (ns).
+    pub(super) gil_switches: u64,
+    pub(super) gil_long_tenure_ns: Nanos,
     /// `lock = "gil"`: time the threads have spent in each GIL state so far, summed (ns),
     /// up to each thread's last change of state.
     pub(super) gil_state_ns: [Nanos; super::gil::GSTATES],
@@ -202,6 +206,8 @@ impl<'a> System<'a> {
             trace: Vec::new(),
             gil_next: (Nanos::MAX, 0),
             gil_sleeps: 0,
+            gil_switches: 0,
+            gil_long_tenure_ns: 0,
             gil_state_ns: [0; super::gil::GSTATES],
             loop_idle: [
                 &sc.cost.loop_in_ms,
@@ -327,6 +333,8 @@ impl<'a> System<'a> {
                 self.workers.iter().map(|w| w.lock.held_ns(self.now) as f64).sum()
             },
             gil_sleeps: self.gil_sleeps,
+            gil_switches: self.gil_switches,
+            gil_long_tenure_ns: self.gil_long_tenure_ns,
             gil_state_ns: self.cpy_state_ns(),
         }
     }

@@ -244,3 +244,42 @@ fn every_thread_is_in_one_gil_state_at_a_time() {
     // Another lock leaves them all 0.
     assert_eq!(gil_figures(4, "fair-gil").gil_threads, crate::sim::GilThreads::default());
 }
+
+#[test]
+fn switches_and_long_tenures_are_reported() {
+    // One thread never hands the GIL over, nor does any thread under another lock.
+    let one = gil_figures(1, "gil");
+    assert_eq!((one.gil_switches_per_request, one.gil_long_tenure_share), (0.0, 0.0));
+    let fair = gil_figures(4, "fair-gil");
+    assert_eq!((fair.gil_switches_per_request, fair.gil_long_tenure_share), (0.0, 0.0));
+    // Four threads trading the GIL at 1,000 release points a request (one every 5.7 µs),
+    // their wake-ups 37 µs on average but spread: a woken waiter now and then checks in a
+    // holder's C call and gets in, ending a tenure; no tenure lasts a millisecond, so the
+    // GIL changes hands many times per request. (With every wake-up exactly 37 µs long, as
+    // in `gil_figures`, each check falls in bytecode and the first holder keeps the GIL.)
+    let figures = |toml: &str| {
+        let sc = Scenario::parse(toml, Path::new("t"), Path::new("."), &[]).unwrap();
+        crate::sim::simulate(&sc).unwrap().figures
+    };
+    let four = figures(
+        "[system]\ncores = 2\n[worker]\nthreads = 4\nlock = \"gil\"\n\
+         [clients]\nkind = \"closed\"\nusers = 4\n[workload]\nnew_tokens = 1\n\
+         [cost]\nwake_us = { dist = \"gamma\", mean = 37, cv = 0.5 }\nvain_wake_us = 2\n\
+         token_locked_ms = 4.7\ntoken_free_ms = 1.0\nrelease_points = 1000\n\
+         [run]\nrequests = 400\nwarmup_requests = 40\nreplications = 1\n",
+    );
+    assert!(four.gil_switches_per_request > 5.0, "{four:?}");
+    assert!(four.gil_long_tenure_share < 0.2, "{four:?}");
+    // Two threads, each request 4.7 ms of bytecode with no release point, each user
+    // thinking 1 ms between requests: every tenure is a whole request (the other thread,
+    // signalled at its end, gets in while its holder waits for its user), so nearly all
+    // the time is in tenures over 1 ms, and the GIL changes hands once a request.
+    let two = figures(
+        "[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"gil\"\n\
+         [clients]\nkind = \"closed\"\nusers = 2\nthink_ms = 1\n[workload]\nnew_tokens = 1\n\
+         [cost]\nwake_us = 37\ntoken_locked_ms = 4.7\n\
+         [run]\nrequests = 400\nwarmup_requests = 40\nreplications = 1\n",
+    );
+    assert!(two.gil_long_tenure_share > 0.95, "{two:?}");
+    assert!((0.8..=1.2).contains(&two.gil_switches_per_request), "{two:?}");
+}
