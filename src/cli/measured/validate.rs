@@ -44,7 +44,7 @@ use std::path::PathBuf;
 /// how the service picks a worker) and again with the split of users each run had, where
 /// the responses name the worker that answered them (an `x-worker-pid` header).
 ///
-/// With no FILE, runs the default suite: the three handlers × lock none/gil × users 1…64
+/// With no FILE, runs the default suite: the three handlers × lock none/fair-gil × users 1…64
 /// and workers 1 vs 2 (models/validate.toml), and batching none/static/continuous × two
 /// output-length mixes × offered load (models/validate-batching.toml) — about three minutes
 /// on 2 cores, calibration included.
