@@ -18,7 +18,11 @@
  *
  *   cc -O2 -pthread python/gil_condvar.c -o /tmp/gil_condvar
  *   cc -O2 -pthread -DPLAIN python/gil_condvar.c -o /tmp/gil_condvar_plain
- *   /tmp/gil_condvar T HELD_US CALL_US SECONDS   (8 4.4 1.0 1.5: the grid's H = 82%, K = 1000)
+ *   /tmp/gil_condvar T HELD_US CALL_US SECONDS [SWITCHES_FILE]
+ *       (8 4.4 1.0 1.5: the grid's H = 82%, K = 1000)
+ *
+ * With SWITCHES_FILE it also writes the time of every switch of the GIL (CLOCK_MONOTONIC ns,
+ * one a line): python/sched_states.py --long-tenures splits the threads' states by them.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -64,6 +68,8 @@ static double gap_ns[2];
 #define TENURE_BUCKETS 11
 static long tenure_takes, tenures, tenure_hist[TENURE_BUCKETS], tenure_segments[TENURE_BUCKETS];
 static uint64_t tenure_start_ns;
+static uint64_t *switch_log; /* the switches' times, when asked for */
+static long switch_log_n, switch_log_cap;
 static double tenure_ns, long_tenure_ns;
 #define LONG_TENURE_NS 1000000.0 /* a tenure this long or longer is long */
 
@@ -192,6 +198,7 @@ static void take_gil(long me) {
         }
         tenure_start_ns = t;
         tenure_takes = 0;
+        if (switch_log_n < switch_log_cap) switch_log[switch_log_n++] = t;
         atomic_store(&last_holder, me);
         atomic_fetch_add(&switch_number, 1);
     }
@@ -235,8 +242,9 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s THREADS HELD_US CALL_US SECONDS  (e.g. 8 4.4 1.0 1.5)\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s THREADS HELD_US CALL_US SECONDS [SWITCHES_FILE]  (e.g. 8 4.4 1.0 1.5)\n",
+                argv[0]);
         return 2;
     }
     int threads = atoi(argv[1]);
@@ -246,6 +254,16 @@ int main(int argc, char **argv) {
     if (threads < 1 || threads > 256 || held_us <= 0 || call_us < 0 || seconds <= 0 || seconds > 60) {
         fprintf(stderr, "THREADS must be 1-256, HELD_US > 0, CALL_US >= 0, SECONDS in (0, 60]\n");
         return 2;
+    }
+    FILE *switches_out = NULL;
+    if (argc == 6) {
+        switches_out = fopen(argv[5], "w");
+        switch_log_cap = 4000000;
+        switch_log = malloc((size_t)switch_log_cap * sizeof *switch_log);
+        if (!switches_out || !switch_log) {
+            fprintf(stderr, "cannot write the switches to %s\n", argv[5]);
+            return 2;
+        }
     }
     double alone = 1e6 / (held_us + call_us);
     segments_per_thread = (long)(seconds * alone / threads);
@@ -311,5 +329,14 @@ int main(int argc, char **argv) {
     for (int b = 0; b < TENURE_BUCKETS; b++)
         printf(" %.3f", in_tenures ? (double)tenure_segments[b] / (double)in_tenures : 0.0);
     printf("\n");
+    if (switches_out) {
+        for (long i = 0; i < switch_log_n; i++) fprintf(switches_out, "%llu\n", (unsigned long long)switch_log[i]);
+        if (fclose(switches_out) != 0) {
+            fprintf(stderr, "cannot write the switches to %s\n", argv[5]);
+            return 1;
+        }
+        printf("  %ld switches written to %s%s\n", switch_log_n, argv[5],
+               switch_log_n == switch_log_cap ? " (the first ones: the log is full)" : "");
+    }
     return 0;
 }

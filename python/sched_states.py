@@ -30,6 +30,7 @@ the figures as JSON. `--self-test` checks the analysis on a small built-in trace
 """
 
 import argparse
+import bisect
 import collections
 import json
 import os
@@ -56,6 +57,9 @@ FUTEX_WAIT, FUTEX_WAIT_BITSET = 0, 9
 def record(args, data):
     """Runs `perf record` on the command or the PID; returns its exit status."""
     perf = ["perf", "record", "-q", "-o", data]
+    if args.long_tenures:
+        # The program's switch times are CLOCK_MONOTONIC: so are the events then.
+        perf += ["-k", "CLOCK_MONOTONIC"]
     for e in EVENTS:
         perf += ["-e", e]
     if args.pid:
@@ -83,11 +87,30 @@ def parse(text):
     return out, comms
 
 
-def analyse(evs, mine):
-    """The states of the threads `mine` over the middle 60% of the recording."""
+def long_intervals(switches, long_s=1e-3):
+    """The long tenures among a program's GIL switch times (s, sorted): the spans of
+    `long_s` or more from one switch to the next."""
+    return [(a, b) for a, b in zip(switches, switches[1:]) if b - a >= long_s]
+
+
+def overlap(a, b, intervals, starts):
+    """How much of [a, b] the sorted, disjoint `intervals` cover (`starts`: their starts)."""
+    i, got = max(bisect.bisect_right(starts, a) - 1, 0), 0.0
+    while i < len(intervals) and intervals[i][0] < b:
+        got += max(0.0, min(b, intervals[i][1]) - max(a, intervals[i][0]))
+        i += 1
+    return got
+
+
+def analyse(evs, mine, long=None):
+    """The states of the threads `mine` over the middle 60% of the recording; with `long`
+    (the GIL's long tenures, sorted (start, end) spans in the recording's clock) the same
+    split into the time inside them and the time between."""
     t_first, t_last = evs[0][2], evs[-1][2]
     w0, w1 = t_first + 0.2 * (t_last - t_first), t_first + 0.8 * (t_last - t_first)
-    state, occupancy = {}, collections.defaultdict(float)
+    long = long or []
+    starts = [a for a, _ in long]
+    state, occupancy, in_long = {}, collections.defaultdict(float), collections.defaultdict(float)
     last_wait, asleep_on, woken_at = {}, {}, {}
     wait_for_cpu, placement = [], collections.Counter()
     sleeps, woken_from = collections.defaultdict(list), {}
@@ -99,6 +122,8 @@ def analyse(evs, mine):
             a, b = max(since, w0), min(t, w1)
             if b > a:
                 occupancy[s] += b - a
+                if long:
+                    in_long[s] += overlap(a, b, long, starts)
         state[tid] = (st, t)
 
     for tid, cpu, t, ev, rest in evs:
@@ -146,6 +171,15 @@ def analyse(evs, mine):
         enter(tid, s, w1)
     span = w1 - w0
     us = lambda v: round(v * 1e6, 1)
+    regimes = None
+    if long:
+        span_long = overlap(w0, w1, long, starts)
+        per = lambda occ, d: {k: round(v / d, 3) for k, v in sorted(occ.items(), key=lambda kv: -kv[1])} if d else {}
+        regimes = {
+            "share_of_window_in_long_tenures": round(span_long / span, 3),
+            "during_long_tenures": per(in_long, span_long),
+            "between_them": per({k: v - in_long[k] for k, v in occupancy.items()}, span - span_long),
+        }
     return {
         "threads": len(mine),
         "window_ms": round(span * 1e3, 1),
@@ -163,6 +197,7 @@ def analyse(evs, mine):
             if len(v) > 100
         },
         "wake_ups": dict(placement),
+        "regimes": regimes,
         "woken_to_running_us": (
             {
                 "median": us(statistics.median(wait_for_cpu)),
@@ -185,6 +220,12 @@ def text(r, name):
             f"next sleep of the same thread: {nxt or '-'}"
         )
     lines.append(f"  wake-ups: {r['wake_ups']}")
+    if r.get("regimes"):
+        g = r["regimes"]
+        for part, title in (("during_long_tenures", "during the GIL's tenures of 1 ms or more"), ("between_them", "between them")):
+            share = g["share_of_window_in_long_tenures"]
+            lines.append(f"  {title} ({100 * (share if part == 'during_long_tenures' else 1 - share):.0f}% of the window):")
+            lines += [f"    {k:<34} {v:6.2f} threads on average" for k, v in g[part].items() if v >= 0.01]
     if r["woken_to_running_us"]:
         w = r["woken_to_running_us"]
         lines.append(f"  woken → running: median {w['median']} µs, mean {w['mean']} µs, p90 {w['p90']} µs")
@@ -218,6 +259,18 @@ def self_test():
     assert abs(sum(occ.values()) - 2.0) < 1e-3, occ
     assert r["wake_ups"] == {"onto another CPU": 1}, r["wake_ups"]
     assert r["woken_to_running_us"]["median"] == 10000.0, r["woken_to_running_us"]
+    # Split by the GIL's long tenures: switches at 20, 50 and 50.5 ms make one long tenure,
+    # 20-50 ms. In it: 101 running, 102 asleep 20-30, woken 30-40, running 40-50; between
+    # (50-80 ms): both running.
+    long = long_intervals([0.020, 0.050, 0.0505])
+    assert long == [(0.020, 0.050)], long
+    g = analyse(evs, {101, 102}, long)["regimes"]
+    assert abs(g["share_of_window_in_long_tenures"] - 0.5) < 1e-3, g
+    want = {"running": 4 / 3, "asleep on futex 0x7f00000a": 1 / 3, "runnable (woken)": 1 / 3}
+    for k, v in want.items():
+        assert abs(g["during_long_tenures"].get(k, 0.0) - v) < 1e-3, (k, g)
+    assert abs(g["between_them"].get("running", 0.0) - 2.0) < 1e-3, g
+    assert analyse(evs, {101, 102})["regimes"] is None
     print("sched_states self-test: ok")
 
 
@@ -233,6 +286,13 @@ def main():
     ap.add_argument("--pid", type=int, help="attach to this running process instead of starting a command")
     ap.add_argument("--seconds", type=float, default=2.0, help="how long to record with --pid (default 2)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    ap.add_argument(
+        "--long-tenures",
+        metavar="FILE",
+        help="the GIL's switch times (CLOCK_MONOTONIC ns, one a line), as gil_condvar.c writes them "
+        "to its fifth argument: split the threads' states into the time inside the GIL's tenures "
+        "of 1 ms or more and the time between (records with perf's clock set to CLOCK_MONOTONIC)",
+    )
     ap.add_argument("command", nargs="*", help="the command to run and record (after --)")
     args = ap.parse_args()
     if bool(args.pid) == bool(args.command):
@@ -263,7 +323,17 @@ def main():
         name = prog
     if not mine:
         sys.exit(f"sched_states: no thread of {name} in the recording")
-    r = analyse(evs, mine)
+    long = None
+    if args.long_tenures:
+        try:
+            with open(args.long_tenures) as f:
+                switches = sorted(int(line) / 1e9 for line in f if line.strip())
+        except (OSError, ValueError) as e:
+            sys.exit(f"sched_states: --long-tenures {args.long_tenures}: {e} (one switch time in ns a line)")
+        if len(switches) < 2:
+            sys.exit(f"sched_states: --long-tenures {args.long_tenures} holds fewer than two switches")
+        long = long_intervals(switches)
+    r = analyse(evs, mine, long)
     print(text(r, name))
     if args.json:
         with open(args.json, "w") as f:
