@@ -115,8 +115,9 @@ pub struct Figures {
     pub gil_switches_per_request: f64,
     /// `lock = "gil"`: the share of the window (per worker) spent in tenures of 1 ms or more:
     /// one thread keeping the GIL, from the switch that gave it to the next, while the other
-    /// threads' requests wait — where a convoy's long latencies come from. 0 with any other
-    /// lock.
+    /// threads' requests wait — where a convoy's long latencies come from. Each tenure is
+    /// counted whole when it ends, so one at each edge of the window may be counted in full
+    /// or not at all. 0 with any other lock.
     #[serde(default)]
     pub gil_long_tenure_share: f64,
     /// `lock = "gil"`: where the threads were on the GIL, as mean numbers of threads over
