@@ -21,6 +21,11 @@
  *   /tmp/gil_condvar T HELD_US CALL_US SECONDS [SWITCHES_FILE]
  *       (8 4.4 1.0 1.5: the grid's H = 82%, K = 1000)
  *
+ * With GIL_MUTEX_TIMES=1 in the environment it also times gil->mutex: how long each site
+ * holds it (the holder's drop, a take at once, a take after waiting, a waiter's vain check
+ * between two waits), how long a thread waits to lock it at a drop and on entering
+ * take_gil, and how often such a lock waits over 2 µs.
+ *
  * With SWITCHES_FILE it also writes the time of every switch of the GIL (CLOCK_MONOTONIC ns,
  * one a line): python/sched_states.py --long-tenures splits the threads' states by them.
  */
@@ -70,6 +75,14 @@ static long tenure_takes, tenures, tenure_hist[TENURE_BUCKETS], tenure_segments[
 static uint64_t tenure_start_ns;
 static uint64_t *switch_log; /* the switches' times, when asked for */
 static long switch_log_n, switch_log_cap;
+/* gil->mutex's holds by site, and the explicit locks' waits (GIL_MUTEX_TIMES=1). */
+static int mutex_times;
+enum { HOLD_DROP, HOLD_TAKE_AT_ONCE, HOLD_TAKE_AFTER_WAIT, HOLD_VAIN_CHECK, HOLD_SITES };
+static const char *HOLD_NAMES[HOLD_SITES] = {"the holder's drop", "a take at once",
+                                             "a take after waiting", "a waiter's vain check"};
+static atomic_long hold_n[HOLD_SITES], hold_ns[HOLD_SITES], lock_wait_n[2], lock_wait_ns[2];
+static atomic_long slow_lock_n[2], slow_lock_ns[2]; /* explicit locks that waited over 2 µs */
+static __thread uint64_t mutex_got_at;
 static double tenure_ns, long_tenure_ns;
 #define LONG_TENURE_NS 1000000.0 /* a tenure this long or longer is long */
 
@@ -77,6 +90,30 @@ static uint64_t now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Locks gil->mutex at an explicit call (site 0: the drop, 1: the take), timing the wait. */
+static void gil_mutex_lock(pthread_mutex_t *m, int site) {
+    if (!mutex_times) {
+        pthread_mutex_lock(m);
+        return;
+    }
+    uint64_t t0 = now_ns();
+    pthread_mutex_lock(m);
+    mutex_got_at = now_ns();
+    atomic_fetch_add(&lock_wait_n[site], 1);
+    atomic_fetch_add(&lock_wait_ns[site], (long)(mutex_got_at - t0));
+    if (mutex_got_at - t0 > 2000) {
+        atomic_fetch_add(&slow_lock_n[site], 1);
+        atomic_fetch_add(&slow_lock_ns[site], (long)(mutex_got_at - t0));
+    }
+}
+
+/* Counts the hold that ends now at `site`. */
+static void gil_mutex_hold_ends(int site) {
+    if (!mutex_times) return;
+    atomic_fetch_add(&hold_n[site], 1);
+    atomic_fetch_add(&hold_ns[site], (long)(now_ns() - mutex_got_at));
 }
 
 static void spin_us(double us) {
@@ -142,7 +179,7 @@ static void timed_signal(void) {
 }
 
 static void drop_gil(long me) {
-    pthread_mutex_lock(&mutex);
+    gil_mutex_lock(&mutex, 0);
     uint64_t t = now_ns();
     atomic_fetch_add(&held_ns, (long)(t - atomic_load(&taken_at_ns)));
     atomic_fetch_add(&holds, 1);
@@ -150,6 +187,7 @@ static void drop_gil(long me) {
     atomic_store(&dropped_by, me);
     atomic_store(&locked, 0);
     timed_signal();
+    gil_mutex_hold_ends(HOLD_DROP);
     pthread_mutex_unlock(&mutex);
     if (atomic_load(&drop_request)) {
         /* FORCE_SWITCHING: wait until another thread has taken the GIL. */
@@ -163,10 +201,14 @@ static void drop_gil(long me) {
 }
 
 static void take_gil(long me) {
-    pthread_mutex_lock(&mutex);
+    gil_mutex_lock(&mutex, 1);
+    int waited = 0;
     while (atomic_load(&locked)) {
         unsigned long saved = atomic_load(&switch_number);
+        if (waited) gil_mutex_hold_ends(HOLD_VAIN_CHECK);
+        waited = 1;
         int timed_out = cond_timedwait_interval();
+        if (mutex_times) mutex_got_at = now_ns();
         if (timed_out && atomic_load(&locked) && atomic_load(&switch_number) == saved) {
             atomic_store(&drop_request, 1);
         }
@@ -206,6 +248,7 @@ static void take_gil(long me) {
     pthread_cond_signal(&switch_cond);
     pthread_mutex_unlock(&switch_mutex);
     atomic_store(&drop_request, 0);
+    gil_mutex_hold_ends(waited ? HOLD_TAKE_AFTER_WAIT : HOLD_TAKE_AT_ONCE);
     pthread_mutex_unlock(&mutex);
 }
 
@@ -255,6 +298,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "THREADS must be 1-256, HELD_US > 0, CALL_US >= 0, SECONDS in (0, 60]\n");
         return 2;
     }
+    const char *mt = getenv("GIL_MUTEX_TIMES");
+    mutex_times = mt && *mt && *mt != '0';
     FILE *switches_out = NULL;
     if (argc == 6) {
         switches_out = fopen(argv[5], "w");
@@ -329,6 +374,18 @@ int main(int argc, char **argv) {
     for (int b = 0; b < TENURE_BUCKETS; b++)
         printf(" %.3f", in_tenures ? (double)tenure_segments[b] / (double)in_tenures : 0.0);
     printf("\n");
+    if (mutex_times) {
+        printf("  gil->mutex a segment: waits to lock it %.3f us at a drop, %.3f us entering take_gil; held",
+               lock_wait_n[0] ? (double)lock_wait_ns[0] / (double)lock_wait_n[0] / 1e3 : 0.0,
+               lock_wait_n[1] ? (double)lock_wait_ns[1] / (double)lock_wait_n[1] / 1e3 : 0.0);
+        for (int k = 0; k < HOLD_SITES; k++)
+            printf("%s by %s %.3f times, %.3f us each", k ? ";" : "", HOLD_NAMES[k], (double)hold_n[k] / n,
+                   hold_n[k] ? (double)hold_ns[k] / (double)hold_n[k] / 1e3 : 0.0);
+        printf("\n  locks of gil->mutex that waited over 2 us, a segment: at a drop %.4f (mean %.1f us), "
+               "entering take_gil %.4f (mean %.1f us)\n",
+               (double)slow_lock_n[0] / n, slow_lock_n[0] ? (double)slow_lock_ns[0] / (double)slow_lock_n[0] / 1e3 : 0.0,
+               (double)slow_lock_n[1] / n, slow_lock_n[1] ? (double)slow_lock_ns[1] / (double)slow_lock_n[1] / 1e3 : 0.0);
+    }
     if (switches_out) {
         for (long i = 0; i < switch_log_n; i++) fprintf(switches_out, "%llu\n", (unsigned long long)switch_log[i]);
         if (fclose(switches_out) != 0) {
