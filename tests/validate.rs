@@ -9,8 +9,10 @@
 
 #![cfg(all(feature = "server", feature = "load"))]
 
-use servesim::experiment::{Axis, CalibrateOptions, Suite, ValidateOptions, calibration_at, validate};
-use servesim::scenario::{Override, Scenario};
+use servesim::experiment::{
+    Axis, CalibrateOptions, STEAL_LIMIT, Suite, ValidateOptions, calibration_at, validate,
+};
+use servesim::scenario::{Calibration, Override, Scenario};
 use std::path::{Path, PathBuf};
 
 fn models() -> PathBuf {
@@ -56,18 +58,24 @@ fn predictions_agree_with_the_real_server() {
         ..ValidateOptions::default()
     };
     // A measurement disturbed by another process on the machine — the calibration's or the
-    // points' — is run again once, calibration included; an agreement broken by a change
-    // misses both times.
+    // points' — is run again, calibration included; an agreement broken by a change misses
+    // every time. On a virtual machine the host takes CPU time too (steal): the calibration
+    // sets aside its stolen rounds and `validate` measures a stolen point again, and a miss
+    // that still rests on a stolen measurement is reported, not judged — a miss on a
+    // measurement the host left alone always fails.
     let mut misses = Vec::new();
-    for attempt in 0..2 {
+    let mut stolen = Vec::new();
+    for attempt in 0..ATTEMPTS {
         if attempt > 0 {
+            let all: Vec<&String> = misses.iter().chain(&stolen).collect();
             eprintln!(
-                "missed on the first attempt; calibrating and measuring again once:\n{}",
-                misses.join("\n")
+                "missed on attempt {attempt}; calibrating and measuring again:\n{}",
+                all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
             );
             let _ = std::fs::remove_file(&cal_path);
         }
         calibration_at(&cal_path, &sc, &quick, |_| {}).expect("calibration on the real server");
+        let cal_steal = Calibration::read(&cal_path).expect("the calibration reads").host_steal_pct;
         let v = match validate(&suites, &opts, |_, _, _| {}) {
             Ok(v) => v,
             Err(e) => {
@@ -76,40 +84,60 @@ fn predictions_agree_with_the_real_server() {
             }
         };
         assert_eq!(v.points.len(), 4, "every point is validated");
-        misses = misses_of(&v);
-        if misses.is_empty() {
+        (misses, stolen) = misses_of(&v, cal_steal);
+        if misses.is_empty() && stolen.is_empty() {
             break;
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(misses.is_empty(), "{}", misses.join("\n"));
+    if !stolen.is_empty() {
+        eprintln!(
+            "NOT JUDGED: after {ATTEMPTS} attempts, these misses rest on measurements the host stole \
+             over {:.0}% of the CPUs' time from (/proc/stat's steal; every other point within its band):\n{}",
+            STEAL_LIMIT * 100.0,
+            stolen.join("\n")
+        );
+    }
 }
 
-/// Every figure beyond its band: throughput and p50 within 25%, p95 (a tail, noisier on a
-/// shared machine) within 40%.
-fn misses_of(v: &servesim::experiment::Validation) -> Vec<String> {
-    let table = v.table();
-    let mut out = Vec::new();
+/// Calibrations and validations tried before a miss counts.
+const ATTEMPTS: usize = 3;
+
+/// Every figure beyond its band — throughput and p50 within 25%, p95 (a tail, noisier on a
+/// shared machine) within 40% — as misses on measurements the host left alone, and misses
+/// on measurements it stole from: the point's own runs, or the calibration's
+/// (`cal_steal`, %: its single client's run and its contended rounds). Either list, when not empty, ends
+/// with the table.
+fn misses_of(v: &servesim::experiment::Validation, cal_steal: f64) -> (Vec<String>, Vec<String>) {
+    let limit = STEAL_LIMIT * 100.0;
+    let (mut clean, mut stolen) = (Vec::new(), Vec::new());
     for p in &v.points {
+        let steal = p.host_steal_pct.max(cal_steal);
         for (metric, c, band) in
             [("throughput", &p.throughput_rps, 25.0), ("p50", &p.p50_ms, 25.0), ("p95", &p.p95_ms, 40.0)]
         {
             if !(c.measured > 0.0 && c.predicted > 0.0 && c.error_pct.abs() <= band) {
-                out.push(format!(
-                    "{} {}: {metric} predicted {:.2}, measured {:.2} ({:+.1}%), beyond {band}%",
+                let line = format!(
+                    "{} {}: {metric} predicted {:.2}, measured {:.2} ({:+.1}%), beyond {band}% \
+                     (host steal: the point {:.1}%, the calibration {cal_steal:.1}%)",
                     p.suite,
                     p.label(),
                     c.predicted,
                     c.measured,
-                    c.error_pct
-                ));
+                    c.error_pct,
+                    p.host_steal_pct,
+                );
+                if steal > limit { stolen.push(line) } else { clean.push(line) }
             }
         }
     }
-    if !out.is_empty() {
-        out.push(table);
+    for list in [&mut clean, &mut stolen] {
+        if !list.is_empty() {
+            list.push(v.table());
+        }
     }
-    out
+    (clean, stolen)
 }
 
 /// The stages every validated point carries: in the CSV, a predicted, measured and error

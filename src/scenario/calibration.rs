@@ -121,6 +121,13 @@ pub struct Calibration {
     /// The rounds `handoff_us` was fitted in (one contended run each), when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff_rounds: Option<crate::stats::Rounds>,
+    /// The most a virtual machine's host stole of the CPUs' ready time during the runs the
+    /// costs came from — the single client's and the contended rounds `handoff_us` was
+    /// fitted to (%; `/proc/stat`'s steal). Runs stolen beyond
+    /// `servesim::experiment::STEAL_LIMIT` are measured again, or set aside, while others can
+    /// be measured.
+    #[serde(default)]
+    pub host_steal_pct: f64,
     /// The constants whose rounds disagreed beyond their bound even after re-measuring
     /// (empty: every constant is stable). A verdict resting on them says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -274,6 +281,18 @@ impl Calibration {
             })
         };
         let _ = writeln!(s, "  handoff_us         {:.1} µs{}", cal.handoff_us, rounds(&cal.handoff_rounds));
+        if cal.host_steal_pct > 0.0 {
+            let _ = writeln!(
+                s,
+                "  host steal         up to {:.1}% of the CPUs' time in the runs above{}",
+                cal.host_steal_pct,
+                if cal.host_steal_pct > crate::experiment::STEAL_LIMIT * 100.0 {
+                    " (a busy host: calibrate again when it is quieter)"
+                } else {
+                    ""
+                }
+            );
+        }
         let (wake, _) = stat(&cal.wake_us);
         let _ = writeln!(s, "  wake_us            mean {wake:.1} µs{}", rounds(&cal.wake_rounds));
         if !cal.wake_busy_us.is_empty() {

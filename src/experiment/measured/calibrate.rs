@@ -28,7 +28,8 @@ mod wake;
 pub use file::{calibration_at, write_calibration};
 pub use wake::{Wake, wake_costs};
 
-use crate::experiment::machine;
+use crate::experiment::measured::measure::MeasureError;
+use crate::experiment::{CpuTicks, STEAL_LIMIT, machine, stolen_since};
 use crate::gpt::Model;
 use crate::scenario::{CALIBRATION_FORMAT, Calibration, LockKind, Override, Scenario, ScenarioError};
 use crate::server::{self, CpuPlan, LaunchOptions, Limits, ServerConfig, ServerProcess};
@@ -105,6 +106,9 @@ impl Default for CalibrateOptions {
     }
 }
 
+/// The load generator's CPU per request, when the single client's run went through.
+type LoadCpu = Option<Result<f64, MeasureError>>;
+
 /// The scenario the server is calibrated with: its CPUs, prompt, tokens and emulated work,
 /// one worker with one thread and its lock, or the GIL if it has none (so lock operations
 /// are paid), no batching.
@@ -144,15 +148,41 @@ pub fn calibrate(
         cpus: Some(cpus.server.clone()),
         ..LaunchOptions::default()
     };
-    progress("single-client requests on the real server");
-    let srv = ServerProcess::start(&config, &launch)?;
-    let single = single::requests(&srv, sc, &Nominal::of(&config.cost), opts);
-    let load_cpu = single.is_ok().then(|| {
-        progress("the load generator's CPU per request");
-        crate::experiment::measured::measure::load_cpu_ms(&srv, sc, &model_dir, &cpus, opts.requests.into())
-    });
-    let _ = srv.stop(Duration::from_secs(10));
-    let single = single?;
+    // The single client's run, measured again (twice at most) while a virtual machine's host
+    // steals beyond STEAL_LIMIT of the CPUs' time from it; the least stolen kept.
+    let mut best: Option<(single::Single, f64, LoadCpu)> = None;
+    for attempt in 0..3 {
+        progress("single-client requests on the real server");
+        let srv = ServerProcess::start(&config, &launch)?;
+        let ticks = CpuTicks::now();
+        let single = single::requests(&srv, sc, &Nominal::of(&config.cost), opts);
+        let steal = stolen_since(ticks);
+        let load_cpu = single.is_ok().then(|| {
+            progress("the load generator's CPU per request");
+            crate::experiment::measured::measure::load_cpu_ms(
+                &srv,
+                sc,
+                &model_dir,
+                &cpus,
+                opts.requests.into(),
+            )
+        });
+        let _ = srv.stop(Duration::from_secs(10));
+        let single = single?;
+        if best.as_ref().is_none_or(|b| steal < b.1) {
+            best = Some((single, steal, load_cpu));
+        }
+        if steal <= STEAL_LIMIT {
+            break;
+        }
+        if attempt < 2 {
+            progress(&format!(
+                "single-client requests: the host stole {:.1}% of the CPUs' time; measuring again",
+                steal * 100.0
+            ));
+        }
+    }
+    let (single, single_steal, load_cpu) = best.expect("measured at least once");
     let load_cpu_ms = load_cpu
         .transpose()
         .map_err(|e| CalibrateError::Request { index: 0, message: format!("the load generator: {e}") })?;
@@ -161,7 +191,7 @@ pub fn calibrate(
     let fair_lock = matches!(sc.worker.lock, LockKind::Mutex | LockKind::FairGil);
     let run = if fair_lock {
         progress("lock hand-offs on the real server");
-        Some(contended::rounds(&config, &launch, sc, opts)?)
+        Some(contended::rounds(&config, &launch, sc, opts, &mut progress)?)
     } else {
         None
     };
@@ -197,6 +227,7 @@ pub fn calibrate(
         ..Calibration::default()
     };
     single.record(&mut cal);
+    cal.host_steal_pct = single_steal * 100.0;
     let wake_note = wake::record(wake, &mut cal);
     let handoff = match run {
         Some(run) => contended::handoff(sc, &mut cal, run, opts),

@@ -17,6 +17,7 @@
 //! Utilizations and waits come from the workers' cumulative `/stats` taken just before and
 //! just after the load, so they cover the whole run (warm-up included).
 
+use crate::experiment::{CpuTicks, STEAL_LIMIT, stolen_since};
 use crate::load::{self, LoadError, LoadPlan, Mode, RequestRecord, Stop};
 use crate::scenario::{Arrivals, ClientKind, Handler, LockKind, Scenario};
 use crate::server::{
@@ -164,8 +165,15 @@ pub struct MeasureReport {
     pub cpus: CpuPlan,
     /// CPU time of the measuring process (the load generator) per request sent (ms).
     pub load_cpu_ms_per_request: f64,
-    /// What to know when reading the figures (shared CPUs, fewer CPUs than cores…).
+    /// What to know when reading the figures (shared CPUs, fewer CPUs than cores, a host
+    /// that stole CPU time…).
     pub notes: Vec<String>,
+    /// The share of the CPUs' ready time that a virtual machine's host took for something
+    /// else during the load run (%, `/proc/stat`'s steal): above
+    /// [`STEAL_LIMIT`](crate::experiment::STEAL_LIMIT) the run measured the host as much as the
+    /// service. 0 on bare metal or where it cannot be read.
+    #[serde(default)]
+    pub host_steal_pct: f64,
     /// The stages of the measured requests' `Server-Timing` headers, mean and p95 of each
     /// (ms), when the server sends them (servesim's own always does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -277,12 +285,12 @@ pub fn measure(sc: &Scenario, opts: &MeasureOptions) -> Result<MeasureReport, Me
     plan.url = format!("http://{}/correct", srv.addr());
     plan.validate()?;
     let before = srv.stats()?;
-    let (t0, cpu0) = (Instant::now(), process_cpu_ms());
+    let (t0, cpu0, ticks) = (Instant::now(), process_cpu_ms(), CpuTicks::now());
     let records = run_load(&plan, &cpus, opts.max_wall_s)?.records;
-    let (wall, load_cpu) = (t0.elapsed().as_secs_f64(), process_cpu_ms() - cpu0);
+    let (wall, load_cpu, steal) = (t0.elapsed().as_secs_f64(), process_cpu_ms() - cpu0, stolen_since(ticks));
     let after = srv.stats()?;
     let stopped = srv.stop(Duration::from_secs_f64(opts.limits.drain_timeout_ms / 1e3 + 10.0))?;
-    let run = Run { records, warmup, before, after, wall_s: wall, cpus };
+    let run = Run { records, warmup, before, after, wall_s: wall, cpus, steal };
     let mut report = summarize(sc, &run);
     report.load_cpu_ms_per_request = load_cpu / (run.records.len().max(1) as f64);
     report.notes.splice(0..0, notes(sc, &run.cpus, stopped.clean));
@@ -375,6 +383,8 @@ pub(super) struct Run {
     pub(super) after: Vec<WorkerStats>,
     pub(super) wall_s: f64,
     pub(super) cpus: CpuPlan,
+    /// The host's steal during the run (0–1).
+    pub(super) steal: f64,
 }
 
 pub(super) fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
@@ -424,7 +434,12 @@ pub(super) fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
             .collect(),
         cpus: run.cpus.clone(),
         load_cpu_ms_per_request: 0.0,
-        notes: malformed.map(|m| format!("{m}; its stages were left out")).into_iter().collect(),
+        notes: malformed
+            .map(|m| format!("{m}; its stages were left out"))
+            .into_iter()
+            .chain(steal_note(run.steal))
+            .collect(),
+        host_steal_pct: run.steal * 100.0,
         server_timing,
         window: Window {
             start_us,
@@ -432,6 +447,19 @@ pub(super) fn summarize(sc: &Scenario, run: &Run) -> MeasureReport {
             latency_us: measured.iter().map(|r| r.latency_us()).collect(),
         },
     }
+}
+
+/// What a run the host stole from must say.
+fn steal_note(steal: f64) -> Option<String> {
+    (steal > STEAL_LIMIT).then(|| {
+        format!(
+            "the host (this machine is a virtual one) kept its CPUs from it {:.1}% of the time they \
+             were ready to run (steal, /proc/stat): above {:.0}%, these figures are the host's as much as \
+             the service's; measure again when it is quieter",
+            steal * 100.0,
+            STEAL_LIMIT * 100.0
+        )
+    })
 }
 
 /// Utilizations, mean waits and the mean number in the server, from `/stats` deltas.

@@ -171,12 +171,13 @@ pub fn measure(
     plan.timeout = Duration::from_secs_f64(opts.max_wall_s.max(1.0));
     plan.capture_timing = true;
     plan.validate()?;
-    let t0 = std::time::Instant::now();
+    let (t0, ticks) = (std::time::Instant::now(), crate::experiment::CpuTicks::now());
     let load = super::measure::run_load(&plan, &cpus, opts.max_wall_s)?;
     let (records, split) = (load.records, load.users_by_worker);
-    let wall_s = t0.elapsed().as_secs_f64();
+    let (wall_s, steal) = (t0.elapsed().as_secs_f64(), crate::experiment::stolen_since(ticks));
     let rss = pgid.map(group_rss_kb).unwrap_or_default();
-    let run = super::measure::Run { records, warmup, before: Vec::new(), after: Vec::new(), wall_s, cpus };
+    let run =
+        super::measure::Run { records, warmup, before: Vec::new(), after: Vec::new(), wall_s, cpus, steal };
     let mut report = super::measure::summarize(sc, &run);
     // What the service reports of its waits: `queue` is everything before its handler
     // (the loop's queue, then a pool thread's), kept as the wait for a thread.

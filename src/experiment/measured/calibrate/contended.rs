@@ -3,6 +3,7 @@
 
 use super::client::{Counters, body, counters, send};
 use super::{CalibrateError, CalibrateOptions, bare};
+use crate::experiment::{CpuTicks, STEAL_LIMIT, stolen_since};
 use crate::scenario::{Calibration, Override, Scenario};
 use crate::server::client::Connection;
 use crate::server::{self, LaunchOptions, ServerConfig, ServerProcess};
@@ -23,6 +24,8 @@ pub(super) struct Contended {
     throughput_rps: f64,
     /// Lock hand-offs per request.
     handoffs_per_request: f64,
+    /// The share of the CPUs' ready time the host stole meanwhile (0–1).
+    steal: f64,
 }
 
 /// The scenario's request from [`contenders`] clients at once to as many pool threads
@@ -41,13 +44,14 @@ fn contended(
     let srv = ServerProcess::start(&config, launch)?;
     let result = contended_run(&srv, sc, opts, n);
     let _ = srv.stop(Duration::from_secs(10));
-    let (used, wall_s) = result?;
+    let (used, wall_s, steal) = result?;
     if used.handoffs == 0 || used.completed == 0 || wall_s <= 0.0 {
         return Ok(None);
     }
     Ok(Some(Contended {
         throughput_rps: used.completed as f64 / wall_s,
         handoffs_per_request: used.handoffs as f64 / used.completed as f64,
+        steal,
     }))
 }
 
@@ -92,13 +96,13 @@ fn fit_handoff_us(sc: &Scenario, cal: &Calibration, n: u32, want_rps: f64) -> Op
 
 /// `n` clients sending at once: a warm-up, then half of `opts.requests` requests in all
 /// (a throughput needs fewer than the single client's distributions); the server's
-/// counters over the measured part and its wall time (s).
+/// counters over the measured part, its wall time (s) and the host's steal meanwhile.
 fn contended_run(
     srv: &ServerProcess,
     sc: &Scenario,
     opts: &CalibrateOptions,
     n: u32,
-) -> Result<(Counters, f64), CalibrateError> {
+) -> Result<(Counters, f64, f64), CalibrateError> {
     let body = body(sc);
     let per_client = (opts.requests / 2).div_ceil(n).max(1);
     let warmup = opts.warmup.div_ceil(n).max(1);
@@ -129,51 +133,62 @@ fn contended_run(
             .collect();
         barrier.wait();
         let before = counters(srv);
-        let t0 = Instant::now();
+        let (t0, ticks) = (Instant::now(), CpuTicks::now());
         barrier.wait();
         let outcomes: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
-        let wall_s = t0.elapsed().as_secs_f64();
+        let (wall_s, steal) = (t0.elapsed().as_secs_f64(), stolen_since(ticks));
         for o in outcomes {
             match o {
                 Ok(r) => r?,
                 Err(_) => return Err(CalibrateError::Options("a calibration client panicked".into())),
             }
         }
-        Ok((counters(srv)?.since(&before?), wall_s))
+        Ok((counters(srv)?.since(&before?), wall_s, steal))
     })
 }
 
 /// Records the lock's hand-off cost in `cal`: fitted to the contended run, or, when that
 /// run passed no hand-off or the fit failed, timed among four threads in process
 /// ([`server::gil::handoff`]). Returns the method's note on it.
-pub(super) fn handoff(
-    sc: &Scenario,
-    cal: &mut Calibration,
-    rounds: Vec<Contended>,
-    opts: &CalibrateOptions,
-) -> String {
+pub(super) fn handoff(sc: &Scenario, cal: &mut Calibration, run: Rounds, opts: &CalibrateOptions) -> String {
     let n = contenders(sc);
+    let rounds = &run.kept;
     let fitted: Vec<f64> =
         rounds.iter().filter_map(|c| fit_handoff_us(sc, cal, n, c.throughput_rps)).collect();
     match crate::stats::Rounds::judge(&fitted, HANDOFF_SPREAD) {
         Some(r) => {
             cal.handoff_us = r.median;
-            if !r.stable {
+            if !r.stable || run.used_stolen {
                 cal.unstable.push("handoff_us".into());
             }
-            let rps: Vec<String> = rounds.iter().map(|c| format!("{:.1}", c.throughput_rps)).collect();
+            let rps: Vec<String> = rounds
+                .iter()
+                .map(|c| format!("{:.1} (host steal {:.1}%)", c.throughput_rps, c.steal * 100.0))
+                .collect();
             let note = format!(
                 "hand-off: the cost at which the simulator holds the req/s that {n} clients to {n} pool \
                  threads behind the lock held on the server, in {} rounds ({} req/s; {:.0} hand-offs per \
-                 request): median {:.1} µs, spread {:.0}%{}",
+                 request){}: median {:.1} µs, spread {:.0}%{}",
                 rounds.len(),
                 rps.join(", "),
                 rounds.iter().map(|c| c.handoffs_per_request).sum::<f64>() / rounds.len().max(1) as f64,
+                match (run.set_aside, run.used_stolen) {
+                    (0, _) => String::new(),
+                    (k, false) => format!(
+                        ", {k} more set aside: the host stole over {:.0}% of the CPUs' time",
+                        STEAL_LIMIT * 100.0
+                    ),
+                    (_, true) => format!(
+                        ", every round with the host stealing over {:.0}% of the CPUs' time (UNSTABLE: calibrate again on a quieter host)",
+                        STEAL_LIMIT * 100.0
+                    ),
+                },
                 r.median,
                 r.spread * 100.0,
                 if r.stable { "" } else { " (UNSTABLE)" }
             );
             cal.handoff_rounds = Some(r);
+            cal.host_steal_pct = rounds.iter().map(|c| c.steal * 100.0).fold(cal.host_steal_pct, f64::max);
             note
         }
         None => {
@@ -196,24 +211,54 @@ const CONTENDED_ROUNDS: (usize, usize) = (3, 5);
 const THROUGHPUT_SPREAD: f64 = 0.1;
 
 /// The contended run in rounds (each with a fresh server), more of them while their
-/// throughputs disagree: the rounds that passed hand-offs.
+/// throughputs disagree: the rounds that passed hand-offs. A round during which the host
+/// stole more than [`STEAL_LIMIT`] of the CPUs' ready time measured the host, not the lock
+/// (a hand-off wakes a vCPU the host must give back first): it is set aside and another run
+/// in its place, up to [`STOLEN_ROUNDS`] of them; `progress` is told of each. Only when every
+/// round was stolen are those used, and the result is marked unstable.
 pub(super) fn rounds(
     config: &ServerConfig,
     launch: &LaunchOptions,
     sc: &Scenario,
     opts: &CalibrateOptions,
-) -> Result<Vec<Contended>, CalibrateError> {
-    let mut done = Vec::new();
-    for i in 0..CONTENDED_ROUNDS.1 {
+    mut progress: impl FnMut(&str),
+) -> Result<Rounds, CalibrateError> {
+    let (mut done, mut stolen) = (Vec::new(), Vec::new());
+    while done.len() < CONTENDED_ROUNDS.1 && stolen.len() < STOLEN_ROUNDS {
         if let Some(c) = contended(config, launch, sc, opts)? {
+            if c.steal > STEAL_LIMIT {
+                progress(&format!(
+                    "lock hand-offs: a round set aside, the host stole {:.1}% of the CPUs' time ({:.1} req/s); \
+                     measuring another",
+                    c.steal * 100.0,
+                    c.throughput_rps
+                ));
+                stolen.push(c);
+                continue;
+            }
             done.push(c);
         }
-        if i + 1 >= CONTENDED_ROUNDS.0 {
+        if done.len() >= CONTENDED_ROUNDS.0 {
             let rps: Vec<f64> = done.iter().map(|c| c.throughput_rps).collect();
             if crate::stats::Rounds::judge(&rps, THROUGHPUT_SPREAD).is_none_or(|r| r.stable) {
                 break;
             }
         }
     }
-    Ok(done)
+    Ok(Rounds {
+        used_stolen: done.is_empty() && !stolen.is_empty(),
+        set_aside: stolen.len(),
+        kept: if done.is_empty() { stolen } else { done },
+    })
 }
+
+/// The contended rounds kept, and how many the host's steal set aside.
+pub(super) struct Rounds {
+    kept: Vec<Contended>,
+    set_aside: usize,
+    /// Every round was stolen: the kept ones are those.
+    used_stolen: bool,
+}
+
+/// Rounds set aside for the host's steal before the stolen ones are used all the same.
+const STOLEN_ROUNDS: usize = 6;

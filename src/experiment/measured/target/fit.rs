@@ -301,8 +301,23 @@ fn measure_at(
     closed_loop(&mut s, users);
     s.run.requests = requests;
     s.run.warmup_requests = 5 + 2 * u64::from(users);
-    super::super::measure::measure(&s, &opts.measure)
-        .map_err(|source| FitError::Measure { stage: stage.into(), source: Box::new(source) })
+    let run = || {
+        super::super::measure::measure(&s, &opts.measure)
+            .map_err(|source| FitError::Measure { stage: stage.into(), source: Box::new(source) })
+    };
+    // A run the host stole from measured the host: measured again (twice at most), the
+    // least stolen kept.
+    let mut m = run()?;
+    for _ in 0..2 {
+        if m.host_steal_pct <= crate::experiment::STEAL_LIMIT * 100.0 {
+            break;
+        }
+        let again = run()?;
+        if again.host_steal_pct < m.host_steal_pct {
+            m = again;
+        }
+    }
+    Ok(m)
 }
 
 /// The health URL's median round trip over `n` sequential GETs on one connection (ms).

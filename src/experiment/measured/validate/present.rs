@@ -363,7 +363,7 @@ impl Validation {
         for k in &keys {
             let _ = write!(s, "{k},");
         }
-        s.push_str("saturated,unstable,capacity_rps");
+        s.push_str("saturated,unstable,capacity_rps,host_steal_pct");
         for m in ["throughput_rps", "p50_ms", "p95_ms", "p99_ms"] {
             for c in [
                 "predicted",
@@ -395,7 +395,7 @@ impl Validation {
                 let v = p.params.iter().find(|(pk, _)| pk == k).map_or("", |(_, v)| v.as_str());
                 let _ = write!(s, "{},", csv_field(v));
             }
-            let _ = write!(s, "{},{},{}", p.saturated, p.unstable, p.capacity_rps);
+            let _ = write!(s, "{},{},{},{}", p.saturated, p.unstable, p.capacity_rps, p.host_steal_pct);
             for (_, c) in p.metrics() {
                 let _ = write!(
                     s,

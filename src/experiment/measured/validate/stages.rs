@@ -198,6 +198,7 @@ mod tests {
             used_by_fit: false,
             split: None,
             split_unknown: None,
+            host_steal_pct: 0.0,
             stages: vec![
                 stage("queue", (5.0, 1.0), (9.0, 8.0)),
                 stage("lock", (2.0, 3.0), (10.0, 4.0)),
