@@ -49,6 +49,11 @@ impl CpuTicks {
     }
 }
 
+/// Whether a steal figure is 0 (none measured): such a field is left out of a file.
+pub fn no_steal(pct: &f64) -> bool {
+    *pct == 0.0
+}
+
 /// The host's steal since `before` (0–1), or 0 when it cannot be read.
 pub fn stolen_since(before: Option<CpuTicks>) -> f64 {
     match (before, CpuTicks::now()) {

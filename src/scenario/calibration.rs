@@ -125,8 +125,8 @@ pub struct Calibration {
     /// costs came from — the single client's and the contended rounds `handoff_us` was
     /// fitted to (%; `/proc/stat`'s steal). Runs stolen beyond
     /// `servesim::experiment::STEAL_LIMIT` are measured again, or set aside, while others can
-    /// be measured.
-    #[serde(default)]
+    /// be measured. Left out of the file when 0 (none measured).
+    #[serde(default, skip_serializing_if = "crate::experiment::no_steal")]
     pub host_steal_pct: f64,
     /// The constants whose rounds disagreed beyond their bound even after re-measuring
     /// (empty: every constant is stable). A verdict resting on them says so.

@@ -171,8 +171,9 @@ pub struct MeasureReport {
     /// The share of the CPUs' ready time that a virtual machine's host took for something
     /// else during the load run (%, `/proc/stat`'s steal): above
     /// [`STEAL_LIMIT`](crate::experiment::STEAL_LIMIT) the run measured the host as much as the
-    /// service. 0 on bare metal or where it cannot be read.
-    #[serde(default)]
+    /// service. 0 (and left out of the JSON) on bare metal, where it cannot be read, or with
+    /// no steal.
+    #[serde(default, skip_serializing_if = "crate::experiment::no_steal")]
     pub host_steal_pct: f64,
     /// The stages of the measured requests' `Server-Timing` headers, mean and p95 of each
     /// (ms), when the server sends them (servesim's own always does).

@@ -198,8 +198,8 @@ pub struct ValidatedPoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub miss: Option<StageMiss>,
     /// The most that a virtual machine's host stole of the CPUs' ready time during any of
-    /// the point's measured runs (%; see [`MeasureReport::host_steal_pct`]).
-    #[serde(default)]
+    /// the point's measured runs (%; see [`MeasureReport::host_steal_pct`]; left out of the JSON when 0).
+    #[serde(default, skip_serializing_if = "crate::experiment::no_steal")]
     pub host_steal_pct: f64,
 }
 
