@@ -342,6 +342,9 @@ fn wake_costs(harness: &Path) -> Result<servesim::experiment::Wake> {
             signal,
             vain: w.vain,
             mutex,
+            // Not kept in the file: the rounds it holds were those the measurement kept.
+            steal_pct: 0.0,
+            set_aside: 0,
         });
     }
     eprintln!("measuring this machine's wake-up costs…");

@@ -122,8 +122,8 @@ pub struct Calibration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff_rounds: Option<crate::stats::Rounds>,
     /// The most a virtual machine's host stole of the CPUs' ready time during the runs the
-    /// costs came from — the single client's and the contended rounds `handoff_us` was
-    /// fitted to (%; `/proc/stat`'s steal). Runs stolen beyond
+    /// costs came from — the single client's, the wake-up rounds and the contended rounds
+    /// `handoff_us` was fitted to (%; `/proc/stat`'s steal). Runs stolen beyond
     /// `servesim::experiment::STEAL_LIMIT` are measured again, or set aside, while others can
     /// be measured. Left out of the file when 0 (none measured).
     #[serde(default, skip_serializing_if = "crate::experiment::no_steal")]

@@ -1,6 +1,7 @@
 //! Wake-ups of a parked thread, in rounds that must agree: what `calibrate` records as
 //! `wake_us`, `wake_busy_us`, `signal_us`, `vain_wake_us` and `mutex_wake_us`.
 
+use crate::experiment::{CpuTicks, STEAL_LIMIT, stolen_since};
 use crate::scenario::{Calibration, Cost};
 use crate::server;
 use crate::server::gil::wake::MUTEX_HOLD_US;
@@ -16,6 +17,8 @@ const WAKE_ROUNDS: (usize, usize) = (5, 9);
 /// apart differ by some tens of percent on a shared machine; past a quarter they describe
 /// different machines.
 const WAKE_SPREAD: f64 = 0.25;
+/// Rounds set aside for the host's steal before stolen rounds are kept all the same.
+const STOLEN_WAKE_ROUNDS: usize = 6;
 
 /// A parked thread's wake-up costs on this machine, from rounds that agree.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,10 @@ pub struct Wake {
     /// Each round's median wake-up of a thread blocked on a mutex held briefly (µs),
     /// judged.
     pub mutex: Rounds,
+    /// The most a virtual machine's host stole of the CPUs' ready time in a round kept (%).
+    pub steal_pct: f64,
+    /// Rounds set aside because the host stole more than [`STEAL_LIMIT`] of it.
+    pub set_aside: usize,
 }
 
 impl Wake {
@@ -45,7 +52,7 @@ impl Wake {
         format!(
             "wake-up latency median {:.1} µs over {} rounds (spread {:.0}%) with the signaller computing \
              on, {:.1} µs (spread {:.0}%) with every core busy; a signal {:.1} µs of its signaller's time, \
-             CPU of a vain wake-up {:.2} µs, a thread blocked on the GIL's mutex woken {:.1} µs after its unlock",
+             CPU of a vain wake-up {:.2} µs, a thread blocked on the GIL's mutex woken {:.1} µs after its unlock{}",
             self.latency.median,
             self.latency.rounds.len(),
             self.latency.spread * 100.0,
@@ -53,8 +60,22 @@ impl Wake {
             self.busy_latency.spread * 100.0,
             self.signal.median,
             self.vain.median,
-            self.mutex.median
+            self.mutex.median,
+            self.steal_note()
         )
+    }
+
+    /// What the host's steal did to the rounds, if anything.
+    fn steal_note(&self) -> String {
+        match self.set_aside {
+            0 => String::new(),
+            k => format!(
+                " ({k} more rounds set aside: the host stole over {:.0}% of the CPUs' time; the most in a \
+                 round kept {:.1}%)",
+                STEAL_LIMIT * 100.0,
+                self.steal_pct
+            ),
+        }
     }
 
     /// Sets a scenario's wake-up costs to these: the latencies as their samples, the
@@ -73,9 +94,19 @@ impl Wake {
 /// again, up to nine rounds in all. About a second.
 pub fn wake_costs() -> Wake {
     let median = |v: &[f64]| Rounds::judge(v, WAKE_SPREAD).map_or(0.0, |r| r.median);
-    let mut rounds = Vec::new();
+    let (mut rounds, mut steals, mut set_aside) = (Vec::new(), Vec::new(), 0);
     loop {
-        rounds.push(server::gil::wake::measure(WAKE_PER_ROUND));
+        let ticks = CpuTicks::now();
+        let round = server::gil::wake::measure(WAKE_PER_ROUND);
+        let steal = stolen_since(ticks);
+        // A round the host stole from timed the host's scheduling of the vCPUs, not this
+        // kernel's wake-ups: set aside while others can be measured.
+        if steal > STEAL_LIMIT && set_aside < STOLEN_WAKE_ROUNDS {
+            set_aside += 1;
+            continue;
+        }
+        rounds.push(round);
+        steals.push(steal * 100.0);
         if rounds.len() < WAKE_ROUNDS.0 {
             continue;
         }
@@ -97,16 +128,28 @@ pub fn wake_costs() -> Wake {
             };
             let samples_us = pool(|w| &w.latency_us, &latency);
             let busy_samples_us = pool(|w| &w.busy_latency_us, &busy_latency);
-            return Wake { samples_us, latency, busy_samples_us, busy_latency, signal, vain, mutex };
+            let steal_pct = steals.iter().copied().fold(0.0, f64::max);
+            return Wake {
+                samples_us,
+                latency,
+                busy_samples_us,
+                busy_latency,
+                signal,
+                vain,
+                mutex,
+                steal_pct,
+                set_aside,
+            };
         }
     }
 }
 
 /// Records the wake-up costs in `cal`, with the constants whose rounds disagreed; returns
 /// the method's note on them.
-pub(super) fn record(wake: Wake, cal: &mut Calibration) -> String {
-    cal.wake_us = wake.samples_us;
-    cal.wake_busy_us = wake.busy_samples_us;
+pub(super) fn record(mut wake: Wake, cal: &mut Calibration) -> String {
+    let steal_note = wake.steal_note();
+    cal.wake_us = std::mem::take(&mut wake.samples_us);
+    cal.wake_busy_us = std::mem::take(&mut wake.busy_samples_us);
     cal.signal_us = wake.signal.median;
     cal.vain_wake_us = wake.vain.median;
     cal.mutex_wake_us = wake.mutex.median;
@@ -126,7 +169,7 @@ pub(super) fn record(wake: Wake, cal: &mut Calibration) -> String {
          onto an idle core (rounds' spread {:.0}%), {:.1} µs with every core busy \
          (spread {:.0}%), a signal {:.1} µs of its signaller's time (spread {:.0}%), CPU of a \
          vain wake-up {:.2} µs (spread {:.0}%), a thread blocked on a mutex held {MUTEX_HOLD_US} µs \
-         woken {:.1} µs after its unlock (spread {:.0}%)",
+         woken {:.1} µs after its unlock (spread {:.0}%){}",
         wake.latency.rounds.len(),
         wake.latency.median,
         wake.latency.spread * 100.0,
@@ -137,8 +180,10 @@ pub(super) fn record(wake: Wake, cal: &mut Calibration) -> String {
         wake.vain.median,
         wake.vain.spread * 100.0,
         wake.mutex.median,
-        wake.mutex.spread * 100.0
+        wake.mutex.spread * 100.0,
+        steal_note
     );
+    cal.host_steal_pct = cal.host_steal_pct.max(wake.steal_pct);
     (cal.wake_rounds, cal.wake_busy_rounds, cal.signal_rounds, cal.vain_wake_rounds) =
         (Some(wake.latency), Some(wake.busy_latency), Some(wake.signal), Some(wake.vain));
     cal.mutex_wake_rounds = Some(wake.mutex);
