@@ -64,6 +64,8 @@ use common::root;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+use servesim::experiment::STEAL_LIMIT;
+
 /// Other processes' CPU (cores) above which a measured point is not clean.
 const QUIET_CORES: f64 = 0.15;
 /// A change of throughput between neighbouring thread counts smaller than this is noise,
@@ -92,6 +94,15 @@ struct Measured {
     other_cpu_cores: f64,
     #[serde(default)]
     truncated: bool,
+    /// Steal over the whole run (s): CPU time a virtual machine's host took while the vCPUs
+    /// were ready (absent in older files).
+    #[serde(default)]
+    steal_s: Option<f64>,
+    /// The harness's CPU over the whole run (s), and other processes' (s).
+    #[serde(default)]
+    process_cpu_total_s: Option<f64>,
+    #[serde(default)]
+    other_cpu_s: Option<f64>,
     /// The process's CPU over the counted requests (s), every thread's.
     #[serde(default)]
     process_cpu_s: f64,
@@ -150,9 +161,21 @@ struct Row<'a> {
     pooled_err: Option<(f64, f64)>,
 }
 
+impl Measured {
+    /// The share of the CPUs' ready time (the harness's CPU, other processes' and the steal)
+    /// that the host stole during the point (0–1); 0 where the file lacks it.
+    fn steal(&self) -> f64 {
+        let s = self.steal_s.unwrap_or(0.0);
+        let wanted = self.process_cpu_total_s.unwrap_or(0.0) + self.other_cpu_s.unwrap_or(0.0) + s;
+        if wanted > 0.0 { s / wanted } else { 0.0 }
+    }
+}
+
 impl Row<'_> {
+    /// Measured on a quiet machine: no other process busy, the host stealing no more than
+    /// [`STEAL_LIMIT`] of the CPUs' time, the run complete.
     fn clean(&self) -> bool {
-        self.m.other_cpu_cores <= QUIET_CORES && !self.m.truncated
+        self.m.other_cpu_cores <= QUIET_CORES && self.m.steal() <= STEAL_LIMIT && !self.m.truncated
     }
     fn err_rps(&self) -> f64 {
         self.pooled_err.map_or((self.rps - self.m.throughput_rps) / self.m.throughput_rps, |e| e.0)
@@ -514,7 +537,13 @@ fn table(rows: &[Row]) -> String {
             r.measured_switches,
             r.sleeps,
             r.m.profile.drift.map_or_else(|| "-".to_string(), |d| format!("{:+.1}%", d * 100.0)),
-            if r.clean() { "" } else { "  (busy machine: left out)" }
+            if r.clean() {
+                String::new()
+            } else if r.m.steal() > STEAL_LIMIT {
+                format!("  (the host stole {:.0}% of the CPUs' time: left out)", r.m.steal() * 100.0)
+            } else {
+                "  (busy machine: left out)".to_string()
+            }
         );
     }
     s
@@ -533,13 +562,13 @@ fn csv(per_run: &[Vec<Row>]) -> String {
          predicted_cpu_ms_per_request,measured_voluntary_switches_per_request,\
          predicted_gil_sleeps_per_request,predicted_gil_in_run,predicted_gil_asleep_in_timed_wait,\
          predicted_gil_blocked_on_mutex,predicted_gil_being_woken,predicted_gil_woken_checking,\
-         profile_drift,other_cpu_cores,clean\n",
+         profile_drift,other_cpu_cores,host_steal_pct,clean\n",
     );
     for (run, rows) in per_run.iter().enumerate() {
         for r in rows {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 run + 1,
                 r.m.threads,
                 r.m.work_ms,
@@ -563,6 +592,7 @@ fn csv(per_run: &[Vec<Row>]) -> String {
                 r.states.woken_checking,
                 r.m.profile.drift.map_or_else(String::new, |d| d.to_string()),
                 r.m.other_cpu_cores,
+                r.m.steal() * 100.0,
                 r.clean()
             );
         }

@@ -775,6 +775,22 @@ def machine_cpu_s():
     return busy / hz, steal / hz
 
 
+# The share of the CPUs' ready time a virtual machine's host may steal before a point
+# counts as disturbed (servesim's STEAL_LIMIT), and the re-measurements of such a point.
+STEAL_LIMIT = 0.05
+STOLEN_RETRIES = 2
+
+
+def steal_share(res):
+    """The share of the CPUs' ready time (this process's CPU, other processes' and the
+    steal) that the host stole during a point, or None when it was not measured."""
+    s = res.get("steal_s")
+    if s is None:
+        return None
+    wanted = (res.get("process_cpu_total_s") or 0.0) + (res.get("other_cpu_s") or 0.0) + s
+    return s / wanted if wanted > 0 else 0.0
+
+
 def preempted(wall_ns, cpu_ns):
     """True when a one-thread request's wall time exceeds its CPU time: it waited
     for a CPU (another process ran), so it does not show what it costs alone."""
@@ -1273,6 +1289,18 @@ def main(argv=None):
         log("[%d/%d] T=%d %s: %d requests after %d warm-up ..."
             % (i + 1, n_pts, t, wl.describe(), n, warm))
         res = run_point(wl, t, n, warm, max_s, a.seed + i)
+        # A point during which a virtual machine's host ran something else on the CPUs
+        # (steal) measured the host as much as CPython: measured again, twice at most, and
+        # the least stolen kept.
+        for _ in range(STOLEN_RETRIES):
+            if (steal_share(res) or 0.0) <= STEAL_LIMIT:
+                break
+            log("[%d/%d] T=%d: the host stole %.1f%% of the CPUs' time; measuring again"
+                % (i + 1, n_pts, t, 100.0 * steal_share(res)))
+            again = run_point(wl, t, n, warm, max_s, a.seed + i)
+            if (steal_share(again) or 0.0) < steal_share(res):
+                res = again
+        res["host_steal_pct"] = rnd(100.0 * (steal_share(res) or 0.0), 2)
         res["profile"] = merge_profiles(before, get_profile(wl, budget, " (after)"))
         points.append(res)
         oc = res["other_cpu_cores"]
