@@ -207,12 +207,20 @@ impl ValidatedPoint {
     /// ` *` when saturated, ` !` when unstable, ` c` when the calibration used it, else
     /// nothing.
     pub(crate) fn mark(&self) -> &'static str {
-        match (self.used_by_fit, self.unstable, self.saturated) {
-            (true, _, _) => " c",
-            (false, true, _) => " !",
-            (false, false, true) => " *",
+        match (self.used_by_fit, self.stolen(), self.unstable, self.saturated) {
+            (true, _, _, _) => " c",
+            (false, true, _, _) => " s",
+            (false, false, true, _) => " !",
+            (false, false, false, true) => " *",
             _ => "",
         }
+    }
+
+    /// Whether a virtual machine's host stole more than [`STEAL_LIMIT`] of the CPUs' ready
+    /// time while the point was measured, even after measuring it again: shown, but left out
+    /// of the summary and the targets.
+    pub fn stolen(&self) -> bool {
+        self.host_steal_pct > STEAL_LIMIT * 100.0
     }
 
     /// `a=1 b=x`.
@@ -337,7 +345,9 @@ pub fn validate(
     let mut points: Vec<ValidatedPoint> =
         planned.into_iter().zip(&measured).map(|(p, m)| p.compare(m)).collect();
     stages::name_misses(&mut points, SUITE_LIMITS);
-    let summary = summarize(&points);
+    // A point the host stole from even when measured again is shown, but not judged.
+    let judged: Vec<ValidatedPoint> = points.iter().filter(|p| !p.stolen()).cloned().collect();
+    let summary = summarize(&judged);
     let targets = targets(&summary);
     Ok(Validation {
         notes: steal_notes(&points),
@@ -373,7 +383,7 @@ const STOLEN_RETRIES: usize = 2;
 fn steal_notes(points: &[ValidatedPoint]) -> Vec<String> {
     let stolen: Vec<String> = points
         .iter()
-        .filter(|p| p.host_steal_pct > STEAL_LIMIT * 100.0)
+        .filter(|p| p.stolen())
         .map(|p| format!("{} {} ({:.1}%)", p.suite, p.label(), p.host_steal_pct))
         .collect();
     if stolen.is_empty() {
@@ -381,8 +391,8 @@ fn steal_notes(points: &[ValidatedPoint]) -> Vec<String> {
     }
     vec![format!(
         "the host (a virtual machine's) stole over {:.0}% of the CPUs' time while measuring {}, each \
-         measured {} times: their measurements are the host's as much as the server's (column \
-         host_steal_pct)",
+         measured {} times: their measurements are the host's as much as the server's, so they are \
+         shown (marked s; column host_steal_pct) but left out of the summary and the targets",
         STEAL_LIMIT * 100.0,
         stolen.join(", "),
         STOLEN_RETRIES + 1

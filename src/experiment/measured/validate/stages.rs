@@ -160,7 +160,7 @@ pub(super) fn miss_line(p: &ValidatedPoint, m: &StageMiss) -> String {
 /// How many missing points each stage carries, most first: `lock 12, queue 3`.
 pub(super) fn misses_by_stage(points: &[ValidatedPoint]) -> String {
     let mut counts: Vec<(String, usize)> = Vec::new();
-    for m in points.iter().filter(|p| !p.used_by_fit).filter_map(|p| p.miss.as_ref()) {
+    for m in points.iter().filter(|p| !p.used_by_fit && !p.stolen()).filter_map(|p| p.miss.as_ref()) {
         match counts.iter_mut().find(|(s, _)| *s == m.stage) {
             Some((_, n)) => *n += 1,
             None => counts.push((m.stage.clone(), 1)),
@@ -231,6 +231,20 @@ mod tests {
         assert_eq!(m(3), None, "within the limits");
         assert_eq!(miss_line(&points[1], &q), "p95 +12.0% → lock (p95 +6.00 ms)");
         assert_eq!(misses_by_stage(&points), "lock 2, queue 1");
+    }
+
+    #[test]
+    fn a_point_the_host_stole_from_is_marked_and_its_miss_not_counted() {
+        let mut points = vec![point(0.0, 12.0), point(0.0, 12.0)];
+        name_misses(&mut points, LIMITS);
+        assert_eq!(misses_by_stage(&points), "lock 2");
+        points[1].host_steal_pct = 12.0;
+        assert!(points[1].stolen() && !points[0].stolen());
+        assert_eq!(points[1].mark(), " s");
+        assert_eq!(misses_by_stage(&points), "lock 1");
+        // At the limit (5%) a point is still judged.
+        points[1].host_steal_pct = 5.0;
+        assert!(!points[1].stolen());
     }
 
     #[test]

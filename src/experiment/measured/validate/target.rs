@@ -83,7 +83,8 @@ pub fn validate_target(
     for p in v.points.iter_mut().filter(|p| p.used_by_fit) {
         p.miss = None;
     }
-    let held_out: Vec<ValidatedPoint> = v.points.iter().filter(|p| !p.used_by_fit).cloned().collect();
+    let held_out: Vec<ValidatedPoint> =
+        v.points.iter().filter(|p| !p.used_by_fit && !p.stolen()).cloned().collect();
     v.summary = summarize(&held_out);
     if held_out.is_empty() {
         v.targets.clear();
