@@ -224,9 +224,12 @@ pub(super) fn rounds(
     mut progress: impl FnMut(&str),
 ) -> Result<Rounds, CalibrateError> {
     let (mut done, mut stolen) = (Vec::new(), Vec::new());
-    while done.len() < CONTENDED_ROUNDS.1 && stolen.len() < STOLEN_ROUNDS {
-        if let Some(c) = contended(config, launch, sc, opts)? {
-            if c.steal > STEAL_LIMIT {
+    // Rounds run that were not set aside (those that passed no hand-off included): the
+    // loop ends after CONTENDED_ROUNDS.1 of them, or STOLEN_ROUNDS set aside.
+    let mut counted = 0;
+    while counted < CONTENDED_ROUNDS.1 && stolen.len() < STOLEN_ROUNDS {
+        match contended(config, launch, sc, opts)? {
+            Some(c) if c.steal > STEAL_LIMIT => {
                 progress(&format!(
                     "lock hand-offs: a round set aside, the host stole {:.1}% of the CPUs' time ({:.1} req/s); \
                      measuring another",
@@ -236,9 +239,11 @@ pub(super) fn rounds(
                 stolen.push(c);
                 continue;
             }
-            done.push(c);
+            Some(c) => done.push(c),
+            None => {}
         }
-        if done.len() >= CONTENDED_ROUNDS.0 {
+        counted += 1;
+        if counted >= CONTENDED_ROUNDS.0 {
             let rps: Vec<f64> = done.iter().map(|c| c.throughput_rps).collect();
             if crate::stats::Rounds::judge(&rps, THROUGHPUT_SPREAD).is_none_or(|r| r.stable) {
                 break;
