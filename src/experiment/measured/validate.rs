@@ -204,8 +204,8 @@ pub struct ValidatedPoint {
 }
 
 impl ValidatedPoint {
-    /// ` *` when saturated, ` !` when unstable, ` c` when the calibration used it, else
-    /// nothing.
+    /// ` c` when the calibration used it, ` s` when the host stole from its measurement,
+    /// ` !` when unstable, ` *` when saturated (the first that holds), else nothing.
     pub(crate) fn mark(&self) -> &'static str {
         match (self.used_by_fit, self.stolen(), self.unstable, self.saturated) {
             (true, _, _, _) => " c",
