@@ -21,7 +21,7 @@ pub use capacity::{
     Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, Planner, Slo, SloMetric,
     Verdict, parse_memory_mb,
 };
-pub use host::{CpuTicks, STEAL_LIMIT, machine, no_steal, stolen_since, utc_now};
+pub use host::{CpuTicks, STEAL_LIMIT, least_stolen, machine, no_steal, stolen_since, utc_now};
 #[cfg(all(feature = "server", feature = "load"))]
 pub use measured::*;
 pub use merge::{MergeError, merge};

@@ -29,7 +29,7 @@ pub use file::{calibration_at, write_calibration};
 pub use wake::{Wake, wake_costs};
 
 use crate::experiment::measured::measure::MeasureError;
-use crate::experiment::{CpuTicks, STEAL_LIMIT, machine, stolen_since};
+use crate::experiment::{CpuTicks, least_stolen, machine, stolen_since};
 use crate::gpt::Model;
 use crate::scenario::{CALIBRATION_FORMAT, Calibration, LockKind, Override, Scenario, ScenarioError};
 use crate::server::{self, CpuPlan, LaunchOptions, Limits, ServerConfig, ServerProcess};
@@ -150,39 +150,35 @@ pub fn calibrate(
     };
     // The single client's run, measured again (twice at most) while a virtual machine's host
     // steals beyond STEAL_LIMIT of the CPUs' time from it; the least stolen kept.
-    let mut best: Option<(single::Single, f64, LoadCpu)> = None;
-    for attempt in 0..3 {
-        progress("single-client requests on the real server");
-        let srv = ServerProcess::start(&config, &launch)?;
-        let ticks = CpuTicks::now();
-        let single = single::requests(&srv, sc, &Nominal::of(&config.cost), opts);
-        let steal = stolen_since(ticks);
-        let load_cpu = single.is_ok().then(|| {
-            progress("the load generator's CPU per request");
-            crate::experiment::measured::measure::load_cpu_ms(
-                &srv,
-                sc,
-                &model_dir,
-                &cpus,
-                opts.requests.into(),
-            )
-        });
-        let _ = srv.stop(Duration::from_secs(10));
-        let single = single?;
-        if best.as_ref().is_none_or(|b| steal < b.1) {
-            best = Some((single, steal, load_cpu));
-        }
-        if steal <= STEAL_LIMIT {
-            break;
-        }
-        if attempt < 2 {
-            progress(&format!(
-                "single-client requests: the host stole {:.1}% of the CPUs' time; measuring again",
-                steal * 100.0
-            ));
-        }
-    }
-    let (single, single_steal, load_cpu) = best.expect("measured at least once");
+    let (single, single_steal, load_cpu) = least_stolen(
+        2,
+        |again| -> Result<(single::Single, f64, LoadCpu), CalibrateError> {
+            if let Some(stolen) = again {
+                progress(&format!(
+                    "single-client requests: the host stole {:.1}% of the CPUs' time; measuring again",
+                    stolen * 100.0
+                ));
+            }
+            progress("single-client requests on the real server");
+            let srv = ServerProcess::start(&config, &launch)?;
+            let ticks = CpuTicks::now();
+            let single = single::requests(&srv, sc, &Nominal::of(&config.cost), opts);
+            let steal = stolen_since(ticks);
+            let load_cpu = single.is_ok().then(|| {
+                progress("the load generator's CPU per request");
+                crate::experiment::measured::measure::load_cpu_ms(
+                    &srv,
+                    sc,
+                    &model_dir,
+                    &cpus,
+                    opts.requests.into(),
+                )
+            });
+            let _ = srv.stop(Duration::from_secs(10));
+            Ok((single?, steal, load_cpu))
+        },
+        |run| run.1,
+    )?;
     let load_cpu_ms = load_cpu
         .transpose()
         .map_err(|e| CalibrateError::Request { index: 0, message: format!("the load generator: {e}") })?;

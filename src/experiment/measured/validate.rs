@@ -29,9 +29,9 @@ pub use summary::{ErrorSummary, Target};
 pub use target::{default_axes as default_target_axes, validate_target, winner_wrong_pct};
 
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, measure};
-use crate::experiment::STEAL_LIMIT;
 use crate::experiment::grid::{Axis, Grid, show};
 use crate::experiment::report::WriteError;
+use crate::experiment::{STEAL_LIMIT, least_stolen};
 use crate::scenario::{ClientKind, LockKind, Override, Scenario, ScenarioError};
 use crate::sim::{self, SimError};
 use rayon::prelude::*;
@@ -312,30 +312,28 @@ pub fn validate(
     for r in 0..repeats {
         for (i, p) in planned.iter().enumerate() {
             progress(r * planned.len() + i, total, &format!("{} {}", p.suite, p.label));
-            let run = || {
-                measure(&p.passes[r], &opts.measure)
-                    .map_err(|source| ValidateError::Measure { point: p.label.clone(), source })
-            };
             // A run the host stole from measured the host: measured again, up to
             // STOLEN_RETRIES times, and the least stolen kept.
-            let mut m = run()?;
-            for _ in 0..STOLEN_RETRIES {
-                if m.host_steal_pct <= STEAL_LIMIT * 100.0 {
-                    break;
-                }
-                progress(
-                    r * planned.len() + i,
-                    total,
-                    &format!(
-                        "{} {}: the host stole {:.1}% of the CPUs' time, measuring again",
-                        p.suite, p.label, m.host_steal_pct
-                    ),
-                );
-                let again = run()?;
-                if again.host_steal_pct < m.host_steal_pct {
-                    m = again;
-                }
-            }
+            let m = least_stolen(
+                STOLEN_RETRIES,
+                |again| {
+                    if let Some(stolen) = again {
+                        progress(
+                            r * planned.len() + i,
+                            total,
+                            &format!(
+                                "{} {}: the host stole {:.1}% of the CPUs' time, measuring again",
+                                p.suite,
+                                p.label,
+                                stolen * 100.0
+                            ),
+                        );
+                    }
+                    measure(&p.passes[r], &opts.measure)
+                        .map_err(|source| ValidateError::Measure { point: p.label.clone(), source })
+                },
+                |m| m.host_steal_pct / 100.0,
+            )?;
             measured[i].push(m);
         }
     }

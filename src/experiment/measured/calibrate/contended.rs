@@ -158,7 +158,7 @@ pub(super) fn handoff(sc: &Scenario, cal: &mut Calibration, run: Rounds, opts: &
     match crate::stats::Rounds::judge(&fitted, HANDOFF_SPREAD) {
         Some(r) => {
             cal.handoff_us = r.median;
-            if !r.stable || run.used_stolen {
+            if !r.stable || run.stolen_only() {
                 cal.unstable.push("handoff_us".into());
             }
             let rps: Vec<String> = rounds
@@ -172,7 +172,7 @@ pub(super) fn handoff(sc: &Scenario, cal: &mut Calibration, run: Rounds, opts: &
                 rounds.len(),
                 rps.join(", "),
                 rounds.iter().map(|c| c.handoffs_per_request).sum::<f64>() / rounds.len().max(1) as f64,
-                match (run.set_aside, run.used_stolen) {
+                match (run.set_aside, run.stolen_only()) {
                     (0, _) => String::new(),
                     (k, false) => format!(
                         ", {k} more set aside: the host stole over {:.0}% of the CPUs' time",
@@ -250,19 +250,20 @@ pub(super) fn rounds(
             }
         }
     }
-    Ok(Rounds {
-        used_stolen: done.is_empty() && !stolen.is_empty(),
-        set_aside: stolen.len(),
-        kept: if done.is_empty() { stolen } else { done },
-    })
+    Ok(Rounds { set_aside: stolen.len(), kept: if done.is_empty() { stolen } else { done } })
 }
 
 /// The contended rounds kept, and how many the host's steal set aside.
 pub(super) struct Rounds {
     kept: Vec<Contended>,
     set_aside: usize,
+}
+
+impl Rounds {
     /// Every round was stolen: the kept ones are those.
-    used_stolen: bool,
+    fn stolen_only(&self) -> bool {
+        !self.kept.is_empty() && self.kept.iter().all(|c| c.steal > STEAL_LIMIT)
+    }
 }
 
 /// Rounds set aside for the host's steal before the stolen ones are used all the same.

@@ -301,23 +301,16 @@ fn measure_at(
     closed_loop(&mut s, users);
     s.run.requests = requests;
     s.run.warmup_requests = 5 + 2 * u64::from(users);
-    let run = || {
-        super::super::measure::measure(&s, &opts.measure)
-            .map_err(|source| FitError::Measure { stage: stage.into(), source: Box::new(source) })
-    };
     // A run the host stole from measured the host: measured again (twice at most), the
     // least stolen kept.
-    let mut m = run()?;
-    for _ in 0..2 {
-        if m.host_steal_pct <= crate::experiment::STEAL_LIMIT * 100.0 {
-            break;
-        }
-        let again = run()?;
-        if again.host_steal_pct < m.host_steal_pct {
-            m = again;
-        }
-    }
-    Ok(m)
+    crate::experiment::least_stolen(
+        2,
+        |_| {
+            super::super::measure::measure(&s, &opts.measure)
+                .map_err(|source| FitError::Measure { stage: stage.into(), source: Box::new(source) })
+        },
+        |m| m.host_steal_pct / 100.0,
+    )
 }
 
 /// The health URL's median round trip over `n` sequential GETs on one connection (ms).
