@@ -116,6 +116,13 @@ pub enum Balancer {
     /// What SO_REUSEPORT does: each connection is hashed to a worker, regardless of load.
     /// A closed-loop user keeps its connection; open-loop and burst requests each hash anew.
     Hash,
+    /// What a listening socket the workers share does (`uvicorn --workers`, gunicorn's
+    /// Uvicorn workers): every worker's event loop watches the one accept queue, the kernel
+    /// wakes them all, and the first to run accepts every connection waiting (asyncio's
+    /// accept loop drains the queue). Users that connect together (closed loop, burst) all
+    /// land on one worker; a request of the open loop or a trace lands on a worker whose
+    /// event loop is idle, drawn at random among them (any worker when none is).
+    Accept,
 }
 
 /// `[worker]`: one worker process.

@@ -20,7 +20,8 @@ pub(crate) struct Clients {
     /// Requests admitted so far, per client (closed) or in all (others, in slot 0): 64 bits,
     /// as an open or trace process may admit more than 2³² requests in one run.
     sent: Vec<u64>,
-    /// `hash` balancing of closed users: the worker each user's connection lands on.
+    /// `hash` balancing of closed users, `accept` of closed users and of a burst: the
+    /// worker each user's connection lands on.
     conn_worker: Vec<u32>,
     /// Open: mean gap (ns) and whether gaps are exponential.
     gap_ns: f64,
@@ -60,6 +61,12 @@ impl Clients {
                     .collect()
             } else if hashed {
                 (0..users).map(|_| balancer_rng.random_range(0..workers)).collect()
+            } else if sc.system.balancer == Balancer::Accept
+                && matches!(c.kind, ClientKind::Closed | ClientKind::Burst)
+            {
+                // Connections opened together wait in the shared accept queue, and the first
+                // worker to wake accepts them all; the workers are alike, so call it worker 0.
+                vec![0; users as usize]
             } else {
                 Vec::new()
             },

@@ -405,6 +405,25 @@ impl<'a> System<'a> {
                 Some(w) => w,
                 None => self.balancer_rng.random_range(0..n),
             },
+            Balancer::Accept => match self.clients.connection_worker(client) {
+                Some(w) => w,
+                None => {
+                    // A connection of its own: a worker whose event loop waits in epoll takes
+                    // it; with every loop busy, the first to come back to it (any).
+                    let idle = self.workers.iter().filter(|w| !w.loop_busy).count() as u32;
+                    if idle == 0 {
+                        self.balancer_rng.random_range(0..n)
+                    } else {
+                        let k = self.balancer_rng.random_range(0..idle) as usize;
+                        self.workers
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, w)| !w.loop_busy)
+                            .nth(k)
+                            .map_or(0, |(i, _)| i as u32)
+                    }
+                }
+            },
         }
     }
 

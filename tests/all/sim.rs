@@ -393,7 +393,7 @@ struct Case {
 prop_compose! {
     fn random_scenario()(
         (cores, workers, threads, big_threads, handler, lock, balancer, kind) in
-            (1u32..6, 1u32..4, 1u32..8, any::<u8>(), 0usize..3, 0usize..3, 0usize..4, 0usize..4),
+            (1u32..6, 1u32..4, 1u32..8, any::<u8>(), 0usize..3, 0usize..3, 0usize..5, 0usize..4),
         (slice, slice_u) in (any::<bool>(), 0.0f64..1.0),
         (loadgen_u, loadgen_shares) in (0.0f64..1.0, any::<bool>()),
         (users, think, rate_u, burst, trace_us) in
@@ -411,7 +411,7 @@ prop_compose! {
         let batching = ["none", "static", "continuous"][batching];
         let handler = ["sync", "async-blocking", "async-offload"][handler];
         let lock = ["none", "mutex", "gil"][lock];
-        let balancer = ["round-robin", "random", "least-outstanding", "hash"][balancer];
+        let balancer = ["round-robin", "random", "least-outstanding", "hash", "accept"][balancer];
         let kind = ["closed", "open", "burst", "trace"][kind];
         // Now and then a pool at the limit on threads in all (loop and scheduler included).
         let threads = if big_threads % 16 == 0 { 1_000_000 / workers - 2 } else { threads };
@@ -786,6 +786,38 @@ fn a_given_split_puts_each_users_connection_on_its_worker() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("system.split applies to balancer = \"hash\""), "{e}");
+}
+
+#[test]
+fn a_shared_accept_queue_gives_users_that_connect_together_to_one_worker() {
+    // Two workers of one mutex each on 2 cores, 10 ms held per request, 4 closed users.
+    // Round-robin spreads the requests: both mutexes busy, 200 req/s. A listening socket
+    // the workers share (uvicorn --workers) gives all four connections, opened together, to
+    // the first worker to wake: its mutex serializes them, 100 req/s, and the second
+    // worker adds nothing.
+    let text = |balancer: &str, clients: &str| {
+        format!(
+            "[system]\ncores = 2\nworkers = 2\nbalancer = \"{balancer}\"\n\
+             [worker]\nlock = \"mutex\"\n[clients]\n{clients}\n[workload]\nnew_tokens = 0\n\
+             [cost]\nrequest_locked_ms = 10\n[run]\nrequests = 2000\nwarmup_requests = 100\n"
+        )
+    };
+    let rr = one(&text("round-robin", "users = 4")).figures;
+    let accept = one(&text("accept", "users = 4")).figures;
+    assert!(close(rr.throughput_rps, 200.0, 1e-3), "{}", rr.throughput_rps);
+    assert!(close(accept.throughput_rps, 100.0, 1e-3), "{}", accept.throughput_rps);
+    // A burst's connections are opened together too: 8 requests queue on one mutex, the
+    // last done at 80 ms (40 ms if the two workers shared them).
+    let burst = one(&text("accept", "kind = \"burst\"\nburst = 8")).figures;
+    assert!(close(burst.latency_ms.max, 80.0, HIST_TOL), "{:?}", burst.latency_ms);
+    // The open loop's requests come one by one, each to a worker whose event loop is idle:
+    // with the whole request on the loop (async-blocking), a worker busy with one request
+    // does not take the next while the other is idle. Constant gaps of 6 ms to requests
+    // of 10 ms: on one worker they would queue without end, on two none waits.
+    let open = one(&text("accept", "kind = \"open\"\nrate_rps = 166\narrivals = \"constant\"")
+        .replace("lock = \"mutex\"", "handler = \"async-blocking\""))
+    .figures;
+    assert!(close(open.latency_ms.max, 10.0, HIST_TOL), "{:?}", open.latency_ms);
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //!                          (x-worker-pid); how the service balances is not known to
 //!                          servesim → the point's prediction uses system.balancer as the
 //!                          scenario says; no HashDraws (uvicorn's workers, say, share one
-//!                          listening socket: no hash, whichever wakes first accepts)
+//!                          listening socket: no hash, whichever wakes first accepts —
+//!                          balancer "accept")
 //!  either                  the point simulated again with each run's split (balancer
 //!                          "hash" given the split: each user's requests on its worker)
 //! ```
@@ -234,6 +235,7 @@ pub(crate) fn balancer_name(b: Balancer) -> &'static str {
         Balancer::RoundRobin => "round-robin",
         Balancer::Random => "random",
         Balancer::LeastOutstanding => "least-outstanding",
+        Balancer::Accept => "shared accept queue",
     }
 }
 
@@ -247,6 +249,10 @@ pub(crate) fn balancer_said(b: Balancer) -> &'static str {
         Balancer::Random => "\"random\" (each request to a worker drawn at random)",
         Balancer::LeastOutstanding => {
             "\"least-outstanding\" (each request to the worker with the fewest in it)"
+        }
+        Balancer::Accept => {
+            "\"accept\" (one listening socket shared: the first worker to wake accepts every \
+             connection waiting, so users that connect together land on one worker)"
         }
     }
 }

@@ -116,7 +116,8 @@ fn worker_notes(sc: &Scenario, points: &[ValidatedPoint]) -> Vec<String> {
     let mut out = vec![format!(
         "with system.workers > 1 the simulated side spreads the load by {balancer}: servesim is not \
          told how the service picks a worker (uvicorn's workers share one listening socket, and \
-         whichever wakes first accepts a connection and answers all its requests). Each closed-loop \
+         whichever wakes first accepts a connection and answers all its requests: balancer = \
+         \"accept\" says so). Each closed-loop \
          point on several workers is also predicted with the users per worker its runs had, read from \
          the {PID_HEADER} header of each user's responses (see the workers section); the hash's draws, \
          which model SO_REUSEPORT, are not predicted for a target"
