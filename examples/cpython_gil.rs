@@ -9,7 +9,9 @@
 //!
 //! servesim predicts every point from that one-thread profile and this machine's wake-up
 //! costs (`servesim calibrate` measures the same: a parked thread's wake-up latency, and the
-//! CPU of a wake-up in vain), and nothing else: T threads and T closed-loop users, one token
+//! CPU of a wake-up in vain), what a take of the GIL after a wait costs in cold caches
+//! (`python/cold_start.py`: the harness's bytecode run right after a sleep, against back to
+//! back), and nothing else: T threads and T closed-loop users, one token
 //! of the profile's locked and free work in K release points, the cores the harness ran on,
 //! `worker.lock = "gil"`. Nothing is fitted to the points.
 //!
@@ -43,7 +45,8 @@
 //! it cannot be made, the example says why and stops without failing. Writes
 //! `validation/cpython-gil-harness.json` (the measurement), `validation/cpython-gil-wake.json`
 //! (the wake-up costs, measured right after it; `--from` reuses the file beside its input, or
-//! measures them then; further runs `validation/cpython-gil-runN-{harness,wake}.json`),
+//! measures them then), `validation/cpython-gil-cold.json` (the cold-start cost, the same way;
+//! further runs `validation/cpython-gil-runN-{harness,wake,cold}.json`),
 //! `validation/cpython-gil.csv` (every run's points, predicted and measured),
 //! `validation/cpython-gil-pooled.csv` (with several runs: each point's medians and ranges)
 //! and `plots/cpython-gil-{throughput,p95}.{png,svg}`.
@@ -218,10 +221,12 @@ fn main() -> Result<()> {
     };
     let mut data = Vec::new();
     let mut wakes = Vec::new();
+    let mut colds = Vec::new();
     for f in &files {
         let json = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
         data.push(serde_json::from_str::<Harness>(&json).map_err(|e| format!("{}: {e}", f.display()))?);
         wakes.push(wake_costs(f)?);
+        colds.push(cold_costs(root, f)?);
     }
     // The cores as the kernel runs them (time slices, measured), unless asked otherwise.
     let slice_ms = if ps {
@@ -233,12 +238,16 @@ fn main() -> Result<()> {
         Some(s.ms)
     };
     let mut per_run: Vec<Vec<Row>> = Vec::new();
-    for (d, w) in data.iter().zip(&wakes) {
+    for ((d, w), cold) in data.iter().zip(&wakes).zip(&colds) {
         eprintln!("  {}", w.describe());
+        eprintln!(
+            "  a take after a wait: {:.1} µs × (1 − e^(−wait / {:.2} ms)) more CPU, at most the bytecode that follows",
+            cold.cold_start_us, cold.cold_start_ms
+        );
         let rows = d
             .points
             .par_iter()
-            .map(|m| predict(m, d, w, slice_ms))
+            .map(|m| predict(m, d, w, cold, slice_ms))
             .collect::<std::result::Result<Vec<_>, String>>()?;
         per_run.push(rows);
     }
@@ -385,6 +394,42 @@ fn wake_costs(harness: &Path) -> Result<servesim::experiment::Wake> {
     Ok(w)
 }
 
+/// What a take of the GIL after a wait costs in cold caches, as `python/cold_start.py`
+/// measures it (`cost.cold_start_us`, `cost.cold_start_ms`).
+#[derive(Debug, Deserialize)]
+struct Cold {
+    cold_start_us: f64,
+    cold_start_ms: f64,
+}
+
+/// `X-cold.json` for a harness run `X-harness.json` (or `X.json`).
+fn cold_path(harness: &Path) -> PathBuf {
+    let stem = harness.file_stem().and_then(|s| s.to_str()).unwrap_or("harness");
+    let stem = stem.strip_suffix("-harness").unwrap_or(stem);
+    harness.with_file_name(format!("{stem}-cold.json"))
+}
+
+/// The cold-start cost measured with a harness run: `X-cold.json` beside its `X.json`,
+/// measured now with the venv's Python (and written there) when there is none.
+fn cold_costs(root: &Path, harness: &Path) -> Result<Cold> {
+    let path = cold_path(harness);
+    if !path.exists() {
+        eprintln!("measuring what a take after a wait costs in cold caches (python/cold_start.py)…");
+        let python = root.join("python/.venv/bin/python");
+        let status = Command::new(&python)
+            .arg(root.join("python/cold_start.py"))
+            .arg("--json")
+            .arg(&path)
+            .status()
+            .map_err(|e| format!("{}: {e} (python/make_venv.sh makes it)", python.display()))?;
+        if !status.success() {
+            return Err(format!("python/cold_start.py failed ({status})").into());
+        }
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
 /// `X-wake.json` for a harness run `X-harness.json` (or `X.json`).
 fn wake_path(harness: &Path) -> PathBuf {
     let stem = harness.file_stem().and_then(|s| s.to_str()).unwrap_or("harness");
@@ -443,9 +488,11 @@ fn run_harnesses(root: &Path, smoke: bool, runs: usize) -> Result<Option<Vec<Pat
         if !status.success() {
             return Err(format!("the harness failed ({status})").into());
         }
-        // This run's wake-up costs, measured afresh before the next run begins.
+        // This run's wake-up and cold-start costs, measured afresh before the next run begins.
         let _ = std::fs::remove_file(wake_path(&out));
         wake_costs(&out)?;
+        let _ = std::fs::remove_file(cold_path(&out));
+        cold_costs(root, &out)?;
         files.push(out);
     }
     // Runs an earlier, longer set left behind are not part of this one.
@@ -459,6 +506,7 @@ fn run_harnesses(root: &Path, smoke: bool, runs: usize) -> Result<Option<Vec<Pat
             break;
         }
         let _ = std::fs::remove_file(stale("wake"));
+        let _ = std::fs::remove_file(stale("cold"));
     }
     Ok(Some(files))
 }
@@ -468,6 +516,7 @@ fn predict<'a>(
     m: &'a Measured,
     h: &Harness,
     wake: &servesim::experiment::Wake,
+    cold: &Cold,
     slice_ms: Option<f64>,
 ) -> std::result::Result<Row<'a>, String> {
     let p = &m.profile;
@@ -492,6 +541,7 @@ fn predict<'a>(
     // No NumPy call, no release point: only the request's end lets the GIL go.
     sc.cost.release_points = if p.sim.free_ms > 0.0 { p.sim.release_points.max(1) } else { 1 };
     wake.apply(&mut sc.cost);
+    (sc.cost.cold_start_us, sc.cost.cold_start_ms) = (cold.cold_start_us, cold.cold_start_ms);
     sc.run.requests = SIM_REQUESTS;
     sc.run.warmup_requests = 200 + 4 * u64::from(m.threads);
     sc.run.replications = SIM_REPLICATIONS;

@@ -376,6 +376,16 @@ pub struct Cost {
     /// halted yet and wakes faster than a parked waiter's. 0 (the default): as a parked
     /// waiter's wake-up (`wake_us`); `servesim calibrate` measures it on the machine.
     pub mutex_wake_us: f64,
+    /// `gil` (CPython's): extra CPU a thread spends, holding the GIL, when it takes the GIL
+    /// after waiting for it — its caches went cold while it waited (other threads ran on
+    /// its core, or, on a VM, the host ran others' work there while the core idled), so its
+    /// first microseconds of bytecode run slower than they do back to back (µs), 0 to 1e6.
+    /// After a wait of `t` it is `cold_start_us × (1 − e^(−t / cold_start_ms))`. By
+    /// default, 0: none; `python/cold_start.py` measures it for CPython on the machine.
+    pub cold_start_us: f64,
+    /// `gil` (CPython's): the wait over which caches go cold, the time constant of
+    /// `cold_start_us` (ms), 0.001 to 1e6. By default, 5.
+    pub cold_start_ms: f64,
     /// A calibration file (JSON, from `servesim calibrate`), relative to the scenario file:
     /// the real server's own measured costs, added to the emulated work this table sets
     /// (see [`crate::scenario::Calibration`]). By default, none.
@@ -411,6 +421,8 @@ impl Default for Cost {
             vain_wake_us: DEFAULT_VAIN_WAKE_US,
             signal_us: 0.0,
             mutex_wake_us: 0.0,
+            cold_start_us: 0.0,
+            cold_start_ms: 5.0,
             calibration: None,
             calibrated: None,
         }

@@ -322,6 +322,8 @@ impl Scenario {
         within("cost.vain_wake_us", c.vain_wake_us, 0.0, MAX_HANDOFF_US)?;
         within("cost.signal_us", c.signal_us, 0.0, MAX_HANDOFF_US)?;
         within("cost.mutex_wake_us", c.mutex_wake_us, 0.0, MAX_HANDOFF_US)?;
+        within("cost.cold_start_us", c.cold_start_us, 0.0, MAX_HANDOFF_US)?;
+        within("cost.cold_start_ms", c.cold_start_ms, 0.001, 1e6)?;
         let Some(cal) = &c.calibrated else { return Ok(()) };
         let field = "cost.calibration";
         let mut sizes: Vec<u32> = Vec::new();

@@ -282,7 +282,8 @@ impl System<'_> {
                 self.trace(th, "sleep");
                 return self.cpy_sleep(th);
             }
-            self.cpy_take(th);
+            let cold = self.cpy_take(th);
+            return self.cpy_run_chunk(th, cold);
         }
         self.cpy_run_chunk(th, 0.0);
     }
@@ -342,8 +343,10 @@ impl System<'_> {
     }
 
     /// `th` takes the free GIL. A holder in a C call loses it: it stops at the end of its
-    /// call, and takes the GIL again (or waits) from there.
-    fn cpy_take(&mut self, th: u32) {
+    /// call, and takes the GIL again (or waits) from there. Returns the CPU `th` spends on
+    /// its cold caches before its bytecode goes on (ns): `cost.cold_start_us` after a wait
+    /// (see [`crate::scenario::Cost::cold_start_us`]), 0 when it did not wait.
+    fn cpy_take(&mut self, th: u32) -> f64 {
         let w = self.threads[th as usize].worker;
         let o = self.gil(w).owner;
         if o != NONE {
@@ -381,16 +384,25 @@ impl System<'_> {
             self.trace(th, "take");
         }
         let g = self.g(th);
-        if std::mem::take(&mut g.waiting) {
-            let t = &self.threads[th as usize];
-            let (r, since) = (t.req, t.lock_wait_since);
-            if r != NONE {
-                let req = &mut self.reqs[r as usize];
-                let waited = self.now - req.wait_start;
-                req.waits[super::request::WAIT_LOCK] += waited;
-                req.stages.lock_waited(waited);
-            } else {
-                self.add_batch_lock_wait(th, self.now - since);
+        if !std::mem::take(&mut g.waiting) {
+            return 0.0;
+        }
+        let t = &self.threads[th as usize];
+        let (r, since) = (t.req, t.lock_wait_since);
+        if r != NONE {
+            let req = &mut self.reqs[r as usize];
+            let waited = self.now - req.wait_start;
+            req.waits[super::request::WAIT_LOCK] += waited;
+            req.stages.lock_waited(waited);
+        } else {
+            self.add_batch_lock_wait(th, self.now - since);
+        }
+        match self.cost.cold_start_ns {
+            0.0 => 0.0,
+            // Cold caches slow the bytecode that follows, at most to half its speed.
+            c => {
+                let cold = c * -(-((self.now - since) as f64) / self.cost.cold_start_tau_ns).exp_m1();
+                cold.min(self.threads[th as usize].g.a)
             }
         }
     }

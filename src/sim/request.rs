@@ -35,6 +35,10 @@ pub(crate) struct CostModel {
     pub(crate) vain_wake_ns: f64,
     /// CPython's GIL: the share of a wake-up's CPU spent holding the GIL's mutex.
     pub(crate) mutex_share: f64,
+    /// CPython's GIL: the extra CPU of a take after a long wait (ns); 0: none.
+    pub(crate) cold_start_ns: f64,
+    /// Its time constant (ns).
+    pub(crate) cold_start_tau_ns: f64,
     /// Whether `rtt` is zero, so replies reach clients at once.
     pub(crate) no_rtt: bool,
     tokens: Sampler,
@@ -76,6 +80,8 @@ impl CostModel {
             vain_wake_ns: c.vain_wake_us * 1e3,
             signal_ns: c.signal_us * 1e3,
             mutex_wake_ns: c.mutex_wake_us * 1e3,
+            cold_start_ns: c.cold_start_us * 1e3,
+            cold_start_tau_ns: c.cold_start_ms * 1e6,
             mutex_share: super::gil::MUTEX_SHARE,
             no_rtt: c.rtt_ms.is_zero(),
             tokens: s.workload.new_tokens.sampler(),

@@ -121,8 +121,8 @@ impl System<'_> {
         let w = self.threads[th as usize].worker;
         self.cpy_mutex_release(w);
         if self.cpy_free(w) {
-            self.cpy_take(th);
-            return self.cpy_run_chunk(th, 0.0);
+            let cold = self.cpy_take(th);
+            return self.cpy_run_chunk(th, cold);
         }
         let g = self.threads[th as usize].g;
         if g.timed_out && g.saved_switch == self.gil(w).switch_number {
