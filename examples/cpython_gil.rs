@@ -402,13 +402,6 @@ struct Cold {
     cold_start_ms: f64,
 }
 
-/// `X-cold.json` for a harness run `X-harness.json` (or `X.json`).
-fn cold_path(harness: &Path) -> PathBuf {
-    let stem = harness.file_stem().and_then(|s| s.to_str()).unwrap_or("harness");
-    let stem = stem.strip_suffix("-harness").unwrap_or(stem);
-    harness.with_file_name(format!("{stem}-cold.json"))
-}
-
 /// The cold-start cost measured with a harness run: `X-cold.json` beside its `X.json`,
 /// measured now with the venv's Python (and written there) when there is none.
 fn cold_costs(root: &Path, harness: &Path) -> Result<Cold> {
@@ -432,9 +425,19 @@ fn cold_costs(root: &Path, harness: &Path) -> Result<Cold> {
 
 /// `X-wake.json` for a harness run `X-harness.json` (or `X.json`).
 fn wake_path(harness: &Path) -> PathBuf {
+    beside(harness, "wake")
+}
+
+/// `X-cold.json` for a harness run `X-harness.json` (or `X.json`).
+fn cold_path(harness: &Path) -> PathBuf {
+    beside(harness, "cold")
+}
+
+/// `X-{kind}.json` for a harness run `X-harness.json` (or `X.json`).
+fn beside(harness: &Path, kind: &str) -> PathBuf {
     let stem = harness.file_stem().and_then(|s| s.to_str()).unwrap_or("harness");
     let stem = stem.strip_suffix("-harness").unwrap_or(stem);
-    harness.with_file_name(format!("{stem}-wake.json"))
+    harness.with_file_name(format!("{stem}-{kind}.json"))
 }
 
 /// The wake-up costs as a file.

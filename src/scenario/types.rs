@@ -380,7 +380,8 @@ pub struct Cost {
     /// after waiting for it — its caches went cold while it waited (other threads ran on
     /// its core, or, on a VM, the host ran others' work there while the core idled), so its
     /// first microseconds of bytecode run slower than they do back to back (µs), 0 to 1e6.
-    /// After a wait of `t` it is `cold_start_us × (1 − e^(−t / cold_start_ms))`. By
+    /// After a wait of `t` it is `cold_start_us × (1 − e^(−t / cold_start_ms))`, and at
+    /// most the held slice that follows (cold caches slow it at most to half its speed). By
     /// default, 0: none; `python/cold_start.py` measures it for CPython on the machine.
     pub cold_start_us: f64,
     /// `gil` (CPython's): the wait over which caches go cold, the time constant of

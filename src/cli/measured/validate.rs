@@ -41,7 +41,8 @@ use std::path::PathBuf;
 /// marked `c` and left out of the summary; the targets: throughput median |error| ≤ 10%,
 /// p95 median ≤ 15%, and the predicted winning handler right at every concurrency ≥ 2.
 /// Its points on several workers are predicted with `system.balancer` (servesim is not told
-/// how the service picks a worker) and again with the split of users each run had, where
+/// how the service picks a worker; `accept` is uvicorn's shared listening socket) and again
+/// with the split of users each run had, where
 /// the responses name the worker that answered them (an `x-worker-pid` header).
 ///
 /// With no FILE, runs the default suite: the three handlers × lock none/fair-gil × users 1…64

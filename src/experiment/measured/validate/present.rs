@@ -52,8 +52,9 @@ fn split_intro(split: &[(&ValidatedPoint, &super::SplitCheck)]) -> String {
             "\n## Workers: how the service split its users, and the model's error\n\nA closed-loop \
              user keeps its connection, and the worker that accepted it answers all its requests. \
              servesim is not told how the service picks that worker (uvicorn's `--workers` share one \
-             listening socket: whichever worker wakes first accepts), so the point's prediction \
-             spreads requests by the scenario's `system.balancer` ({by}); here it is also made with \
+             listening socket: whichever worker wakes first accepts, which `system.balancer = \
+             \"accept\"` models), so the point's prediction spreads requests by the scenario's \
+             `system.balancer` ({by}); here it is also made with \
              the split each run had (users: the worker that answered most of each user's requests, \
              by the `x-worker-pid` header of its responses). The hash's draws, which model \
              `SO_REUSEPORT`, are not predicted for a service of your own. The difference between \

@@ -17,7 +17,7 @@ use super::{PointLimits, Suite, ValidateError, ValidateOptions, ValidatedPoint, 
 use crate::experiment::grid::Axis;
 use crate::experiment::measured::target::{ServiceGuard, TargetCalibration};
 use crate::load::PID_HEADER;
-use crate::scenario::{Override, Scenario, ScenarioError};
+use crate::scenario::{Balancer, Override, Scenario, ScenarioError};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -109,18 +109,25 @@ fn worker_notes(sc: &Scenario, points: &[ValidatedPoint]) -> Vec<String> {
     if several.is_empty() {
         return Vec::new();
     }
-    let balancer = match value(several[0], "system.balancer") {
-        Some(b) => format!("system.balancer = {b}, as the point says"),
-        None => format!("system.balancer = {}, as the scenario says", balancer_said(sc.system.balancer)),
+    let (balancer, accept) = match value(several[0], "system.balancer") {
+        Some(b) => (format!("system.balancer = {b}, as the point says"), b.contains("accept")),
+        None => (
+            format!("system.balancer = {}, as the scenario says", balancer_said(sc.system.balancer)),
+            sc.system.balancer == Balancer::Accept,
+        ),
+    };
+    let how = if accept {
+        ""
+    } else {
+        ": servesim is not told how the service picks a worker (uvicorn's workers share one \
+         listening socket, and whichever wakes first accepts a connection and answers all its \
+         requests: system.balancer = \"accept\" says so)"
     };
     let mut out = vec![format!(
-        "with system.workers > 1 the simulated side spreads the load by {balancer}: servesim is not \
-         told how the service picks a worker (uvicorn's workers share one listening socket, and \
-         whichever wakes first accepts a connection and answers all its requests: balancer = \
-         \"accept\" says so). Each closed-loop \
-         point on several workers is also predicted with the users per worker its runs had, read from \
-         the {PID_HEADER} header of each user's responses (see the workers section); the hash's draws, \
-         which model SO_REUSEPORT, are not predicted for a target"
+        "with system.workers > 1 the simulated side spreads the load by {balancer}{how}. Each \
+         closed-loop point on several workers is also predicted with the users per worker its runs \
+         had, read from the {PID_HEADER} header of each user's responses (see the workers section); \
+         the hash's draws, which model SO_REUSEPORT, are not predicted for a target"
     )];
     let mut unknown: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for p in &several {
