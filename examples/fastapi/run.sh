@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The FastAPI example, whole: make the venv, calibrate the service from outside (servesim
+# The FastAPI example, whole: make the venv, measure what CPython's GIL costs a thread that
+# takes it after a wait (python/cold_start.py), calibrate the service from outside (servesim
 # starts, loads and stops it itself through scenario.toml's [target]), then validate the
 # three routes at 1…64 users with uvicorn --workers 1 and 2.
 #
@@ -32,13 +33,19 @@ command -v taskset >/dev/null 2>&1 || { echo "SKIPPED the FastAPI example: no ta
 cargo build --release --quiet
 servesim="$root/target/release/servesim"
 
+# What a take of the GIL after a wait costs in cold caches, measured with this venv's
+# CPython on this machine (python/cold_start.py; the calibration and the fit use it).
+cold=$("$here/.venv/bin/python" "$root/python/cold_start.py" --reps 40 | tail -n 1)
+echo "cold start: $cold"
+read -r -a cold_set <<< "$cold"
+
 if [[ $smoke == 1 ]]; then
     out="$(mktemp -d "${TMPDIR:-/tmp}/servesim-fastapi.XXXXXX")"
     trap 'rm -rf "$out"' EXIT
     cp "$here/scenario.toml" "$out/scenario.toml"
     # The copy runs the app from here.
     sed -i "s|^\[target\]|[target]\ncwd = \"$here\"|" "$out/scenario.toml"
-    timeout 300 "$servesim" calibrate --target "$out/scenario.toml" --budget-s 20 --ramp 1,2,4
+    timeout 300 "$servesim" calibrate --target "$out/scenario.toml" --budget-s 20 --ramp 1,2,4 "${cold_set[@]}"
     timeout 300 "$servesim" validate --target "$out/scenario.calibrated.toml" \
         --sweep worker.handler=sync,async-blocking,async-offload --sweep clients.users=2,8 \
         --requests 100 --out "$out/validation" --plots "$out/plots"
@@ -48,7 +55,7 @@ if [[ $smoke == 1 ]]; then
     exit 0
 fi
 
-"$servesim" calibrate --target "$here/scenario.toml"
+"$servesim" calibrate --target "$here/scenario.toml" "${cold_set[@]}"
 "$servesim" validate --target "$here/scenario.calibrated.toml" \
     --out "$here/validation" --plots "$here/plots"
 
