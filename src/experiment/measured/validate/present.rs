@@ -2,6 +2,7 @@
 
 use super::stages::{cell, miss_line, misses_by_stage};
 use super::{Compared, SplitSource, ValidateError, ValidatedPoint, Validation, short};
+use crate::experiment::STEAL_LIMIT;
 use crate::experiment::report::Staged;
 use crate::plot::{Chart, Point, Series, SeriesKind};
 use crate::sim::StageTimes;
@@ -111,7 +112,8 @@ impl Validation {
             "(~: the two 95% CIs overlap, the error is within the runs' noise; * saturated: \
              predicted throughput ≥ 90% of the capacity bound or a resource ≥ 90% busy; ! unstable: offered load ≥ the \
              capacity bound; c calibration: a target's calibration fitted on it, left out of the summary; \
-             s stolen: the host stole over 5% of the CPUs' time while it was measured, left out of the summary)\n"
+             s stolen: the host stole over {:.0}% of the CPUs' time while it was measured, left out of the summary)\n",
+            STEAL_LIMIT * 100.0
         );
         s.push_str(&self.split_text());
         s.push_str(&self.misses_text(w));
@@ -329,7 +331,11 @@ impl Validation {
         }
         s.push_str(&self.stages_markdown());
         s.push_str(LEFT_OUT);
-        s.push_str("\n## Every point\n\nPredicted ± 95% CI (simulator), measured [95% CI] (real server), error = (predicted − measured) / measured; `~` after an error: the two intervals overlap (the difference is within the runs' noise). `*`: saturated (predicted throughput ≥ 90% of the capacity bound, or a resource ≥ 90% busy); `!`: unstable (offered load ≥ the capacity bound: the queue grows through the trace, on both sides); `s`: stolen (a virtual machine's host stole over 5% of the CPUs' ready time while it was measured, even measured again: left out of the summary and the targets).\n\n");
+        let _ = write!(
+            s,
+            "\n## Every point\n\nPredicted ± 95% CI (simulator), measured [95% CI] (real server), error = (predicted − measured) / measured; `~` after an error: the two intervals overlap (the difference is within the runs' noise). `*`: saturated (predicted throughput ≥ 90% of the capacity bound, or a resource ≥ 90% busy); `!`: unstable (offered load ≥ the capacity bound: the queue grows through the trace, on both sides); `s`: stolen (a virtual machine's host stole over {:.0}% of the CPUs' ready time while it was measured, even measured again: left out of the summary and the targets).\n\n",
+            STEAL_LIMIT * 100.0
+        );
         s.push_str("| suite | point | throughput req/s | err | p50 ms | err | p95 ms | err | p99 ms | err |\n|---|---|---|---:|---|---:|---|---:|---|---:|\n");
         for p in &self.points {
             let _ = write!(s, "| {} | {}{} |", p.suite, p.label(), p.mark());
