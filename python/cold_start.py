@@ -37,9 +37,11 @@ UNIT_US = 50.0
 UNITS = 16
 
 
-def spin():
-    from gil_bench import XORSHIFT_SEED, _spin, calibrate_bytecode
-    return XORSHIFT_SEED, _spin, calibrate_bytecode
+def harness():
+    """What cold_start.py takes from gil_bench.py: its bytecode, its calibration of it, and
+    its reading of the machine's busy and stolen CPU time."""
+    from gil_bench import XORSHIFT_SEED, _spin, calibrate_bytecode, machine_cpu_s
+    return XORSHIFT_SEED, _spin, calibrate_bytecode, machine_cpu_s
 
 
 def run_extra(spin_fn, rounds, sleep_ms, state):
@@ -73,21 +75,20 @@ def fit(points):
     return best[1], best[2]
 
 
-def measure(reps, seed_state=None):
-    seed, spin_fn, calibrate = spin()
+def measure(reps):
+    s, spin_fn, calibrate, machine_cpu_s = harness()
     iter_ns, _ = calibrate(trials=5, trial_ms=2.0, gap_s=0.005)
     rounds = max(1, int(UNIT_US * 1e3 / iter_ns))
-    s = seed if seed_state is None else seed_state
     # Warm up the code paths.
     for _ in range(20):
         _, s = run_extra(spin_fn, rounds, 0.0, s)
     extras = {S: [] for S in (0.0,) + SLEEPS_MS}
-    steal0 = steal_ticks()
+    cpu0 = machine_cpu_s()
     for _ in range(reps):
         for S in extras:
             e, s = run_extra(spin_fn, rounds, S, s)
             extras[S].append(e)
-    steal1 = steal_ticks()
+    cpu1 = machine_cpu_s()
     base = statistics.median(extras[0.0])
     points = [(S, (statistics.median(extras[S]) - base) / 1e3) for S in SLEEPS_MS]
     c, tau = fit(points)
@@ -99,20 +100,11 @@ def measure(reps, seed_state=None):
         "cold_start_us": round(c, 2),
         "cold_start_ms": round(tau, 4),
     }
-    if steal0 and steal1:
-        busy = sum(steal1[1:]) - sum(steal0[1:])
-        out["host_steal_pct"] = round(100.0 * (steal1[0] - steal0[0]) / busy, 2) if busy > 0 else 0.0
+    if cpu0 and cpu1:
+        # The share of the CPUs' ready time (busy and stolen) the host stole, as servesim reads it.
+        busy, stolen = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        out["host_steal_pct"] = round(100.0 * stolen / (busy + stolen), 2) if busy + stolen > 0 else 0.0
     return out
-
-
-def steal_ticks():
-    """(steal, user, nice, system, irq, softirq, steal) ticks of /proc/stat, or None."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return (v[7], v[0], v[1], v[2], v[5], v[6], v[7])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def self_test():
