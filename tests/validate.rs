@@ -201,3 +201,63 @@ fn the_csv_compares_each_stage_with_the_servers_server_timing() {
         }
     }
 }
+
+/// A validation keeps its measured runs (`measurements.json` beside its report), and
+/// `validate --from` predicts them again with no server: the same scenarios give the same
+/// validation, point for point (a closed loop, and an open loop's trace); a changed scenario
+/// gives new predictions against the same measurements; a point the measurements lack is an
+/// error that names it. About 5 s.
+#[test]
+fn kept_measurements_are_predicted_again_without_a_server() {
+    use servesim::experiment::{MeasureOptions, Measurements, ValidateError};
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let suites = |loop_in_ms: &str, users: &str| {
+        vec![
+            Suite {
+                name: "loop".into(),
+                file: models().join("validate.toml"),
+                fixed: vec![
+                    set("worker.handler=async-blocking"),
+                    set("worker.lock=none"),
+                    set(&format!("cost.loop_in_ms={loop_in_ms}")),
+                ],
+                axes: vec![axis(&format!("clients.users={users}"))],
+            },
+            Suite {
+                name: "open".into(),
+                file: models().join("validate-batching.toml"),
+                fixed: vec![set("batching.mode=\"none\"")],
+                axes: vec![axis("clients.rate_rps=50")],
+            },
+        ]
+    };
+    let opts = ValidateOptions { requests: 60, repeats: 1, sim_requests: 400, ..ValidateOptions::default() };
+    let v = validate(&suites("0.5", "2"), &opts, |_, _, _| {}).expect("the validation runs");
+    let dir = std::env::temp_dir().join(format!("servesim-validate-from-{}", std::process::id()));
+    v.write(&dir, &dir.join("plots")).expect("the outputs are written");
+    let kept = Measurements::read(&dir.join("measurements.json"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let kept = kept.expect("measurements.json reads back");
+    assert_eq!((kept.points.len(), kept.requests, kept.repeats), (2, 60, 1));
+    // Nothing is measured: a server binary that does not exist is never started.
+    let again = ValidateOptions {
+        from: Some(kept),
+        requests: 1,
+        measure: MeasureOptions { binary: Some("/nonexistent/servesim".into()), ..MeasureOptions::default() },
+        ..opts.clone()
+    };
+    let same = validate(&suites("0.5", "2"), &again, |_, _, _| {}).expect("predicted again");
+    assert_eq!(same.points, v.points, "the same scenarios, the same validation");
+    // 2.5 ms more of loop work a request: new predictions, the same measurements.
+    let what_if = validate(&suites("3.0", "2"), &again, |_, _, _| {}).expect("a what-if");
+    let (before, after) = (&v.points[0].throughput_rps, &what_if.points[0].throughput_rps);
+    assert_eq!(
+        (after.measured, after.measured_lo, after.measured_hi),
+        (before.measured, before.measured_lo, before.measured_hi)
+    );
+    assert!(after.predicted < 0.9 * before.predicted, "{after:?} vs {before:?}");
+    match validate(&suites("0.5", "3"), &again, |_, _, _| {}) {
+        Err(ValidateError::Replay(why)) => assert!(why.contains("no point loop users=3"), "{why}"),
+        other => panic!("a point the measurements lack: {other:?}"),
+    }
+}

@@ -31,7 +31,8 @@ pub use calibrate::{
 pub use measure::{MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};
 #[cfg(feature = "plot")]
 pub use validate::{
-    Compared, ErrorSummary, HashDraws, PointLimits, SplitCheck, SplitSource, StageCompared, StageDiff,
-    StageMiss, Suite, Target, ValidateError, ValidateOptions, ValidatedPoint, Validation, default_suites,
-    default_target_axes, validate, validate_target, winner_wrong_pct,
+    Compared, ErrorSummary, HashDraws, MeasuredPoint, MeasuredRun, Measurements, PointLimits, SplitCheck,
+    SplitSource, StageCompared, StageDiff, StageMiss, Suite, Target, ValidateError, ValidateOptions,
+    ValidatedPoint, Validation, default_suites, default_target_axes, validate, validate_target,
+    winner_wrong_pct,
 };

@@ -7,8 +7,8 @@ use super::{bar, track};
 use anyhow::Context;
 use clap::Args;
 use servesim::experiment::{
-    Axis, CalibrateOptions, MeasureOptions, Suite, ValidateOptions, calibrate, default_suites, validate,
-    validate_target,
+    Axis, CalibrateOptions, MeasureOptions, Measurements, Suite, ValidateOptions, calibrate, default_suites,
+    validate, validate_target,
 };
 use servesim::scenario::{Override, Scenario};
 use std::path::PathBuf;
@@ -24,7 +24,8 @@ use std::path::PathBuf;
 /// summary (median and max |error| per metric, against the targets: median ≤ 3% for
 /// throughput, ≤ 5% for p95, ≤ 8% for p99; max ≤ 10% for throughput at every point, ≤ 25%
 /// for p95 below saturation), and writes OUT/validation.csv, OUT/validation.json,
-/// OUT/report.md and PLOTS/validation-*.png/.svg. Points on several workers balanced by the
+/// OUT/report.md, OUT/measurements.json (every measured run, which `--from` predicts again
+/// without measuring) and PLOTS/validation-*.png/.svg. Points on several workers balanced by the
 /// kernel's hash are also predicted with the split of users each run had (each worker's
 /// accepted connections, from its own counters) and over the hash's whole distribution of
 /// splits, which parts the hash's luck from the model's error.
@@ -52,7 +53,8 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  servesim validate\n  \
     servesim validate models/validate.toml --sweep clients.users=1,4,16 --sweep worker.lock=none,gil\n  \
-    servesim validate models/validate.toml --sweep worker.threads=1,2,4,8 --calibration validation/calibration.json --json")]
+    servesim validate models/validate.toml --sweep worker.threads=1,2,4,8 --calibration validation/calibration.json --json\n  \
+    servesim validate --from validation/measurements.json --set cost.handoff_us=20 --out /tmp/what-if")]
 pub struct ValidateArgs {
     /// Scenario file (TOML); none: the default suite.
     #[arg(conflicts_with = "target")]
@@ -92,6 +94,16 @@ pub struct ValidateArgs {
     #[arg(long, default_value_t = 1)]
     repeats: u32,
 
+    /// Predict again against the measurements a run of validate kept (OUT/measurements.json
+    /// of that run): no server starts and nothing is measured, so a changed scenario (`--set`,
+    /// an edited file) or another version of servesim is judged on the same measurements in
+    /// seconds. Give the same suites and sweeps as that run (none for the default suite, FILE
+    /// with its --sweep, or --target FILE, the calibrated scenario); its runs per point and
+    /// requests replace --repeats and --requests. The calibration is --calibration, else the
+    /// calibration.json beside the measurements, else the one that run used.
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+
     /// Print the whole validation as one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -112,9 +124,25 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let calibration = match &args.calibration {
-        Some(p) => p.clone(),
-        None => {
+    let from = saved(&args)?;
+    let calibration = match (&args.calibration, &args.from, &from) {
+        (Some(p), _, _) => p.clone(),
+        (None, Some(file), Some(m)) => {
+            // The calibration beside the measurements, else the one they were predicted with.
+            let beside = file.with_file_name("calibration.json");
+            let recorded = m.calibration.as_ref().map(PathBuf::from).filter(|p| p.exists());
+            match (beside.exists(), recorded) {
+                (true, _) => beside,
+                (false, Some(p)) => p,
+                (false, None) => anyhow::bail!(
+                    "--from {}: no calibration.json beside it, and the one it was predicted with ({}) is \
+                     gone: give a calibration (--calibration PATH)",
+                    file.display(),
+                    m.calibration.as_deref().unwrap_or("none recorded")
+                ),
+            }
+        }
+        _ => {
             let sc = Scenario::load(&suites[0].file, &suites[0].fixed)
                 .with_context(|| format!("in scenario {}", suites[0].file.display()))?;
             let cal = calibrate(&sc, &CalibrateOptions::default(), |stage| eprintln!("calibrate: {stage}…"))?;
@@ -126,7 +154,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
             path
         }
     };
-    let opts = options(&args, Some(calibration));
+    let opts = options(&args, Some(calibration), from);
     let bar = bar(POINTS_BAR);
     let v = validate(&suites, &opts, track(&bar))?;
     bar.finish_and_clear();
@@ -136,15 +164,25 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
 /// The progress bar of a validation.
 const POINTS_BAR: &str = "{bar:30} {pos}/{len} points, {elapsed} (ETA {eta}) {msg}";
 
-/// How to validate, from the arguments; `calibration` for servesim's own server.
-fn options(args: &ValidateArgs, calibration: Option<PathBuf>) -> ValidateOptions {
+/// How to validate, from the arguments; `calibration` for servesim's own server, `from` the
+/// measurements of `--from`.
+fn options(args: &ValidateArgs, calibration: Option<PathBuf>, from: Option<Measurements>) -> ValidateOptions {
     ValidateOptions {
         measure: MeasureOptions { max_wall_s: 120.0, ..MeasureOptions::default() },
         calibration,
         requests: args.requests,
         repeats: args.repeats,
+        from,
         ..ValidateOptions::default()
     }
+}
+
+/// The measurements of `--from`, if given.
+fn saved(args: &ValidateArgs) -> anyhow::Result<Option<Measurements>> {
+    Ok(match &args.from {
+        Some(file) => Some(Measurements::read(file)?),
+        None => None,
+    })
 }
 
 /// Writes the validation's files and prints it: the table, or JSON with `--json`.
@@ -210,6 +248,12 @@ fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()>
             (file.to_owned(), cal)
         }
         None => {
+            anyhow::ensure!(
+                args.from.is_none(),
+                "--from predicts the calibrated scenario again, and {} has no target.calibration: give the \
+                 scenario calibrate --target wrote (e.g. scenario.calibrated.toml)",
+                file.display()
+            );
             eprintln!(
                 "validate: {} has no target.calibration: calibrating the service first",
                 file.display()
@@ -224,8 +268,9 @@ fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()>
             (dest, cal)
         }
     };
+    let opts = options(args, None, saved(args)?);
     let bar = bar(POINTS_BAR);
-    let v = validate_target(&file, &args.set, &args.sweep, Some(&cal), &options(args, None), track(&bar))?;
+    let v = validate_target(&file, &args.set, &args.sweep, Some(&cal), &opts, track(&bar))?;
     bar.finish_and_clear();
     report(&v, args)
 }

@@ -186,7 +186,7 @@ pub struct MeasureReport {
 }
 
 /// The measured requests of a run, in order of completion.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Window {
     /// When the window opens: the last warm-up completion, or the start [µs since start].
     pub start_us: u64,

@@ -16,12 +16,14 @@
 //! uses the same calibration.
 
 mod present;
+mod saved;
 mod split;
 mod spread;
 mod stages;
 mod summary;
 mod target;
 
+pub use saved::{MeasuredPoint, MeasuredRun, Measurements};
 pub use split::{HashDraws, SplitCheck, SplitSource};
 pub use spread::{BATCHES, Spread};
 pub use stages::{PointLimits, StageCompared, StageDiff, StageMiss};
@@ -75,6 +77,17 @@ pub enum ValidateError {
     /// A plot could not be drawn.
     #[error("plot: {0}")]
     Plot(String),
+    /// A file of kept measurements could not be read.
+    #[error("{path}: {message}")]
+    Saved {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The kept measurements do not have a point to predict again.
+    #[error("validate --from: {0}")]
+    Replay(String),
 }
 
 /// One sweep to validate: a scenario file, fixed overrides and the swept axes.
@@ -103,6 +116,10 @@ pub struct ValidateOptions {
     pub repeats: u32,
     /// Requests per simulated replication.
     pub sim_requests: u64,
+    /// Measurements a validation kept (`measurements.json`): its points are predicted again
+    /// and compared with them, and nothing is measured. Their runs per point and measured
+    /// requests take the place of `repeats` and `requests`.
+    pub from: Option<Measurements>,
 }
 
 impl Default for ValidateOptions {
@@ -113,6 +130,7 @@ impl Default for ValidateOptions {
             requests: 200,
             repeats: 1,
             sim_requests: 4000,
+            from: None,
         }
     }
 }
@@ -267,6 +285,10 @@ pub struct Validation {
     pub notes: Vec<String>,
     /// Wall time (s).
     pub wall_s: f64,
+    /// The measured runs, written beside the report (`measurements.json`) so that they can be
+    /// predicted again (`validate --from`).
+    #[serde(skip)]
+    pub measurements: Option<Measurements>,
 }
 
 /// Validates every point of every suite; `progress(done, total, label)` after each
@@ -288,6 +310,23 @@ pub fn validate(
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Validation, ValidateError> {
     let t0 = std::time::Instant::now();
+    let saved = opts.from.as_ref();
+    let replay;
+    let opts = match saved {
+        // The kept runs decide the passes and, for open loops, the traces' length.
+        Some(m) => {
+            replay = ValidateOptions {
+                measure: opts.measure.clone(),
+                calibration: opts.calibration.clone(),
+                requests: m.requests,
+                repeats: m.repeats,
+                sim_requests: opts.sim_requests,
+                from: None,
+            };
+            &replay
+        }
+        None => opts,
+    };
     let grids: Vec<Grid> = suites.iter().map(|s| Grid::new(s.axes.clone())).collect::<Result<_, _>>()?;
     let mut todo = Vec::new();
     for (suite, grid) in suites.iter().zip(&grids) {
@@ -309,7 +348,12 @@ pub fn validate(
         })
         .collect::<Result<_, _>>()?;
     let mut measured: Vec<Vec<MeasureReport>> = vec![Vec::with_capacity(repeats); planned.len()];
-    for r in 0..repeats {
+    if let Some(m) = saved {
+        for (i, p) in planned.iter().enumerate() {
+            measured[i] = m.runs(&p.suite, &p.params).map_err(ValidateError::Replay)?;
+        }
+    }
+    for r in (0..repeats).filter(|_| saved.is_none()) {
         for (i, p) in planned.iter().enumerate() {
             progress(r * planned.len() + i, total, &format!("{} {}", p.suite, p.label));
             // A run the host stole from measured the host: measured again, up to
@@ -340,6 +384,17 @@ pub fn validate(
     progress(total, total, "done");
     let cores = cores_model(planned.iter().flat_map(|p| &p.passes));
     let locks: Vec<LockKind> = planned.iter().flat_map(|p| &p.passes).map(|s| s.worker.lock).collect();
+    let measurements = match saved {
+        Some(m) => m.clone(),
+        None => Measurements::new(
+            opts.requests,
+            repeats as u32,
+            opts.calibration
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+            planned.iter().zip(&measured).map(|(p, m)| (p.suite.clone(), p.params.clone(), m.clone())),
+        ),
+    };
     let mut points: Vec<ValidatedPoint> =
         planned.into_iter().zip(&measured).map(|(p, m)| p.compare(m)).collect();
     stages::name_misses(&mut points, SUITE_LIMITS);
@@ -349,7 +404,7 @@ pub fn validate(
     let targets = targets(&summary);
     Ok(Validation {
         notes: steal_notes(&points),
-        machine: crate::experiment::machine(),
+        machine: measurements.machine.clone(),
         calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
         calibration_unstable: opts
             .calibration
@@ -362,13 +417,26 @@ pub fn validate(
              after a warm-up of 20 + users; open loops: {} requests, played as the same trace \
              on both sides; 95% CIs from {} batch means per pass (throughput) and from order \
              statistics (percentiles); simulated: closed loops, replications of {} requests after \
-             a warm-up of 200 + 4 × users; {cores}",
-            repeats, opts.requests, opts.requests, BATCHES, opts.sim_requests
+             a warm-up of 200 + 4 × users; {cores}{replayed}",
+            repeats,
+            opts.requests,
+            opts.requests,
+            BATCHES,
+            opts.sim_requests,
+            replayed = match saved {
+                Some(m) => format!(
+                    "; predicted again against the measurements of {} on `{}` ({}), which were kept \
+                     (validate --from)",
+                    m.machine.date, m.machine.hostname, m.machine.cpu_model
+                ),
+                None => String::new(),
+            }
         ),
         points,
         summary,
         targets,
         wall_s: t0.elapsed().as_secs_f64(),
+        measurements: Some(measurements),
     })
 }
 

@@ -596,6 +596,9 @@ impl Validation {
         staged.add(&dir.join("validation.csv"), self.csv().as_bytes())?;
         staged.add(&dir.join("validation.json"), &json)?;
         staged.add(&dir.join("report.md"), self.markdown(&plots).as_bytes())?;
+        if let Some(m) = &self.measurements {
+            staged.add(&dir.join("measurements.json"), &serde_json::to_vec(m).unwrap_or_default())?;
+        }
         Ok(staged.commit()?)
     }
 }
