@@ -389,9 +389,7 @@ pub fn validate(
         None => Measurements::new(
             opts.requests,
             repeats as u32,
-            opts.calibration
-                .as_ref()
-                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+            opts.calibration.as_ref().map(|p| p.display().to_string()),
             planned.iter().zip(&measured).map(|(p, m)| (p.suite.clone(), p.params.clone(), m.clone())),
         ),
     };

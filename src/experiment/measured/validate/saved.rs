@@ -21,7 +21,8 @@ pub struct Measurements {
     pub requests: u64,
     /// Runs per point: the validation's passes.
     pub repeats: u32,
-    /// The calibration the validation predicted with, as it was given.
+    /// The calibration the validation predicted with, as it was given (a relative path from
+    /// where it ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<String>,
     /// Every point, in the validation's order.
