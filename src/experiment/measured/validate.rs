@@ -353,7 +353,9 @@ pub fn validate(
             measured[i] = m.runs(&p.suite, &p.params).map_err(ValidateError::Replay)?;
         }
     }
-    for r in (0..repeats).filter(|_| saved.is_none()) {
+    // Kept measurements are not measured again: no pass.
+    let passes = if saved.is_some() { 0 } else { repeats };
+    for r in 0..passes {
         for (i, p) in planned.iter().enumerate() {
             progress(r * planned.len() + i, total, &format!("{} {}", p.suite, p.label));
             // A run the host stole from measured the host: measured again, up to
@@ -384,12 +386,13 @@ pub fn validate(
     progress(total, total, "done");
     let cores = cores_model(planned.iter().flat_map(|p| &p.passes));
     let locks: Vec<LockKind> = planned.iter().flat_map(|p| &p.passes).map(|s| s.worker.lock).collect();
+    let calibration = opts.calibration.as_ref().map(|p| p.display().to_string());
     let measurements = match saved {
-        Some(m) => m.clone(),
+        Some(m) => Measurements { calibration, ..m.clone() },
         None => Measurements::new(
             opts.requests,
             repeats as u32,
-            opts.calibration.as_ref().map(|p| p.display().to_string()),
+            calibration,
             planned.iter().zip(&measured).map(|(p, m)| (p.suite.clone(), p.params.clone(), m.clone())),
         ),
     };
