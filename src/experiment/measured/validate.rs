@@ -335,18 +335,33 @@ pub fn validate(
         }
     }
     let repeats = opts.repeats.max(1) as usize;
-    let total = todo.len() * repeats;
+    // The progress: the measurements, or, predicting kept measurements again, the points.
+    let total = if saved.is_some() { todo.len() } else { todo.len() * repeats };
     progress(0, total, "simulating every point");
-    // The simulations, in parallel: each is deterministic, whatever the order.
-    let planned: Vec<Planned> = todo
-        .par_iter()
-        .map(|(suite, point)| {
-            let params: Vec<(String, String)> =
-                point.iter().map(|o| (o.path.clone(), show(&o.value))).collect();
-            let label = params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ");
-            plan_point(suite, point, params, opts, &label)
-        })
-        .collect::<Result<_, _>>()?;
+    // The simulations, in parallel (each is deterministic, whatever the order); each one
+    // done is reported from this thread.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
+    let (points, todo) = (todo.len(), &todo);
+    let planned: Vec<Planned> = std::thread::scope(|scope| {
+        let sims = scope.spawn(move || {
+            todo.par_iter()
+                .map(|(suite, point)| {
+                    let params: Vec<(String, String)> =
+                        point.iter().map(|o| (o.path.clone(), show(&o.value))).collect();
+                    let label =
+                        params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ");
+                    let planned = plan_point(suite, point, params, opts, &label);
+                    let _ = done_tx.send(format!("{} {label}", suite.name));
+                    planned
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        for (k, label) in done_rx.iter().enumerate() {
+            let at = if saved.is_some() { k + 1 } else { 0 };
+            progress(at, total, &format!("simulated {} of {points} points ({label})", k + 1));
+        }
+        sims.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
     let mut measured: Vec<Vec<MeasureReport>> = vec![Vec::with_capacity(repeats); planned.len()];
     if let Some(m) = saved {
         for (i, p) in planned.iter().enumerate() {
