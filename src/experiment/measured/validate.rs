@@ -243,7 +243,7 @@ impl ValidatedPoint {
 
     /// `a=1 b=x`.
     pub fn label(&self) -> String {
-        self.params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ")
+        label_of(&self.params)
     }
 
     pub(crate) fn metrics(&self) -> [(&'static str, &Compared); 4] {
@@ -258,6 +258,11 @@ impl ValidatedPoint {
 
 pub(crate) fn short(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
+}
+
+/// A point's swept values, `a=1 b=x` (each path by its last part).
+pub(crate) fn label_of(params: &[(String, String)]) -> String {
+    params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ")
 }
 
 /// A whole validation.
@@ -348,8 +353,7 @@ pub fn validate(
                 .map(|(suite, point)| {
                     let params: Vec<(String, String)> =
                         point.iter().map(|o| (o.path.clone(), show(&o.value))).collect();
-                    let label =
-                        params.iter().map(|(k, v)| format!("{}={v}", short(k))).collect::<Vec<_>>().join(" ");
+                    let label = label_of(&params);
                     let planned = plan_point(suite, point, params, opts, &label);
                     let _ = done_tx.send(format!("{} {label}", suite.name));
                     planned

@@ -3,7 +3,7 @@
 //! of the simulator — without starting a server or measuring anything (`validate --from`).
 
 use super::super::measure::{MeasureReport, Window};
-use super::ValidateError;
+use super::{ValidateError, label_of};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -88,7 +88,7 @@ impl Measurements {
             return Err(bad(format!(
                 "point {} {} has {} runs where the file says {} per point",
                 p.suite,
-                label(&p.params),
+                label_of(&p.params),
                 p.runs.len(),
                 m.repeats
             )));
@@ -106,21 +106,16 @@ impl Measurements {
             format!(
                 "the measurements have no point {suite} {}: predict again with the suites and sweeps they \
                  were measured with (their points: {})",
-                label(params),
+                label_of(params),
                 self.points
                     .iter()
-                    .map(|p| format!("{} {}", p.suite, label(&p.params)))
+                    .map(|p| format!("{} {}", p.suite, label_of(&p.params)))
                     .collect::<Vec<_>>()
                     .join("; ")
             )
         })?;
         Ok(p.runs.iter().map(|r| MeasureReport { window: r.window.clone(), ..r.report.clone() }).collect())
     }
-}
-
-/// `a=1 b=x`.
-fn label(params: &[(String, String)]) -> String {
-    params.iter().map(|(k, v)| format!("{}={v}", super::short(k))).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
