@@ -408,13 +408,13 @@ fn cold_costs(root: &Path, harness: &Path) -> Result<Cold> {
     let path = cold_path(harness);
     if !path.exists() {
         eprintln!("measuring what a take after a wait costs in cold caches (python/cold_start.py)…");
-        let python = root.join("python/.venv/bin/python");
+        let python = venv_python(root)?.map_err(|why| format!("the Python venv could not be made: {why}"))?;
         let status = Command::new(&python)
             .arg(root.join("python/cold_start.py"))
             .arg("--json")
             .arg(&path)
             .status()
-            .map_err(|e| format!("{}: {e} (python/make_venv.sh makes it)", python.display()))?;
+            .map_err(|e| format!("{python}: {e}"))?;
         if !status.success() {
             return Err(format!("python/cold_start.py failed ({status})").into());
         }
@@ -459,15 +459,25 @@ struct WakeFile {
 /// Makes the venv and runs the harness's grid `runs` times, each run's wake-up costs
 /// measured right after it; returns the files written, or `None` (with the reason printed)
 /// when the venv cannot be made.
-fn run_harnesses(root: &Path, smoke: bool, runs: usize) -> Result<Option<Vec<PathBuf>>> {
+/// Makes the harness's venv (`python/make_venv.sh`, which reuses one already made) and
+/// returns its python, or why it could not be made.
+fn venv_python(root: &Path) -> Result<std::result::Result<String, String>> {
     let venv = Command::new("bash").arg(root.join("python/make_venv.sh")).output()?;
     if !venv.status.success() {
-        let why = String::from_utf8_lossy(&venv.stderr);
-        println!("skipped: the Python venv could not be made: {}", why.trim());
-        return Ok(None);
+        return Ok(Err(String::from_utf8_lossy(&venv.stderr).trim().to_string()));
     }
     let stdout = String::from_utf8_lossy(&venv.stdout);
-    let python = stdout.lines().last().unwrap_or_default().trim().to_string();
+    Ok(Ok(stdout.lines().last().unwrap_or_default().trim().to_string()))
+}
+
+fn run_harnesses(root: &Path, smoke: bool, runs: usize) -> Result<Option<Vec<PathBuf>>> {
+    let python = match venv_python(root)? {
+        Ok(python) => python,
+        Err(why) => {
+            println!("skipped: the Python venv could not be made: {why}");
+            return Ok(None);
+        }
+    };
     let mut files = Vec::new();
     for run in 1..=runs {
         let name = match (smoke, run) {
