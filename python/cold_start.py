@@ -60,10 +60,15 @@ def run_extra(spin_fn, rounds, sleep_ms, state):
 
 
 def fit(points):
-    """C (µs) and τ (ms) of C·(1 − e^(−S/τ)), least squares over log-spaced τ."""
+    """C (µs) and τ (ms) of C·(1 − e^(−S/τ)), least squares over log-spaced τ from 0.01 ms
+    to the longest sleep: a figure still rising at the longest sleep cannot tell how high it
+    would go, and a τ beyond it would extrapolate C from a straight line."""
     best = None
+    longest = max(s for s, _ in points)
     for i in range(241):
         tau = 0.01 * 10 ** (i / 40.0)  # 0.01 ms … 10 s
+        if tau > longest * (1 + 1e-9):
+            break
         f = [1.0 - math.exp(-s / tau) for s, _ in points]
         den = sum(x * x for x in f)
         if den <= 0:
@@ -116,6 +121,11 @@ def self_test():
     assert abs(c - 10.0) < 0.5 and tau < 0.02, (c, tau)
     c, _ = fit([(S, -5.0) for S in SLEEPS_MS])
     assert c == 0.0, c
+    # Still rising at the longest sleep (a straight line through a measurement of 2026-12-07:
+    # −18 µs at 0.1 ms to 19 µs at 30 ms): τ stops at the longest sleep, C near the last
+    # figure — not a C of milliseconds over a τ of seconds.
+    c, tau = fit([(S, -18.0 + 37.0 * S / 30.0) for S in SLEEPS_MS])
+    assert tau <= max(SLEEPS_MS) and c < 3 * 19.0, (c, tau)
     print("cold_start.py self-test: ok")
 
 
