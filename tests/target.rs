@@ -50,7 +50,7 @@ token_free_ms = 1.5
 
 /// A target scenario: the server started with [`SERVED`]'s costs, a unique `marker` in its
 /// command line. It says only the service's structure.
-fn scenario_text(marker: &str, path: &str) -> String {
+fn scenario_text(marker: &str, path: &str, dir: &Path) -> String {
     format!(
         r#"
 name = "{marker}"
@@ -75,13 +75,8 @@ stop_timeout_s = 5
 "#,
         repo = repo().display(),
         exe = env!("CARGO_BIN_EXE_servesim"),
-        served = served().display(),
+        served = write_scenario(dir, "served.toml", SERVED).display(),
     )
-}
-
-/// [`SERVED`] in a file.
-fn served() -> PathBuf {
-    write_scenario(&tmp("served"), "served.toml", SERVED)
 }
 
 fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -91,8 +86,26 @@ fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("servesim-target-test-{}-{name}", std::process::id()))
+/// A test's scratch directory, removed when the test ends, passed or failed.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("servesim-target-test-{}-{name}", std::process::id())))
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Processes whose command line holds `marker`.
@@ -150,8 +163,8 @@ const BLIND_TOLERANCE: f64 = 0.55;
 fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points() {
     let _serial = serial();
     let marker = format!("bbfit{}", std::process::id());
-    let dir = tmp("bb");
-    let file = write_scenario(&dir, "self.toml", &scenario_text(&marker, "/correct"));
+    let dir = Scratch::new("bb");
+    let file = write_scenario(&dir, "self.toml", &scenario_text(&marker, "/correct", &dir));
     let sc = Scenario::load(&file, &[]).unwrap();
     let share = |cal: &servesim::experiment::target::TargetCalibration| {
         cal.params.iter().find(|p| p.name.starts_with("held share")).unwrap().clone()
@@ -238,7 +251,6 @@ fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points(
         );
         (missed, stolen, table) = validate();
     }
-    let _ = std::fs::remove_dir_all(&dir);
     if stolen && !missed.is_empty() {
         eprintln!(
             "NOT JUDGED: {}: the host stole over {:.0}% of the CPUs' time during some held-out points, twice\n{table}",
@@ -252,8 +264,8 @@ fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points(
 
 /// [`scenario_text`] with the server's workers set by `system.workers`, at `path` (`/metrics`
 /// answers GET without naming its worker).
-fn workers_text(marker: &str, path: &str) -> String {
-    let text = scenario_text(marker, path)
+fn workers_text(marker: &str, path: &str, dir: &Path) -> String {
+    let text = scenario_text(marker, path, dir)
         .replace("--set name=", "--set system.workers={system.workers} --set name=");
     if path == "/correct" {
         return text;
@@ -271,8 +283,8 @@ fn workers_text(marker: &str, path: &str) -> String {
 fn a_targets_users_per_worker_are_read_from_the_worker_pid_header() {
     let _serial = serial();
     let marker = format!("split{}", std::process::id());
-    let dir = tmp("split");
-    let file = write_scenario(&dir, "split.toml", &workers_text(&marker, "/correct"));
+    let dir = Scratch::new("split");
+    let file = write_scenario(&dir, "split.toml", &workers_text(&marker, "/correct", &dir));
     let users = 8;
     let point = |file: &Path| {
         let sets = [
@@ -302,7 +314,7 @@ fn a_targets_users_per_worker_are_read_from_the_worker_pid_header() {
         assert!(report.notes.iter().any(|n| n.starts_with("users per worker, by x-worker-pid")), "{table}");
 
         // The same service at a route that does not name its worker.
-        let blind = write_scenario(&dir, "blind.toml", &workers_text(&marker, "/metrics"));
+        let blind = write_scenario(&dir, "blind.toml", &workers_text(&marker, "/metrics", &dir));
         let report = measure(&point(&blind), &opts).expect("a measurement");
         let table = report.table(&point(&blind));
         assert!(report.workers.iter().all(|w| w.connections == 0), "{table}");
@@ -333,16 +345,15 @@ fn a_targets_users_per_worker_are_read_from_the_worker_pid_header() {
     assert!(v.points[0].split_unknown.as_deref().is_some_and(|w| w.contains("x-worker-pid")), "{table}");
     assert!(v.notes.iter().any(|n| n.contains("unknown at 1 of 1 points")), "{table}");
     assert!(wait_gone(&marker), "the validation left its service running");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_target_that_cannot_serve_gets_a_message_that_says_why() {
     let _serial = serial();
     let marker = format!("bad{}", std::process::id());
-    let dir = tmp("bad");
+    let dir = Scratch::new("bad");
     // A route the service does not have: every request fails.
-    let file = write_scenario(&dir, "bad.toml", &scenario_text(&marker, "/nope"));
+    let file = write_scenario(&dir, "bad.toml", &scenario_text(&marker, "/nope", &dir));
     let mut sc = Scenario::load(&file, &[]).unwrap();
     sc.run.requests = 20;
     sc.run.warmup_requests = 0;
@@ -371,7 +382,10 @@ fn a_target_that_cannot_serve_gets_a_message_that_says_why() {
     let e = measure(&sc, &MeasureOptions::default()).unwrap_err().to_string();
     assert!(e.contains("did not answer 2xx within target.ready_timeout_s = 1 s") && e.contains(&slow), "{e}");
     assert!(wait_gone(&slow), "the service that never got ready was left running");
-    let _ = std::fs::remove_dir_all(&dir);
+    // The error names its log, written out for the user to read.
+    let log = e.split("its output (").nth(1).and_then(|r| r.split(") ends").next()).expect("a log path");
+    assert!(std::fs::read_to_string(log).unwrap().contains(&slow), "{log}");
+    std::fs::remove_file(log).unwrap();
 }
 
 /// Ctrl-C on `servesim measure` stops the service it started: the whole process group.
@@ -379,8 +393,8 @@ fn a_target_that_cannot_serve_gets_a_message_that_says_why() {
 fn ctrl_c_stops_the_service_servesim_started() {
     let _serial = serial();
     let marker = format!("ctrlc{}", std::process::id());
-    let dir = tmp("ctrlc");
-    let file = write_scenario(&dir, "c.toml", &scenario_text(&marker, "/correct"));
+    let dir = Scratch::new("ctrlc");
+    let file = write_scenario(&dir, "c.toml", &scenario_text(&marker, "/correct", &dir));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
         .args(["measure"])
         .arg(&file)
@@ -400,5 +414,13 @@ fn ctrl_c_stops_the_service_servesim_started() {
     let status = child.wait().unwrap();
     assert!(!status.success(), "interrupted, it must not claim success");
     assert!(wait_gone(&format!("name={marker}")), "Ctrl-C left the service running");
-    let _ = std::fs::remove_dir_all(&dir);
+    // Nor its log: the file was unlinked once the service started.
+    let prefix = format!("servesim-target-{}-", child.id());
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "Ctrl-C left {left:?}");
 }

@@ -213,13 +213,30 @@ mod tests {
     use crate::scenario::Handler;
     use crate::sim::Bottleneck;
 
-    /// Writes a scenario file into a fresh temporary directory.
-    fn scenario_file(name: &str, text: &str) -> std::path::PathBuf {
+    /// A scenario file in a fresh temporary directory, removed when the test ends.
+    struct ScenarioFile(std::path::PathBuf);
+
+    impl std::ops::Deref for ScenarioFile {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for ScenarioFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn scenario_file(name: &str, text: &str) -> ScenarioFile {
         let dir = std::env::temp_dir().join(format!("servesim-capacity-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("scenario.toml");
         std::fs::write(&file, text).unwrap();
-        file
+        ScenarioFile(file)
     }
 
     /// 100 ms of deterministic lock-free work per request, no loop work.

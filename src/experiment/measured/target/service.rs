@@ -3,9 +3,11 @@
 //! on `stop`, on drop (errors and panics included), and on Ctrl-C.
 //!
 //! ```text
-//!  start ─► sh -c START (own process group, env, cwd, stdout+stderr → log file)
+//!  start ─► sh -c START (own process group, env, cwd, stdout+stderr → a log file,
+//!           unlinked at once: a service that gets ready leaves no file, even on Ctrl-C)
 //!        ─► GET health_url every 100 ms until 2xx, the child exits (error + log tail),
-//!           or ready_timeout_s (error + log tail; the group is stopped)
+//!           or ready_timeout_s (error + log tail; the group is stopped); on either error
+//!           the log is written back to its path, which the error names
 //!  stop  ─► killpg(SIGTERM) ─► wait ≤ stop_timeout_s ─► killpg(SIGKILL) ─► reap
 //!  SIGINT/SIGTERM/SIGHUP to servesim ─► every live group gets SIGTERM, then SIGKILL ─► exit
 //! ```
@@ -13,7 +15,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -198,8 +200,7 @@ pub fn get_status(url: &str, timeout: Duration) -> Result<u16, String> {
 }
 
 /// The last `n` lines of a file (empty if unreadable).
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
 }
@@ -226,11 +227,13 @@ pub struct Service {
     pgid: i32,
     /// How it was started.
     pub launch: Launch,
-    /// Its stdout and stderr: removed once it stops, unless it never got ready (an
-    /// error then names it).
+    /// Where its stdout and stderr are written back if it never gets ready (the error then
+    /// names it). While it runs the file is unlinked, so nothing is left behind however
+    /// servesim ends.
     pub log: PathBuf,
+    /// The unlinked log, opened for reading.
+    log_reader: std::fs::File,
     stop_timeout: Duration,
-    ready: bool,
 }
 
 /// How a service stopped.
@@ -252,6 +255,8 @@ impl Service {
         let io = |what, e: std::io::Error| ServiceError::Io { what, message: e.to_string() };
         let out = std::fs::File::create(&log).map_err(|e| io("create the service's log file", e))?;
         let err = out.try_clone().map_err(|e| io("create the service's log file", e))?;
+        let log_reader = std::fs::File::open(&log).map_err(|e| io("open the service's log file", e))?;
+        let _ = std::fs::remove_file(&log);
         let child = Command::new("sh")
             .arg("-c")
             .arg(&launch.command)
@@ -268,10 +273,20 @@ impl Service {
             })?;
         let pgid = child.id() as i32;
         register(pgid);
-        let mut svc = Self { child: Some(child), pgid, launch, log, stop_timeout, ready: false };
+        let mut svc = Self { child: Some(child), pgid, launch, log, log_reader, stop_timeout };
         svc.wait_ready(ready_timeout)?;
-        svc.ready = true;
         Ok(svc)
+    }
+
+    /// Writes the service's output so far back to [`Service::log`], for an error to name,
+    /// and returns its last lines.
+    fn keep_log(&mut self) -> String {
+        use std::io::Seek;
+        let mut text = String::new();
+        let _ = self.log_reader.rewind();
+        let _ = self.log_reader.read_to_string(&mut text);
+        let _ = std::fs::write(&self.log, &text);
+        tail(&text, 15)
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), ServiceError> {
@@ -286,7 +301,7 @@ impl Service {
                     status: status.to_string(),
                     health: self.launch.health.clone(),
                     log: self.log.display().to_string(),
-                    tail: tail(&self.log, 15),
+                    tail: self.keep_log(),
                 });
             }
             let last = match get_status(&self.launch.health, Duration::from_millis(500)) {
@@ -301,7 +316,7 @@ impl Service {
                     timeout_s: timeout.as_secs_f64(),
                     last,
                     log: self.log.display().to_string(),
-                    tail: tail(&self.log, 15),
+                    tail: self.keep_log(),
                 });
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -344,9 +359,6 @@ impl Service {
         }
         let _ = child.wait();
         unregister(self.pgid);
-        if self.ready {
-            let _ = std::fs::remove_file(&self.log);
-        }
         Ok(Stopped { clean })
     }
 }
@@ -399,8 +411,36 @@ mod tests {
         let port = free_port().unwrap();
         let l =
             launch("echo starting; echo boom >&2; exit 3", format!("http://127.0.0.1:{port}/health"), port);
-        let e = Service::start(l, Duration::from_secs(20), Duration::from_secs(2)).unwrap_err().to_string();
+        let e = Service::start(l, Duration::from_secs(20), Duration::from_secs(2)).unwrap_err();
+        let ServiceError::Exited { log, .. } = &e else { panic!("{e}") };
+        // The error names the log, and the log is there to read.
+        assert_eq!(std::fs::read_to_string(log).unwrap(), "starting\nboom\n");
+        std::fs::remove_file(log).unwrap();
+        let e = e.to_string();
         assert!(e.contains("exited") && e.contains("boom"), "{e}");
+    }
+
+    #[test]
+    fn a_service_that_got_ready_leaves_no_log_behind() {
+        // The health URL is answered here, so `sleep` is ready at once.
+        let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = health.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = health.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+        });
+        let l = launch("echo up; exec sleep 300", format!("http://127.0.0.1:{port}/health"), port);
+        let mut svc = Service::start(l, Duration::from_secs(20), Duration::from_secs(2)).unwrap();
+        server.join().unwrap();
+        // Unlinked while it runs: a Ctrl-C (which ends servesim without unwinding) leaves none.
+        assert!(!svc.log.exists(), "{} exists while the service runs", svc.log.display());
+        let pgid = svc.pgid();
+        assert!(svc.stop().unwrap().clean);
+        assert!(!svc.log.exists());
+        // SAFETY: signal 0 only checks for existence.
+        assert_ne!(unsafe { libc::kill(-pgid, 0) }, 0, "the group outlived stop");
     }
 
     #[test]
@@ -413,6 +453,7 @@ mod tests {
         let ServiceError::NotReady { log, .. } = &e else { panic!("{e}") };
         assert!(t0.elapsed() < Duration::from_secs(30));
         let text = std::fs::read_to_string(log).unwrap();
+        std::fs::remove_file(log).unwrap();
         let pid: i32 = text.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("the child's pid");
         // SAFETY: signal 0 only checks for existence.
         let alive = unsafe { libc::kill(pid, 0) } == 0;
