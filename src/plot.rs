@@ -126,8 +126,14 @@ mod tests {
     }
 
     #[test]
-    fn empty_chart_is_an_error() {
-        let e = Chart { title: "t".into(), ..Chart::default() }.save(Path::new("/tmp/servesim-empty"));
+    fn an_empty_chart_is_an_error_and_writes_no_file() {
+        let stem = std::env::temp_dir().join(format!("servesim-empty-{}", std::process::id()));
+        let e = Chart { title: "t".into(), ..Chart::default() }.save(&stem);
         assert!(matches!(e, Err(PlotError::Empty(_))));
+        let heat = Heatmap { title: "t".into(), values: vec![vec![f64::NAN]], ..Heatmap::default() };
+        assert!(matches!(heat.save(&stem), Err(PlotError::Empty(_))));
+        for ext in ["png", "svg"] {
+            assert!(!stem.with_extension(ext).exists(), "an empty chart left a .{ext} file");
+        }
     }
 }

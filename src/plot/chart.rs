@@ -89,6 +89,10 @@ fn color(i: usize) -> RGBColor {
 impl Chart {
     /// Writes `stem.png` and `stem.svg`; returns their paths.
     pub fn save(&self, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
+        // Before any backend exists: a bitmap backend writes its file when dropped.
+        if self.bounds().is_none() {
+            return Err(PlotError::Empty(self.title.clone()));
+        }
         let [png, svg] = outputs(stem)?;
         ensure_registered();
         self.draw(BitMapBackend::new(&png, SIZE).into_drawing_area(), &png)?;

@@ -31,8 +31,17 @@ fn scale(t: f64) -> RGBColor {
 }
 
 impl Heatmap {
+    /// The finite values.
+    fn finite(&self) -> Vec<f64> {
+        self.values.iter().flatten().copied().filter(|v| v.is_finite()).collect()
+    }
+
     /// Writes `stem.png` and `stem.svg`; returns their paths.
     pub fn save(&self, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
+        // Before any backend exists: a bitmap backend writes its file when dropped.
+        if self.finite().is_empty() || self.cols.is_empty() || self.rows.is_empty() {
+            return Err(PlotError::Empty(self.title.clone()));
+        }
         let [png, svg] = outputs(stem)?;
         ensure_registered();
         self.draw(BitMapBackend::new(&png, SIZE).into_drawing_area(), &png)?;
@@ -44,10 +53,7 @@ impl Heatmap {
     where
         DB::ErrorType: 'static,
     {
-        let finite: Vec<f64> = self.values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
-        if finite.is_empty() || self.cols.is_empty() || self.rows.is_empty() {
-            return Err(PlotError::Empty(self.title.clone()));
-        }
+        let finite = self.finite();
         let lo = finite.iter().copied().fold(f64::MAX, f64::min);
         let hi = finite.iter().copied().fold(f64::MIN, f64::max);
         area.fill(&WHITE).map_err(|e| draw_err(path, e))?;
