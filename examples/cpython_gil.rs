@@ -191,25 +191,43 @@ impl Row<'_> {
     }
 }
 
+/// servesim's CPython GIL, checked against CPython itself: python/gil_bench.py's grid of T
+/// threads × held share × release points, measured, then predicted from each point's own
+/// one-thread profile and this machine's wake-up and cold-start costs (nothing fitted).
+/// Writes validation/cpython-gil*.{json,csv} and plots/cpython-gil-*.{png,svg}.
+#[derive(clap::Parser, Debug)]
+#[command(name = "cpython_gil", after_help = "cargo run --release --example cpython_gil -- --runs 3")]
+struct Args {
+    /// Measure the grid this many times, each run's wake-up costs right after it, and judge
+    /// the points over the runs' medians (a shared machine moves by more than the targets
+    /// from run to run).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "from")]
+    runs: Option<u32>,
+    /// Predict a run measured before instead of measuring (its wake-up and cold-start files
+    /// beside it are reused); once per run.
+    #[arg(long, value_name = "HARNESS.json")]
+    from: Vec<PathBuf>,
+    /// 4 points, under a minute (CI).
+    #[arg(long)]
+    smoke: bool,
+    /// The simulated cores: the kernel's time slices (measured here), or processor sharing.
+    #[arg(long, value_enum, default_value = "slice")]
+    scheduler: Cores,
+}
+
+/// How the simulated cores are shared.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Cores {
+    /// Time slices of the length this kernel enforces, measured by the example.
+    Slice,
+    /// Processor sharing.
+    Ps,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let froms: Vec<PathBuf> =
-        args.windows(2).filter(|w| w[0] == "--from").map(|w| PathBuf::from(&w[1])).collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
-    let ps = args.windows(2).any(|w| w[0] == "--scheduler" && w[1] == "ps");
-    let runs = match args.iter().position(|a| a == "--runs") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|s| s.parse::<usize>().ok())
-            .filter(|&n| n >= 1)
-            .ok_or("--runs needs a whole number of runs, at least 1 (e.g. --runs 3)")?,
-        None => 1,
-    };
-    if !froms.is_empty() && args.iter().any(|a| a == "--runs") {
-        return Err("--runs measures new runs; to predict runs already measured, name each \
-                    one's file instead (--from A.json --from B.json …)"
-            .into());
-    }
+    let args = <Args as clap::Parser>::parse();
+    let (froms, smoke, ps) = (args.from, args.smoke, args.scheduler == Cores::Ps);
+    let runs = args.runs.unwrap_or(1) as usize;
     let root = root();
     let files = if froms.is_empty() {
         match run_harnesses(root, smoke, runs)? {

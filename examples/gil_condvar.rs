@@ -74,16 +74,6 @@ fn parse(text: &str) -> Option<Measured> {
     })
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{name} needs a number after it, e.g. {name} 4.4").into()),
-    }
-}
-
 /// Builds the C program (`plain`: on the plain condition variable) into `dir`.
 fn build(root: &Path, dir: &Path, plain: bool) -> std::result::Result<PathBuf, String> {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
@@ -164,32 +154,54 @@ fn predict(
     })
 }
 
+/// CPython's GIL algorithm in C (python/gil_condvar.c), on glibc's condition variable and on
+/// a plain futex one, against servesim's simulation of the same: per segment, the CPU, the
+/// voluntary switches, the GIL's switches and its long tenures.
+#[derive(clap::Parser, Debug)]
+#[command(name = "gil_condvar", allow_negative_numbers = true)]
+struct Args {
+    /// Thread counts, comma-separated, from 1 to 256 (default 1,2,4,8,16; 1,4 with --smoke).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: Vec<u32>,
+    /// Bytecode per segment, the GIL held (µs; > 0).
+    #[arg(long, default_value_t = 4.4, value_parser = positive)]
+    held_us: f64,
+    /// C call per segment, the GIL released (µs; ≥ 0).
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
+    call_us: f64,
+    /// Seconds each run lasts, in (0, 60] (default 1.5; 0.3 with --smoke).
+    #[arg(long, value_parser = seconds)]
+    seconds: Option<f64>,
+    /// Two thread counts, short runs (CI).
+    #[arg(long)]
+    smoke: bool,
+}
+
+fn number(s: &str) -> std::result::Result<f64, String> {
+    s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("{s:?} is not a number"))
+}
+
+fn positive(s: &str) -> std::result::Result<f64, String> {
+    number(s).and_then(|x| if x > 0.0 { Ok(x) } else { Err(format!("must be > 0, got {x}")) })
+}
+
+fn non_negative(s: &str) -> std::result::Result<f64, String> {
+    number(s).and_then(|x| if x >= 0.0 { Ok(x) } else { Err(format!("must be ≥ 0, got {x}")) })
+}
+
+fn seconds(s: &str) -> std::result::Result<f64, String> {
+    positive(s).and_then(|x| if x <= 60.0 { Ok(x) } else { Err(format!("must be at most 60, got {x}")) })
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "usage: gil_condvar [--threads 1,2,4,8,16] [--held-us 4.4] [--call-us 1.0] [--seconds 1.5] [--smoke]\n\
-             CPython's GIL algorithm in C on glibc's and a plain condition variable, against servesim."
-        );
-        return Ok(());
-    }
-    let held_us: f64 = arg(&args, "--held-us", 4.4)?;
-    let call_us: f64 = arg(&args, "--call-us", 1.0)?;
-    let smoke = args.iter().any(|a| a == "--smoke");
-    let seconds: f64 = arg(&args, "--seconds", if smoke { 0.3 } else { 1.5 })?;
-    let threads: Vec<u32> = match args.iter().position(|a| a == "--threads") {
-        None if smoke => vec![1, 4],
-        None => vec![1, 2, 4, 8, 16],
-        Some(i) => args
-            .get(i + 1)
-            .map(|v| v.split(',').map(str::parse).collect::<std::result::Result<Vec<u32>, _>>())
-            .transpose()?
-            .filter(|v| !v.is_empty() && v.iter().all(|&t| (1..=256).contains(&t)))
-            .ok_or("--threads needs a list of thread counts from 1 to 256, e.g. --threads 1,2,4,8")?,
+    let args = <Args as clap::Parser>::parse();
+    let (held_us, call_us, smoke) = (args.held_us, args.call_us, args.smoke);
+    let seconds = args.seconds.unwrap_or(if smoke { 0.3 } else { 1.5 });
+    let threads = match args.threads {
+        t if !t.is_empty() => t,
+        _ if smoke => vec![1, 4],
+        _ => vec![1, 2, 4, 8, 16],
     };
-    if !(held_us > 0.0 && call_us >= 0.0 && seconds > 0.0 && seconds <= 60.0) {
-        return Err("--held-us must be > 0, --call-us >= 0 and --seconds in (0, 60]".into());
-    }
     if !cfg!(target_os = "linux") {
         println!("skipped: the C program reads Linux's /proc and futexes");
         return Ok(());
