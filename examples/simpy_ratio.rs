@@ -46,11 +46,28 @@ struct Args {
     rounds: u32,
 }
 
-/// The median of `v` (not empty).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+/// Rounds' figures: their median and range.
+struct Spread {
+    median: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl Spread {
+    /// Of `v` (not empty).
+    fn of(v: &[f64]) -> Self {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        Self { median, lo: v[0], hi: v[n - 1] }
+    }
+
+    /// "median (lo–hi)", each divided by `unit`, with `digits` decimals.
+    fn show(&self, unit: f64, digits: usize) -> String {
+        let f = |x: f64| format!("{:.digits$}", x / unit);
+        format!("{} ({}–{})", f(self.median), f(self.lo), f(self.hi))
+    }
 }
 
 /// One servesim run: customers per second of wall time.
@@ -131,27 +148,12 @@ fn main() -> Result<()> {
             ratios.push(a / b);
         }
     }
-    let range =
-        |v: &[f64]| (v.iter().copied().fold(f64::MAX, f64::min), v.iter().copied().fold(f64::MIN, f64::max));
-    let (lo, hi) = range(&us);
-    println!(
-        "servesim: median {:.2} M customers/s ({:.2}–{:.2})",
-        median(us.clone()) / 1e6,
-        lo / 1e6,
-        hi / 1e6
-    );
+    println!("servesim: median {} M customers/s", Spread::of(&us).show(1e6, 2));
     if ratios.is_empty() {
         return Ok(());
     }
-    let (tlo, thi) = range(&them);
-    println!(
-        "SimPy: median {:.1} k customers/s ({:.1}–{:.1})",
-        median(them.clone()) / 1e3,
-        tlo / 1e3,
-        thi / 1e3
-    );
-    let (rlo, rhi) = range(&ratios);
-    let ratio = median(ratios);
+    println!("SimPy: median {} k customers/s", Spread::of(&them).show(1e3, 1));
+    let Spread { median: ratio, lo: rlo, hi: rhi } = Spread::of(&ratios);
     println!(
         "ratio: servesim runs {ratio:.0}× SimPy's rate on one core, the median of {} rounds ({rlo:.0}–{rhi:.0}×; goal ≥ {GOAL:.0}×: {})",
         args.rounds,

@@ -402,6 +402,20 @@ pub fn group_rss_kb(pgid: i32) -> Vec<(u32, u64)> {
 mod tests {
     use super::*;
 
+    /// A loopback port that answers one HTTP request with `status` (e.g. "200 OK"), and the
+    /// thread answering it.
+    fn answer_once(status: &'static str) -> (u16, std::thread::JoinHandle<()>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes()).unwrap();
+        });
+        (port, server)
+    }
+
     fn launch(command: &str, health: String, port: u16) -> Launch {
         Launch { command: command.into(), cwd: std::env::temp_dir(), env: Vec::new(), port, health }
     }
@@ -423,14 +437,7 @@ mod tests {
     #[test]
     fn a_service_that_got_ready_leaves_no_log_behind() {
         // The health URL is answered here, so `sleep` is ready at once.
-        let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = health.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = health.accept().unwrap();
-            let mut buf = [0u8; 512];
-            let _ = s.read(&mut buf);
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
-        });
+        let (port, server) = answer_once("200 OK");
         let l = launch("echo up; exec sleep 300", format!("http://127.0.0.1:{port}/health"), port);
         let mut svc = Service::start(l, Duration::from_secs(20), Duration::from_secs(2)).unwrap();
         server.join().unwrap();
@@ -462,14 +469,7 @@ mod tests {
 
     #[test]
     fn the_health_check_reads_the_status_line() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut buf = [0u8; 512];
-            let _ = s.read(&mut buf);
-            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").unwrap();
-        });
+        let (port, server) = answer_once("503 Service Unavailable");
         assert_eq!(get_status(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(5)), Ok(503));
         server.join().unwrap();
         let closed = free_port().unwrap();
