@@ -87,25 +87,8 @@ fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// A test's scratch directory, removed when the test ends, passed or failed.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        Self(std::env::temp_dir().join(format!("servesim-target-test-{}-{name}", std::process::id())))
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("servesim-target-test-{name}-")).tempdir().unwrap()
 }
 
 /// Processes whose command line holds `marker`.
@@ -163,8 +146,9 @@ const BLIND_TOLERANCE: f64 = 0.55;
 fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points() {
     let _serial = serial();
     let marker = format!("bbfit{}", std::process::id());
-    let dir = Scratch::new("bb");
-    let file = write_scenario(&dir, "self.toml", &scenario_text(&marker, "/correct", &dir));
+    let tmp = scratch("bb");
+    let dir = tmp.path();
+    let file = write_scenario(dir, "self.toml", &scenario_text(&marker, "/correct", dir));
     let sc = Scenario::load(&file, &[]).unwrap();
     let share = |cal: &servesim::experiment::target::TargetCalibration| {
         cal.params.iter().find(|p| p.name.starts_with("held share")).unwrap().clone()
@@ -216,7 +200,7 @@ fn a_black_box_calibration_recovers_the_lock_share_and_predicts_held_out_points(
     table.remove("name");
     let cal_file = dir.join("self.calibration.json");
     std::fs::write(&cal_file, serde_json::to_string(&cal).unwrap()).unwrap();
-    let fitted_file = write_scenario(&dir, "fitted.toml", &toml::to_string(&table).unwrap());
+    let fitted_file = write_scenario(dir, "fitted.toml", &toml::to_string(&table).unwrap());
     let axes =
         ["worker.handler=sync,async-blocking".parse().unwrap(), "clients.users=3,6,12".parse().unwrap()];
     let vopts = ValidateOptions {
@@ -283,8 +267,9 @@ fn workers_text(marker: &str, path: &str, dir: &Path) -> String {
 fn a_targets_users_per_worker_are_read_from_the_worker_pid_header() {
     let _serial = serial();
     let marker = format!("split{}", std::process::id());
-    let dir = Scratch::new("split");
-    let file = write_scenario(&dir, "split.toml", &workers_text(&marker, "/correct", &dir));
+    let tmp = scratch("split");
+    let dir = tmp.path();
+    let file = write_scenario(dir, "split.toml", &workers_text(&marker, "/correct", dir));
     let users = 8;
     let point = |file: &Path| {
         let sets = [
@@ -314,7 +299,7 @@ fn a_targets_users_per_worker_are_read_from_the_worker_pid_header() {
         assert!(report.notes.iter().any(|n| n.starts_with("users per worker, by x-worker-pid")), "{table}");
 
         // The same service at a route that does not name its worker.
-        let blind = write_scenario(&dir, "blind.toml", &workers_text(&marker, "/metrics", &dir));
+        let blind = write_scenario(dir, "blind.toml", &workers_text(&marker, "/metrics", dir));
         let report = measure(&point(&blind), &opts).expect("a measurement");
         let table = report.table(&point(&blind));
         assert!(report.workers.iter().all(|w| w.connections == 0), "{table}");
@@ -351,9 +336,10 @@ fn a_targets_users_per_worker_are_read_from_the_worker_pid_header() {
 fn a_target_that_cannot_serve_gets_a_message_that_says_why() {
     let _serial = serial();
     let marker = format!("bad{}", std::process::id());
-    let dir = Scratch::new("bad");
+    let tmp = scratch("bad");
+    let dir = tmp.path();
     // A route the service does not have: every request fails.
-    let file = write_scenario(&dir, "bad.toml", &scenario_text(&marker, "/nope", &dir));
+    let file = write_scenario(dir, "bad.toml", &scenario_text(&marker, "/nope", dir));
     let mut sc = Scenario::load(&file, &[]).unwrap();
     sc.run.requests = 20;
     sc.run.warmup_requests = 0;
@@ -369,7 +355,7 @@ fn a_target_that_cannot_serve_gets_a_message_that_says_why() {
     // No start, nobody listening.
     let port = servesim::experiment::target::free_port().unwrap();
     let text = format!("[target]\nurl = \"http://127.0.0.1:{port}/x\"\n");
-    let sc = Scenario::load(&write_scenario(&dir, "down.toml", &text), &[]).unwrap();
+    let sc = Scenario::load(&write_scenario(dir, "down.toml", &text), &[]).unwrap();
     let e = measure(&sc, &MeasureOptions::default()).unwrap_err().to_string();
     assert!(e.contains("unreachable") && e.contains(&format!("127.0.0.1:{port}/health")), "{e}");
 
@@ -378,7 +364,7 @@ fn a_target_that_cannot_serve_gets_a_message_that_says_why() {
     let text = format!(
         "[target]\nurl = \"http://127.0.0.1:{{port}}/x\"\nstart = \"echo starting {slow}; exec sh -c 'sleep 300; :' {slow}\"\nready_timeout_s = 1\n"
     );
-    let sc = Scenario::load(&write_scenario(&dir, "slow.toml", &text), &[]).unwrap();
+    let sc = Scenario::load(&write_scenario(dir, "slow.toml", &text), &[]).unwrap();
     let e = measure(&sc, &MeasureOptions::default()).unwrap_err().to_string();
     assert!(e.contains("did not answer 2xx within target.ready_timeout_s = 1 s") && e.contains(&slow), "{e}");
     assert!(wait_gone(&slow), "the service that never got ready was left running");
@@ -393,8 +379,9 @@ fn a_target_that_cannot_serve_gets_a_message_that_says_why() {
 fn ctrl_c_stops_the_service_servesim_started() {
     let _serial = serial();
     let marker = format!("ctrlc{}", std::process::id());
-    let dir = Scratch::new("ctrlc");
-    let file = write_scenario(&dir, "c.toml", &scenario_text(&marker, "/correct", &dir));
+    let tmp = scratch("ctrlc");
+    let dir = tmp.path();
+    let file = write_scenario(dir, "c.toml", &scenario_text(&marker, "/correct", dir));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
         .args(["measure"])
         .arg(&file)

@@ -213,30 +213,12 @@ mod tests {
     use crate::scenario::Handler;
     use crate::sim::Bottleneck;
 
-    /// A scenario file in a fresh temporary directory, removed when the test ends.
-    struct ScenarioFile(std::path::PathBuf);
-
-    impl std::ops::Deref for ScenarioFile {
-        type Target = std::path::Path;
-        fn deref(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-
-    impl Drop for ScenarioFile {
-        fn drop(&mut self) {
-            if let Some(dir) = self.0.parent() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        }
-    }
-
-    fn scenario_file(name: &str, text: &str) -> ScenarioFile {
-        let dir = std::env::temp_dir().join(format!("servesim-capacity-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("scenario.toml");
-        std::fs::write(&file, text).unwrap();
-        ScenarioFile(file)
+    /// A fresh temporary directory, removed when the test ends, holding `text` as
+    /// `scenario.toml`.
+    fn scenario_dir(text: &str) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new().prefix("servesim-capacity-").tempdir().unwrap();
+        std::fs::write(dir.path().join("scenario.toml"), text).unwrap();
+        dir
     }
 
     /// 100 ms of deterministic lock-free work per request, no loop work.
@@ -267,7 +249,8 @@ mod tests {
         // 9 req/s of 100 ms on one thread: ρ = 0.9, and the bound is the M/D/1 mean itself,
         // 0.1 s·(2 − 0.9)/(2·(1 − 0.9)) = 550 ms, over a 300 ms SLO: the candidate is pruned
         // without being simulated. The simulator agrees that it misses.
-        let file = scenario_file("bound", D100);
+        let dir = scenario_dir(D100);
+        let file = dir.path().join("scenario.toml");
         let planner = Planner::new(&file, &[], query(9.0, "mean=300ms", 2)).unwrap();
         let one = config(1, 1, 4);
         let Some(Verdict::LatencyBoundOverSlo { bound_ms, resource }) =
@@ -332,7 +315,8 @@ mod tests {
             "request_free_ms = 100.0",
             &format!("request_free_ms = {{ dist = \"empirical\", samples = [{}] }}", samples.join(", ")),
         );
-        let file = scenario_file("work", &text);
+        let dir = scenario_dir(&text);
+        let file = dir.path().join("scenario.toml");
         let one = config(1, 1, 4);
         let p95 = Planner::new(&file, &[], query(1.0, "p95=40ms", 1)).unwrap();
         assert_eq!(p95.prune(&one, 16.0, 1.0).unwrap(), None);

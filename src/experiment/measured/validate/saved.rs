@@ -161,9 +161,8 @@ mod tests {
             None,
             [("s".to_string(), params.clone(), vec![MeasureReport { window: window.clone(), ..report }])],
         );
-        let dir = std::env::temp_dir().join(format!("servesim-saved-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a scratch directory");
-        let path = dir.join("measurements.json");
+        let dir = tempfile::Builder::new().prefix("servesim-saved-").tempdir().expect("a scratch directory");
+        let path = dir.path().join("measurements.json");
         std::fs::write(&path, serde_json::to_vec(&m).expect("serializes")).expect("written");
         let back = Measurements::read(&path).expect("reads back");
         assert_eq!(back, m);
@@ -175,6 +174,5 @@ mod tests {
         std::fs::write(&path, b"{\"format\": 1}").expect("written");
         let err = Measurements::read(&path).expect_err("not a measurements file").to_string();
         assert!(err.contains("measurements.json") && err.contains(&path.display().to_string()), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
