@@ -199,7 +199,7 @@ pub fn get_status(url: &str, timeout: Duration) -> Result<u16, String> {
         .ok_or_else(|| format!("not an HTTP response: {:?}", line.trim()))
 }
 
-/// The last `n` lines of a file (empty if unreadable).
+/// The last `n` lines of `text`, each marked as quoted output.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
@@ -282,11 +282,12 @@ impl Service {
     /// and returns its last lines.
     fn keep_log(&mut self) -> String {
         use std::io::Seek;
-        let mut text = String::new();
+        // Bytes, not text: output that is not UTF-8 is written back whole all the same.
+        let mut bytes = Vec::new();
         let _ = self.log_reader.rewind();
-        let _ = self.log_reader.read_to_string(&mut text);
-        let _ = std::fs::write(&self.log, &text);
-        tail(&text, 15)
+        let _ = self.log_reader.read_to_end(&mut bytes);
+        let _ = std::fs::write(&self.log, &bytes);
+        tail(&String::from_utf8_lossy(&bytes), 15)
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), ServiceError> {
@@ -423,12 +424,15 @@ mod tests {
     #[test]
     fn a_command_that_exits_early_is_reported_with_its_output() {
         let port = free_port().unwrap();
-        let l =
-            launch("echo starting; echo boom >&2; exit 3", format!("http://127.0.0.1:{port}/health"), port);
+        let l = launch(
+            "echo starting; echo boom >&2; printf '\\377\\n'; exit 3",
+            format!("http://127.0.0.1:{port}/health"),
+            port,
+        );
         let e = Service::start(l, Duration::from_secs(20), Duration::from_secs(2)).unwrap_err();
         let ServiceError::Exited { log, .. } = &e else { panic!("{e}") };
-        // The error names the log, and the log is there to read.
-        assert_eq!(std::fs::read_to_string(log).unwrap(), "starting\nboom\n");
+        // The error names the log, and the log is there to read, whole, bytes that are not UTF-8 included.
+        assert_eq!(std::fs::read(log).unwrap(), b"starting\nboom\n\xff\n");
         std::fs::remove_file(log).unwrap();
         let e = e.to_string();
         assert!(e.contains("exited") && e.contains("boom"), "{e}");
