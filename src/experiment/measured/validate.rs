@@ -407,11 +407,11 @@ pub fn validate(
     let locks: Vec<LockKind> = planned.iter().flat_map(|p| &p.passes).map(|s| s.worker.lock).collect();
     let calibration = opts.calibration.as_ref().map(|p| p.display().to_string());
     let measurements = match saved {
-        Some(m) => Measurements { calibration, ..m.clone() },
+        Some(m) => Measurements { calibration: calibration.clone(), ..m.clone() },
         None => Measurements::new(
             opts.requests,
             repeats as u32,
-            calibration,
+            calibration.clone(),
             planned.iter().zip(&measured).map(|(p, m)| (p.suite.clone(), p.params.clone(), m.clone())),
         ),
     };
@@ -425,7 +425,7 @@ pub fn validate(
     Ok(Validation {
         notes: steal_notes(&points),
         machine: measurements.machine.clone(),
-        calibration: opts.calibration.as_ref().map(|p| p.display().to_string()),
+        calibration,
         calibration_unstable: opts
             .calibration
             .as_deref()
