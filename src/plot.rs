@@ -79,8 +79,8 @@ mod tests {
 
     #[test]
     fn chart_writes_png_and_svg_with_text() {
-        let dir = std::env::temp_dir().join(format!("servesim-plot-{}", std::process::id()));
-        let files = sample_chart().save(&dir.join("chart")).unwrap();
+        let dir = tempfile::Builder::new().prefix("servesim-plot-").tempdir().unwrap();
+        let files = sample_chart().save(&dir.path().join("chart")).unwrap();
         let png = std::fs::read(&files[0]).unwrap();
         assert_eq!(&png[1..4], b"PNG");
         let svg = std::fs::read_to_string(&files[1]).unwrap();
@@ -93,9 +93,8 @@ mod tests {
             rows: vec!["1".into(), "2".into(), "4".into()],
             values: vec![vec![1.0, 2.0], vec![3.0, f64::NAN], vec![5.0, 6.0]],
         };
-        let files = heat.save(&dir.join("heat")).unwrap();
+        let files = heat.save(&dir.path().join("heat")).unwrap();
         assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The y coordinate of the first SVG text element whose content is `text`.
@@ -115,19 +114,19 @@ mod tests {
 
     #[test]
     fn the_legend_names_every_series_under_the_plot() {
-        let dir = std::env::temp_dir().join(format!("servesim-legend-{}", std::process::id()));
-        let files = sample_chart().save(&dir.join("chart")).unwrap();
+        let dir = tempfile::Builder::new().prefix("servesim-legend-").tempdir().unwrap();
+        let files = sample_chart().save(&dir.path().join("chart")).unwrap();
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         let axis = text_y(&svg, "users");
         for label in ["predicted", "measured"] {
             assert!(text_y(&svg, label) > axis, "{label} is drawn under the x axis label");
         }
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn an_empty_chart_is_an_error_and_writes_no_file() {
-        let stem = std::env::temp_dir().join(format!("servesim-empty-{}", std::process::id()));
+        let dir = tempfile::Builder::new().prefix("servesim-empty-").tempdir().unwrap();
+        let stem = dir.path().join("empty");
         let e = Chart { title: "t".into(), ..Chart::default() }.save(&stem);
         assert!(matches!(e, Err(PlotError::Empty(_))));
         let heat = Heatmap { title: "t".into(), values: vec![vec![f64::NAN]], ..Heatmap::default() };

@@ -35,8 +35,8 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn predictions_agree_with_the_real_server() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let file = models().join("validate.toml");
-    let dir = std::env::temp_dir().join(format!("servesim-validate-test-{}", std::process::id()));
-    let cal_path = dir.join("calibration.json");
+    let dir = tempfile::Builder::new().prefix("servesim-validate-test-").tempdir().unwrap();
+    let cal_path = dir.path().join("calibration.json");
     let sc = Scenario::load(&file, &[]).expect("the validation scenario loads");
     let quick = CalibrateOptions { requests: 100, warmup: 10, batch_sizes: Vec::new(), ..Default::default() };
     let suite = |name: &str, fixed: &[&str], users: &str| Suite {
@@ -78,10 +78,7 @@ fn predictions_agree_with_the_real_server() {
         let cal_steal = Calibration::read(&cal_path).expect("the calibration reads").host_steal_pct;
         let v = match validate(&suites, &opts, |_, _, _| {}) {
             Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                panic!("the validation runs: {e}");
-            }
+            Err(e) => panic!("the validation runs: {e}"),
         };
         assert_eq!(v.points.len(), 4, "every point is validated");
         (misses, stolen) = misses_of(&v, cal_steal);
@@ -89,7 +86,6 @@ fn predictions_agree_with_the_real_server() {
             break;
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(misses.is_empty(), "{}", misses.join("\n"));
     if !stolen.is_empty() {
         eprintln!(
@@ -164,10 +160,10 @@ fn the_csv_compares_each_stage_with_the_servers_server_timing() {
     ];
     let opts = ValidateOptions { requests: 60, repeats: 1, sim_requests: 400, ..ValidateOptions::default() };
     let v = validate(&suites, &opts, |_, _, _| {}).expect("the validation runs");
-    let dir = std::env::temp_dir().join(format!("servesim-validate-stages-{}", std::process::id()));
-    v.write(&dir, &dir.join("plots")).expect("the outputs are written");
+    let scratch = tempfile::Builder::new().prefix("servesim-validate-stages-").tempdir().unwrap();
+    let dir = scratch.path();
+    v.write(dir, &dir.join("plots")).expect("the outputs are written");
     let csv = std::fs::read_to_string(dir.join("validation.csv")).expect("validation.csv");
-    let _ = std::fs::remove_dir_all(&dir);
     let lines: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
     let (header, rows) = lines.split_first().expect("a header");
     assert_eq!(rows.len(), 2, "{csv}");
@@ -233,10 +229,10 @@ fn kept_measurements_are_predicted_again_without_a_server() {
     };
     let opts = ValidateOptions { requests: 60, repeats: 1, sim_requests: 400, ..ValidateOptions::default() };
     let v = validate(&suites("0.5", "2"), &opts, |_, _, _| {}).expect("the validation runs");
-    let dir = std::env::temp_dir().join(format!("servesim-validate-from-{}", std::process::id()));
-    v.write(&dir, &dir.join("plots")).expect("the outputs are written");
+    let scratch = tempfile::Builder::new().prefix("servesim-validate-from-").tempdir().unwrap();
+    let dir = scratch.path();
+    v.write(dir, &dir.join("plots")).expect("the outputs are written");
     let kept = Measurements::read(&dir.join("measurements.json"));
-    let _ = std::fs::remove_dir_all(&dir);
     let kept = kept.expect("measurements.json reads back");
     assert_eq!((kept.points.len(), kept.requests, kept.repeats), (2, 60, 1));
     // Nothing is measured: a server binary that does not exist is never started.

@@ -250,10 +250,9 @@ mod tests {
         assert_eq!(text, "index,a,b.c,b.d\n0,1,2.5,x\n1,1,2.5,x\n");
     }
 
-    fn fresh(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("servesim-report-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A scratch directory, removed when dropped (even when the test fails).
+    fn fresh(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("servesim-report-{name}-")).tempdir().unwrap()
     }
 
     /// Every entry of `dir`, sorted, with the content of files.
@@ -274,33 +273,33 @@ mod tests {
     fn a_failure_leaves_the_destination_as_it_was() {
         // `b.csv` is a directory: `a.json` has been renamed into place by then, and must be
         // taken back and its old content restored; `c.txt` never appears.
-        let dir = fresh("blocked");
+        let scratch = fresh("blocked");
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join("b.csv")).unwrap();
         std::fs::write(dir.join("a.json"), "old").unwrap();
-        let before = listing(&dir);
+        let before = listing(dir);
         let files = [("a.json", "new"), ("b.csv", "new"), ("c.txt", "new")]
             .map(|(n, t)| (dir.join(n), t.as_bytes().to_vec()));
         let e = write_all(&files).unwrap_err().to_string();
         assert!(e.contains("b.csv") && e.contains("directory"), "{e}");
-        assert_eq!(listing(&dir), before);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(listing(dir), before);
     }
 
     #[test]
     fn success_replaces_files_and_creates_missing_directories() {
         let dir = fresh("ok");
-        let nested = dir.join("x/y");
+        let nested = dir.path().join("x/y");
         write_all(&[(nested.join("a.csv"), b"1".to_vec())]).unwrap();
         write_all(&[(nested.join("a.csv"), b"2".to_vec()), (nested.join("b.csv"), b"3".to_vec())]).unwrap();
         let names = listing(&nested);
         assert_eq!(names, [("a.csv".to_string(), Some("2".to_string())), ("b.csv".into(), Some("3".into()))]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_failed_drawing_removes_what_it_created() {
         // The directory did not exist: nothing of it is left, not even the directory.
-        let dir = fresh("drawn").join("out");
+        let scratch = fresh("drawn");
+        let dir = scratch.path().join("drawn").join("out");
         let mut staged = Staged::new();
         staged.add(&dir.join("a.csv"), b"1").unwrap();
         let r = staged.add_drawn(&dir, |scratch: &Path| -> Result<Vec<PathBuf>, WriteError> {

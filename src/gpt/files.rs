@@ -99,10 +99,9 @@ mod tests {
     #[test]
     fn the_committed_model_loads_back_bit_for_bit() {
         let committed = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mini-gpt")).unwrap();
-        let dir = std::env::temp_dir().join(format!("servesim-files-{}", std::process::id()));
-        committed.save(&dir).unwrap();
-        let back = Model::load(&dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new().prefix("servesim-files-").tempdir().unwrap();
+        committed.save(dir.path()).unwrap();
+        let back = Model::load(dir.path()).unwrap();
         assert_eq!(back.config, committed.config);
         let (want, got) = (bits(&committed), bits(&back));
         assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());

@@ -138,9 +138,8 @@ fn capacity_prints_what_each_bound_pruned() {
     // 100 ms of fixed work at 9 req/s, a mean SLO of 300 ms: on one core, or one thread,
     // ρ = 0.9 and the open-queueing bound (the M/D/1 mean, 550 ms) prunes without
     // simulating; two threads on two cores meet it. No cheaper candidate was simulated.
-    let dir = std::env::temp_dir().join(format!("servesim-cli-capacity-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("d100.toml");
+    let dir = tempfile::Builder::new().prefix("servesim-cli-capacity-").tempdir().unwrap();
+    let file = dir.path().join("d100.toml");
     std::fs::write(
         &file,
         "[worker]\nlock = \"none\"\nqueue_limit = 1000000\n[workload]\nnew_tokens = 0\n\
@@ -158,7 +157,6 @@ fn capacity_prints_what_each_bound_pruned() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(&format!("{by_bound} latency")), "{text}");
     assert!(text.contains("next cheaper simulated: none"), "{text}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Inputs that once panicked, ran forever, wrapped the clock or aborted on allocation are

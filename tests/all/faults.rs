@@ -12,7 +12,7 @@ use servesim::server::{
 };
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Sends a `/correct` request with `body` on a fresh socket and returns the socket.
@@ -379,37 +379,26 @@ fn a_stopped_worker_is_replaced_by_the_watchdog() {
 }
 
 /// A copy of the Mini-GPT's directory, removed when dropped.
-struct ModelCopy(PathBuf);
-
-impl ModelCopy {
-    fn new() -> Self {
-        let from = resolve_model_dir(None);
-        let to = std::env::temp_dir().join(format!("servesim-model-{}", std::process::id()));
-        std::fs::create_dir_all(&to).unwrap();
-        for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(from.join(f), to.join(f)).unwrap();
-        }
-        Self(to)
+fn model_copy() -> tempfile::TempDir {
+    let from = resolve_model_dir(None);
+    let to = tempfile::Builder::new().prefix("servesim-model-").tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(from.join(f), to.path().join(f)).unwrap();
     }
-}
-
-impl Drop for ModelCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    to
 }
 
 #[test]
 fn a_worker_that_keeps_failing_to_start_is_given_up_on_with_a_clear_error() {
-    let model = ModelCopy::new();
+    let model = model_copy();
     let sc =
         Scenario::parse("[system]\nworkers = 2\ncores = 2\n", Path::new("t"), Path::new("."), &[]).unwrap();
-    let config = ServerConfig::from_scenario(&sc, Limits::default(), model.0.clone()).unwrap();
+    let config = ServerConfig::from_scenario(&sc, Limits::default(), model.path().to_path_buf()).unwrap();
     let opts =
         LaunchOptions { binary: Some(env!("CARGO_BIN_EXE_servesim").into()), ..LaunchOptions::default() };
     let server = ServerProcess::start(&config, &opts).expect("the server starts");
     // The weights disappear: no replacement can load them.
-    std::fs::remove_dir_all(&model.0).unwrap();
+    std::fs::remove_dir_all(model.path()).unwrap();
     // Killed once it has served a while: its own exit is not a failure to start.
     std::thread::sleep(STABLE_AFTER + Duration::from_millis(500));
     signal(server.ready().workers[0].pid, libc::SIGKILL);

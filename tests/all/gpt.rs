@@ -4,7 +4,7 @@
 use servesim::gpt::{
     BOS, Config, GptError, KernelHooks, Model, NoHooks, SEP, Sequence, Tokenizer, Workspace,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Cached, batched and full computations agree to this (the bound).
@@ -20,8 +20,9 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("servesim-gpt-{name}-{}", std::process::id()))
+/// A scratch directory, removed when dropped (even when the test fails).
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("servesim-gpt-{name}-")).tempdir().unwrap()
 }
 
 /// Runs `seq` to the end with single steps.
@@ -238,15 +239,16 @@ fn save_load_round_trip_is_bit_exact_and_init_is_deterministic() {
     assert_ne!(m, Model::init(&Config::default(), 43));
     // The committed model, loaded and saved again, then loaded and saved once more.
     let committed_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mini-gpt");
-    let (once, twice) = (tmp("roundtrip-1"), tmp("roundtrip-2"));
-    committed().save(&once).unwrap();
-    Model::load(&once).unwrap().save(&twice).unwrap();
+    let scratch = (tmp("roundtrip-1"), tmp("roundtrip-2"));
+    let (once, twice) = (scratch.0.path(), scratch.1.path());
+    committed().save(once).unwrap();
+    Model::load(once).unwrap().save(twice).unwrap();
     let read = |dir: &Path, file: &str| std::fs::read(dir.join(file)).unwrap();
     let want = read(&committed_dir, "model.safetensors");
     let want_bits = tensor_bits(&want);
     // tok_emb, 12 per block, ln_f's gain and bias (the head is tied, positions are fixed).
     assert_eq!(want_bits.len(), 1 + 12 * Config::default().n_layer + 2, "every tensor is in the file");
-    for dir in [&once, &twice] {
+    for dir in [once, twice] {
         // Each tensor's values are the same bits (-0.0 and NaN payloads included)…
         for (w, g) in want_bits.iter().zip(tensor_bits(&read(dir, "model.safetensors"))) {
             assert_eq!((&w.0, &w.1), (&g.0, &g.1), "{}", dir.display());
@@ -257,8 +259,6 @@ fn save_load_round_trip_is_bit_exact_and_init_is_deterministic() {
         assert!(read(dir, "model.safetensors") == want, "{}: model.safetensors differs", dir.display());
         assert_eq!(read(dir, "config.json"), read(&committed_dir, "config.json"), "{}", dir.display());
     }
-    std::fs::remove_dir_all(&once).unwrap();
-    std::fs::remove_dir_all(&twice).unwrap();
 }
 
 #[test]
@@ -314,27 +314,28 @@ fn bad_input_has_documented_behaviour() {
 
 #[test]
 fn broken_weight_files_are_refused_clearly() {
-    let dir = tmp("broken");
+    let scratch = tmp("broken");
+    let dir = scratch.path();
     let load_err = |dir: &Path| Model::load(dir).unwrap_err().to_string();
-    committed().save(&dir).unwrap();
+    committed().save(dir).unwrap();
     let file = dir.join("model.safetensors");
     let bytes = std::fs::read(&file).unwrap();
     // Truncated.
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
-    let e = load_err(&dir);
+    let e = load_err(dir);
     assert!(e.contains("model.safetensors") && e.contains("not a complete safetensors file"), "{e}");
     // A config that does not match the tensors: a wrong shape, a missing tensor.
     std::fs::write(&file, &bytes).unwrap();
     let write_cfg =
         |c: Config| std::fs::write(dir.join("config.json"), serde_json::to_string(&c).unwrap()).unwrap();
     write_cfg(Config { d_ff: 128, ..Config::default() });
-    assert!(load_err(&dir).contains("has shape [64, 256], expected [64, 128]"));
+    assert!(load_err(dir).contains("has shape [64, 256], expected [64, 128]"));
     write_cfg(Config { n_layer: 3, ..Config::default() });
-    assert!(load_err(&dir).contains("tensor `blocks.2.ln1.weight` is missing"));
+    assert!(load_err(dir).contains("tensor `blocks.2.ln1.weight` is missing"));
     write_cfg(Config { n_layer: 1, ..Config::default() });
-    assert!(load_err(&dir).contains("unexpected tensor `blocks.1."));
+    assert!(load_err(dir).contains("unexpected tensor `blocks.1."));
     write_cfg(Config { n_head: 3, ..Config::default() });
-    assert!(load_err(&dir).contains("config.json: config: n_head (3) must divide d_model (64)"));
+    assert!(load_err(dir).contains("config.json: config: n_head (3) must divide d_model (64)"));
     // A wrong dtype.
     write_cfg(Config::default());
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -352,8 +353,8 @@ fn broken_weight_files_are_refused_clearly() {
         })
         .collect();
     std::fs::write(&file, safetensors::serialize(views, None).unwrap()).unwrap();
-    assert!(load_err(&dir).contains("tensor `tok_emb` is F64, expected F32"));
+    assert!(load_err(dir).contains("tensor `tok_emb` is F64, expected F32"));
     // No model at all.
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(load_err(&dir).contains("servesim model init"));
+    std::fs::remove_dir_all(dir).unwrap();
+    assert!(load_err(dir).contains("servesim model init"));
 }

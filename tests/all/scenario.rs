@@ -132,8 +132,8 @@ fn malformed_overrides_say_how_to_write_them() {
 
 #[test]
 fn files_are_read_relative_to_the_scenario() {
-    let dir = std::env::temp_dir().join(format!("servesim-scenario-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("servesim-scenario-").tempdir().unwrap();
+    let dir = scratch.path();
     std::fs::write(dir.join("arrivals.csv"), "arrival_ms\n0\n10\n25\n").unwrap();
     std::fs::write(dir.join("service.csv"), "2.0\n4.0\n").unwrap();
     let text = "[clients]\nkind = \"trace\"\ntrace = \"arrivals.csv\"\n\
@@ -153,14 +153,13 @@ fn files_are_read_relative_to_the_scenario() {
     assert!(e.contains("cost.request_free_ms") && e.contains("service.csv"), "{e}");
     let e = Scenario::load(&dir.join("missing.toml"), &[]).unwrap_err().to_string();
     assert!(e.contains("cannot read scenario") && e.contains("missing.toml"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_calibration_adds_measured_costs_to_emulated_ones() {
     use servesim::scenario::{CALIBRATION_FORMAT, Calibration};
-    let dir = std::env::temp_dir().join(format!("servesim-cal-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("servesim-cal-").tempdir().unwrap();
+    let dir = scratch.path();
     let cal = Calibration {
         format: CALIBRATION_FORMAT,
         kernels_per_token: 13,
@@ -198,7 +197,6 @@ fn a_calibration_adds_measured_costs_to_emulated_ones() {
     std::fs::remove_file(dir.join("cal.json")).unwrap();
     let e = Scenario::load(&dir.join("s.toml"), &[]).unwrap_err().to_string();
     assert!(e.contains("servesim calibrate"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Magnitudes that would overflow the simulator's clock, stall it, or exhaust memory are
@@ -319,9 +317,9 @@ fn values_at_the_edges_of_the_limits_load() {
 
 #[test]
 fn trace_times_and_sample_files_are_bounded() {
-    let dir = std::env::temp_dir().join(format!("servesim-bounds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let load = |text: &str| Scenario::parse(text, Path::new("b.toml"), &dir, &[]);
+    let scratch = tempfile::Builder::new().prefix("servesim-bounds-").tempdir().unwrap();
+    let dir = scratch.path();
+    let load = |text: &str| Scenario::parse(text, Path::new("b.toml"), dir, &[]);
     std::fs::write(dir.join("late.csv"), "0\n1\n2e9\n").unwrap();
     let e = load("[clients]\nkind = \"trace\"\ntrace = \"late.csv\"\n").unwrap_err().to_string();
     assert!(e.contains("clients.trace: arrival times must be finite, ≥ 0 and ≤ 1e9 ms, got 2e9"), "{e}");
@@ -332,14 +330,13 @@ fn trace_times_and_sample_files_are_bounded() {
     let e = load("[cost]\nrequest_free_ms = { dist = \"empirical\", file = \"huge.csv\" }\n").unwrap_err();
     let e = e.to_string();
     assert!(e.contains("cost.request_free_ms") && e.contains("≤ 1e9, got 1e300"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn calibrated_batch_steps_are_checked() {
     use servesim::scenario::{BatchStep, CALIBRATION_FORMAT, Calibration};
-    let dir = std::env::temp_dir().join(format!("servesim-cal-bounds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("servesim-cal-bounds-").tempdir().unwrap();
+    let dir = scratch.path();
     let step = |batch, ms: f64| BatchStep { batch, locked_ms: vec![ms], free_ms: vec![ms] };
     let write = |steps: Vec<BatchStep>| {
         let cal = Calibration {
@@ -355,7 +352,7 @@ fn calibrated_batch_steps_are_checked() {
             ..Calibration::default()
         };
         std::fs::write(dir.join("cal.json"), serde_json::to_string(&cal).unwrap()).unwrap();
-        Scenario::parse("[cost]\ncalibration = \"cal.json\"\n", Path::new("c.toml"), &dir, &[])
+        Scenario::parse("[cost]\ncalibration = \"cal.json\"\n", Path::new("c.toml"), dir, &[])
     };
     write(vec![step(1, 1.0), step(4, 2.0)]).unwrap();
     let e = write(vec![step(2, 1.0), step(2, 2.0)]).unwrap_err().to_string();
@@ -364,7 +361,6 @@ fn calibrated_batch_steps_are_checked() {
     assert!(e.contains("has a sample 1e12"), "{e}");
     let e = write(vec![step(0, 1.0)]).unwrap_err().to_string();
     assert!(e.contains("batch_steps.batch must be ≥ 1, got 0"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

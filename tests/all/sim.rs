@@ -468,23 +468,17 @@ prop_compose! {
     }
 }
 
-/// A fresh directory for one case's files.
-fn case_dir() -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("servesim-prop-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one case's files, removed when dropped (even when the case fails).
+fn case_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("servesim-prop-").tempdir().unwrap()
 }
 
 /// Loads a case: writes its trace, parses, removes the files.
 fn load_case(case: &Case) -> Result<Scenario, servesim::scenario::ScenarioError> {
     let dir = case_dir();
     let csv: String = case.trace.iter().map(|t| format!("{t:e}\n")).collect();
-    std::fs::write(dir.join("arrivals.csv"), csv).unwrap();
-    let sc = Scenario::parse(&case.text, Path::new("random.toml"), &dir, &[]);
-    std::fs::remove_dir_all(&dir).unwrap();
-    sc
+    std::fs::write(dir.path().join("arrivals.csv"), csv).unwrap();
+    Scenario::parse(&case.text, Path::new("random.toml"), dir.path(), &[])
 }
 
 proptest! {
@@ -670,28 +664,24 @@ proptest! {
     ) {
         let overrides: Vec<Override> = sets.iter().filter_map(|s| s.parse().ok()).collect();
         let dir = case_dir();
-        match Scenario::parse(&text, Path::new("random.toml"), &dir, &overrides) {
+        match Scenario::parse(&text, Path::new("random.toml"), dir.path(), &overrides) {
             Ok(sc) => prop_assert!(sc.validate().is_ok()),
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
 /// Two requests of 4 tokens, at t = 0 and t = 2 ms; a step of B sequences costs
 /// 1 + 0.5·B ms (lock-free), no other work.
 fn batching_case(mode: &str) -> Replication {
-    let dir = std::env::temp_dir().join(format!("servesim-batch-{mode}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("arrivals.csv"), "0\n2\n").unwrap();
+    let dir = tempfile::Builder::new().prefix(&format!("servesim-batch-{mode}-")).tempdir().unwrap();
+    std::fs::write(dir.path().join("arrivals.csv"), "0\n2\n").unwrap();
     let text = format!(
         "[clients]\nkind = \"trace\"\ntrace = \"arrivals.csv\"\n[workload]\nnew_tokens = 4\n\
          [batching]\nmode = \"{mode}\"\nmax_batch = 2\nmax_wait_ms = 5\nstep_free_ms = 1\nseq_free_ms = 0.5\n"
     );
-    let sc = Scenario::parse(&text, Path::new("batch.toml"), &dir, &[]).unwrap();
-    let r = sim::run_replication(&sc, 0).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    r
+    let sc = Scenario::parse(&text, Path::new("batch.toml"), dir.path(), &[]).unwrap();
+    sim::run_replication(&sc, 0).unwrap()
 }
 
 #[test]

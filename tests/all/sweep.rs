@@ -20,8 +20,9 @@ fn grid(axes: &[&str]) -> Grid {
     Grid::new(axes.iter().map(|a| a.parse::<Axis>().unwrap()).collect()).unwrap()
 }
 
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("servesim-sweep-{name}-{}", std::process::id()))
+/// A scratch directory, removed when dropped (even when the test fails).
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("servesim-sweep-{name}-")).tempdir().unwrap()
 }
 
 #[test]
@@ -42,15 +43,16 @@ fn shards_merge_into_the_whole_sweep() {
     let g = grid(&["clients.users=1,4,16", "worker.threads=1,8"]);
     let file = model("seed-sync.toml");
     let whole = SweepPlan::new(&file, &quick(), g.clone(), Shard::default()).unwrap().run(&|| {}).unwrap();
-    let dirs: Vec<PathBuf> = (0..4)
+    let scratch: Vec<tempfile::TempDir> = (0..4)
         .map(|i| {
             let shard = Shard { index: i, count: 4 };
             let out = SweepPlan::new(&file, &quick(), g.clone(), shard).unwrap().run(&|| {}).unwrap();
             let dir = tmp(&format!("shard{i}"));
-            out.write(&dir).unwrap();
+            out.write(dir.path()).unwrap();
             dir
         })
         .collect();
+    let dirs: Vec<PathBuf> = scratch.iter().map(|d| d.path().to_path_buf()).collect();
     let merged = experiment::merge(&dirs).unwrap();
     assert_eq!(merged.points, whole.points);
     assert_eq!(merged.sweep, whole.sweep);
@@ -64,12 +66,9 @@ fn shards_merge_into_the_whole_sweep() {
         .run(&|| {})
         .unwrap();
     let odir = tmp("other");
-    other.write(&odir).unwrap();
-    let e = experiment::merge(&[dirs[0].clone(), odir.clone()]).unwrap_err().to_string();
+    other.write(odir.path()).unwrap();
+    let e = experiment::merge(&[dirs[0].clone(), odir.path().to_path_buf()]).unwrap_err().to_string();
     assert!(e.contains("merge only shards of one sweep"), "{e}");
-    for d in dirs.iter().chain([&odir]) {
-        std::fs::remove_dir_all(d).unwrap();
-    }
 }
 
 #[test]
@@ -112,7 +111,9 @@ fn bad_sweeps_are_refused_before_anything_runs() {
 
 #[test]
 fn cli_refusals_write_nothing() {
-    let out_dir = tmp("refused");
+    // A directory that does not exist, inside a scratch one: a refusal must not create it.
+    let scratch = tmp("refused");
+    let out_dir = scratch.path().join("out");
     for args in [
         vec!["sweep", "models/seed-sync.toml"],
         vec!["sweep", "models/seed-sync.toml", "--sweep", "worker.nope=1,2"],
@@ -153,28 +154,27 @@ fn a_write_that_fails_leaves_the_directory_as_it_was() {
         v
     };
     for blocked in ["sweep.csv", "sweep-p95.png"] {
-        let dir = tmp(&format!("blocked-{blocked}"));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = tmp(&format!("blocked-{blocked}"));
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join(blocked)).unwrap();
         std::fs::write(dir.join("sweep.json"), "old").unwrap();
-        let before = listing(&dir);
-        let e = out.write(&dir).unwrap_err().to_string();
+        let before = listing(dir);
+        let e = out.write(dir).unwrap_err().to_string();
         assert!(e.contains(blocked) && e.contains("directory"), "{e}");
-        assert_eq!(listing(&dir), before, "{blocked}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(listing(dir), before, "{blocked}");
     }
     // And with the way clear, every file appears.
-    let dir = tmp("clear");
-    let written = out.write(&dir).unwrap();
+    let scratch = tmp("clear");
+    let dir = scratch.path();
+    let written = out.write(dir).unwrap();
     assert!(written.iter().all(|p| p.exists()) && written.len() >= 2, "{written:?}");
-    assert!(listing(&dir).iter().all(|(name, _)| !name.ends_with(".partial")));
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(listing(dir).iter().all(|(name, _)| !name.ends_with(".partial")));
 }
 
 #[test]
 fn fit_usl_reads_any_csv_and_recovers_parameters() {
-    let dir = tmp("usl");
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tmp("usl");
+    let dir = scratch.path();
     let usl = |n: f64| 5.0 * n / (1.0 + 0.08 * (n - 1.0) + 0.004 * n * (n - 1.0));
     let mut text = String::from("users,throughput\n");
     for n in [1, 2, 4, 8, 16, 32, 48, 64] {
@@ -193,15 +193,14 @@ fn fit_usl_reads_any_csv_and_recovers_parameters() {
     std::fs::write(dir.join("bad.csv"), "users,throughput\n1,2\n2,x\n").unwrap();
     let e = experiment::fit_usl_csv(&dir.join("bad.csv"), None, None).unwrap_err().to_string();
     assert!(e.contains("line 3") && e.contains("`x`"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn fit_usl_refuses_a_csv_of_several_curves() {
     // Two curves (worker.threads = 1 and 8) in one file: refused, naming the column, its
     // values and a filter; one curve alone, its threads column constant, fits.
-    let dir = tmp("usl-mixed");
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tmp("usl-mixed");
+    let dir = scratch.path();
     let table = |threads: &[u32]| {
         let mut text = String::from("index,clients.users,worker.threads,throughput_rps\n");
         for (i, (t, n)) in threads.iter().flat_map(|&t| [1u32, 2, 4, 8, 16].map(|n| (t, n))).enumerate() {
@@ -222,5 +221,4 @@ fn fit_usl_refuses_a_csv_of_several_curves() {
     assert!(err.contains("awk -F, 'NR == 1 || ($3 == \"1\")'"), "{err}");
     let o = fit("one.csv", table(&[8]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -78,21 +78,20 @@ mod tests {
 
     #[test]
     fn samples_file_is_read_relative_to_base() {
-        let dir = std::env::temp_dir().join(format!("servesim-dist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::Builder::new().prefix("servesim-dist-").tempdir().unwrap();
+        let dir = scratch.path();
         std::fs::write(dir.join("s.csv"), "ms\n1.0\n# note\n3.0\n").unwrap();
         let mut d = Dist::Empirical { file: Some("s.csv".into()), samples: Arc::from([]) };
-        d.load_files(&dir).unwrap();
+        d.load_files(dir).unwrap();
         assert_eq!(d.mean(), 2.0);
         std::fs::write(dir.join("bad.csv"), "1.0\nx\n").unwrap();
         let mut d = Dist::Empirical { file: Some("bad.csv".into()), samples: Arc::from([]) };
-        assert!(d.load_files(&dir).unwrap_err().to_string().contains("line 2"));
+        assert!(d.load_files(dir).unwrap_err().to_string().contains("line 2"));
         // A long bad line is quoted short; a device is refused before it is read.
         std::fs::write(dir.join("long.csv"), format!("1.0\n{}\n", "y".repeat(100_000))).unwrap();
         let e = read_samples(&dir.join("long.csv")).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.len() < 400, "{e}");
         let e = read_samples(Path::new("/dev/zero")).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
