@@ -47,7 +47,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "MS", requires = "closed", default_value_t = 0.0)]
     think_ms: f64,
 
-    /// Open loop: send at this rate [requests/s], whatever the replies.
+    /// Open loop: send at this rate (requests/s), whatever the replies.
     #[arg(long, value_name = "RATE")]
     open: Option<f64>,
 
@@ -123,7 +123,11 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", report.table(&plan));
     }
-    Ok(())
+    // The report is out (and the CSV written); a run in which nothing succeeded still fails.
+    match report.nothing_succeeded(plan.timeout) {
+        Some(why) => anyhow::bail!(why),
+        None => Ok(()),
+    }
 }
 
 /// The typed plan of the flags (checked by [`LoadPlan::validate`]).

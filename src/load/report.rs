@@ -23,7 +23,7 @@ pub struct LoadReport {
     pub mode: String,
     /// The target.
     pub url: String,
-    /// 2xx responses completed in the measured window per second of it [requests/s].
+    /// 2xx responses completed in the measured window per second of it (requests/s).
     pub throughput_rps: f64,
     /// Latency of 2xx responses, from the intended send time (ms).
     pub latency_ms: LatencySummary,
@@ -43,11 +43,11 @@ pub struct LoadReport {
     pub duration_s: f64,
     /// The warm-up (s).
     pub warmup_s: f64,
-    /// Offered rate (open loop) [requests/s].
+    /// Offered rate (open loop) (requests/s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_rps: Option<f64>,
     /// Rate at which requests actually went out after the warm-up (open loop, trace)
-    /// [requests/s].
+    /// (requests/s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub achieved_send_rps: Option<f64>,
     /// Sends later than [`LATE_SEND_US`] after their intended time, after the warm-up
@@ -122,6 +122,52 @@ impl LoadReport {
         }
     }
 
+    /// Why the run measured nothing, when no request got a 2xx response (warm-up included):
+    /// the failures by kind and what the most common kind usually means. `None` when any
+    /// request succeeded.
+    pub fn nothing_succeeded(&self, timeout: std::time::Duration) -> Option<String> {
+        if self.completed + self.warmup_completed > 0 || self.records.is_empty() {
+            return None;
+        }
+        let mut by_kind: BTreeMap<ErrorKind, u64> = BTreeMap::new();
+        for kind in self.records.iter().filter_map(|r| r.error) {
+            *by_kind.entry(kind).or_default() += 1;
+        }
+        let counts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{} {n}", k.name())).collect();
+        let most = by_kind.iter().max_by_key(|(_, n)| **n).map(|(k, _)| *k)?;
+        let hint = match most {
+            ErrorKind::Connect => "nothing accepted a connection there: is the service running, and \
+                 listening on that host and port?"
+                .to_string(),
+            ErrorKind::Timeout => format!(
+                "the service did not answer within --timeout {} s: give it longer, or check that \
+                 it is not stuck",
+                timeout.as_secs_f64()
+            ),
+            ErrorKind::Status4xx => "the service refused the requests: check --url's path, --method \
+                 and --body"
+                .to_string(),
+            ErrorKind::Status5xx => "the service failed the requests: see its log".to_string(),
+            ErrorKind::StatusOther => "the service answered 1xx or 3xx: point --url at the final \
+                 address (redirects are not followed)"
+                .to_string(),
+            ErrorKind::Io | ErrorKind::Protocol => {
+                "connections broke or the replies were not HTTP/1.1: is --url an HTTP (not HTTPS) \
+                 endpoint?"
+                    .to_string()
+            }
+            ErrorKind::Cancelled => "the run ended before any reply: give it longer (--duration, \
+                 --drain)"
+                .to_string(),
+        };
+        Some(format!(
+            "no request to {} succeeded: {} failed ({}); {hint}",
+            self.url,
+            self.requests,
+            counts.join(", ")
+        ))
+    }
+
     /// A readable table.
     pub fn table(&self, plan: &LoadPlan) -> String {
         let mut out = String::new();
@@ -138,7 +184,9 @@ impl LoadReport {
         row("window", format!("{:.3}", self.duration_s), "s");
         for (what, s) in [("latency", &self.latency_ms), ("service", &self.service_ms)] {
             for (q, v) in [("mean", s.mean), ("p50", s.p50), ("p95", s.p95), ("p99", s.p99), ("max", s.max)] {
-                row(&format!("{what} {q}"), format!("{v:.3}"), "ms");
+                // With no 2xx response measured there is no latency to show, not a zero one.
+                let v = if self.completed == 0 { "—".to_string() } else { format!("{v:.3}") };
+                row(&format!("{what} {q}"), v, "ms");
             }
         }
         if let Some(t) = self.target_rps {

@@ -250,6 +250,32 @@ fn refused_connections_are_counted_and_the_run_completes() {
     let r = run(&LoadPlan::new(closed_port_url(), closed(2), Stop::Requests(6)));
     assert_eq!((r.requests, r.completed, errors(&r, ErrorKind::Connect)), (6, 0, 6));
     assert!(r.records.iter().all(|x| x.sent_us.is_none() && x.status.is_none()));
+    // Nothing succeeded: the report says so and what it usually means, and its table shows
+    // no latency rather than a latency of zero.
+    let why = r.nothing_succeeded(Duration::from_secs(30)).expect("a run with no success is named");
+    assert!(why.contains("6 failed (connect 6)") && why.contains("is the service running"), "{why}");
+    let table = r.table(&LoadPlan::new(closed_port_url(), closed(2), Stop::Requests(6)));
+    assert!(table.contains("latency p95") && !table.contains("0.000  ms"), "{table}");
+}
+
+#[test]
+fn the_cli_fails_a_run_in_which_nothing_succeeded_after_printing_it() {
+    let url = closed_port_url();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
+        .args(["load", "--url", &url, "--closed", "1", "--requests", "3"])
+        .output()
+        .expect("run servesim load");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "a run with no success exits non-zero: {stdout}");
+    assert!(stdout.contains("errors connect") && stdout.contains('3'), "the report is printed: {stdout}");
+    assert!(stderr.contains(&format!("no request to {url} succeeded")), "{stderr}");
+    // One success is enough for the run to count.
+    let server = TestServer::start(1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
+        .args(["load", "--url", &server.url("/echo"), "--closed", "1", "--requests", "3"])
+        .output()
+        .expect("run servesim load");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -261,6 +287,9 @@ fn error_statuses_are_counted_by_class_but_still_timed() {
         plan.max_connections = 1;
         let r = run(&plan);
         assert_eq!((r.completed, errors(&r, kind)), (0, 5), "status {code}");
+        let why = r.nothing_succeeded(plan.timeout).expect("no success");
+        let hint = if code == 404 { "check --url's path" } else { "see its log" };
+        assert!(why.contains(hint), "{why}");
         assert!(r.records.iter().all(|x| x.status == Some(code) && x.sent_us.is_some()));
         assert_eq!(r.connections, 1, "an error status keeps the connection");
     }
@@ -273,6 +302,8 @@ fn timeouts_are_counted_and_the_run_completes() {
     plan.timeout = Duration::from_millis(100);
     let r = run(&plan);
     assert_eq!((r.completed, errors(&r, ErrorKind::Timeout)), (0, 2));
+    let why = r.nothing_succeeded(plan.timeout).expect("no success");
+    assert!(why.contains("--timeout 0.1 s"), "{why}");
     assert_eq!(r.connections, 2, "a timed-out connection is replaced");
     assert!(r.records.iter().all(|x| x.sent_us.is_some() && x.status.is_none()));
 }
