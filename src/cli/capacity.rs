@@ -32,7 +32,7 @@ pub struct CapacityArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
 
-    /// Rate to hold [requests/s].
+    /// Rate to hold (requests/s).
     #[arg(long)]
     target_rps: f64,
 

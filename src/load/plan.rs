@@ -11,7 +11,7 @@ use std::time::Duration;
 pub const MAX_CONNECTIONS: u32 = 20_000;
 /// Most requests one run may record (open-loop rate × time, or `--requests`).
 pub const MAX_REQUESTS: u64 = 20_000_000;
-/// Highest open-loop rate [requests/s]: far beyond what one generator sends.
+/// Highest open-loop rate (requests/s): far beyond what one generator sends.
 pub const MAX_RATE_RPS: f64 = 1_000_000.0;
 /// Longest duration, warm-up, timeout or drain accepted (one week).
 pub const MAX_SECONDS: u64 = 7 * 24 * 3600;
@@ -31,7 +31,7 @@ pub enum Mode {
     },
     /// Requests at times fixed in advance from an absolute start, whatever the replies.
     Open {
-        /// Offered rate [requests/s].
+        /// Offered rate (requests/s).
         rate_rps: f64,
         /// Exponential gaps (a Poisson process) instead of equal gaps.
         poisson: bool,

@@ -267,8 +267,25 @@ fn schema_error(e: &serde_path_to_error::Error<toml::de::Error>, table: &toml::T
         .and_then(|((lo, hi), v)| out_of_range(v, lo, hi));
     match out_of_range {
         Some(message) => ScenarioError::Invalid { field, message },
-        None => ScenarioError::Schema { field, message: e.inner().to_string() },
+        // The message alone: the field is named already (its `Display` names it again).
+        None => ScenarioError::Schema { field, message: plain_types(e.inner().message().trim()) },
     }
+}
+
+/// A schema message with Rust's type names in words: "expected f64" → "expected a number".
+fn plain_types(message: &str) -> String {
+    let mut m = message.to_string();
+    for (rust, words) in [
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("u64", "a whole number ≥ 0"),
+        ("u32", "a whole number ≥ 0"),
+        ("usize", "a whole number ≥ 0"),
+        ("i64", "a whole number"),
+    ] {
+        m = m.replace(&format!("expected {rust}"), &format!("expected {words}"));
+    }
+    m
 }
 
 /// The value at a dotted path, if the path leads through tables to one.
@@ -281,9 +298,9 @@ fn value_at<'t>(table: &'t toml::Table, path: &str) -> Option<&'t toml::Value> {
     t.get(last)
 }
 
-/// Why `v` is not an integer in `[lo, hi]`, if it is a number that is not: an integer
-/// outside the range, a fraction, or — from `--set`, where TOML refused it as too long —
-/// a string of digits.
+/// Why `v` is not an integer in `[lo, hi]`, if it is a number or a string that is not: an
+/// integer outside the range, a fraction, a string of digits (from `--set`, where TOML
+/// refused it as too long), or a string that is no number at all.
 fn out_of_range(v: &toml::Value, lo: u64, hi: u64) -> Option<String> {
     let digits = match v {
         toml::Value::Integer(i) => i.to_string(),
@@ -294,7 +311,7 @@ fn out_of_range(v: &toml::Value, lo: u64, hi: u64) -> Option<String> {
             let s = s.trim().replace('_', "");
             let body = s.strip_prefix(['-', '+']).unwrap_or(&s);
             if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
+                return Some(format!("must be a whole number in [{lo}, {hi}], got {s:?}"));
             }
             s
         }

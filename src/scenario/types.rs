@@ -208,7 +208,7 @@ pub struct Clients {
     /// ms — 11.6 days, 1e15 ns, four orders of magnitude below where the simulator's u64
     /// nanosecond clock wraps (see [`Dist::MAX_VALUE`]). By default, 0.
     pub think_ms: Dist,
-    /// `open`: offered rate [requests/s], 1e-6 to 1e6. At 1e6 the mean gap is 1000 ns, so
+    /// `open`: offered rate (requests/s), 1e-6 to 1e6. At 1e6 the mean gap is 1000 ns, so
     /// rounding gaps to the 1 ns clock moves the rate by < 0.1% (and a faster rate would
     /// let arrivals repeat without simulated time advancing); at 1e-6 it is 1e9 ms, the
     /// bound on every duration. By default, 1.

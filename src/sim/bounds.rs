@@ -29,11 +29,11 @@ pub enum Bottleneck {
 pub struct Stability {
     /// Mean CPU work per request (ms).
     pub demand_ms: f64,
-    /// Upper bound on throughput [requests/s] (infinite when requests cost nothing).
+    /// Upper bound on throughput (requests/s) (infinite when requests cost nothing).
     pub capacity_rps: f64,
     /// The resource that sets it.
     pub bottleneck: Bottleneck,
-    /// Offered rate for open and trace clients [requests/s], else 0.
+    /// Offered rate for open and trace clients (requests/s), else 0.
     pub offered_rps: f64,
     /// Whether the offered rate reaches the capacity: queues then grow until
     /// `worker.queue_limit` refuses requests, and latencies depend on the run length.

@@ -34,7 +34,7 @@ fn open_queue(rate: f64, c: u32, cores: u32, dist: &str, requests: u64, reps: u3
     )
 }
 
-/// Asserts the simulated mean latency [ms] is within SE_BAND standard errors of `want_s`.
+/// Asserts the simulated mean latency (ms) is within SE_BAND standard errors of `want_s`.
 fn assert_mean_latency(r: &SimReport, want_s: f64, what: &str) {
     let se = r.ci95.latency_ms.mean / student_t_975(r.replications as usize - 1);
     let got = r.figures.latency_ms.mean;

@@ -74,7 +74,13 @@ fn bad_values_name_their_path_and_the_fix() {
             &["worker.handler=threaded"][..],
             "unknown variant `threaded`, expected one of `sync`, `async-blocking`, `async-offload`",
         ),
-        ("", &["worker.threads=\"four\""][..], "worker.threads: invalid type: string \"four\""),
+        ("", &["worker.threads=\"four\""][..], "worker.threads must be a whole number in [1, "),
+        ("", &["run.requests=abc"][..], "run.requests must be a whole number in [1, "),
+        (
+            "",
+            &["clients.rate_rps=abc"][..],
+            "clients.rate_rps: invalid type: string \"abc\", expected a number",
+        ),
         (
             "",
             &["cost.token_free_ms={dist=\"exponential\",mean=-2}"][..],
@@ -85,6 +91,8 @@ fn bad_values_name_their_path_and_the_fix() {
     ] {
         let e = err(text, sets);
         assert!(e.contains(want), "{text:?} {sets:?}: {e}");
+        // The field is named once, not again on a line of its own.
+        assert!(!e.contains("\nin `"), "{text:?} {sets:?}: {e}");
     }
 }
 

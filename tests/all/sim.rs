@@ -331,7 +331,7 @@ fn steps_that_cost_nothing_cost_no_time_to_simulate() {
     }
 }
 
-/// Largest mean (and value) of a distribution, and bound on every duration [ms].
+/// Largest mean (and value) of a distribution, and bound on every duration (ms).
 const MAX_MS: f64 = 1e9;
 
 /// A log-uniform draw in `[lo, hi]` from `u` in `[0, 1]`, clamped so rounding never leaves
@@ -340,13 +340,13 @@ fn log_uniform(lo: f64, hi: f64, u: f64) -> f64 {
     (lo.ln() + u * (hi.ln() - lo.ln())).exp().clamp(lo, hi)
 }
 
-/// A mean [ms]: usually a few ms, so requests contend; one time in four anywhere from 1e-6
+/// A mean (ms): usually a few ms, so requests contend; one time in four anywhere from 1e-6
 /// to the 1e9 ms limit, log-uniformly.
 fn magnitude(pick: u8, u: f64, typical: f64) -> f64 {
     if pick % 4 == 0 { log_uniform(1e-6, MAX_MS, u) } else { typical }
 }
 
-/// A distribution in scenario syntax, from a kind index, a mean [ms] and `u` in [0, 1]
+/// A distribution in scenario syntax, from a kind index, a mean (ms) and `u` in [0, 1]
 /// for its spread: every kind, cvs log-uniform over the whole accepted [1e-6, 1e3].
 fn dist(kind: u8, mean: f64, u: f64) -> String {
     let m = mean.max(1e-6);
@@ -375,7 +375,7 @@ const STEP_BUDGET: f64 = 4e5;
 /// the rates, switch intervals and simulated times.
 const EVENT_BUDGET: u64 = 250_000;
 
-/// Arrival times [ms] of a `trace` client: sorted draws, log-uniform up to the limit.
+/// Arrival times (ms) of a `trace` client: sorted draws, log-uniform up to the limit.
 fn trace_times(us: &[f64]) -> Vec<f64> {
     let mut t: Vec<f64> =
         us.iter().map(|&u| if u < 0.1 { 0.0 } else { log_uniform(1e-3, MAX_MS, u) }).collect();

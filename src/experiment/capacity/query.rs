@@ -95,7 +95,7 @@ pub fn parse_memory_mb(s: &str) -> Result<f64, CapacityError> {
 /// What to plan for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapacityQuery {
-    /// Rate the configuration must hold [requests/s].
+    /// Rate the configuration must hold (requests/s).
     pub target_rps: f64,
     /// The latency objective.
     pub slo: Slo,

@@ -17,7 +17,7 @@ pub enum Verdict {
     },
     /// Its capacity bound is below the rate it must hold.
     BoundBelowTarget {
-        /// The bound [requests/s].
+        /// The bound (requests/s).
         capacity_rps: f64,
         /// The resource that sets it.
         bottleneck: Bottleneck,
@@ -87,7 +87,7 @@ pub struct Evaluation {
 /// The highest rate that still meets the SLO.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Knee {
-    /// Where the simulated figure crosses the limit [requests/s].
+    /// Where the simulated figure crosses the limit (requests/s).
     pub rps: f64,
     /// Where its upper 95% bound crosses it.
     pub lo_rps: f64,
@@ -108,7 +108,7 @@ pub struct Answer {
     pub ci95: Figures,
     /// The resource that bounds it.
     pub bottleneck: Bottleneck,
-    /// Its capacity bound [requests/s].
+    /// Its capacity bound (requests/s).
     pub capacity_rps: f64,
     /// The knee.
     pub knee: Knee,
