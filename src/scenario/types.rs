@@ -341,12 +341,9 @@ pub struct Cost {
     /// Each slice is simulated, so this bounds the steps per token; 10,000 is a 100-layer
     /// model releasing the lock around a hundred kernels per layer.
     pub release_points: u32,
-    /// `mutex`, `fair-gil`: CPU cost of handing the lock to a waiting thread — the wake-up
-    /// and context switch the receiving thread pays before it runs, on a core that was idle
-    /// (µs), 0 to 1e6. A waiter parks as soon as it queues, so every hand-off pays it while
-    /// a core is idle; with every core busy the woken thread shares a busy core at once. A
-    /// context switch costs microseconds; 1e6 µs (1 s) is far beyond any. By default, 0;
-    /// `servesim calibrate` fits it to a contended run of the server.
+    /// CPU cost of handing the lock to a waiting thread — the wake-up and context switch the
+    /// receiving thread pays before it runs (µs), 0 to 1e6. A context switch costs
+    /// microseconds; 1e6 µs (1 s) is far beyond any. By default, 0.
     pub handoff_us: f64,
     /// `gil` (CPython's): how long a parked thread takes to run once it is signalled or
     /// its timed wait runs out — the OS waking it and a core taking it (µs; a
@@ -367,12 +364,11 @@ pub struct Cost {
     /// sleeps again (µs), 0 to 1e6. It is work on the cores, shared like any other. By
     /// default, 2 µs; `servesim calibrate` measures it on the machine.
     pub vain_wake_us: f64,
-    /// What waking a sleeping waiter costs the thread that wakes it — the `futex` wake and,
-    /// when the waiter is woken on an idle core, waking that core (on a VM, an exit to the
-    /// host) (µs), 0 to 1e6. Under `gil` (CPython's) the GIL's holder spends it at a release
-    /// point that signals a sleeper, before its C call goes on; under `mutex` and `fair-gil`
-    /// the releaser that hands the lock to a parked waiter spends it before its lock-free
-    /// work. By default, 0; `servesim calibrate` measures it on the machine.
+    /// `gil` (CPython's): what signalling a sleeping waiter costs the signaller — the
+    /// `futex` wake and, when the waiter is woken on an idle core, waking that core (on a
+    /// VM, an exit to the host) — spent by the GIL's holder at its release point before its
+    /// C call goes on (µs), 0 to 1e6. By default, 0; `servesim calibrate` measures it on the
+    /// machine.
     pub signal_us: f64,
     /// `gil` (CPython's): the wake-up of a thread blocked on the GIL's mutex, from the
     /// unlock to it holding the mutex (µs), 0 to 1e6. The mutex is held only while a woken

@@ -43,7 +43,8 @@ pub struct Stability {
 /// Capacity bound of a scenario: the least of workers / lock demand, workers / loop demand,
 /// workers · threads / handler demand and cores / CPU demand. The lock demand is the work
 /// done holding it: a hand-off (`cost.handoff_us`) costs nothing while every core is busy
-/// (see `release_lock`), so counting it would not bound the throughput.
+/// and less when the waiter has not waited long (see `release_lock`), so counting it would
+/// not bound the throughput.
 pub fn stability(sc: &Scenario) -> Stability {
     let c = &sc.cost;
     let tokens = sc.workload.new_tokens.mean();

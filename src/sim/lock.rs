@@ -144,8 +144,8 @@ impl System<'_> {
         if t.holds_lock == step.locked {
             self.cpu.start(th, step.work_ns);
         } else if !step.locked {
-            let signal = self.release_lock(th, true);
-            self.cpu.start(th, step.work_ns + signal);
+            self.release_lock(th, true);
+            self.cpu.start(th, step.work_ns);
         } else if self.workers[t.worker as usize].lock.try_take(th, self.now) {
             t.holds_lock = true;
             t.held_since = self.now;
@@ -191,28 +191,22 @@ impl System<'_> {
     }
 
     /// Releases `th`'s lock; the first waiter, if any, gets it and starts its step after
-    /// paying the hand-off. Returns the CPU the release costs `th` (ns), which a releaser
-    /// that goes straight on pays before its lock-free work.
+    /// paying the hand-off.
     ///
-    /// A waiter parks as soon as it has queued (the server's lock calls `thread::park` right
-    /// after queueing), so handing it the lock wakes a parked thread, at both ends:
-    ///
-    /// * the releaser wakes it — a futex wake, `cost.signal_us` of the releaser's CPU (what
-    ///   `calibrate` measures a signal to a parked thread to cost its signaller);
-    /// * the waiter is woken — `cost.handoff_us`, what waking a parked thread on an idle core
-    ///   costs (the core must leave its idle state first). So it is paid only while a core
-    ///   is idle: with every core busy, the woken thread joins a busy core's run queue and
-    ///   shares it at once, as processor sharing has it.
-    ///
-    /// A job's last release and a forced drop's are not charged the signal: the releaser has
-    /// no lock-free work to pay it before, and it is once a request or a switch interval.
+    /// The hand-off is the waiter's wake-up, `cost.handoff_us` being what waking a parked
+    /// thread on an idle core costs (the core must leave its idle state first). So it is
+    /// paid only while a core is idle: with every core busy, the woken thread joins a busy
+    /// core's run queue and shares it at once, as processor sharing has it. And a waiter
+    /// that queued moments ago has not gone to sleep yet: it pays no more than it has
+    /// waited, `min(cost.handoff_us, waited)`. (Without the cap, a hand-off dearer than a
+    /// thread's lock-free slice turns every acquisition into a hand-off — a convoy the real
+    /// lock does not form when its holds are short.)
     #[inline]
     /// `continues`: the releaser goes straight on to lock-free work (it is off the cores
     /// only for this instant), so it does not leave a core idle.
-    pub(super) fn release_lock(&mut self, th: u32, continues: bool) -> f64 {
+    pub(super) fn release_lock(&mut self, th: u32, continues: bool) {
         if self.cpy {
-            self.cpy_release(th);
-            return 0.0;
+            return self.cpy_release(th);
         }
         let t = &mut self.threads[th as usize];
         t.holds_lock = false;
@@ -220,29 +214,33 @@ impl System<'_> {
         self.add_held(th, r, held);
         let handed = self.workers[w].lock.release(self.now);
         self.update_gil_next(w);
-        let Some(next) = handed else { return 0.0 };
-        let t = &mut self.threads[next as usize];
-        t.holds_lock = true;
-        let handoff_ns = if self.cpu.idle_cores() > u32::from(continues) { self.handoff_ns } else { 0.0 };
-        if handoff_ns > 0.0 {
-            t.handoff_paid_v = self.cpu.clock(next) + handoff_ns;
+        if let Some(next) = handed {
+            let t = &mut self.threads[next as usize];
+            t.holds_lock = true;
+            let handoff_ns = if self.handoff_ns > 0.0 && self.cpu.idle_cores() > u32::from(continues) {
+                self.handoff_ns.min(self.now.saturating_sub(t.lock_wait_since) as f64)
+            } else {
+                0.0
+            };
+            if handoff_ns > 0.0 {
+                t.handoff_paid_v = self.cpu.clock(next) + handoff_ns;
+            }
+            // The hold begins once the hand-off is paid: until then the waiter is being woken,
+            // which the server counts as waiting (at its CPU length: a core was idle).
+            let handoff = crate::des::round_ns(handoff_ns);
+            t.held_since = self.now + handoff;
+            let (r, work, since) = (t.req, t.pending_ns + handoff_ns, t.lock_wait_since);
+            if r != NONE {
+                let req = &mut self.reqs[r as usize];
+                let waited = self.now - req.wait_start;
+                req.waits[WAIT_LOCK] += waited;
+                req.stages.lock_extra_ns += handoff;
+                req.stages.lock_waited(waited + handoff);
+            } else {
+                self.add_batch_lock_wait(next, self.now - since + handoff);
+            }
+            self.cpu.start(next, work);
         }
-        // The hold begins once the hand-off is paid: until then the waiter is being woken,
-        // which the server counts as waiting (at its CPU length: a core was idle).
-        let handoff = crate::des::round_ns(handoff_ns);
-        t.held_since = self.now + handoff;
-        let (r, work, since) = (t.req, t.pending_ns + handoff_ns, t.lock_wait_since);
-        if r != NONE {
-            let req = &mut self.reqs[r as usize];
-            let waited = self.now - req.wait_start;
-            req.waits[WAIT_LOCK] += waited;
-            req.stages.lock_extra_ns += handoff;
-            req.stages.lock_waited(waited + handoff);
-        } else {
-            self.add_batch_lock_wait(next, self.now - since + handoff);
-        }
-        self.cpu.start(next, work);
-        self.cost.signal_ns
     }
 
     /// Thread `th`, running request `r` (or a batch), held its lock for `ns` more.

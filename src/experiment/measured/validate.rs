@@ -738,14 +738,14 @@ pub fn default_suites(models: &Path) -> Vec<Suite> {
 }
 
 /// Whether a calibrated constant enters the simulation of points with these locks: the
-/// wake-up constants serve only CPython's GIL, the hand-off only the FIFO locks, the
-/// signal every lock; the rest serve every point.
+/// wake-up constants serve only CPython's GIL, the hand-off only the FIFO locks; the rest
+/// serve every point.
 fn used_by(constant: &str, locks: &[LockKind]) -> bool {
-    let fifo = locks.iter().any(|l| matches!(l, LockKind::Mutex | LockKind::FairGil));
     match constant {
-        "wake_us" | "wake_busy_us" | "vain_wake_us" | "mutex_wake_us" => locks.contains(&LockKind::Gil),
-        "signal_us" => fifo || locks.contains(&LockKind::Gil),
-        "handoff_us" => fifo,
+        "wake_us" | "wake_busy_us" | "signal_us" | "vain_wake_us" | "mutex_wake_us" => {
+            locks.contains(&LockKind::Gil)
+        }
+        "handoff_us" => locks.iter().any(|l| matches!(l, LockKind::Mutex | LockKind::FairGil)),
         _ => true,
     }
 }
@@ -759,8 +759,6 @@ mod tests {
         let fair = [LockKind::FairGil, LockKind::None];
         assert!(!used_by("wake_busy_us", &fair), "the wake-ups serve only CPython's GIL");
         assert!(used_by("handoff_us", &fair));
-        assert!(used_by("signal_us", &fair), "the releaser wakes a fair lock's waiter too");
-        assert!(!used_by("signal_us", &[LockKind::None]));
         assert!(used_by("vain_wake_us", &[LockKind::None, LockKind::Gil]));
         assert!(!used_by("handoff_us", &[LockKind::Gil]));
         assert!(used_by("rtt_ms", &[LockKind::None]));
