@@ -271,11 +271,12 @@ fn an_unstable_open_system_stops_at_its_arrival_cap() {
     assert!(r.rejected > 0 && r.arrived < cap, "{r:?}");
 }
 
-/// Two requests of 1 ms under the GIL, each on its own thread and core, with a 1 µs switch
-/// interval; `cost` and `run` are more lines of those sections.
+/// Two requests of 1 ms under the fair GIL (whose drop request waits for the hand-off),
+/// each on its own thread and core, with a 1 µs switch interval; `cost` and `run` are more
+/// lines of those sections.
 fn tiny_switch_interval(cost: &str, run: &str) -> Replication {
     one(&format!(
-        "[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"gil\"\nswitch_interval_ms = 0.001\n\
+        "[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"fair-gil\"\nswitch_interval_ms = 0.001\n\
          [clients]\nkind = \"burst\"\nburst = 2\n[workload]\nnew_tokens = 0\n\
          [cost]\nrequest_locked_ms = 1\n{cost}[run]\nmax_sim_s = 1e9\n{run}"
     ))
@@ -730,7 +731,7 @@ fn a_waiter_pays_no_more_of_the_hand_off_than_it_has_waited() {
     // pays about 3 µs, not 34: the lock stays mostly free and the cores bind. (Were every
     // hand-off paid whole, it would outlast the lock-free slice, every acquisition would
     // find a waiter being woken, and the lock would be busy all the time: a convoy.)
-    let r = one("[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"gil\"\n[clients]\nusers = 8\n\
+    let r = one("[system]\ncores = 2\n[worker]\nthreads = 2\nlock = \"fair-gil\"\n[clients]\nusers = 8\n\
          [workload]\nnew_tokens = 20\n[cost]\nloop_lock = false\ntoken_locked_ms = 0.003\n\
          token_free_ms = 0.03\nrelease_points = 1\nhandoff_us = 34\n\
          [run]\nrequests = 3000\nwarmup_requests = 300\n");
