@@ -43,7 +43,7 @@ pub struct LoadReport {
     pub duration_s: f64,
     /// The warm-up (s).
     pub warmup_s: f64,
-    /// Offered rate (open loop) (requests/s).
+    /// Offered rate in the open loop (requests/s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_rps: Option<f64>,
     /// Rate at which requests actually went out after the warm-up (open loop, trace)
