@@ -3,7 +3,8 @@
 use serde_json::Value;
 use std::process::{Command, Output};
 
-fn servesim(args: &[&str]) -> Output {
+/// Runs the `servesim` binary with `args` in the crate's directory.
+pub(crate) fn servesim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_servesim"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -138,7 +139,7 @@ fn capacity_prints_what_each_bound_pruned() {
     // 100 ms of fixed work at 9 req/s, a mean SLO of 300 ms: on one core, or one thread,
     // ρ = 0.9 and the open-queueing bound (the M/D/1 mean, 550 ms) prunes without
     // simulating; two threads on two cores meet it. No cheaper candidate was simulated.
-    let dir = tempfile::Builder::new().prefix("servesim-cli-capacity-").tempdir().unwrap();
+    let dir = crate::scratch("cli-capacity");
     let file = dir.path().join("d100.toml");
     std::fs::write(
         &file,

@@ -381,7 +381,7 @@ fn a_stopped_worker_is_replaced_by_the_watchdog() {
 /// A copy of the Mini-GPT's directory, removed when dropped.
 fn model_copy() -> tempfile::TempDir {
     let from = resolve_model_dir(None);
-    let to = tempfile::Builder::new().prefix("servesim-model-").tempdir().unwrap();
+    let to = crate::scratch("model");
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(from.join(f), to.path().join(f)).unwrap();
     }

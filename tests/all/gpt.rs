@@ -20,11 +20,6 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// A scratch directory, removed when dropped (even when the test fails).
-fn tmp(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("servesim-gpt-{name}-")).tempdir().unwrap()
-}
-
 /// Runs `seq` to the end with single steps.
 fn finish(m: &Model, seq: &mut Sequence) {
     while !seq.is_finished() {
@@ -239,7 +234,7 @@ fn save_load_round_trip_is_bit_exact_and_init_is_deterministic() {
     assert_ne!(m, Model::init(&Config::default(), 43));
     // The committed model, loaded and saved again, then loaded and saved once more.
     let committed_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mini-gpt");
-    let scratch = (tmp("roundtrip-1"), tmp("roundtrip-2"));
+    let scratch = (crate::scratch("gpt-roundtrip-1"), crate::scratch("gpt-roundtrip-2"));
     let (once, twice) = (scratch.0.path(), scratch.1.path());
     committed().save(once).unwrap();
     Model::load(once).unwrap().save(twice).unwrap();
@@ -314,7 +309,7 @@ fn bad_input_has_documented_behaviour() {
 
 #[test]
 fn broken_weight_files_are_refused_clearly() {
-    let scratch = tmp("broken");
+    let scratch = crate::scratch("gpt-broken");
     let dir = scratch.path();
     let load_err = |dir: &Path| Model::load(dir).unwrap_err().to_string();
     committed().save(dir).unwrap();

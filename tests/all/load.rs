@@ -261,20 +261,15 @@ fn refused_connections_are_counted_and_the_run_completes() {
 #[test]
 fn the_cli_fails_a_run_in_which_nothing_succeeded_after_printing_it() {
     let url = closed_port_url();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
-        .args(["load", "--url", &url, "--closed", "1", "--requests", "3"])
-        .output()
-        .expect("run servesim load");
+    let out = crate::cli::servesim(&["load", "--url", &url, "--closed", "1", "--requests", "3"]);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "a run with no success exits non-zero: {stdout}");
     assert!(stdout.contains("errors connect") && stdout.contains('3'), "the report is printed: {stdout}");
     assert!(stderr.contains(&format!("no request to {url} succeeded")), "{stderr}");
     // One success is enough for the run to count.
     let server = TestServer::start(1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
-        .args(["load", "--url", &server.url("/echo"), "--closed", "1", "--requests", "3"])
-        .output()
-        .expect("run servesim load");
+    let out =
+        crate::cli::servesim(&["load", "--url", &server.url("/echo"), "--closed", "1", "--requests", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -16,3 +16,9 @@ mod server;
 mod server_hardening;
 mod sim;
 mod sweep;
+
+/// A scratch directory named `servesim-{name}-…`, removed when dropped, even when the test
+/// fails.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("servesim-{name}-")).tempdir().expect("a scratch directory")
+}

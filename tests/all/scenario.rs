@@ -140,7 +140,7 @@ fn malformed_overrides_say_how_to_write_them() {
 
 #[test]
 fn files_are_read_relative_to_the_scenario() {
-    let scratch = tempfile::Builder::new().prefix("servesim-scenario-").tempdir().unwrap();
+    let scratch = crate::scratch("scenario");
     let dir = scratch.path();
     std::fs::write(dir.join("arrivals.csv"), "arrival_ms\n0\n10\n25\n").unwrap();
     std::fs::write(dir.join("service.csv"), "2.0\n4.0\n").unwrap();
@@ -166,7 +166,7 @@ fn files_are_read_relative_to_the_scenario() {
 #[test]
 fn a_calibration_adds_measured_costs_to_emulated_ones() {
     use servesim::scenario::{CALIBRATION_FORMAT, Calibration};
-    let scratch = tempfile::Builder::new().prefix("servesim-cal-").tempdir().unwrap();
+    let scratch = crate::scratch("cal");
     let dir = scratch.path();
     let cal = Calibration {
         format: CALIBRATION_FORMAT,
@@ -325,7 +325,7 @@ fn values_at_the_edges_of_the_limits_load() {
 
 #[test]
 fn trace_times_and_sample_files_are_bounded() {
-    let scratch = tempfile::Builder::new().prefix("servesim-bounds-").tempdir().unwrap();
+    let scratch = crate::scratch("bounds");
     let dir = scratch.path();
     let load = |text: &str| Scenario::parse(text, Path::new("b.toml"), dir, &[]);
     std::fs::write(dir.join("late.csv"), "0\n1\n2e9\n").unwrap();
@@ -343,7 +343,7 @@ fn trace_times_and_sample_files_are_bounded() {
 #[test]
 fn calibrated_batch_steps_are_checked() {
     use servesim::scenario::{BatchStep, CALIBRATION_FORMAT, Calibration};
-    let scratch = tempfile::Builder::new().prefix("servesim-cal-bounds-").tempdir().unwrap();
+    let scratch = crate::scratch("cal-bounds");
     let dir = scratch.path();
     let step = |batch, ms: f64| BatchStep { batch, locked_ms: vec![ms], free_ms: vec![ms] };
     let write = |steps: Vec<BatchStep>| {

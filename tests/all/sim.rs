@@ -469,14 +469,9 @@ prop_compose! {
     }
 }
 
-/// A fresh directory for one case's files, removed when dropped (even when the case fails).
-fn case_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("servesim-prop-").tempdir().unwrap()
-}
-
 /// Loads a case: writes its trace, parses, removes the files.
 fn load_case(case: &Case) -> Result<Scenario, servesim::scenario::ScenarioError> {
-    let dir = case_dir();
+    let dir = crate::scratch("prop");
     let csv: String = case.trace.iter().map(|t| format!("{t:e}\n")).collect();
     std::fs::write(dir.path().join("arrivals.csv"), csv).unwrap();
     Scenario::parse(&case.text, Path::new("random.toml"), dir.path(), &[])
@@ -664,7 +659,7 @@ proptest! {
         ),
     ) {
         let overrides: Vec<Override> = sets.iter().filter_map(|s| s.parse().ok()).collect();
-        let dir = case_dir();
+        let dir = crate::scratch("prop");
         match Scenario::parse(&text, Path::new("random.toml"), dir.path(), &overrides) {
             Ok(sc) => prop_assert!(sc.validate().is_ok()),
             Err(e) => prop_assert!(!e.to_string().is_empty()),
@@ -675,7 +670,7 @@ proptest! {
 /// Two requests of 4 tokens, at t = 0 and t = 2 ms; a step of B sequences costs
 /// 1 + 0.5·B ms (lock-free), no other work.
 fn batching_case(mode: &str) -> Replication {
-    let dir = tempfile::Builder::new().prefix(&format!("servesim-batch-{mode}-")).tempdir().unwrap();
+    let dir = crate::scratch(&format!("batch-{mode}"));
     std::fs::write(dir.path().join("arrivals.csv"), "0\n2\n").unwrap();
     let text = format!(
         "[clients]\nkind = \"trace\"\ntrace = \"arrivals.csv\"\n[workload]\nnew_tokens = 4\n\

@@ -20,11 +20,6 @@ fn grid(axes: &[&str]) -> Grid {
     Grid::new(axes.iter().map(|a| a.parse::<Axis>().unwrap()).collect()).unwrap()
 }
 
-/// A scratch directory, removed when dropped (even when the test fails).
-fn tmp(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("servesim-sweep-{name}-")).tempdir().unwrap()
-}
-
 #[test]
 fn points_share_random_numbers() {
     // Without a lock the switch interval changes nothing, so with common random numbers the
@@ -47,7 +42,7 @@ fn shards_merge_into_the_whole_sweep() {
         .map(|i| {
             let shard = Shard { index: i, count: 4 };
             let out = SweepPlan::new(&file, &quick(), g.clone(), shard).unwrap().run(&|| {}).unwrap();
-            let dir = tmp(&format!("shard{i}"));
+            let dir = crate::scratch(&format!("sweep-shard{i}"));
             out.write(dir.path()).unwrap();
             dir
         })
@@ -65,7 +60,7 @@ fn shards_merge_into_the_whole_sweep() {
         .unwrap()
         .run(&|| {})
         .unwrap();
-    let odir = tmp("other");
+    let odir = crate::scratch("sweep-other");
     other.write(odir.path()).unwrap();
     let e = experiment::merge(&[dirs[0].clone(), odir.path().to_path_buf()]).unwrap_err().to_string();
     assert!(e.contains("merge only shards of one sweep"), "{e}");
@@ -112,7 +107,7 @@ fn bad_sweeps_are_refused_before_anything_runs() {
 #[test]
 fn cli_refusals_write_nothing() {
     // A directory that does not exist, inside a scratch one: a refusal must not create it.
-    let scratch = tmp("refused");
+    let scratch = crate::scratch("sweep-refused");
     let out_dir = scratch.path().join("out");
     for args in [
         vec!["sweep", "models/seed-sync.toml"],
@@ -154,7 +149,7 @@ fn a_write_that_fails_leaves_the_directory_as_it_was() {
         v
     };
     for blocked in ["sweep.csv", "sweep-p95.png"] {
-        let scratch = tmp(&format!("blocked-{blocked}"));
+        let scratch = crate::scratch(&format!("sweep-blocked-{blocked}"));
         let dir = scratch.path();
         std::fs::create_dir_all(dir.join(blocked)).unwrap();
         std::fs::write(dir.join("sweep.json"), "old").unwrap();
@@ -164,7 +159,7 @@ fn a_write_that_fails_leaves_the_directory_as_it_was() {
         assert_eq!(listing(dir), before, "{blocked}");
     }
     // And with the way clear, every file appears.
-    let scratch = tmp("clear");
+    let scratch = crate::scratch("sweep-clear");
     let dir = scratch.path();
     let written = out.write(dir).unwrap();
     assert!(written.iter().all(|p| p.exists()) && written.len() >= 2, "{written:?}");
@@ -173,7 +168,7 @@ fn a_write_that_fails_leaves_the_directory_as_it_was() {
 
 #[test]
 fn fit_usl_reads_any_csv_and_recovers_parameters() {
-    let scratch = tmp("usl");
+    let scratch = crate::scratch("sweep-usl");
     let dir = scratch.path();
     let usl = |n: f64| 5.0 * n / (1.0 + 0.08 * (n - 1.0) + 0.004 * n * (n - 1.0));
     let mut text = String::from("users,throughput\n");
@@ -199,7 +194,7 @@ fn fit_usl_reads_any_csv_and_recovers_parameters() {
 fn fit_usl_refuses_a_csv_of_several_curves() {
     // Two curves (worker.threads = 1 and 8) in one file: refused, naming the column, its
     // values and a filter; one curve alone, its threads column constant, fits.
-    let scratch = tmp("usl-mixed");
+    let scratch = crate::scratch("sweep-usl-mixed");
     let dir = scratch.path();
     let table = |threads: &[u32]| {
         let mut text = String::from("index,clients.users,worker.threads,throughput_rps\n");
