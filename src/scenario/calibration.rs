@@ -82,6 +82,14 @@ pub struct Calibration {
     pub rtt_ms: Samples,
     /// CPU cost of one lock hand-off to a waiting thread (µs).
     pub handoff_us: f64,
+    /// The CPU of one hand-off of the fair lock on a busy core: two threads on one CPU
+    /// handing the server's lock back and forth (µs; the median of the rounds; 0 in files
+    /// from before it was measured).
+    #[serde(default)]
+    pub switch_us: f64,
+    /// The rounds `switch_us` was measured in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_rounds: Option<crate::stats::Rounds>,
     /// A parked thread's wake-up latency, from the signal to it running (µs; samples pooled
     /// over the rounds that agree; empty in files from before it was measured).
     #[serde(default)]
@@ -188,6 +196,7 @@ impl Calibration {
             ("vain_wake_us", cal.vain_wake_us),
             ("signal_us", cal.signal_us),
             ("mutex_wake_us", cal.mutex_wake_us),
+            ("switch_us", cal.switch_us),
         ] {
             if !(us.is_finite() && (0.0..=1e6).contains(&us)) {
                 return Err(err(format!("{name} must be in [0, 1e6] µs, got {us}")));
@@ -234,6 +243,7 @@ impl Calibration {
         }
         c.release_points = self.kernels_per_token;
         c.handoff_us += self.handoff_us;
+        c.switch_us += self.switch_us;
         if let Some(ms) = self.slice_ms.filter(|_| sc.system.scheduler == super::Scheduler::Slice) {
             sc.system.slice_ms = ms;
         }
@@ -281,6 +291,9 @@ impl Calibration {
             })
         };
         let _ = writeln!(s, "  handoff_us         {:.1} µs{}", cal.handoff_us, rounds(&cal.handoff_rounds));
+        if cal.switch_us > 0.0 {
+            let _ = writeln!(s, "  switch_us          {:.2} µs{}", cal.switch_us, rounds(&cal.switch_rounds));
+        }
         if cal.host_steal_pct > 0.0 {
             let _ = writeln!(
                 s,

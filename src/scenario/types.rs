@@ -344,7 +344,18 @@ pub struct Cost {
     /// CPU cost of handing the lock to a waiting thread — the wake-up and context switch the
     /// receiving thread pays before it runs (µs), 0 to 1e6. A context switch costs
     /// microseconds; 1e6 µs (1 s) is far beyond any. By default, 0.
+    ///
+    /// Paid only while a core is idle (waking a core out of its idle state); the CPU a
+    /// hand-off costs on busy cores is `switch_us`.
     pub handoff_us: f64,
+    /// Fair locks (`fair-gil`, `mutex`): the CPU of one hand-off to a parked waiter when
+    /// no core is idle — the releaser's wake-up call, the waiter's park and the context
+    /// switch between them, on one busy core (µs), 0 to 1e6. The receiving thread spends it
+    /// before its work, holding the lock, idle cores or not (a waiter that queued less than
+    /// that long ago has not parked: it spends no more than it has waited). By default, 0;
+    /// `servesim calibrate` measures it on the machine (two threads on one CPU handing the
+    /// server's lock back and forth).
+    pub switch_us: f64,
     /// `gil` (CPython's): how long a parked thread takes to run once it is signalled or
     /// its timed wait runs out — the OS waking it and a core taking it (µs; a
     /// distribution, like the costs). A signalled waiter takes the GIL only if it is still
@@ -417,6 +428,7 @@ impl Default for Cost {
             rtt_ms: zero,
             release_points: 1,
             handoff_us: 0.0,
+            switch_us: 0.0,
             wake_us: Dist::Gamma { mean: DEFAULT_WAKE_US, cv: 0.5 },
             wake_busy_us: None,
             vain_wake_us: DEFAULT_VAIN_WAKE_US,

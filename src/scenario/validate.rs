@@ -319,6 +319,7 @@ impl Scenario {
         at_least("cost.release_points", u64::from(c.release_points), 1)?;
         at_most("cost.release_points", u64::from(c.release_points), MAX_RELEASE_POINTS)?;
         within("cost.handoff_us", c.handoff_us, 0.0, MAX_HANDOFF_US)?;
+        within("cost.switch_us", c.switch_us, 0.0, MAX_HANDOFF_US)?;
         within("cost.vain_wake_us", c.vain_wake_us, 0.0, MAX_HANDOFF_US)?;
         within("cost.signal_us", c.signal_us, 0.0, MAX_HANDOFF_US)?;
         within("cost.mutex_wake_us", c.mutex_wake_us, 0.0, MAX_HANDOFF_US)?;

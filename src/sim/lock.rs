@@ -196,14 +196,18 @@ impl System<'_> {
     /// The hand-off is the waiter's wake-up, `cost.handoff_us` being what waking a parked
     /// thread on an idle core costs (the core must leave its idle state first). So it is
     /// paid only while a core is idle: with every core busy, the woken thread joins a busy
-    /// core's run queue and shares it at once, as processor sharing has it. And a waiter
-    /// that queued moments ago has not gone to sleep yet: it pays no more than it has
-    /// waited, `min(cost.handoff_us, waited)`. (Without the cap, a hand-off dearer than a
-    /// thread's lock-free slice turns every acquisition into a hand-off — a convoy the real
-    /// lock does not form when its holds are short.)
-    #[inline]
+    /// core's run queue and shares it at once, as processor sharing has it. What the
+    /// hand-off costs the cores themselves — the releaser's wake-up call, the waiter's park
+    /// and the context switch between them, `cost.switch_us` — is CPU the waiter spends,
+    /// holding the lock, idle cores or not. And a waiter that queued moments ago has not
+    /// gone to sleep yet: it pays no more than it has waited, `min(cost.handoff_us,
+    /// waited)` and `min(cost.switch_us, waited)`. (Without the cap, a hand-off dearer than
+    /// a thread's lock-free slice turns every acquisition into a hand-off — a convoy the
+    /// real lock does not form when its holds are short.)
+    ///
     /// `continues`: the releaser goes straight on to lock-free work (it is off the cores
     /// only for this instant), so it does not leave a core idle.
+    #[inline]
     pub(super) fn release_lock(&mut self, th: u32, continues: bool) {
         if self.cpy {
             return self.cpy_release(th);
@@ -217,11 +221,14 @@ impl System<'_> {
         if let Some(next) = handed {
             let t = &mut self.threads[next as usize];
             t.holds_lock = true;
-            let handoff_ns = if self.handoff_ns > 0.0 && self.cpu.idle_cores() > u32::from(continues) {
-                self.handoff_ns.min(self.now.saturating_sub(t.lock_wait_since) as f64)
+            let waited = self.now.saturating_sub(t.lock_wait_since) as f64;
+            let wake_ns = if self.handoff_ns > 0.0 && self.cpu.idle_cores() > u32::from(continues) {
+                self.handoff_ns.min(waited)
             } else {
                 0.0
             };
+            // The context switch's CPU, idle cores or not.
+            let handoff_ns = wake_ns + self.switch_ns.min(waited);
             if handoff_ns > 0.0 {
                 t.handoff_paid_v = self.cpu.clock(next) + handoff_ns;
             }

@@ -99,6 +99,8 @@ pub(crate) struct System<'a> {
     balancer_rng: StreamRng,
     round_robin: u32,
     pub(super) handoff_ns: f64,
+    /// `cost.switch_us` (ns).
+    pub(super) switch_ns: f64,
     /// Whether all loop work is zero, so requests bypass the (never busy) loop thread.
     pub(super) loop_idle: bool,
     /// Random stream of batched step costs.
@@ -199,6 +201,7 @@ impl<'a> System<'a> {
             balancer_rng,
             round_robin: 0,
             handoff_ns: sc.cost.handoff_us * 1e3,
+            switch_ns: sc.cost.switch_us * 1e3,
             gil: gil_interval.is_some(),
             cpy,
             gil_rng: streams.stream("gil"),

@@ -178,6 +178,7 @@ fn a_calibration_adds_measured_costs_to_emulated_ones() {
         token_locked_ms: vec![0.003, 0.005],
         token_free_ms: vec![0.01],
         handoff_us: 7.0,
+        switch_us: 3.0,
         slice_ms: Some(3.5),
         ..Calibration::default()
     };
@@ -196,6 +197,7 @@ fn a_calibration_adds_measured_costs_to_emulated_ones() {
     assert!(c.loop_in_ms.is_zero());
     assert_eq!(c.release_points, 13);
     assert_eq!(c.handoff_us, 8.0);
+    assert_eq!(c.switch_us, 3.0, "the measured switch's CPU");
     assert_eq!(sc.system.slice_ms, 4.0, "processor-shared cores keep the default");
     assert_eq!(c.calibrated.as_deref(), Some(&cal));
 

@@ -117,6 +117,40 @@ fn lock_hand_offs_cost_the_receiver_cpu() {
 }
 
 #[test]
+fn a_hand_off_costs_its_switch_cpu_whether_or_not_a_core_is_idle() {
+    // The 4-user run above, every hand-off onto an idle core: the wake-up (`handoff_us`)
+    // and the switch's CPU (`switch_us`) are both paid, 50 + 50 µs.
+    let text = |handoff: f64, switch: f64| {
+        format!(
+            "[system]\ncores = 4\n[worker]\nthreads = 4\nlock = \"mutex\"\n[clients]\nusers = 4\n\
+             [workload]\nnew_tokens = 0\n[cost]\nrequest_locked_ms = 1\nhandoff_us = {handoff}\n\
+             switch_us = {switch}\n[run]\nrequests = 5000\nwarmup_requests = 100\n"
+        )
+    };
+    let both = one(&text(50.0, 50.0)).figures.throughput_rps;
+    assert!(close(both, 1000.0 / 1.1, 1e-3), "{both}");
+    // Two requests of 10 ms locked, then 10 ms free, on one core: A holds 0–10 and goes on
+    // to its free work, so no core is idle when B gets the lock. B's wake-up costs no
+    // time; the switch costs the core its CPU: A's free work and B's switch and locked work
+    // share the core, A is done at 30 ms and B at 40 ms + the switch.
+    let burst = |handoff: f64, switch: f64| {
+        one(&format!(
+            "[system]\ncores = 1\n[worker]\nthreads = 2\nlock = \"mutex\"\n\
+             [clients]\nkind = \"burst\"\nburst = 2\n[workload]\nnew_tokens = 0\n\
+             [cost]\nrequest_locked_ms = 10\nrequest_free_ms = 10\nhandoff_us = {handoff}\n\
+             switch_us = {switch}\n"
+        ))
+        .figures
+        .latency_ms
+        .max
+    };
+    let woken = burst(1000.0, 0.0);
+    assert!(close(woken, 40.0, HIST_TOL), "no idle core, no wake-up cost: {woken}");
+    let switched = burst(1000.0, 500.0);
+    assert!(close(switched, 40.5, HIST_TOL), "the switch's 0.5 ms of CPU: {switched}");
+}
+
+#[test]
 fn lock_holder_slows_down_when_cores_are_shared() {
     // Two requests of 10 ms locked then 10 ms free. On 2 cores: A 0–10 locked, 10–20 free;
     // B 10–20 locked, 20–30 free → mean 25 ms. On 1 core, B's locked work shares the core
@@ -549,6 +583,7 @@ const PATHS: &[&str] = &[
     "cost.rtt_ms",
     "cost.release_points",
     "cost.handoff_us",
+    "cost.switch_us",
     "cost.calibration",
     "batching.mode",
     "batching.max_batch",

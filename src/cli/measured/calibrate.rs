@@ -17,8 +17,11 @@ use std::path::{Path, PathBuf};
 /// client, and splits each response's time, the nominal emulated work taken out: the model's
 /// matmuls (lock-free per token), the rest of the model (lock-held per token), the event
 /// loop's CPU (HTTP, JSON, dispatch) and the rest of the round trip (client, loopback,
-/// wake-ups: `rtt_ms`). Then times the real lock's hand-off between threads and the batched
-/// step at several batch sizes, and the OS's wake-up costs that CPython's GIL meets: a
+/// wake-ups: `rtt_ms`). Then, for a fair lock, times the CPU of a hand-off on a busy core
+/// (`switch_us`: two threads on one CPU handing the server's lock back and forth) and fits
+/// the rest of a hand-off (`handoff_us`, the wake-up of an idle core) to a contended run of
+/// the real server; times the batched step at several batch sizes, and the OS's wake-up
+/// costs that CPython's GIL meets: a
 /// parked thread's wake-up signalled by a thread that goes on computing, onto an idle core
 /// (`wake_us`) and with every core busy (`wake_busy_us`), what the signal costs its
 /// signaller (`signal_us`), the CPU of a wake-up in vain (`vain_wake_us`) and the wake-up

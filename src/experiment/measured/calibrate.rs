@@ -225,16 +225,22 @@ pub fn calibrate(
     single.record(&mut cal);
     cal.host_steal_pct = single_steal * 100.0;
     let wake_note = wake::record(wake, &mut cal);
-    let handoff = match run {
-        Some(run) => contended::handoff(sc, &mut cal, run, opts),
-        None => "no hand-off cost (CPython's GIL hands nothing over)".to_owned(),
-    };
+    // The slice and the hand-off's CPU first: the hand-off is fitted given everything else
+    // measured.
     let slice_note = match slice {
         Ok(s) => {
             cal.slice_ms = Some(s.ms);
             format!("time slice {:.2} ms ({})", s.ms, s.source)
         }
         Err(e) => format!("no time slice: {e}"),
+    };
+    let handoff = match run {
+        Some(run) => {
+            progress("the CPU of a hand-off on a busy core");
+            let switch = contended::switch(&mut cal);
+            format!("{switch}; {}", contended::handoff(sc, &mut cal, run, opts))
+        }
+        None => "no hand-off cost (CPython's GIL hands nothing over)".to_owned(),
     };
     cal.method = format!("{}; {wake_note}; {handoff}; {slice_note}", cal.method);
     Ok(cal)

@@ -745,7 +745,7 @@ fn used_by(constant: &str, locks: &[LockKind]) -> bool {
         "wake_us" | "wake_busy_us" | "signal_us" | "vain_wake_us" | "mutex_wake_us" => {
             locks.contains(&LockKind::Gil)
         }
-        "handoff_us" => locks.iter().any(|l| matches!(l, LockKind::Mutex | LockKind::FairGil)),
+        "handoff_us" | "switch_us" => locks.iter().any(|l| matches!(l, LockKind::Mutex | LockKind::FairGil)),
         _ => true,
     }
 }
@@ -761,6 +761,7 @@ mod tests {
         assert!(used_by("handoff_us", &fair));
         assert!(used_by("vain_wake_us", &[LockKind::None, LockKind::Gil]));
         assert!(!used_by("handoff_us", &[LockKind::Gil]));
+        assert!(used_by("switch_us", &fair) && !used_by("switch_us", &[LockKind::Gil]));
         assert!(used_by("rtt_ms", &[LockKind::None]));
     }
 

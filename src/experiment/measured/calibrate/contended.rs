@@ -147,6 +147,50 @@ fn contended_run(
     })
 }
 
+/// Hand-offs timed per round of `switch_us`.
+const SWITCH_PER_ROUND: u32 = 2_000;
+/// Rounds of `switch_us`.
+const SWITCH_ROUNDS: usize = 7;
+/// The relative interquartile spread of the rounds of `switch_us` that counts as
+/// agreement: a context switch on one CPU repeats to a few percent (3.2–3.3 µs over five
+/// rounds on a 2-vCPU VM); past a quarter the rounds met other work on that CPU.
+const SWITCH_SPREAD: f64 = 0.25;
+
+/// Records in `cal` the CPU of one hand-off of the fair lock on a busy core (`switch_us`:
+/// two threads on one CPU handing the server's lock back and forth, in rounds). Measured
+/// before the hand-off is fitted, which then fits only what the CPU leaves: the wake-up of
+/// an idle core. Returns the method's note on it.
+pub(super) fn switch(cal: &mut Calibration) -> String {
+    let mut rounds = Vec::with_capacity(SWITCH_ROUNDS);
+    for _ in 0..SWITCH_ROUNDS {
+        match server::gil::handoff::switch_us(SWITCH_PER_ROUND) {
+            Ok(us) => rounds.push(us),
+            Err(e) => {
+                return format!(
+                    "no hand-off CPU on a busy core (switch_us 0): cannot pin two threads to one CPU: {e}"
+                );
+            }
+        }
+    }
+    let Some(r) = crate::stats::Rounds::judge(&rounds, SWITCH_SPREAD) else {
+        return "no hand-off CPU on a busy core (switch_us 0): no round gave a finite time".into();
+    };
+    cal.switch_us = r.median;
+    if !r.stable {
+        cal.unstable.push("switch_us".into());
+    }
+    let note = format!(
+        "hand-off CPU on a busy core: {} rounds of {SWITCH_PER_ROUND} hand-offs between two threads on \
+         one CPU, median {:.2} µs, spread {:.0}%{}",
+        r.rounds.len(),
+        r.median,
+        r.spread * 100.0,
+        if r.stable { "" } else { " (UNSTABLE)" }
+    );
+    cal.switch_rounds = Some(r);
+    note
+}
+
 /// Records the lock's hand-off cost in `cal`: fitted to the contended run, or, when that
 /// run passed no hand-off or the fit failed, timed among four threads in process
 /// ([`server::gil::handoff`]). Returns the method's note on it.
