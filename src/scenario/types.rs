@@ -353,8 +353,8 @@ pub struct Cost {
     /// switch between them, on one busy core (µs), 0 to 1e6. The receiving thread spends it
     /// before its work, holding the lock, idle cores or not (a waiter that queued less than
     /// that long ago has not parked: it spends no more than it has waited). By default, 0;
-    /// `servesim calibrate` measures it on the machine (two threads on one CPU handing the
-    /// server's lock back and forth).
+    /// `servesim calibrate` measures it on the machine (two threads on one CPU passing a
+    /// turn back and forth through park and unpark, as the server's lock's waiters park).
     pub switch_us: f64,
     /// `gil` (CPython's): how long a parked thread takes to run once it is signalled or
     /// its timed wait runs out — the OS waking it and a core taking it (µs; a

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 /// matmuls (lock-free per token), the rest of the model (lock-held per token), the event
 /// loop's CPU (HTTP, JSON, dispatch) and the rest of the round trip (client, loopback,
 /// wake-ups: `rtt_ms`). Then, for a fair lock, times the CPU of a hand-off on a busy core
-/// (`switch_us`: two threads on one CPU handing the server's lock back and forth) and fits
-/// the rest of a hand-off (`handoff_us`, the wake-up of an idle core) to a contended run of
-/// the real server; times the batched step at several batch sizes, and the OS's wake-up
-/// costs that CPython's GIL meets: a
-/// parked thread's wake-up signalled by a thread that goes on computing, onto an idle core
+/// (`switch_us`: two threads on one CPU passing a turn back and forth through park and
+/// unpark, as the lock's waiters park) and fits the rest of a hand-off (`handoff_us`, the
+/// wake-up of an idle core) to a contended run of the real server; times the batched step
+/// at several batch sizes, and the OS's wake-up costs that CPython's GIL meets: a parked
+/// thread's wake-up signalled by a thread that goes on computing, onto an idle core
 /// (`wake_us`) and with every core busy (`wake_busy_us`), what the signal costs its
 /// signaller (`signal_us`), the CPU of a wake-up in vain (`vain_wake_us`) and the wake-up
 /// of a thread blocked on a mutex held briefly (`mutex_wake_us`), in rounds whose spread it

@@ -10,7 +10,8 @@
 use super::Gil;
 use crate::affinity::{self, AffinityError, CpuList};
 use crate::server::busy::{NoSwitch, spin};
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,48 +60,60 @@ fn round_us(per_thread: u32) -> f64 {
     ((wall.as_secs_f64() * 1e6 / holds) - HOLD_NS as f64 / 1e3).max(0.0)
 }
 
-/// Time each thread holds the lock per turn in [`switch_us`] (ns): short, so that the
-/// hand-offs dominate the round.
-const SWITCH_HOLD_NS: u64 = 2_000;
-
-/// The CPU of one hand-off of the fair lock on a busy core (µs): two threads pinned to one
-/// CPU take turns holding the server's lock for a short spin, so that every release hands
-/// it to the other, parked, thread — the releaser's `unpark`, its own park when it asks
-/// for the lock again, and the context switch between the two. With both threads on one
-/// CPU that CPU is never idle, so the wall time per hold beyond the held spin is that CPU.
-/// `handoffs` hand-offs in all (about 3 µs each on a 2-vCPU VM: a millisecond or so).
+/// The CPU of one hand-off of the fair lock on a busy core (µs): what passing the turn from
+/// one thread to a parked one costs when the CPU has no idle time to absorb it — the
+/// `unpark` (a futex wake), the releaser's own `park` (a futex wait) and one context
+/// switch. Two threads pinned to one CPU pass a turn back and forth through
+/// `thread::park` / `unpark`, as the server's lock's waiters park; with both threads on one
+/// CPU that CPU is never idle, so the wall time per pass is that CPU. (The lock's own
+/// bookkeeping is left out: a thread that runs anyway does it, as part of its work.)
+/// `handoffs` passes in all, the first tenth a warm-up left out (about 3 µs each on a
+/// 2-vCPU VM).
 ///
 /// Errs when the threads cannot be pinned to one CPU.
 pub fn switch_us(handoffs: u32) -> Result<f64, AffinityError> {
     let cpu = affinity::allowed()?.0.last().copied().unwrap_or(0);
     let one = CpuList(vec![cpu]);
-    let per_thread = (handoffs / 2).max(1);
-    let gil = Arc::new(Gil::new(None));
-    let start = Arc::new(Barrier::new(2));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (gil, start, one) = (Arc::clone(&gil), Arc::clone(&start), one.clone());
-            thread::spawn(move || -> Result<Duration, AffinityError> {
-                let pinned = affinity::pin(&one);
-                // Both threads reach the barrier, pinned or not, so neither waits forever.
-                start.wait();
-                pinned?;
-                let t0 = Instant::now();
-                for _ in 0..per_thread {
-                    gil.acquire();
-                    spin(SWITCH_HOLD_NS, &mut NoSwitch);
-                    gil.release();
+    let passes = (handoffs / 2).max(10);
+    let warm = passes / 10;
+    // Whose turn it is: thread 0 passes at even counts, thread 1 at odd ones.
+    let turn = Arc::new(AtomicU32::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let spawn = |me: u32, rx: mpsc::Receiver<thread::Thread>| {
+        let (turn, failed, one) = (Arc::clone(&turn), Arc::clone(&failed), one.clone());
+        thread::spawn(move || -> Result<Duration, AffinityError> {
+            let Ok(other) = rx.recv() else { return Ok(Duration::ZERO) };
+            if let Err(e) = affinity::pin(&one) {
+                failed.store(true, Ordering::Release);
+                other.unpark();
+                return Err(e);
+            }
+            let mut t0 = Instant::now();
+            for i in 0..passes {
+                if i == warm {
+                    t0 = Instant::now();
                 }
-                Ok(t0.elapsed())
-            })
+                let mine = 2 * i + me;
+                while turn.load(Ordering::Acquire) != mine {
+                    if failed.load(Ordering::Acquire) {
+                        return Ok(Duration::ZERO);
+                    }
+                    // Woken by the other thread's pass; the timeout only guards a lost one.
+                    thread::park_timeout(Duration::from_millis(100));
+                }
+                turn.store(mine + 1, Ordering::Release);
+                other.unpark();
+            }
+            Ok(t0.elapsed())
         })
-        .collect();
-    let mut wall = Duration::ZERO;
-    for t in threads {
-        wall = wall.max(t.join().unwrap_or(Ok(Duration::ZERO))?);
-    }
-    let holds = f64::from(2 * per_thread);
-    Ok(((wall.as_secs_f64() * 1e6 / holds) - SWITCH_HOLD_NS as f64 / 1e3).max(0.0))
+    };
+    let (tx0, rx0) = mpsc::channel();
+    let (tx1, rx1) = mpsc::channel();
+    let (a, b) = (spawn(0, rx0), spawn(1, rx1));
+    let _ = (tx0.send(b.thread().clone()), tx1.send(a.thread().clone()));
+    let (a, b) = (a.join().unwrap_or(Ok(Duration::ZERO))?, b.join().unwrap_or(Ok(Duration::ZERO))?);
+    // Both threads' timed passes alternate on the one CPU.
+    Ok(a.max(b).as_secs_f64() * 1e6 / f64::from(2 * (passes - warm)))
 }
 
 #[cfg(test)]

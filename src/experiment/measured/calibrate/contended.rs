@@ -148,12 +148,12 @@ fn contended_run(
 }
 
 /// Hand-offs timed per round of `switch_us`.
-const SWITCH_PER_ROUND: u32 = 2_000;
+const SWITCH_PER_ROUND: u32 = 20_000;
 /// Rounds of `switch_us`.
 const SWITCH_ROUNDS: usize = 7;
 /// The relative interquartile spread of the rounds of `switch_us` that counts as
-/// agreement: a context switch on one CPU repeats to a few percent (3.2–3.3 µs over five
-/// rounds on a 2-vCPU VM); past a quarter the rounds met other work on that CPU.
+/// agreement: a pass between two threads on one CPU repeats to some percent (3.2–4.2 µs
+/// over five rounds on a 2-vCPU VM); past a quarter the rounds met other work on that CPU.
 const SWITCH_SPREAD: f64 = 0.25;
 
 /// Records in `cal` the CPU of one hand-off of the fair lock on a busy core (`switch_us`:
@@ -180,8 +180,8 @@ pub(super) fn switch(cal: &mut Calibration) -> String {
         cal.unstable.push("switch_us".into());
     }
     let note = format!(
-        "hand-off CPU on a busy core: {} rounds of {SWITCH_PER_ROUND} hand-offs between two threads on \
-         one CPU, median {:.2} µs, spread {:.0}%{}",
+        "hand-off CPU on a busy core: {} rounds of {SWITCH_PER_ROUND} passes between two parked threads \
+         on one CPU, median {:.2} µs, spread {:.0}%{}",
         r.rounds.len(),
         r.median,
         r.spread * 100.0,
