@@ -15,16 +15,16 @@ const LEFT_OUT: &str = "
 ## Where the simulator and the machine part
 
 * **Lock hand-offs are wake-ups, and wake-ups are not a constant.** Handing the GIL to a
-  parked thread costs what waking it costs: a core leaving its idle state when one is idle
-  (the calibrated `handoff_us`, taken from a run of cores + 1 threads), nothing extra when
-  every core is busy, and no more than the waiter has waited. The real cost also grows with
-  the number of parked threads and their cores' idle depth, which one number cannot follow:
-  the GIL-bound pool points (`sync` / `async-offload` with the GIL, 2–64 users on 8 threads,
-  and the workers suite's single worker) come out low in throughput (3–20% on the 2-core
-  machine these lines were written on, varying from run to run). With two workers the
-  error turns: the other worker's threads keep both cores busy, so the simulator charges
-  no hand-off and predicts the two-core bound, while the machine still pays part of each
-  wake-up (predicted 14–25% high there). The onset of a convoy (see
+  parked thread costs its CPU on the cores — the releaser's `unpark`, the waiter's park,
+  a context switch: the calibrated `switch_us`, charged to the receiving thread whether
+  or not a core is idle — and, while a core is idle, the time that core takes to leave
+  its idle state (the calibrated `handoff_us`, the rest of what a run of cores + 1
+  threads paid), no more than the waiter has waited. The real cost also grows with the
+  number of parked threads and their cores' idle depth, which one number cannot follow:
+  the GIL-bound pool points (`sync` / `async-offload` with the GIL, 2–64 users on 8
+  threads, and the workers suite's single worker) come out low in throughput (1–18% on
+  the 2-core machine these lines were written on, varying from run to run, and between
+  the two handlers within one run). The onset of a convoy (see
   `examples/gil_contention.rs`) is where the real machine repeats itself least.
 * **Time slices and the load generator, but not every wake-up.** The cores are simulated
   as the kernel's time slices, and the load generator's CPU (calibrated, one user) as a
@@ -34,8 +34,9 @@ const LEFT_OUT: &str = "
   them.
 * **Two workers balanced by the kernel's hash.** The split of users over workers is luck;
   the section above predicts each such point again with the split its run had, so what
-  remains is the model's error: with both cores always busy the simulator charges no
-  hand-off, and predicts 8–14% more throughput than two GIL-bound processes deliver.
+  remains is the model's error: with both cores always busy a hand-off costs only its
+  CPU, and the simulator predicts 4–20% more throughput than two GIL-bound processes
+  deliver (the same point measured 154–177 req/s from run to run).
 * **A median between two modes is ill-conditioned.** With output lengths of 2 or 38 tokens
   with equal odds, the median falls between the two groups, and a few requests either way
   move it by a factor of two; p95 and p99 are the figures to read there.
