@@ -118,7 +118,7 @@ fn each_subcommand_s_help_shows_its_long_text() {
         table.push(("measure", "the load generator the rest"));
     }
     if cfg!(all(feature = "server", feature = "load", feature = "plot")) {
-        table.extend([("calibrate", "hand-off between threads"), ("validate", "OUT/validation.csv")]);
+        table.extend([("calibrate", "CPU of a hand-off on a busy core"), ("validate", "OUT/validation.csv")]);
     }
     if cfg!(feature = "load") {
         table.push(("load", "coordinated omission"));
