@@ -6,6 +6,9 @@
 //! and queue again, so that every release hands it to a parked waiter. Four threads, not
 //! two: with two threads on two CPUs each waiter parks alone on its own CPU and wakes faster
 //! than in a real queue, where waiters outnumber the CPUs.
+//!
+//! [`switch_us`] times the part of a hand-off that is CPU whatever the cores do: one
+//! thread passing the turn to a parked one on a busy CPU.
 
 use super::Gil;
 use crate::affinity::{self, AffinityError, CpuList};

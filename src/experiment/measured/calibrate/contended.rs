@@ -152,12 +152,14 @@ const SWITCH_PER_ROUND: u32 = 20_000;
 /// Rounds of `switch_us`.
 const SWITCH_ROUNDS: usize = 7;
 /// The relative interquartile spread of the rounds of `switch_us` that counts as
-/// agreement: a pass between two threads on one CPU repeats to some percent (3.2–4.2 µs
-/// over five rounds on a 2-vCPU VM); past a quarter the rounds met other work on that CPU.
+/// agreement: a pass between two threads on one CPU repeats to a few percent (the 7 rounds
+/// of one calibration 1–6% apart in six calibrations on a 2-vCPU VM, 2.90–3.66 µs from one
+/// calibration to the next); past a quarter the rounds met other work on that CPU.
 const SWITCH_SPREAD: f64 = 0.25;
 
 /// Records in `cal` the CPU of one hand-off of the fair lock on a busy core (`switch_us`:
-/// two threads on one CPU handing the server's lock back and forth, in rounds). Measured
+/// two threads on one CPU passing a turn back and forth through park and unpark, in
+/// rounds; [`server::gil::handoff::switch_us`]). Measured
 /// before the hand-off is fitted, which then fits only what the CPU leaves: the wake-up of
 /// an idle core. Returns the method's note on it.
 pub(super) fn switch(cal: &mut Calibration) -> String {
