@@ -10,7 +10,8 @@
 //! request spends outside the server to `rtt_ms` (the load generator's CPU to
 //! `clients.cpu_ms`, which the simulator runs as a thread of its own); `release_points` becomes the model's
 //! kernels per token (the server releases the lock around each), `handoff_us` adds the
-//! measured lock hand-off cost, and `wake_us` and `vain_wake_us` become the measured wake-up
+//! measured lock hand-off cost and `switch_us` its CPU on a busy core, and `wake_us` and
+//! `vain_wake_us` become the measured wake-up
 //! latency and CPU of a parked thread. With batching, the measured prefill is added to
 //! `request_locked_ms` / `request_free_ms`, which a sequence pays when it joins a batch.
 
@@ -83,8 +84,8 @@ pub struct Calibration {
     /// CPU cost of one lock hand-off to a waiting thread (µs).
     pub handoff_us: f64,
     /// The CPU of one hand-off of the fair lock on a busy core: two threads on one CPU
-    /// handing the server's lock back and forth (µs; the median of the rounds; 0 in files
-    /// from before it was measured).
+    /// passing a turn back and forth through park and unpark, as the server's lock's
+    /// waiters park (µs; the median of the rounds; 0 in files from before it was measured).
     #[serde(default)]
     pub switch_us: f64,
     /// The rounds `switch_us` was measured in.
