@@ -141,6 +141,12 @@ pub fn allowed() -> Result<CpuList, AffinityError> {
     sys::get()
 }
 
+/// One allowed CPU, the last: where the probes that put two threads on one CPU (the time
+/// slice, a hand-off's CPU) pin them, so that they time the same CPU.
+pub fn one_cpu() -> Result<CpuList, AffinityError> {
+    Ok(CpuList(vec![allowed()?.0.last().copied().unwrap_or(0)]))
+}
+
 /// Pins the calling thread (and every thread and process it creates later) to `cpus`
 /// (`sched_setaffinity`), which must be non-empty and all allowed.
 pub fn pin(cpus: &CpuList) -> Result<(), AffinityError> {

@@ -40,8 +40,8 @@ pub enum SliceError {
 /// Spins two threads on one CPU for `run` and returns the median run between turns.
 /// Takes `run` (half a second is plenty: about a hundred slices at 4 ms).
 pub fn measure(run: Duration) -> Result<Slice, SliceError> {
-    let cpu = affinity::allowed()?.0.last().copied().unwrap_or(0);
-    let one = CpuList(vec![cpu]);
+    let one = affinity::one_cpu()?;
+    let cpu = one.0[0];
     let spin = |one: CpuList| {
         move || -> Result<Vec<f64>, affinity::AffinityError> {
             affinity::pin(&one)?;

@@ -11,7 +11,7 @@
 //! thread passing the turn to a parked one on a busy CPU.
 
 use super::Gil;
-use crate::affinity::{self, AffinityError, CpuList};
+use crate::affinity::{self, AffinityError};
 use crate::server::busy::{NoSwitch, spin};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
@@ -75,8 +75,7 @@ fn round_us(per_thread: u32) -> f64 {
 ///
 /// Errs when the threads cannot be pinned to one CPU.
 pub fn switch_us(handoffs: u32) -> Result<f64, AffinityError> {
-    let cpu = affinity::allowed()?.0.last().copied().unwrap_or(0);
-    let one = CpuList(vec![cpu]);
+    let one = affinity::one_cpu()?;
     let passes = (handoffs / 2).max(10);
     let warm = passes / 10;
     // Whose turn it is: thread 0 passes at even counts, thread 1 at odd ones.

@@ -159,9 +159,9 @@ const SWITCH_SPREAD: f64 = 0.25;
 
 /// Records in `cal` the CPU of one hand-off of the fair lock on a busy core (`switch_us`:
 /// two threads on one CPU passing a turn back and forth through park and unpark, in
-/// rounds; [`server::gil::handoff::switch_us`]). Measured
-/// before the hand-off is fitted, which then fits only what the CPU leaves: the wake-up of
-/// an idle core. Returns the method's note on it.
+/// rounds; [`server::gil::handoff::switch_us`]). Measured before the hand-off is fitted,
+/// which then fits only what the CPU leaves: the wake-up of an idle core. Returns the
+/// method's note on it.
 pub(super) fn switch(cal: &mut Calibration) -> String {
     let mut rounds = Vec::with_capacity(SWITCH_ROUNDS);
     for _ in 0..SWITCH_ROUNDS {
