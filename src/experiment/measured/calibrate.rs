@@ -7,8 +7,8 @@
 //!       (matmul + busy_free) / tokens         → token_free_ms   (the GIL-free kernels)
 //!       (compute − the above) / tokens        → token_locked_ms (model code outside kernels)
 //!       client latency − compute − lock wait  → loop_in_ms + loop_out_ms (HTTP, JSON, dispatch)
-//!  2. as many clients as cores to as many pool threads behind the GIL: the lock's held
-//!     time per request beyond the single client's, per hand-off ─► handoff_us
+//!  2. cores + 1 clients to the scenario's pool (at least as many threads) behind the lock:
+//!     the hand-off cost at which the simulator holds its throughput ─► handoff_us
 //!  3. the batch scheduler's step at B = 1, 2, 4 …, with the GIL and emulated step work
 //!     (nominal taken out) ─► batch_steps (locked = outside kernels, free = kernels);
 //!     a joining sequence's prefill ─► prefill_locked_ms, prefill_free_ms
