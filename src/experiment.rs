@@ -18,8 +18,8 @@ mod sweep_output;
 mod usl;
 
 pub use capacity::{
-    Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, Planner, Slo, SloMetric,
-    Verdict, parse_memory_mb,
+    Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, MAX_CORES, Planner, Slo,
+    SloMetric, Verdict, parse_memory_mb,
 };
 pub use host::{CpuTicks, STEAL_LIMIT, least_stolen, machine, no_steal, stolen_since, utc_now};
 #[cfg(all(feature = "server", feature = "load"))]
@@ -27,4 +27,4 @@ pub use measured::*;
 pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};
 pub use sweep::{PointResult, SweepError, SweepInfo, SweepOutput, SweepPlan, default_out, label};
-pub use usl::{UslError, UslReport, fit_usl_csv};
+pub use usl::{MAX_CSV_BYTES, UslError, UslReport, fit_usl_csv, read_csv};

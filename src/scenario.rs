@@ -44,9 +44,11 @@ pub(crate) mod types;
 mod validate;
 
 pub use calibration::{BatchStep, CALIBRATION_FORMAT, Calibration, Machine, Samples};
-pub use load::{Override, ScenarioError};
+pub use load::{MAX_FILE_BYTES, Override, ScenarioError};
+pub(crate) use load::{read_scenario, read_text};
 pub use target::{TargetSpec, Vars as TargetVars};
 pub use types::{
     Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind, Run, Scenario,
     Scheduler, System, Worker, Workload,
 };
+pub(crate) use validate::{MAX_RATE_RPS, show};

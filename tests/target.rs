@@ -411,3 +411,15 @@ fn ctrl_c_stops_the_service_servesim_started() {
         .collect();
     assert!(left.is_empty(), "Ctrl-C left {left:?}");
 }
+
+/// A start directory that does not exist is named as such, not as a command that cannot run.
+#[test]
+fn a_start_directory_that_does_not_exist_is_named() {
+    let _serial = serial();
+    let tmp = scratch("cwd");
+    let text =
+        "[target]\nurl = \"http://127.0.0.1:{port}/x\"\nstart = \"exec true\"\ncwd = \"no/such/dir\"\n";
+    let sc = Scenario::load(&write_scenario(tmp.path(), "cwd.toml", text), &[]).unwrap();
+    let e = measure(&sc, &MeasureOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("no/such/dir does not exist") && e.contains("fix target.cwd"), "{e}");
+}

@@ -44,7 +44,7 @@ pub struct CapacityArgs {
     #[arg(long)]
     max_memory: Option<String>,
 
-    /// Most cores to consider.
+    /// Most cores to consider, at most 256.
     #[arg(long, default_value_t = 16)]
     max_cores: u32,
 

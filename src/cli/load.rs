@@ -110,11 +110,18 @@ pub struct LoadArgs {
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let plan = plan(&args)?;
     plan.validate()?;
+    // Created before the run, so that a path that cannot be written fails before any load
+    // is sent rather than after, with the run's records lost.
+    let csv = match &args.csv {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .with_context(|| format!("--csv: cannot create {}", path.display()))?,
+        ),
+        None => None,
+    };
     let progress = (!args.json && std::io::stdout().is_terminal()).then(|| load::progress_bar(&plan));
     let report = load::run_blocking(&plan, progress)?;
-    if let Some(path) = &args.csv {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("--csv: cannot create {}", path.display()))?;
+    if let (Some(path), Some(file)) = (&args.csv, csv) {
         load::write_csv(&report.records, std::io::BufWriter::new(file))
             .with_context(|| format!("--csv: cannot write {}", path.display()))?;
     }

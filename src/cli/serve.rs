@@ -32,7 +32,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  servesim serve models/seed-sync.toml --port 8000\n  \
     servesim serve --set worker.handler=async-blocking --set worker.lock=gil\n  \
-    curl -s localhost:8000/correct -d '{\"sentence\": \"helo wrld\", \"max_new_tokens\": 8}'")]
+    curl -s localhost:8000/correct -H 'content-type: application/json' \
+      -d '{\"sentence\": \"helo wrld\", \"max_new_tokens\": 8}'")]
 pub struct ServeArgs {
     /// Scenario file (TOML); without one, every knob has its default.
     file: Option<PathBuf>,

@@ -54,8 +54,10 @@ pub struct SweepArgs {
 
 /// Join the shard outputs of one sweep.
 ///
-/// Every shard of the sweep must be given exactly once; shards of different sweeps (another
-/// scenario, grid or seed) are refused. Writes the merged sweep.json, sweep.csv and plots.
+/// Every shard of the sweep that holds points must be given exactly once; shards of
+/// different sweeps (another scenario, grid or seed), and a shard whose points are not the
+/// ones its index gives it (a truncated or edited file), are refused. Writes the merged
+/// sweep.json, sweep.csv and plots.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
     /// Shard output directories (or their sweep.json files).

@@ -1,7 +1,7 @@
 //! `servesim fit-usl`.
 
 use clap::Args;
-use servesim::experiment::fit_usl_csv;
+use servesim::experiment::{fit_usl_csv, read_csv};
 use std::path::{Path, PathBuf};
 
 /// Fit the Universal Scalability Law to a throughput-vs-concurrency table.
@@ -48,7 +48,8 @@ pub fn run(args: UslArgs) -> anyhow::Result<()> {
     // The concurrency column that would be fitted: the only default that names a scenario
     // field is `clients.users` (the others, `users`, `n`…, are never parameter columns).
     let x = args.x.as_deref().unwrap_or("clients.users");
-    if let Some(message) = mixed_curves(&args.csv, x) {
+    let (header, rows) = read_csv(&args.csv)?;
+    if let Some(message) = mixed_curves(&args.csv, &header, &rows, x) {
         anyhow::bail!(message);
     }
     let r = fit_usl_csv(&args.csv, args.x.as_deref(), args.y.as_deref())?;
@@ -90,13 +91,15 @@ fn varying(
     out
 }
 
-/// Why `file` cannot be fitted as one curve, if other parameters vary in it. A file that
-/// cannot be read is left to the fit, which says why.
-fn mixed_curves(file: &Path, x: &str) -> Option<String> {
-    let mut rdr = csv::Reader::from_path(file).ok()?;
-    let header = rdr.headers().ok()?.clone();
-    let rows: Vec<csv::StringRecord> = rdr.records().collect::<Result<_, _>>().ok()?;
-    let vary = varying(&header, &rows, x);
+/// Why `file` (its `header` and `rows`) cannot be fitted as one curve, if other parameters
+/// vary in it.
+fn mixed_curves(
+    file: &Path,
+    header: &csv::StringRecord,
+    rows: &[csv::StringRecord],
+    x: &str,
+) -> Option<String> {
+    let vary = varying(header, rows, x);
     if vary.is_empty() {
         return None;
     }

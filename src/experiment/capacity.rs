@@ -37,7 +37,7 @@ mod search;
 pub use candidates::Config;
 pub use query::{CapacityQuery, Slo, SloMetric, parse_memory_mb};
 pub use report::{Answer, CapacityReport, Evaluation, Knee, Verdict};
-pub use search::Planner;
+pub use search::{MAX_CORES, Planner};
 
 use crate::scenario::ScenarioError;
 use crate::sim::SimError;

@@ -28,7 +28,7 @@ mod validate;
 pub use calibrate::{
     CalibrateError, CalibrateOptions, Wake, calibrate, calibration_at, wake_costs, write_calibration,
 };
-pub use measure::{MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};
+pub use measure::{MAX_WALL_S, MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};
 #[cfg(feature = "plot")]
 pub use validate::{
     Compared, ErrorSummary, HashDraws, MeasuredPoint, MeasuredRun, Measurements, PointLimits, SplitCheck,

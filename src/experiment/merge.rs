@@ -1,7 +1,8 @@
 //! `servesim merge`: joins the shard outputs of one sweep into the whole sweep.
 
-use super::grid::Shard;
+use super::grid::{MAX_POINTS, Shard};
 use super::sweep::SweepOutput;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Why shards cannot be merged.
@@ -50,29 +51,82 @@ pub enum MergeError {
     #[error("shard {0} is given twice")]
     Duplicate(usize),
     /// Some shards are missing.
-    #[error("shards {missing:?} of {count} are missing; run them (--shard i/{count}) and merge again")]
+    #[error(
+        "shards {} of {count} are missing; run them (--shard i/{count}) and merge again",
+        listed(missing)
+    )]
     Missing {
         /// Missing indices.
         missing: Vec<usize>,
         /// Number of shards.
         count: usize,
     },
+    /// A shard file is not as `servesim sweep` wrote it: its shard or its points do not add
+    /// up (a truncated or edited file).
+    #[error("{path}: {message}; run that shard again")]
+    Corrupt {
+        /// The offending file.
+        path: PathBuf,
+        /// What does not add up.
+        message: String,
+    },
+}
+
+/// Most indices a message lists.
+const LISTED: usize = 10;
+
+/// `[1, 2]`, or the first [`LISTED`] and how many in all.
+fn listed(indices: &[usize]) -> String {
+    match indices.len() {
+        n if n > LISTED => format!("{:?} … ({n} in all)", &indices[..LISTED]),
+        _ => format!("{indices:?}"),
+    }
 }
 
 fn read(input: &Path) -> Result<(PathBuf, SweepOutput), MergeError> {
     let path = if input.is_dir() { input.join("sweep.json") } else { input.to_owned() };
     let err = |message: String| MergeError::Read { path: path.clone(), message };
+    let meta = std::fs::metadata(&path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file; give a shard's output directory or its sweep.json".into()));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
     let out = serde_json::from_str(&text).map_err(|e| err(format!("not a sweep output: {e}")))?;
     Ok((path, out))
 }
 
-/// Reads shard outputs and joins them; every shard of one sweep must be present once.
+/// Checks that a shard holds exactly the points `servesim sweep` gives it: those whose
+/// index is its own modulo the shard count, in order.
+fn check_shard(path: &Path, s: &SweepOutput) -> Result<(), MergeError> {
+    let bad = |message: String| Err(MergeError::Corrupt { path: path.to_owned(), message });
+    let Shard { index, count } = s.shard;
+    if index >= count {
+        return bad(format!("shard {index}/{count} is no shard: INDEX must be below COUNT"));
+    }
+    let total = s.sweep.points;
+    if total > MAX_POINTS {
+        return bad(format!("a sweep of {total} points is more than the {MAX_POINTS} a sweep may have"));
+    }
+    let expected = (index..total).step_by(count);
+    if s.points.len() != expected.len() {
+        let (n, want) = (s.points.len(), expected.len());
+        return bad(format!(
+            "holds {n} points, but shard {index}/{count} of a {total}-point sweep has {want}"
+        ));
+    }
+    if let Some((p, want)) = s.points.iter().zip(expected).find(|(p, want)| p.index != *want) {
+        return bad(format!("holds point {} where point {want} belongs", p.index));
+    }
+    Ok(())
+}
+
+/// Reads shard outputs and joins them; every shard of one sweep that holds points must be
+/// present once (a shard past the grid's last point holds none and may be left out).
 pub fn merge(inputs: &[PathBuf]) -> Result<SweepOutput, MergeError> {
     let shards: Vec<(PathBuf, SweepOutput)> = inputs.iter().map(|p| read(p)).collect::<Result<_, _>>()?;
-    let (_, first) = shards.first().ok_or(MergeError::NoInputs)?;
+    let (first_path, first) = shards.first().ok_or(MergeError::NoInputs)?;
     let (info, count) = (first.sweep.clone(), first.shard.count);
-    let mut seen = vec![false; count];
+    let mut seen = BTreeSet::new();
     for (path, s) in &shards {
         if s.sweep.id != info.id {
             return Err(MergeError::DifferentSweeps {
@@ -83,15 +137,25 @@ pub fn merge(inputs: &[PathBuf]) -> Result<SweepOutput, MergeError> {
                 other_scenario: s.sweep.scenario.clone(),
             });
         }
+        if s.sweep != info {
+            return Err(MergeError::Corrupt {
+                path: path.clone(),
+                message: format!(
+                    "its sweep (scenario, grid or size) differs from {}'s under the same sweep id",
+                    first_path.display()
+                ),
+            });
+        }
         if s.shard.count != count {
             let (index, c) = (s.shard.index, s.shard.count);
             return Err(MergeError::ShardCount { path: path.clone(), index, count: c, expected: count });
         }
-        if std::mem::replace(&mut seen[s.shard.index], true) {
+        check_shard(path, s)?;
+        if !seen.insert(s.shard.index) {
             return Err(MergeError::Duplicate(s.shard.index));
         }
     }
-    let missing: Vec<usize> = seen.iter().enumerate().filter(|(_, s)| !**s).map(|(i, _)| i).collect();
+    let missing: Vec<usize> = (0..count.min(info.points)).filter(|i| !seen.contains(i)).collect();
     if !missing.is_empty() {
         return Err(MergeError::Missing { missing, count });
     }

@@ -94,8 +94,7 @@ impl SweepPlan {
     /// Loads the base scenario and validates every point of `shard` before anything runs, so
     /// a bad path or value fails at once, naming the point.
     pub fn new(file: &Path, sets: &[Override], grid: Grid, shard: Shard) -> Result<Self, SweepError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| ScenarioError::Read { path: file.to_owned(), source })?;
+        let text = crate::scenario::read_scenario(file)?;
         let base_dir = file.parent().unwrap_or(Path::new("."));
         let base = Scenario::parse(&text, file, base_dir, sets)?;
         let name = file.file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());

@@ -79,16 +79,41 @@ fn pick(
     })
 }
 
+/// Largest CSV file read (bytes): a throughput table is a few kilobytes; a larger file, or
+/// a device such as `/dev/zero`, is refused rather than read into memory.
+pub const MAX_CSV_BYTES: u64 = 64 << 20;
+
+/// The header and rows of a CSV file: a regular file of at most [`MAX_CSV_BYTES`], with a
+/// header row.
+pub fn read_csv(file: &Path) -> Result<(csv::StringRecord, Vec<csv::StringRecord>), UslError> {
+    let path = file.display().to_string();
+    let err = |message: String| UslError::Read { path: path.clone(), message };
+    let meta = std::fs::metadata(file).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file; give a CSV file".into()));
+    }
+    if meta.len() > MAX_CSV_BYTES {
+        let mib = MAX_CSV_BYTES >> 20;
+        return Err(err(format!("{} bytes is more than the {mib} MiB a CSV file may have", meta.len())));
+    }
+    let mut rdr = csv::Reader::from_path(file).map_err(|e| err(e.to_string()))?;
+    let header = rdr.headers().map_err(|e| err(e.to_string()))?.clone();
+    if header.iter().all(|h| h.trim().is_empty()) {
+        let message = "the file is empty: give a header row (e.g. clients.users,throughput_rps) and a row \
+                       per point";
+        return Err(err(message.into()));
+    }
+    let rows = rdr.records().collect::<Result<Vec<_>, _>>().map_err(|e| err(e.to_string()))?;
+    Ok((header, rows))
+}
+
 /// Reads `(concurrency, throughput)` from a CSV file and fits the USL.
 pub fn fit_usl_csv(file: &Path, x: Option<&str>, y: Option<&str>) -> Result<UslReport, UslError> {
     let path = file.display().to_string();
-    let read = |e: csv::Error| UslError::Read { path: path.clone(), message: e.to_string() };
-    let mut rdr = csv::Reader::from_path(file).map_err(read)?;
-    let header = rdr.headers().map_err(read)?.clone();
+    let (header, rows) = read_csv(file)?;
     let (xi, yi) = (pick(&header, x, &X_NAMES, &path)?, pick(&header, y, &Y_NAMES, &path)?);
     let mut points = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(read)?;
+    for (i, rec) in rows.iter().enumerate() {
         let cell = |k: usize| -> Result<f64, UslError> {
             let v = rec.get(k).unwrap_or("");
             v.trim().parse().map_err(|_| UslError::Cell {

@@ -180,8 +180,12 @@ impl Calibration {
     pub fn read(path: &Path) -> Result<Calibration, ScenarioError> {
         let err =
             |m: String| ScenarioError::invalid("cost.calibration", format!(": {}: {m}", path.display()));
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("{e}; run `servesim calibrate --out {}` first", path.display())))?;
+        let text = super::read_text(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                err(format!("{e}; run `servesim calibrate --out {}` first", path.display()))
+            }
+            _ => err(e.to_string()),
+        })?;
         let cal: Calibration =
             serde_json::from_str(&text).map_err(|e| err(format!("not a calibration file: {e}")))?;
         if cal.format != CALIBRATION_FORMAT {

@@ -134,11 +134,32 @@ impl Override {
     }
 }
 
+/// Largest scenario or calibration file read (bytes): such files are kilobytes; a longer
+/// one, or an endless device such as `/dev/zero`, is refused rather than read into memory.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// The text of `path`, which must hold at most [`MAX_FILE_BYTES`].
+pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        let message =
+            format!("longer than the {} MiB a scenario or calibration file may have", MAX_FILE_BYTES >> 20);
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
+    }
+    Ok(text)
+}
+
+/// The text of the scenario file `path` (see [`read_text`]).
+pub(crate) fn read_scenario(path: &Path) -> Result<String, ScenarioError> {
+    read_text(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })
+}
+
 impl Scenario {
     /// Loads a scenario file, applies `overrides` in order, and validates the result.
     pub fn load(path: &Path, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+        let text = read_scenario(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut scenario = Self::parse(&text, path, base, overrides)?;
         if scenario.name.is_none() {

@@ -15,8 +15,10 @@
 //! `taskset -c {cpus} …`: the load generator then runs on the other CPUs), `{PATH}` for any scalar field of the scenario (`{system.workers}`,
 //! `{worker.threads}`, `{worker.handler}` → `sync`, `async-blocking`, `async-offload`), and in
 //! the body `{i}`, the request's number. Every other brace is literal, so a JSON body is its
-//! own template. A knob is one servesim may vary on the service only if its placeholder
-//! appears in `url`, `body`, `start` or `env`; asking to vary another is refused.
+//! own template — except a word in braces that is no placeholder (`{prt}`, `{threads}`,
+//! `{I}`), refused as the typo it almost surely is; shell syntax (`${HOME}`, `{a,b}`,
+//! `{ cmd; }`) is left alone. A knob is one servesim may vary on the service only if its
+//! placeholder appears in `url`, `body`, `start` or `env`; asking to vary another is refused.
 //!
 //! Without `start`, the service already running at `url` is measured as it is.
 
@@ -101,17 +103,50 @@ fn placeholders(template: &str) -> impl Iterator<Item = (usize, usize, &str)> {
             let close = template[open..].find('}').map(|i| open + i)?;
             let name = &template[open + 1..close];
             rest = open + 1;
-            let is_path = name.contains('.')
-                && name
-                    .split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
-            if name == PORT || name == CPUS || is_path {
+            if name == PORT || name == CPUS || is_path(name) {
                 rest = close + 1;
                 return Some((open, close + 1, name));
             }
         }
         None
     })
+}
+
+/// Whether `name` is a dotted path of lowercase keys (`worker.threads`).
+fn is_path(name: &str) -> bool {
+    name.contains('.')
+        && name.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+}
+
+/// The first `{name}` of `template` that reads as a placeholder but is none: `name` a word
+/// or dotted path of letters, digits and `_` (JSON quotes its keys; `${VAR}` is the shell's),
+/// other than `{port}`, `{cpus}`, a lowercase dotted path, or `{i}` in a body.
+fn unknown_placeholder(template: &str, body: bool) -> Option<&str> {
+    let mut rest = 0;
+    while let Some(open) = template[rest..].find('{').map(|i| rest + i) {
+        rest = open + 1;
+        let Some(close) = template[open..].find('}').map(|i| open + i) else { break };
+        let name = &template[open + 1..close];
+        let word = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let shell = template[..open].ends_with('$');
+        let known = name == PORT || name == CPUS || is_path(name) || (body && name == "i");
+        if word && !shell && !known {
+            return Some(name);
+        }
+    }
+    None
+}
+
+/// What `{name}` was probably meant to be: a placeholder in another case, or the scenario
+/// field of that name.
+fn meant(name: &str, values: &toml::Value) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if [PORT, CPUS, "i"].contains(&lower.as_str()) {
+        return Some(lower);
+    }
+    let sections = values.as_table()?;
+    sections.iter().find_map(|(section, v)| v.get(&lower).map(|_| format!("{section}.{lower}")))
 }
 
 /// A scenario's fields, as templates read them.
@@ -262,6 +297,24 @@ impl TargetSpec {
                 } else if let Err(m) = field(&values, name) {
                     return bad(&at, format!("placeholder {{{name}}}: {m}"));
                 }
+            }
+            if let Some(name) = unknown_placeholder(t, at == "target.body") {
+                let hint = meant(name, &values)
+                    .filter(|m| m != name)
+                    .map(|m| format!(" (did you mean {{{m}}}?)"))
+                    .unwrap_or_default();
+                let only = if name == "i" {
+                    "; {i}, the request's number, is filled in target.body only"
+                } else {
+                    ""
+                };
+                return bad(
+                    &at,
+                    format!(
+                        ": {{{name}}} is not a placeholder{hint}{only}; placeholders are {{port}}, {{cpus}}, \
+                         {{i}} in the body, and scenario fields such as {{worker.threads}}"
+                    ),
+                );
             }
         }
         Ok(())

@@ -27,7 +27,7 @@ const MIN_SWITCH_MS: f64 = 1e-3;
 
 /// Highest open-loop rate (requests/s): a mean gap of 1000 ns, so rounding gaps to the
 /// 1 ns clock moves the rate by < 0.1%; beyond any model server.
-const MAX_RATE_RPS: f64 = 1e6;
+pub(crate) const MAX_RATE_RPS: f64 = 1e6;
 
 /// Lowest open-loop rate (requests/s): a mean gap of 1e9 ms, the bound on every duration.
 const MIN_RATE_RPS: f64 = 1e-6;

@@ -4,6 +4,7 @@
 //! POST /correct  {"sentence": "…", "max_new_tokens": 20, "stop_at_eos": false}
 //!   200 {"correction": "…", "tokens": 20, "timing": {…}}
 //!   400 body is not JSON / not an object          413 body larger than the limit
+//!   415 a Content-Type other than application/json (or …+json); none is read as JSON
 //!   422 a field is missing, unknown, of the wrong type or out of range
 //!   503 the worker's admission queue is full (Retry-After)
 //!   504 the request timeout passed: while queued, or while generating (stopped at a token
@@ -164,6 +165,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Longest stretch of a header value quoted in an error (characters).
+const QUOTE_CHARS: usize = 60;
+
+/// Checks that a `Content-Type` announces JSON: `application/json` or any `…/…+json`, with
+/// any parameters, in any case. A request without one is read as JSON (as FastAPI reads
+/// it); one that announces another type gets 415.
+pub fn json_content_type(value: Option<&HeaderValue>) -> Result<(), ApiError> {
+    let Some(value) = value else { return Ok(()) };
+    let media = value.to_str().ok().and_then(|v| v.split(';').next()).map(|m| m.trim().to_ascii_lowercase());
+    if media.is_some_and(|m| m == "application/json" || (m.contains('/') && m.ends_with("+json"))) {
+        return Ok(());
+    }
+    let shown: String = String::from_utf8_lossy(value.as_bytes()).chars().take(QUOTE_CHARS).collect();
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("Content-Type {shown:?} is not JSON; send the body as application/json"),
+    ))
+}
+
 const FIELDS: [&str; 3] = ["sentence", "max_new_tokens", "stop_at_eos"];
 
 /// Parses and validates a `/correct` body; a request without `max_new_tokens` gets
@@ -222,17 +242,24 @@ fn max_new_tokens(
 ) -> Result<u32, ApiError> {
     let max = rules.max_new_tokens();
     let room = rules.context.saturating_sub(sentence_tokens + 2);
+    let range = |got: &dyn std::fmt::Display| {
+        ApiError::field("max_new_tokens", format!("must be a whole number in [0, {max}], got {got}"))
+    };
     let n = match obj.get("max_new_tokens") {
         None | Some(Value::Null) => return Ok(default.min(room)),
-        Some(Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
-            (Some(n), _) => n,
-            (None, Some(_)) => return Err(ApiError::field("max_new_tokens", "must be ≥ 0")),
-            (None, None) => return Err(ApiError::field("max_new_tokens", "must be an integer")),
-        },
-        Some(_) => return Err(ApiError::field("max_new_tokens", "must be an integer")),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| range(n))?,
+        Some(other) => {
+            let kind = match other {
+                Value::String(_) => "a string",
+                Value::Bool(_) => "a boolean",
+                Value::Array(_) => "an array",
+                _ => "an object",
+            };
+            return Err(range(&kind));
+        }
     };
     if n > u64::from(max) {
-        return Err(ApiError::field("max_new_tokens", format!("must be ≤ {max}, got {n}")));
+        return Err(range(&n));
     }
     if n > u64::from(room) {
         return Err(ApiError::field(
@@ -270,6 +297,25 @@ mod tests {
     }
 
     #[test]
+    fn only_a_json_content_type_or_none_is_read() {
+        for ok in [
+            None,
+            Some("application/json"),
+            Some("Application/JSON; charset=utf-8"),
+            Some("application/problem+json"),
+        ] {
+            assert!(json_content_type(ok.map(HeaderValue::from_static).as_ref()).is_ok(), "{ok:?}");
+        }
+        for bad in ["text/plain", "application/x-www-form-urlencoded", "json", "+json", ""] {
+            let e = json_content_type(Some(&HeaderValue::from_static(bad))).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{bad}");
+            assert!(e.message.contains("application/json"), "{bad}: {e:?}");
+        }
+        let binary = HeaderValue::from_bytes(b"\xff\xfe").unwrap();
+        assert_eq!(json_content_type(Some(&binary)).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[test]
     fn every_bad_input_names_its_field_and_status() {
         let long = format!(r#"{{"sentence": "{}"}}"#, "x".repeat(127));
         let fits = format!(r#"{{"sentence": "{}", "max_new_tokens": 10}}"#, "x".repeat(120));
@@ -294,6 +340,16 @@ mod tests {
             let text = String::from_utf8_lossy(body);
             assert_eq!(e.status.as_u16(), status, "{text}: {e:?}");
             assert_eq!(e.field.as_deref(), field, "{text}: {e:?}");
+        }
+        for (body, got) in [
+            (&br#"{"sentence": "a", "max_new_tokens": -1}"#[..], "got -1"),
+            (br#"{"sentence": "a", "max_new_tokens": 99999999999999999999}"#, "got 1e+20"),
+            (br#"{"sentence": "a", "max_new_tokens": 126}"#, "got 126"),
+            (br#"{"sentence": "a", "max_new_tokens": "3"}"#, "got a string"),
+        ] {
+            let e = parse(body, &RULES).unwrap_err();
+            let want = format!("must be a whole number in [0, 125], {got}");
+            assert_eq!(e.message, want, "{}", String::from_utf8_lossy(body));
         }
         let e = parse(br#"{"sentence": "a", "max_tokens": 3}"#, &RULES).unwrap_err();
         assert_eq!((e.status.as_u16(), e.field.as_deref()), (422, Some("max_tokens")), "{e:?}");

@@ -251,6 +251,12 @@ pub fn refuse_too_large(app: &App, arrived: Instant, length: u64) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("body is larger than the limit of {limit} bytes (Content-Length {length})"),
     );
+    refuse(app, arrived, e)
+}
+
+/// Answers a `/correct` request with `e` before its body is read (a body declared too
+/// large, or not JSON), counted like any other refusal.
+pub fn refuse(app: &App, arrived: Instant, e: ApiError) -> Response {
     count_error(&app.counters, e.status);
     let resp = e.into_response();
     app.recorders.answered(resp.status().as_u16(), arrived.elapsed().as_secs_f64());

@@ -19,7 +19,7 @@
 //! over until its answer is sent, so that a half-closed client's EOF waits for the answer.
 //! `/correct` hands it to the pipeline, which withdraws a waiting request whose client left.
 
-use super::api::ApiError;
+use super::api::{self, ApiError};
 use super::app::{self, App};
 use super::metrics;
 use super::peer::Peer;
@@ -62,6 +62,9 @@ async fn correct(State(app): State<Arc<App>>, req: axum::extract::Request) -> Re
         .and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(n) = declared.filter(|&n| n > limit as u64) {
         return app::refuse_too_large(&app, arrived, n);
+    }
+    if let Err(e) = api::json_content_type(req.headers().get(header::CONTENT_TYPE)) {
+        return app::refuse(&app, arrived, e);
     }
     let peer = peer(&req);
     // The request keeps its extensions, the body limit's among them.

@@ -221,3 +221,78 @@ fn extreme_values_are_refused_before_the_run() {
         assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
     }
 }
+
+/// Flags and files that once panicked, allocated without bound or read forever are refused
+/// before any work starts: a non-zero exit that is not a panic's 101, the flag or file and
+/// the fix on stderr, nothing on stdout.
+#[test]
+fn flags_and_files_out_of_bounds_are_refused_before_any_work() {
+    let dir = crate::scratch("cli-bounds");
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    let slo = ["--slo", "p95=300ms"];
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            [
+                &["capacity", "models/seed-sync.toml", "--target-rps", "40", "--max-cores", "99999999"][..],
+                &slo,
+            ]
+            .concat(),
+            "--max-cores 99999999: must be in 1..=256",
+        ),
+        (
+            [&["capacity", "models/seed-sync.toml", "--target-rps", "1e300"][..], &slo].concat(),
+            "more than the 1e6 req/s an open loop may offer",
+        ),
+        (vec!["fit-usl", "/dev/zero"], "not a regular file"),
+        (vec!["fit-usl", empty], "the file is empty"),
+        (vec!["simulate", "/dev/zero"], "longer than the 64 MiB"),
+    ];
+    if cfg!(all(feature = "server", feature = "load")) {
+        cases.push((
+            vec!["measure", "models/validate.toml", "--max-wall-s", "1e300"],
+            "--max-wall-s must be a number of seconds > 0 and ≤ 86400 (a day), got 1e300",
+        ));
+    }
+    for (args, want) in cases {
+        let out = servesim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code() != Some(101), "{args:?}: {:?} {err}", out.status);
+        assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+}
+
+/// A `--csv` file that cannot be created fails the run before a request is sent, rather than
+/// after, with the run's records lost.
+#[cfg(feature = "load")]
+#[test]
+fn load_refuses_an_unwritable_csv_before_sending() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/correct", listener.local_addr().unwrap());
+    let dir = crate::scratch("cli-csv");
+    let csv = dir.path().join("no/such/dir/requests.csv");
+    let args = [
+        "load",
+        "--url",
+        &url,
+        "--closed",
+        "1",
+        "--requests",
+        "1",
+        "--timeout",
+        "1",
+        "--csv",
+        csv.to_str().unwrap(),
+    ];
+    let out = servesim(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--csv: cannot create"), "{err}");
+    let accepted = listener.accept();
+    assert!(
+        accepted.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "a request was sent: {accepted:?}"
+    );
+}

@@ -428,3 +428,62 @@ fn deriving_keeps_the_arrivals_of_a_trace() {
     let e = with_times.with(&[Override::new("clients.kind", "trace")]).unwrap_err().to_string();
     assert!(e.starts_with("clients.trace: arrival times must be finite"), "{e}");
 }
+
+/// A word in braces that is no placeholder is a typo, refused with the field and what was
+/// probably meant; JSON and shell braces stay literal.
+#[test]
+fn target_placeholders_that_name_nothing_are_refused() {
+    let target = |field: &str, value: &str| {
+        let mut text = String::from("[target]\n");
+        for (default, line) in
+            [("url", "url = \"http://127.0.0.1:{port}/x\"\n"), ("start", "start = \"exec true\"\n")]
+        {
+            if field != default {
+                text.push_str(line);
+            }
+        }
+        format!("{text}{field} = '{value}'\n")
+    };
+    for (field, value, want) in [
+        ("url", "http://127.0.0.1:{prt}/x", "target.url: {prt} is not a placeholder"),
+        ("url", "http://127.0.0.1:{PORT}/x", "{PORT} is not a placeholder (did you mean {port}?)"),
+        (
+            "url",
+            "http://127.0.0.1:{port}/x?n={i}",
+            "{i}, the request's number, is filled in target.body only",
+        ),
+        (
+            "start",
+            "serve --threads {threads}",
+            "{threads} is not a placeholder (did you mean {worker.threads}?)",
+        ),
+        ("body", r#"{"sentence": "{nope}"}"#, "target.body: {nope} is not a placeholder"),
+        ("body", r#"{"n": {I}}"#, "(did you mean {i}?)"),
+        (
+            "health_url",
+            "http://127.0.0.1:{port}/{health}",
+            "target.health_url: {health} is not a placeholder",
+        ),
+    ] {
+        let e = err(&target(field, value), &[]);
+        assert!(e.contains(want), "{field} = {value}: {e}");
+    }
+    // JSON objects, shell syntax and known placeholders load.
+    for (field, value) in [
+        ("body", r#"{"sentence": "r{i}", "max_new_tokens": {workload.prompt_chars}, "o": {"a": {}}}"#),
+        ("start", "exec ${HOME}/serve --port {port} --cpus {cpus} {a,b} && { true; }; echo {}"),
+    ] {
+        let text = target(field, value);
+        assert!(parse(&text, &[]).is_ok(), "{field} = {value}: {}", err(&text, &[]));
+    }
+}
+
+/// A scenario or calibration file that never ends (a device such as `/dev/zero`) is refused
+/// after a bounded read, not read into memory until it runs out.
+#[test]
+fn endless_files_are_refused_not_read_whole() {
+    let e = Scenario::load(Path::new("/dev/zero"), &[]).unwrap_err().to_string();
+    assert!(e.contains("/dev/zero") && e.contains("longer than the 64 MiB"), "{e}");
+    let e = err("[cost]\ncalibration = \"/dev/zero\"\n", &[]);
+    assert!(e.contains("cost.calibration") && e.contains("longer than the 64 MiB"), "{e}");
+}

@@ -344,3 +344,61 @@ fn still_open(s: &TcpStream) -> bool {
     s.set_nonblocking(false).unwrap();
     open
 }
+
+/// A raw `POST /correct` of `body` with a `Content-Type` line when `content_type` is given.
+fn post_raw(content_type: Option<&str>, body: &str) -> String {
+    let ct = content_type.map(|t| format!("Content-Type: {t}\r\n")).unwrap_or_default();
+    format!(
+        "POST /correct HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn a_body_announced_as_another_type_than_json_gets_415() {
+    let server = start_with("", Limits::default());
+    let body = r#"{"sentence": "the quick brown fox", "max_new_tokens": 2}"#;
+    for (content_type, status) in [
+        (None, 200),
+        (Some("application/json"), 200),
+        (Some("application/json; charset=utf-8"), 200),
+        (Some("text/plain"), 415),
+        (Some("application/x-www-form-urlencoded"), 415),
+    ] {
+        let r = exchange(server.addr(), post_raw(content_type, body).as_bytes())
+            .unwrap_or_else(|e| panic!("{content_type:?}: {e}"));
+        assert_eq!(r.status, status, "{content_type:?}");
+        if status == 415 {
+            let e: ErrorBody = r.json().unwrap_or_else(|_| panic!("{content_type:?}: not a JSON error"));
+            assert!(e.error.contains("application/json") && e.field.is_none(), "{e:?}");
+        }
+    }
+    // Out of range, the answer gives the range and the value.
+    let huge = r#"{"sentence": "a", "max_new_tokens": 99999999999999999999}"#;
+    let r = exchange(server.addr(), post_raw(Some("application/json"), huge).as_bytes()).unwrap();
+    let e: ErrorBody = r.json().expect("a JSON error");
+    assert_eq!((r.status, e.field.as_deref()), (422, Some("max_new_tokens")), "{e:?}");
+    assert!(e.error.starts_with("must be a whole number in [0, ") && e.error.ends_with("got 1e+20"), "{e:?}");
+    // Still serving.
+    assert_eq!(client::post_json(server.addr(), "/correct", BODY, PROMPT).unwrap().status, 200);
+}
+
+#[test]
+fn the_supervisor_s_admin_address_answers_unknown_routes_and_methods_in_json() {
+    let server = start_with("", Limits::default());
+    let admin = server.ready().admin.expect("the supervisor's admin address");
+    for (raw, status) in [
+        ("GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
+        ("POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 405),
+        ("DELETE /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
+    ] {
+        let r = exchange(admin, raw.as_bytes()).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+        assert_eq!(r.status, status, "{raw:?}");
+        let e: ErrorBody = r.json().unwrap_or_else(|_| panic!("{raw:?}: not a JSON error"));
+        assert!(e.error.contains("GET /healthz, /metrics or /stats"), "{e:?}");
+        if status == 405 {
+            assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "{raw:?}: Allow header");
+        }
+    }
+    assert_eq!(client::get(admin, "/healthz", PROMPT).unwrap().status, 200);
+}

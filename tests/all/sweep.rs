@@ -66,6 +66,72 @@ fn shards_merge_into_the_whole_sweep() {
     assert!(e.contains("merge only shards of one sweep"), "{e}");
 }
 
+/// Shard files as `servesim sweep` wrote them, edited by `edit` (a `sweep.json` as JSON);
+/// the error of merging them.
+fn merge_edited(dirs: &[PathBuf], edit: impl Fn(&mut serde_json::Value)) -> String {
+    let scratch = crate::scratch("sweep-edited");
+    let edited: Vec<PathBuf> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+            if i == 0 {
+                edit(&mut v);
+            }
+            let file = scratch.path().join(format!("shard{i}.json"));
+            std::fs::write(&file, v.to_string()).unwrap();
+            file
+        })
+        .collect();
+    experiment::merge(&edited).expect_err("must be refused").to_string()
+}
+
+#[test]
+fn merge_refuses_shards_whose_points_do_not_add_up() {
+    let g = grid(&["clients.users=1,2,3,4"]);
+    let file = model("seed-sync.toml");
+    let scratch: Vec<tempfile::TempDir> = (0..2)
+        .map(|i| {
+            let out = SweepPlan::new(&file, &quick(), g.clone(), Shard { index: i, count: 2 }).unwrap();
+            let dir = crate::scratch(&format!("sweep-check{i}"));
+            out.run(&|| {}).unwrap().write(dir.path()).unwrap();
+            dir
+        })
+        .collect();
+    let dirs: Vec<PathBuf> = scratch.iter().map(|d| d.path().to_path_buf()).collect();
+    assert_eq!(experiment::merge(&dirs).unwrap().points.len(), 4);
+    for (edit, want) in [
+        (
+            (|v: &mut serde_json::Value| {
+                v["points"].as_array_mut().unwrap().pop();
+            }) as fn(&mut serde_json::Value),
+            "holds 1 points, but shard 0/2 of a 4-point sweep has 2",
+        ),
+        (|v| v["points"][0]["index"] = 1.into(), "holds point 1 where point 0 belongs"),
+        (|v| v["points"][0]["index"] = 99_999_999.into(), "holds point 99999999 where point 0 belongs"),
+        (|v| v["shard"]["count"] = 0.into(), "shard 0/0 is no shard"),
+        (|v| v["shard"]["index"] = 5.into(), "shard 5/2 is no shard"),
+        (|v| v["sweep"]["scenario"] = "other".into(), "its sweep (scenario, grid or size) differs"),
+    ] {
+        let e = merge_edited(&dirs, edit);
+        assert!(e.contains(want) && e.contains("run that shard again"), "{e}");
+    }
+    // A sweep's size is bounded before anything is allocated for it.
+    let e = merge_edited(&dirs, |v| v["sweep"]["points"] = 1_000_000_000_000u64.into());
+    assert!(e.contains("more than the 10000000 a sweep may have"), "{e}");
+    let e = experiment::merge(&[PathBuf::from("/dev/zero")]).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    // More shards than points: the empty ones need not be given, whatever their number.
+    let many = Shard { index: 1, count: 1 << 40 };
+    let out =
+        SweepPlan::new(&file, &quick(), grid(&["clients.users=1,2"]), many).unwrap().run(&|| {}).unwrap();
+    let dir = crate::scratch("sweep-many");
+    out.write(dir.path()).unwrap();
+    let e = experiment::merge(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+    assert!(e.contains("shards [0] of 1099511627776 are missing"), "{e}");
+}
+
 #[test]
 fn csv_has_one_row_per_point_with_ci_columns() {
     let out =
@@ -188,6 +254,21 @@ fn fit_usl_reads_any_csv_and_recovers_parameters() {
     std::fs::write(dir.join("bad.csv"), "users,throughput\n1,2\n2,x\n").unwrap();
     let e = experiment::fit_usl_csv(&dir.join("bad.csv"), None, None).unwrap_err().to_string();
     assert!(e.contains("line 3") && e.contains("`x`"), "{e}");
+}
+
+#[test]
+fn fit_usl_refuses_what_is_not_a_csv_file() {
+    let scratch = crate::scratch("usl-files");
+    let empty = scratch.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    for (file, want) in [
+        (empty.as_path(), "the file is empty: give a header row"),
+        (Path::new("/dev/zero"), "not a regular file"),
+        (scratch.path(), "not a regular file"),
+    ] {
+        let e = experiment::fit_usl_csv(file, None, None).unwrap_err().to_string();
+        assert!(e.contains(want), "{}: {e}", file.display());
+    }
 }
 
 #[test]

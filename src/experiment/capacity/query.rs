@@ -66,7 +66,8 @@ impl FromStr for Slo {
 /// A memory size such as `16GiB`, `512MiB`, `2GB` → megabytes (10⁶ bytes).
 pub fn parse_memory_mb(s: &str) -> Result<f64, CapacityError> {
     let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    // The unit is the trailing letters, so that a number may have an exponent (`1.5e3MB`).
+    let split = t.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
     let (num, unit) = t.split_at(split);
     let bytes: f64 = match unit.trim() {
         "" | "B" => 1.0,
@@ -120,5 +121,9 @@ mod tests {
         assert!((parse_memory_mb("16GiB").unwrap() - 17179.869184).abs() < 1e-6);
         assert_eq!(parse_memory_mb("64 GB").unwrap(), 64_000.0);
         assert!(parse_memory_mb("3 parsecs").unwrap_err().to_string().contains("the unit must be"));
+        assert_eq!(parse_memory_mb("1.5e3MB").unwrap(), 1500.0);
+        assert_eq!(parse_memory_mb("2e6").unwrap(), 2.0);
+        assert!(parse_memory_mb("1e").unwrap_err().to_string().contains("the unit must be"));
+        assert!(parse_memory_mb("GiB").unwrap_err().to_string().contains("a positive size"));
     }
 }

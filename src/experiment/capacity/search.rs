@@ -8,9 +8,13 @@ use super::{
     Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, Slo, SloMetric, Verdict,
     flag_err,
 };
-use crate::scenario::{ClientKind, Override, Scenario, ScenarioError};
+use crate::scenario::{ClientKind, MAX_RATE_RPS, Override, Scenario, show};
 use crate::sim::{self, Figures, SimReport};
 use std::path::Path;
+
+/// Most cores a search considers (`--max-cores`): the candidates grow with its square, a
+/// quarter of a million at 256, screened in about half a minute when none meets the SLO.
+pub const MAX_CORES: u32 = 256;
 
 /// Bisection steps for the knee (the interval shrinks by 2⁻¹⁰).
 const KNEE_STEPS: u32 = 10;
@@ -42,16 +46,33 @@ impl Planner {
     /// the search tries.
     pub fn new(file: &Path, sets: &[Override], query: CapacityQuery) -> Result<Self, CapacityError> {
         if !(query.target_rps.is_finite() && query.target_rps > 0.0) {
-            return Err(flag_err("--target-rps", &query.target_rps.to_string(), "must be a rate > 0"));
+            return Err(flag_err("--target-rps", &show(query.target_rps), "must be a rate > 0"));
         }
         if !(query.headroom.is_finite() && query.headroom >= 0.0) {
-            return Err(flag_err("--headroom", &query.headroom.to_string(), "must be ≥ 0 (0.1 = 10%)"));
+            return Err(flag_err("--headroom", &show(query.headroom), "must be ≥ 0 (0.1 = 10%)"));
         }
-        if query.max_cores == 0 {
-            return Err(flag_err("--max-cores", "0", "must be ≥ 1"));
+        let rate = query.target_rps * (1.0 + query.headroom);
+        if rate > MAX_RATE_RPS {
+            return Err(flag_err(
+                "--target-rps",
+                &show(query.target_rps),
+                &format!(
+                    "with --headroom {} is checked at {} req/s, more than the {} req/s an open loop \
+                     may offer (clients.rate_rps); lower either",
+                    show(query.headroom),
+                    show(rate),
+                    show(MAX_RATE_RPS)
+                ),
+            ));
         }
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| ScenarioError::Read { path: file.to_owned(), source })?;
+        if !(1..=MAX_CORES).contains(&query.max_cores) {
+            return Err(flag_err(
+                "--max-cores",
+                &query.max_cores.to_string(),
+                &format!("must be in 1..={MAX_CORES} (the candidates grow with its square)"),
+            ));
+        }
+        let text = crate::scenario::read_scenario(file)?;
         let base_dir = file.parent().unwrap_or(Path::new(".")).to_owned();
         let base = Scenario::parse(&text, file, &base_dir, sets)?;
         let b = &base.batching;

@@ -59,6 +59,12 @@ pub enum MeasureError {
     /// The run did not finish within the wall-time cap.
     #[error("the load run exceeded its wall-time cap of {0} s; lower run.requests or raise --max-wall-s")]
     WallCap(f64),
+    /// The wall-time cap is not a duration the run can have.
+    #[error(
+        "--max-wall-s must be a number of seconds > 0 and ≤ {MAX_WALL_S} (a day), got {}",
+        crate::scenario::show(*.0)
+    )]
+    BadWallCap(f64),
     /// CPUs or the runtime could not be set up.
     #[error("cannot {what}: {message}")]
     Setup {
@@ -79,6 +85,9 @@ fn unsupported(field: &'static str, message: impl Into<String>) -> MeasureError 
     MeasureError::Unsupported { field, message: message.into() }
 }
 
+/// The longest cap on a load run's wall time (s): one day.
+pub const MAX_WALL_S: f64 = 86_400.0;
+
 /// How to measure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeasureOptions {
@@ -88,7 +97,7 @@ pub struct MeasureOptions {
     pub model_dir: Option<PathBuf>,
     /// The server's own limits. By default, [`Limits::default`].
     pub limits: Limits,
-    /// Longest the load run may take (s). By default, 600.
+    /// Longest the load run may take (s), > 0 and at most [`MAX_WALL_S`]. By default, 600.
     pub max_wall_s: f64,
     /// Pass the server's stderr through. By default, false.
     pub show_server_stderr: bool,
@@ -261,6 +270,10 @@ fn model_context(dir: &std::path::Path) -> Result<usize, MeasureError> {
 /// Measures a scenario on the real backend: its `[target]` service if it has one, else
 /// servesim's own server.
 pub fn measure(sc: &Scenario, opts: &MeasureOptions) -> Result<MeasureReport, MeasureError> {
+    let cap = opts.max_wall_s;
+    if !(cap.is_finite() && cap > 0.0 && cap <= MAX_WALL_S) {
+        return Err(MeasureError::BadWallCap(cap));
+    }
     if let Some(spec) = &sc.target {
         return super::target::measure(sc, spec, opts);
     }

@@ -6,6 +6,7 @@
 //! | `GET /healthz` | `{"status": "ok", "pid": …}` |
 //! | `GET /stats` | the supervisor's counters and the workers listening now ([`SupervisorStats`]) |
 //! | `GET /metrics` | Prometheus text: the supervisor's counters, then every worker's own metrics, labelled `worker="<index>"` |
+//! | any other path, or another method | 404 or 405 with a JSON error, as a worker's |
 //!
 //! The supervisor's metrics:
 //!
@@ -19,10 +20,11 @@
 //! | `servesim_supervisor_worker_up{worker}` | gauge | 1 if that worker's `/metrics` answered this scrape |
 
 use super::SupervisorStats;
+use crate::server::api::ApiError;
 use crate::server::{client, listener};
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::collections::HashMap;
@@ -59,6 +61,8 @@ impl Admin {
                     .route("/healthz", get(healthz))
                     .route("/stats", get(stats_json))
                     .route("/metrics", get(metrics))
+                    .fallback(not_found)
+                    .method_not_allowed_fallback(method_not_allowed)
                     .with_state(stats);
                 let _ = axum::serve(l, app)
                     .with_graceful_shutdown(async {
@@ -85,6 +89,18 @@ impl Drop for Admin {
             let _ = t.join();
         }
     }
+}
+
+const ROUTES: &str = "GET /healthz, /metrics or /stats";
+
+async fn not_found(uri: Uri) -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route {}; try {ROUTES}", uri.path())).into_response()
+}
+
+/// A known path with another method than GET; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let msg = format!("{method} is not allowed on {}; use GET (routes: {ROUTES})", uri.path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, msg).into_response()
 }
 
 fn snapshot(shared: &Shared) -> SupervisorStats {

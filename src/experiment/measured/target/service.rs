@@ -269,7 +269,14 @@ impl Service {
             .spawn()
             .map_err(|e| ServiceError::Spawn {
                 command: launch.command.clone(),
-                message: format!("{e} (in {})", launch.cwd.display()),
+                message: if launch.cwd.is_dir() {
+                    format!("{e} (in {})", launch.cwd.display())
+                } else {
+                    format!(
+                        "its directory {} does not exist; fix target.cwd (relative to the scenario file)",
+                        launch.cwd.display()
+                    )
+                },
             })?;
         let pgid = child.id() as i32;
         register(pgid);
