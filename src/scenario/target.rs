@@ -95,21 +95,26 @@ fn ten() -> f64 {
     10.0
 }
 
-/// Where a template's placeholder lies: `{name}` with `name` the port or a dotted path.
-fn placeholders(template: &str) -> impl Iterator<Item = (usize, usize, &str)> {
+/// Every `{name}` of `template` and where it lies (from `{` to past `}`), a brace inside
+/// another's included (`{"a": {port}}`).
+fn braces(template: &str) -> impl Iterator<Item = (usize, usize, &str)> {
     let mut rest = 0;
     std::iter::from_fn(move || {
-        while let Some(open) = template[rest..].find('{').map(|i| rest + i) {
-            let close = template[open..].find('}').map(|i| open + i)?;
-            let name = &template[open + 1..close];
-            rest = open + 1;
-            if name == PORT || name == CPUS || is_path(name) {
-                rest = close + 1;
-                return Some((open, close + 1, name));
-            }
-        }
-        None
+        let open = template[rest..].find('{').map(|i| rest + i)?;
+        let close = template[open..].find('}').map(|i| open + i)?;
+        rest = open + 1;
+        Some((open, close + 1, &template[open + 1..close]))
     })
+}
+
+/// Whether `name` is a placeholder of every template: the port, the CPUs, or a dotted path.
+fn is_placeholder(name: &str) -> bool {
+    name == PORT || name == CPUS || is_path(name)
+}
+
+/// Where a template's placeholder lies: `{name}` with `name` the port or a dotted path.
+fn placeholders(template: &str) -> impl Iterator<Item = (usize, usize, &str)> {
+    braces(template).filter(|&(_, _, name)| is_placeholder(name))
 }
 
 /// Whether `name` is a dotted path of lowercase keys (`worker.threads`).
@@ -122,20 +127,15 @@ fn is_path(name: &str) -> bool {
 /// or dotted path of letters, digits and `_` (JSON quotes its keys; `${VAR}` is the shell's),
 /// other than `{port}`, `{cpus}`, a lowercase dotted path, or `{i}` in a body.
 fn unknown_placeholder(template: &str, body: bool) -> Option<&str> {
-    let mut rest = 0;
-    while let Some(open) = template[rest..].find('{').map(|i| rest + i) {
-        rest = open + 1;
-        let Some(close) = template[open..].find('}').map(|i| open + i) else { break };
-        let name = &template[open + 1..close];
-        let word = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        let shell = template[..open].ends_with('$');
-        let known = name == PORT || name == CPUS || is_path(name) || (body && name == "i");
-        if word && !shell && !known {
-            return Some(name);
-        }
-    }
-    None
+    braces(template)
+        .find(|&(open, _, name)| {
+            let word = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            let shell = template[..open].ends_with('$');
+            let known = is_placeholder(name) || (body && name == "i");
+            word && !shell && !known
+        })
+        .map(|(_, _, name)| name)
 }
 
 /// What `{name}` was probably meant to be: a placeholder in another case, or the scenario
