@@ -27,4 +27,4 @@ pub use measured::*;
 pub use merge::{MergeError, merge};
 pub use simulate::{SimulateOutput, simulate};
 pub use sweep::{PointResult, SweepError, SweepInfo, SweepOutput, SweepPlan, default_out, label};
-pub use usl::{MAX_CSV_BYTES, UslError, UslReport, fit_usl_csv, read_csv};
+pub use usl::{UslError, UslReport, fit_usl_csv, read_csv};

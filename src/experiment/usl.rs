@@ -79,12 +79,8 @@ fn pick(
     })
 }
 
-/// Largest CSV file read (bytes): a throughput table is a few kilobytes; a larger file, or
-/// a device such as `/dev/zero`, is refused rather than read into memory.
-pub const MAX_CSV_BYTES: u64 = 64 << 20;
-
-/// The header and rows of a CSV file: a regular file of at most [`MAX_CSV_BYTES`], with a
-/// header row.
+/// The header and rows of a CSV file: a regular file of at most
+/// [`MAX_FILE_BYTES`](crate::scenario::MAX_FILE_BYTES), with a header row.
 pub fn read_csv(file: &Path) -> Result<(csv::StringRecord, Vec<csv::StringRecord>), UslError> {
     let path = file.display().to_string();
     let err = |message: String| UslError::Read { path: path.clone(), message };
@@ -92,11 +88,8 @@ pub fn read_csv(file: &Path) -> Result<(csv::StringRecord, Vec<csv::StringRecord
     if !meta.is_file() {
         return Err(err("not a regular file; give a CSV file".into()));
     }
-    if meta.len() > MAX_CSV_BYTES {
-        let mib = MAX_CSV_BYTES >> 20;
-        return Err(err(format!("{} bytes is more than the {mib} MiB a CSV file may have", meta.len())));
-    }
-    let mut rdr = csv::Reader::from_path(file).map_err(|e| err(e.to_string()))?;
+    let text = crate::scenario::read_text(file).map_err(|e| err(e.to_string()))?;
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let header = rdr.headers().map_err(|e| err(e.to_string()))?.clone();
     if header.iter().all(|h| h.trim().is_empty()) {
         let message = "the file is empty: give a header row (e.g. clients.users,throughput_rps) and a row \

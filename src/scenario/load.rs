@@ -134,18 +134,19 @@ impl Override {
     }
 }
 
-/// Largest scenario or calibration file read (bytes): such files are kilobytes; a longer
-/// one, or an endless device such as `/dev/zero`, is refused rather than read into memory.
+/// Largest input file read (bytes): a scenario, a calibration or a table of points is
+/// kilobytes; a longer one, or an endless device such as `/dev/zero`, is refused rather
+/// than read into memory.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
-/// The text of `path`, which must hold at most [`MAX_FILE_BYTES`].
+/// The text of `path`, which must hold at most [`MAX_FILE_BYTES`] (a pipe or a device is
+/// read up to that bound).
 pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
     use std::io::Read as _;
     let mut text = String::new();
     std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        let message =
-            format!("longer than the {} MiB a scenario or calibration file may have", MAX_FILE_BYTES >> 20);
+        let message = format!("longer than the {} MiB an input file may have", MAX_FILE_BYTES >> 20);
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
     }
     Ok(text)
