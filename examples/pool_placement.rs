@@ -97,9 +97,8 @@ impl Pool {
             for _ in 0..job.segments {
                 let me = cpu();
                 self.cpus[i].store(me, Ordering::Relaxed);
-                let mut others = self.cpus.iter().enumerate().filter(|&(j, _)| j != i);
-                let running: Vec<u64> = others
-                    .by_ref()
+                let running: Vec<u64> = (self.cpus.iter().enumerate())
+                    .filter(|&(j, _)| j != i)
                     .map(|(_, c)| c.load(Ordering::Relaxed))
                     .filter(|&c| c != u64::MAX)
                     .collect();
