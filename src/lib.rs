@@ -18,6 +18,7 @@
 //! * [`stats`] — summaries, percentiles and confidence intervals shared by both backends.
 //! * [`experiment`] — the commands (simulate, measure, validate…) as library calls.
 //! * [`workload`] — distributions and arrival processes.
+//! * [`input`] — the one bounded reader every input file (and standard input) goes through.
 //! * [`affinity`] — CPU lists (`0-3,6`) and pinning threads to them (Linux).
 //! * `gpt`, `server`, `load`, `plot` — the real model, server, load generator and figures
 //!   (behind the default features `model`, `server`, `load` and `plot`).
@@ -176,6 +177,7 @@ pub mod affinity;
 pub mod analytic;
 pub mod des;
 pub mod experiment;
+pub mod input;
 pub mod scenario;
 pub mod server_timing;
 pub mod sim;

@@ -44,8 +44,10 @@ pub(crate) mod types;
 mod validate;
 
 pub use calibration::{BatchStep, CALIBRATION_FORMAT, Calibration, Machine, Samples};
-pub use load::{MAX_FILE_BYTES, Override, ScenarioError};
-pub(crate) use load::{read_scenario, read_text};
+// The bound of every input file, here too where it was first defined.
+pub use crate::input::MAX_FILE_BYTES;
+pub(crate) use load::read_scenario;
+pub use load::{Override, ScenarioError};
 pub use target::{TargetSpec, Vars as TargetVars};
 pub use types::{
     Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind, Run, Scenario,

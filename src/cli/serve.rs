@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::Args;
 use servesim::scenario::{Override, Scenario};
 use servesim::server::{self, CpuList, Limits, ServeOptions, ServerConfig};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Run the real server: axum on tokio serving the Mini-GPT, with the scenario's knobs.
@@ -135,8 +134,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn read_config() -> anyhow::Result<ServerConfig> {
-    let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).context("reading the configuration from stdin")?;
+    let text = servesim::input::read_stdin_text().context("reading the configuration from stdin")?;
     serde_json::from_str(&text).context("the configuration on stdin is not a server configuration")
 }
 

@@ -80,6 +80,20 @@ fn progress(len: usize) -> ProgressBar {
 
 /// Runs `servesim sweep`.
 pub fn run(args: SweepArgs) -> anyhow::Result<()> {
+    let grid = Grid::new(args.sweeps)?;
+    // The flags that stand for a --set are refused with their own name when swept too.
+    for (flag, given, path) in [
+        ("--replications", args.replications.is_some(), "run.replications"),
+        ("--seed", args.seed.is_some(), "run.seed"),
+    ] {
+        if let Some(axis) = grid.axes.iter().find(|a| given && a.path == path) {
+            anyhow::bail!(
+                "{flag} and --sweep {}=… both give {path}: every point takes the swept value, so {flag} \
+                 would be ignored; drop {flag} (or the --sweep, to run its value alone)",
+                axis.path
+            );
+        }
+    }
     let mut sets = args.scenario.set.clone();
     if let Some(r) = args.replications {
         sets.push(flag_override("run.replications", i64::from(r)));
@@ -88,7 +102,6 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         let seed = i64::try_from(seed).context("--seed must be at most 9223372036854775807")?;
         sets.push(flag_override("run.seed", seed));
     }
-    let grid = Grid::new(args.sweeps)?;
     let shard = args.shard.unwrap_or_default();
     let plan = SweepPlan::new(&args.scenario.file, &sets, grid, shard)?;
     let bar = progress(plan.len());

@@ -24,6 +24,19 @@ pub enum GridError {
     /// The same path is swept twice.
     #[error("--sweep {0} is given twice; give each parameter once, with all its values")]
     Duplicate(String),
+    /// A `--set` of a field that a `--sweep` also gives (or holds): every point would take
+    /// the swept value, and the `--set` would be ignored.
+    #[error(
+        "--set {set} and --sweep {axis}=… both give {}: every point takes the swept value, so the \
+         --set would be ignored; drop the --set (or the --sweep, to run the set value alone)",
+        set.split_once('=').map_or(set.as_str(), |(p, _)| p)
+    )]
+    SetAndSwept {
+        /// The `--set` argument (`clients.users=4`).
+        set: String,
+        /// The swept path (`clients.users`), the set one or a table that holds it.
+        axis: String,
+    },
     /// Too many points.
     #[error("the grid has {0} points, more than the {MAX_POINTS} allowed; split it into several sweeps")]
     TooLarge(u128),
@@ -87,6 +100,28 @@ fn int_range(item: &str) -> Option<Result<Vec<i64>, String>> {
     })())
 }
 
+/// The positions of the first two of a value given twice, if any. Found by sorting rather
+/// than by comparing pairs: a range may give millions of values.
+fn repeated(values: &[toml::Value]) -> Option<(usize, usize)> {
+    let mut ints: Vec<i64> = values.iter().filter_map(toml::Value::as_integer).collect();
+    ints.sort_unstable();
+    let same: Box<dyn Fn(&toml::Value) -> bool> = match ints.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => {
+            let i = w[0];
+            Box::new(move |v| v.as_integer() == Some(i))
+        }
+        None => {
+            let mut texts: Vec<String> =
+                values.iter().filter(|v| !v.is_integer()).map(ToString::to_string).collect();
+            texts.sort_unstable();
+            let t = texts.windows(2).find(|w| w[0] == w[1])?[0].clone();
+            Box::new(move |v| !v.is_integer() && v.to_string() == t)
+        }
+    };
+    let mut at = values.iter().enumerate().filter(|(_, v)| same(v)).map(|(i, _)| i);
+    Some((at.next()?, at.next()?))
+}
+
 impl FromStr for Axis {
     type Err = GridError;
 
@@ -113,6 +148,17 @@ impl FromStr for Axis {
         let path = path.trim().to_owned();
         if path.is_empty() || path.split('.').any(str::is_empty) {
             return Err(err("the path must be dotted keys, e.g. worker.threads".into()));
+        }
+        // The same value twice is the same point twice: twice the work for no new point, and
+        // two points of one label that a comparison by label (validate --from) cannot tell
+        // apart. Repeats are run.replications (sweep) or --repeats (validate).
+        if let Some((first, second)) = repeated(&values) {
+            return Err(err(format!(
+                "the value {} is given twice (values {} and {}); give each value once",
+                show(&values[first]),
+                first + 1,
+                second + 1
+            )));
         }
         Ok(Axis { path, values })
     }
@@ -149,6 +195,26 @@ impl Grid {
             return Err(GridError::TooLarge(n));
         }
         Ok(Self { axes })
+    }
+
+    /// Checks that no override of `fixed` (`--set`) gives a field the grid sweeps: its path
+    /// is not an axis's, nor inside one's (`--set cost.x.mean=2` with `--sweep cost.x=…`).
+    /// An axis inside a set table (`--set cost.x={…}` with `--sweep cost.x.mean=…`) changes
+    /// one of its fields at each point, and is allowed.
+    pub fn check_fixed(&self, fixed: &[Override]) -> Result<(), GridError> {
+        for o in fixed {
+            let inside = |axis: &str| {
+                o.path == axis || o.path.strip_prefix(axis).is_some_and(|rest| rest.starts_with('.'))
+            };
+            if let Some(axis) = self.axes.iter().find(|a| inside(&a.path)) {
+                let value: String = show(&o.value).chars().take(40).collect();
+                return Err(GridError::SetAndSwept {
+                    set: format!("{}={value}", o.path),
+                    axis: axis.path.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Number of points.
@@ -253,9 +319,38 @@ mod tests {
             let e = arg.parse::<Shard>().unwrap_err().to_string();
             assert!(e.contains(want), "{arg}: {e}");
         }
+        for (arg, want) in [
+            ("clients.users=1,2,1", "the value 1 is given twice (values 1 and 3)"),
+            ("clients.users=1..=4,2", "the value 2 is given twice (values 2 and 5)"),
+            ("worker.lock=gil,none,\"gil\"", "the value gil is given twice"),
+        ] {
+            let e = arg.parse::<Axis>().unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("give each value once"), "{arg}: {e}");
+        }
         assert_eq!(Grid::new(vec![]).unwrap_err(), GridError::Empty);
         let a: Axis = "worker.threads=1,2".parse().unwrap();
         assert!(matches!(Grid::new(vec![a.clone(), a]), Err(GridError::Duplicate(_))));
+    }
+
+    #[test]
+    fn a_set_field_that_is_also_swept_is_refused() {
+        let g = Grid::new(vec!["clients.users=1,2".parse().unwrap(), "cost.x=1,2".parse().unwrap()]).unwrap();
+        let set = |s: &str| s.parse::<Override>().unwrap();
+        let e = g.check_fixed(&[set("worker.threads=8"), set("clients.users=4")]).unwrap_err();
+        assert_eq!(e, GridError::SetAndSwept { set: "clients.users=4".into(), axis: "clients.users".into() });
+        let e = e.to_string();
+        assert!(
+            e.starts_with("--set clients.users=4 and --sweep clients.users=… both give clients.users"),
+            "{e}"
+        );
+        assert!(e.contains("drop the --set"), "{e}");
+        // A field inside a swept table is replaced with it; a prefix of a key is another key.
+        let e = g.check_fixed(&[set("cost.x.mean=2")]).unwrap_err().to_string();
+        assert!(e.contains("--sweep cost.x=… both give cost.x.mean"), "{e}");
+        assert!(g.check_fixed(&[set("clients.users_x=4")]).is_ok());
+        // An axis inside a set table changes one of its fields.
+        let inner = Grid::new(vec!["cost.x.mean=1,2".parse().unwrap()]).unwrap();
+        assert!(inner.check_fixed(&[set("cost.x={dist=\"gamma\",mean=1,cv=0.5}")]).is_ok());
     }
 
     #[test]

@@ -33,6 +33,6 @@ pub use measure::{MAX_WALL_S, MeasureError, MeasureOptions, MeasureReport, Windo
 pub use validate::{
     Compared, ErrorSummary, HashDraws, MeasuredPoint, MeasuredRun, Measurements, PointLimits, SplitCheck,
     SplitSource, StageCompared, StageDiff, StageMiss, Suite, Target, ValidateError, ValidateOptions,
-    ValidatedPoint, Validation, default_suites, default_target_axes, validate, validate_target,
+    ValidatedPoint, Validation, default_suites, default_target_axes, target_axes, validate, validate_target,
     winner_wrong_pct,
 };

@@ -90,7 +90,12 @@ fn read(input: &Path) -> Result<(PathBuf, SweepOutput), MergeError> {
     if !meta.is_file() {
         return Err(err("not a regular file; give a shard's output directory or its sweep.json".into()));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    let text = crate::input::read_text(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => {
+            err(format!("{e}; give the sweep.json that `servesim sweep --shard` wrote"))
+        }
+        _ => err(e.to_string()),
+    })?;
     let out = serde_json::from_str(&text).map_err(|e| err(format!("not a sweep output: {e}")))?;
     Ok((path, out))
 }

@@ -92,8 +92,10 @@ fn describe(overrides: &[Override]) -> Vec<(String, String)> {
 
 impl SweepPlan {
     /// Loads the base scenario and validates every point of `shard` before anything runs, so
-    /// a bad path or value fails at once, naming the point.
+    /// a bad path or value fails at once, naming the point. An override of `sets` that the
+    /// grid also sweeps is refused ([`Grid::check_fixed`]): the sweep would replace it.
     pub fn new(file: &Path, sets: &[Override], grid: Grid, shard: Shard) -> Result<Self, SweepError> {
+        grid.check_fixed(sets)?;
         let text = crate::scenario::read_scenario(file)?;
         let base_dir = file.parent().unwrap_or(Path::new("."));
         let base = Scenario::parse(&text, file, base_dir, sets)?;

@@ -80,7 +80,7 @@ fn pick(
 }
 
 /// The header and rows of a CSV file: a regular file of at most
-/// [`MAX_FILE_BYTES`](crate::scenario::MAX_FILE_BYTES), with a header row.
+/// [`MAX_FILE_BYTES`](crate::input::MAX_FILE_BYTES), with a header row.
 pub fn read_csv(file: &Path) -> Result<(csv::StringRecord, Vec<csv::StringRecord>), UslError> {
     let path = file.display().to_string();
     let err = |message: String| UslError::Read { path: path.clone(), message };
@@ -88,7 +88,7 @@ pub fn read_csv(file: &Path) -> Result<(csv::StringRecord, Vec<csv::StringRecord
     if !meta.is_file() {
         return Err(err("not a regular file; give a CSV file".into()));
     }
-    let text = crate::scenario::read_text(file).map_err(|e| err(e.to_string()))?;
+    let text = crate::input::read_text(file).map_err(|e| err(e.to_string()))?;
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let header = rdr.headers().map_err(|e| err(e.to_string()))?.clone();
     if header.iter().all(|h| h.trim().is_empty()) {

@@ -44,7 +44,20 @@ impl Model {
         let config = read_config(dir)?;
         let path = dir.join(WEIGHTS_FILE);
         let regenerate = format!("regenerate it with `servesim model init --dir {}`", dir.display());
-        let bytes = std::fs::read(&path).map_err(|e| bad(&path, format!("{e}; {regenerate}")))?;
+        let bound = weights_bound(&config).ok_or_else(|| {
+            bad(&dir.join(CONFIG_FILE), "its dimensions make a model of more than 2^64 bytes; check them")
+        })?;
+        let bytes = crate::input::read_bytes(&path, bound).map_err(|e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => bad(
+                &path,
+                format!(
+                    "longer than the {bound} bytes allowed for the weights of config.json's {} \
+                     parameters: the file does not match config.json; {regenerate}",
+                    config.param_count()
+                ),
+            ),
+            _ => bad(&path, format!("{e}; {regenerate}")),
+        })?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| bad(&path, format!("not a complete safetensors file ({e}); {regenerate}")))?;
         let mut tensors = BTreeMap::new();
@@ -75,10 +88,39 @@ impl Model {
     }
 }
 
+/// Header bytes a weights file may have for each of its tensors (a name, a shape and two
+/// offsets in JSON take about a hundred).
+const HEADER_BYTES_PER_TENSOR: u64 = 1 << 10;
+/// Header bytes a weights file may have beyond those of its tensors (metadata, padding).
+const HEADER_BYTES: u64 = 64 << 10;
+
+/// Most bytes the weights file of a model of `c`'s dimensions holds: the header's length
+/// (8 bytes), a header of at most [`HEADER_BYTES`] + [`HEADER_BYTES_PER_TENSOR`] per tensor,
+/// and 4 bytes per parameter; `None` if that is more than 2^64.
+fn weights_bytes(c: &Config) -> Option<u64> {
+    let [v, d, l, f] = [c.vocab, c.d_model, c.n_layer, c.d_ff].map(|x| x as u64);
+    let mul = |xs: &[u64]| xs.iter().try_fold(1u64, |p, &x| p.checked_mul(x));
+    let add = |xs: &[u64]| xs.iter().try_fold(0u64, |s, &x| s.checked_add(x));
+    // As Config::param_count: LayerNorms 4d, QKV 3d² + 3d, output d² + d, MLP 2df + f + d.
+    let block = add(&[mul(&[4, d, d])?, mul(&[2, d, f])?, mul(&[9, d])?, f])?;
+    let params = add(&[mul(&[v, d])?, mul(&[l, block])?, mul(&[2, d])?])?;
+    let tensors = add(&[mul(&[12, l])?, 3])?;
+    add(&[8, HEADER_BYTES, mul(&[HEADER_BYTES_PER_TENSOR, tensors])?, mul(&[4, params])?])
+}
+
+/// Longest weights file read for a model of `c`'s dimensions: twice [`weights_bytes`], and
+/// at least [`MAX_FILE_BYTES`](crate::input::MAX_FILE_BYTES) as for any input file. The
+/// margin lets weights a little off the config (a layer more, a wider MLP) reach the check
+/// that names the tensor that differs; a longer file, or a device that never ends, is
+/// refused before it is read whole. `None` if that is more than 2^64.
+fn weights_bound(c: &Config) -> Option<u64> {
+    Some(weights_bytes(c)?.checked_mul(2)?.max(crate::input::MAX_FILE_BYTES))
+}
+
 /// Reads and validates `dir/config.json`.
 fn read_config(dir: &Path) -> Result<Config, GptError> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = crate::input::read_text(&path).map_err(|e| {
         bad(&path, format!("{e}; create it with `servesim model init --dir {}`", dir.display()))
     })?;
     let config: Config =
@@ -94,6 +136,38 @@ mod tests {
     /// Each tensor's values as bits, by name.
     fn bits(m: &Model) -> BTreeMap<String, Vec<u32>> {
         m.tensors().into_iter().map(|(n, v)| (n, v.iter().map(|x| x.to_bits()).collect())).collect()
+    }
+
+    #[test]
+    fn the_weights_bound_counts_every_parameter_and_tensor() {
+        let max = crate::input::MAX_FILE_BYTES;
+        let header = |c: &Config| 8 + HEADER_BYTES + HEADER_BYTES_PER_TENSOR * spec(c).len() as u64;
+        let c = Config::default();
+        assert_eq!(weights_bytes(&c), Some(header(&c) + 4 * c.param_count() as u64));
+        assert_eq!(weights_bound(&c), Some(max));
+        let big = Config { d_model: 1024, d_ff: 4096, n_head: 16, n_layer: 8, ..c };
+        let bytes = header(&big) + 4 * big.param_count() as u64;
+        assert!(2 * bytes > max);
+        assert_eq!(weights_bound(&big), Some(2 * bytes));
+        assert_eq!(weights_bound(&Config { n_layer: usize::MAX, ..c }), None);
+    }
+
+    /// Weights longer than config.json's model (a sparse file, or an endless device) are
+    /// refused before they are read whole, naming the file and the fix.
+    #[test]
+    fn weights_longer_than_the_config_says_are_refused() {
+        let dir = tempfile::Builder::new().prefix("servesim-files-").tempdir().unwrap();
+        Model::init(&Config::default(), 1).save(dir.path()).unwrap();
+        let weights = dir.path().join(WEIGHTS_FILE);
+        let bound = weights_bound(&Config::default()).unwrap();
+        std::fs::File::options().write(true).open(&weights).unwrap().set_len(bound + 1).unwrap();
+        let e = Model::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&weights.display().to_string()), "{e}");
+        assert!(e.contains("does not match config.json") && e.contains("servesim model init --dir"), "{e}");
+        std::fs::remove_file(&weights).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &weights).unwrap();
+        let e = Model::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("longer than") && e.contains("does not match config.json"), "{e}");
     }
 
     #[test]

@@ -180,9 +180,12 @@ impl Calibration {
     pub fn read(path: &Path) -> Result<Calibration, ScenarioError> {
         let err =
             |m: String| ScenarioError::invalid("cost.calibration", format!(": {}: {m}", path.display()));
-        let text = super::read_text(path).map_err(|e| match e.kind() {
+        let text = crate::input::read_text(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 err(format!("{e}; run `servesim calibrate --out {}` first", path.display()))
+            }
+            std::io::ErrorKind::FileTooLarge => {
+                err(format!("{e}; give the calibration.json that `servesim calibrate` writes"))
             }
             _ => err(e.to_string()),
         })?;

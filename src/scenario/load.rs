@@ -9,7 +9,7 @@ use std::str::FromStr;
 /// Why a scenario could not be loaded. Every message names the file or field and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    /// The file could not be read.
+    /// The file could not be read (missing, not UTF-8, or longer than an input file may be).
     #[error("cannot read scenario {path}: {source}")]
     Read {
         /// The file.
@@ -134,27 +134,10 @@ impl Override {
     }
 }
 
-/// Largest input file read (bytes): a scenario, a calibration or a table of points is
-/// kilobytes; a longer one, or an endless device such as `/dev/zero`, is refused rather
-/// than read into memory.
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
-
-/// The text of `path`, which must hold at most [`MAX_FILE_BYTES`] (a pipe or a device is
-/// read up to that bound).
-pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        let message = format!("longer than the {} MiB an input file may have", MAX_FILE_BYTES >> 20);
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
-    }
-    Ok(text)
-}
-
-/// The text of the scenario file `path` (see [`read_text`]).
+/// The text of the scenario file `path`, read through the one bounded reader
+/// ([`crate::input::read_text`]).
 pub(crate) fn read_scenario(path: &Path) -> Result<String, ScenarioError> {
-    read_text(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })
+    crate::input::read_text(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })
 }
 
 impl Scenario {

@@ -21,7 +21,7 @@ use super::{ServerError, heartbeat, metrics, procfs, routes};
 use crate::affinity::{self, CpuList};
 use crate::gpt::Model;
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,8 +93,8 @@ fn emit(event: &WorkerEvent) {
 
 /// Reads a [`WorkerSpec`] from stdin and serves until a signal; returns whether it drained.
 pub fn main_stdin() -> Result<bool, ServerError> {
-    let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).map_err(|e| ServerError::io("read the worker spec", e))?;
+    let text =
+        crate::input::read_stdin_text().map_err(|e| ServerError::io("read the worker spec on stdin", e))?;
     let spec: WorkerSpec =
         serde_json::from_str(&text).map_err(|e| ServerError::Spec(format!("worker spec on stdin: {e}")))?;
     run(spec)

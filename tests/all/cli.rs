@@ -296,3 +296,124 @@ fn load_refuses_an_unwritable_csv_before_sending() {
         "a request was sent: {accepted:?}"
     );
 }
+
+/// Every input file goes through one bounded reader: a file past 64 MiB (a sparse one here,
+/// refused from its length before a byte is read) or an endless device is refused with a
+/// message naming the file, the flag it came from and the fix, not read until memory runs
+/// out or forever.
+#[test]
+fn input_files_past_the_bound_are_refused_naming_the_file() {
+    let dir = crate::scratch("cli-huge");
+    let huge = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::File::create(&path).unwrap().set_len(servesim::input::MAX_FILE_BYTES + 1).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (toml, csv, json) = (huge("huge.toml"), huge("huge.csv"), huge("huge.json"));
+    let shard = huge("shard/sweep.json");
+    let (shard_dir, merged) = (dir.path().join("shard"), dir.path().join("out"));
+    let (shard_dir, merged) = (shard_dir.to_str().unwrap(), merged.to_str().unwrap());
+    let long = "67108865 bytes, longer than the 64 MiB an input file may have";
+    let mut cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["simulate", &toml], format!("cannot read scenario {toml}: {long}")),
+        (vec!["fit-usl", &csv], format!("{csv}: {long}")),
+        (
+            vec!["merge", shard_dir, "--out", merged],
+            format!(
+                "cannot read shard {shard}: {long}; give the sweep.json that `servesim sweep --shard` wrote"
+            ),
+        ),
+    ];
+    if cfg!(all(feature = "server", feature = "load")) {
+        let fix = "give the measurements.json that `servesim validate` writes beside its report";
+        cases.push((vec!["validate", "--from", &json], format!("validate --from {json}: {long}; {fix}")));
+        cases.push((
+            vec!["validate", "--from", "/dev/zero"],
+            format!("validate --from /dev/zero: longer than the 64 MiB an input file may have; {fix}"),
+        ));
+    }
+    for (args, want) in cases {
+        let out = servesim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code() != Some(101), "{args:?}: {:?} {err}", out.status);
+        assert!(err.contains(&want) && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+    assert!(!dir.path().join("out").exists(), "merge wrote an output");
+}
+
+/// A configuration on stdin that never ends is refused after a bounded read.
+#[cfg(feature = "server")]
+#[test]
+fn serve_refuses_an_endless_configuration_on_stdin() {
+    let out = Command::new(env!("CARGO_BIN_EXE_servesim"))
+        .args(["serve", "--config", "-"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .expect("run servesim");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.status.code() != Some(101), "{:?} {err}", out.status);
+    assert!(
+        err.contains("reading the configuration from stdin: longer than the 64 MiB standard input may have"),
+        "{err}"
+    );
+}
+
+/// A field given by --set (or a flag that stands for one) and swept too would be silently
+/// replaced at every point; a value swept twice would run one point twice. Both are refused
+/// before any work, naming the field or value and what to drop.
+#[test]
+fn a_set_field_that_is_also_swept_and_a_value_swept_twice_are_refused() {
+    let dir = crate::scratch("cli-swept");
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let sweep = |rest: &[&'static str]| [&["sweep", "models/mmc.toml", "--out", out][..], rest].concat();
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            sweep(&["--set", "clients.users=4", "--sweep", "clients.users=1,2"]),
+            "--set clients.users=4 and --sweep clients.users=… both give clients.users: every point takes \
+             the swept value, so the --set would be ignored; drop the --set",
+        ),
+        (
+            sweep(&["--set", "cost.request_free_ms.mean=2", "--sweep", "cost.request_free_ms=1,2"]),
+            "--sweep cost.request_free_ms=… both give cost.request_free_ms.mean",
+        ),
+        (
+            sweep(&["--seed", "3", "--sweep", "run.seed=1,2"]),
+            "--seed and --sweep run.seed=… both give run.seed: every point takes the swept value, so --seed \
+             would be ignored; drop --seed",
+        ),
+        (sweep(&["-r", "2", "--sweep", "run.replications=1,3"]), "drop --replications"),
+        (
+            sweep(&["--sweep", "clients.users=1,2,1"]),
+            "--sweep clients.users=1,2,1: the value 1 is given twice (values 1 and 3); give each value once",
+        ),
+    ];
+    if cfg!(all(feature = "server", feature = "load")) {
+        // Refused before the calibration that would come first.
+        cases.push((
+            vec![
+                "validate",
+                "models/validate.toml",
+                "--set",
+                "clients.users=4",
+                "--sweep",
+                "clients.users=1,2",
+            ],
+            "--set clients.users=4 and --sweep clients.users=… both give clients.users",
+        ));
+        cases.push((
+            vec!["validate", "--set", "clients.users=4", "--out", out],
+            "--set clients.users=4: the default suite `handlers` sweeps clients.users",
+        ));
+    }
+    for (args, want) in cases {
+        let out = servesim(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code() != Some(101), "{args:?}: {:?} {err}", out.status);
+        assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+    assert!(!dir.path().join("out").exists(), "a refused run wrote its output");
+}

@@ -187,8 +187,10 @@ fn calibrated_scenario(
     dest: &Path,
 ) -> anyhow::Result<String> {
     let fitted = servesim::experiment::target::apply(sc, &costs_of(cal));
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut table: toml::Table = toml::from_str(&text)?;
+    let text = servesim::input::read_text(file)
+        .with_context(|| format!("cannot read scenario {}", file.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
     for o in set {
         let keys: Vec<&str> = o.path.split('.').collect();
         let mut t = &mut table;

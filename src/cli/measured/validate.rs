@@ -6,9 +6,10 @@ use super::calibrate::{
 use super::{bar, track};
 use anyhow::Context;
 use clap::Args;
+use servesim::experiment::grid::{Grid, GridError};
 use servesim::experiment::{
     Axis, CalibrateOptions, MeasureOptions, Measurements, Suite, ValidateOptions, calibrate, default_suites,
-    validate, validate_target,
+    target_axes, validate, validate_target,
 };
 use servesim::scenario::{Override, Scenario};
 use std::path::PathBuf;
@@ -207,12 +208,22 @@ fn suites(args: &ValidateArgs) -> anyhow::Result<Vec<Suite>> {
             anyhow::ensure!(args.sweep.is_empty(), "--sweep needs a scenario FILE (or --target FILE)");
             let mut suites = default_suites(std::path::Path::new("models"));
             for s in &mut suites {
+                let grid = Grid::new(s.axes.clone())?;
+                if let Err(GridError::SetAndSwept { set, axis }) = grid.check_fixed(&args.set) {
+                    anyhow::bail!(
+                        "--set {set}: the default suite `{}` sweeps {axis}, so its points would ignore the \
+                         --set; drop it, or validate a FILE with --sweep PATH=… of your own",
+                        s.name
+                    );
+                }
                 s.fixed.extend(args.set.iter().cloned());
             }
             suites
         }
         Some(file) => {
             anyhow::ensure!(!args.sweep.is_empty(), "give at least one --sweep PATH=V1,V2,… with a FILE");
+            // Checked here too, before a calibration that takes minutes.
+            Grid::new(args.sweep.clone())?.check_fixed(&args.set)?;
             vec![Suite {
                 name: stem(file),
                 file: file.clone(),
@@ -236,12 +247,19 @@ fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()>
     for a in &args.sweep {
         spec.check_settable(&a.path)?;
     }
+    // Checked here too, before a calibration that takes minutes.
+    target_axes(&sc, &args.sweep, &args.set)?;
     let _guard = servesim::experiment::target::ServiceGuard;
     let (file, cal): (PathBuf, TargetCalibration) = match &spec.calibration {
         Some(rel) => {
             let path = sc.base_dir.join(rel);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("target.calibration: cannot read {}", path.display()))?;
+            let text = servesim::input::read_text(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "target.calibration: cannot read {}: {e}; name the calibration `servesim calibrate \
+                     --target` wrote",
+                    path.display()
+                )
+            })?;
             let cal = serde_json::from_str(&text).with_context(|| {
                 format!("target.calibration: {} is not a target calibration", path.display())
             })?;

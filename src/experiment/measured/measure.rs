@@ -258,12 +258,18 @@ pub(super) fn clients(sc: &Scenario) -> (Mode, Stop, u64) {
 
 fn model_context(dir: &std::path::Path) -> Result<usize, MeasureError> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| MeasureError::Setup {
+    let text = crate::input::read_text(&path).map_err(|e| MeasureError::Setup {
         what: "read the model configuration",
-        message: format!("{}: {e}; create it with `servesim model init`", path.display()),
+        message: format!(
+            "{}: {e}; create it with `servesim model init --dir {}`",
+            path.display(),
+            dir.display()
+        ),
     })?;
-    let c: crate::gpt::Config = serde_json::from_str(&text)
-        .map_err(|e| MeasureError::Setup { what: "read the model configuration", message: e.to_string() })?;
+    let c: crate::gpt::Config = serde_json::from_str(&text).map_err(|e| MeasureError::Setup {
+        what: "read the model configuration",
+        message: format!("{}: not a model config: {e}", path.display()),
+    })?;
     Ok(c.context)
 }
 

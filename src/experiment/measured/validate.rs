@@ -28,7 +28,7 @@ pub use split::{HashDraws, SplitCheck, SplitSource};
 pub use spread::{BATCHES, Spread};
 pub use stages::{PointLimits, StageCompared, StageDiff, StageMiss};
 pub use summary::{ErrorSummary, Target};
-pub use target::{default_axes as default_target_axes, validate_target, winner_wrong_pct};
+pub use target::{default_axes as default_target_axes, target_axes, validate_target, winner_wrong_pct};
 
 use super::measure::{MeasureError, MeasureOptions, MeasureReport, measure};
 use crate::experiment::grid::{Axis, Grid, show};
@@ -77,13 +77,25 @@ pub enum ValidateError {
     /// A plot could not be drawn.
     #[error("plot: {0}")]
     Plot(String),
-    /// A file of kept measurements could not be read.
-    #[error("{path}: {message}")]
+    /// A file of kept measurements (`validate --from`) could not be read.
+    #[error("validate --from {path}: {message}")]
     Saved {
         /// The file.
         path: String,
         /// Why.
         message: String,
+    },
+    /// A `--set` of a field that `validate --target` sweeps by default (no `--sweep` given):
+    /// every point would take the swept value.
+    #[error(
+        "--set {set}: validate --target sweeps {axis} by default, so every point would ignore the \
+         --set; drop it, or give --sweep PATH=… for axes of your own"
+    )]
+    SetAndDefaultSwept {
+        /// The `--set` argument (`clients.users=4`).
+        set: String,
+        /// The default axis that gives it (`clients.users`).
+        axis: String,
     },
     /// The kept measurements do not have a point to predict again.
     #[error("validate --from: {0}")]
@@ -297,7 +309,8 @@ pub struct Validation {
 }
 
 /// Validates every point of every suite; `progress(done, total, label)` after each
-/// measurement.
+/// measurement. A suite's fixed override that its grid also sweeps is refused
+/// ([`Grid::check_fixed`]).
 ///
 /// Every point is simulated first; then the measurements run in `repeats` passes over all
 /// points, so that a slow drift of the machine (another tenant, the clock) spreads over
@@ -333,6 +346,9 @@ pub fn validate(
         None => opts,
     };
     let grids: Vec<Grid> = suites.iter().map(|s| Grid::new(s.axes.clone())).collect::<Result<_, _>>()?;
+    for (suite, grid) in suites.iter().zip(&grids) {
+        grid.check_fixed(&suite.fixed)?;
+    }
     let mut todo = Vec::new();
     for (suite, grid) in suites.iter().zip(&grids) {
         for i in 0..grid.len() {

@@ -18,37 +18,23 @@ impl Dist {
     }
 }
 
-/// Largest samples file read (bytes): 64 MiB holds millions of samples; a larger file, or a
-/// device such as `/dev/zero`, is refused rather than read into memory.
-pub const MAX_SAMPLES_BYTES: u64 = 64 << 20;
-
 /// Longest stretch of a bad line quoted in an error (characters).
 const QUOTE_CHARS: usize = 40;
 
 /// Reads the first column of a CSV file as numbers: one value per line, blank lines and
 /// `#` comments skipped, a first line that is not a number taken as a header. Only a
-/// regular file of at most `MAX_SAMPLES_BYTES` (64 MiB) is read.
+/// regular file of at most [`MAX_FILE_BYTES`](crate::input::MAX_FILE_BYTES) (64 MiB, millions
+/// of samples) is read, through the one bounded reader ([`crate::input::read_text`]).
 pub fn read_samples(path: &Path) -> Result<Vec<f64>, DistError> {
-    use std::io::Read as _;
     let err = |reason: String| DistError::File { path: path.to_owned(), reason };
     let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
     if !meta.is_file() {
         return Err(err("not a regular file; give a CSV file of samples".into()));
     }
-    if meta.len() > MAX_SAMPLES_BYTES {
-        return Err(err(format!(
-            "{} bytes is more than the {} MiB a samples file may have; subsample it",
-            meta.len(),
-            MAX_SAMPLES_BYTES >> 20
-        )));
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SAMPLES_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| err(e.to_string()))?;
-    if text.len() as u64 > MAX_SAMPLES_BYTES {
-        return Err(err(format!("grew past {} MiB while read; subsample it", MAX_SAMPLES_BYTES >> 20)));
-    }
+    let text = crate::input::read_text(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => err(format!("{e}; subsample it")),
+        _ => err(e.to_string()),
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let field = line.split(',').next().unwrap_or("").trim();
@@ -93,5 +79,11 @@ mod tests {
         assert!(e.contains("line 2") && e.len() < 400, "{e}");
         let e = read_samples(Path::new("/dev/zero")).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
+        // A file past the bound is refused from its length (a sparse file: nothing is read).
+        let huge = dir.join("huge.csv");
+        std::fs::File::create(&huge).unwrap().set_len(crate::input::MAX_FILE_BYTES + 1).unwrap();
+        let e = read_samples(&huge).unwrap_err().to_string();
+        assert!(e.contains("huge.csv") && e.contains("longer than the 64 MiB"), "{e}");
+        assert!(e.ends_with("subsample it"), "{e}");
     }
 }

@@ -71,10 +71,16 @@ impl Measurements {
         Self { format: FORMAT, machine: crate::experiment::machine(), requests, repeats, calibration, points }
     }
 
-    /// Reads a `measurements.json` that `validate` wrote.
+    /// Reads a `measurements.json` that `validate` wrote (through the one bounded reader,
+    /// [`crate::input::read_text`]).
     pub fn read(path: &Path) -> Result<Self, ValidateError> {
         let bad = |message: String| ValidateError::Saved { path: path.display().to_string(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let text = crate::input::read_text(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => bad(format!(
+                "{e}; give the measurements.json that `servesim validate` writes beside its report"
+            )),
+            _ => bad(e.to_string()),
+        })?;
         let m: Self = serde_json::from_str(&text).map_err(|e| {
             bad(format!("{e}: not the measurements.json that `servesim validate` writes beside its report"))
         })?;

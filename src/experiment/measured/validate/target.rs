@@ -14,7 +14,7 @@
 use super::split::balancer_said;
 use super::summary::{ErrorSummary, Target, metric, summarize};
 use super::{PointLimits, Suite, ValidateError, ValidateOptions, ValidatedPoint, Validation, validate};
-use crate::experiment::grid::Axis;
+use crate::experiment::grid::{Axis, Grid, GridError};
 use crate::experiment::measured::target::{ServiceGuard, TargetCalibration};
 use crate::load::PID_HEADER;
 use crate::scenario::{Balancer, Override, Scenario, ScenarioError};
@@ -41,6 +41,21 @@ pub fn default_axes(sc: &Scenario) -> Vec<Axis> {
     out
 }
 
+/// The axes `validate --target` sweeps: `axes`, or [`default_axes`] when none is given;
+/// refused if an override of `fixed` (`--set`) gives a field they sweep, which every point
+/// would ignore.
+pub fn target_axes(sc: &Scenario, axes: &[Axis], fixed: &[Override]) -> Result<Vec<Axis>, ValidateError> {
+    if !axes.is_empty() {
+        Grid::new(axes.to_vec())?.check_fixed(fixed)?;
+        return Ok(axes.to_vec());
+    }
+    let axes = default_axes(sc);
+    match Grid::new(axes.clone())?.check_fixed(fixed) {
+        Err(GridError::SetAndSwept { set, axis }) => Err(ValidateError::SetAndDefaultSwept { set, axis }),
+        other => other.map(|()| axes).map_err(ValidateError::from),
+    }
+}
+
 /// Validates the calibrated target scenario `file` over `axes` (default: [`default_axes`]).
 pub fn validate_target(
     file: &Path,
@@ -58,7 +73,7 @@ pub fn validate_target(
             "is missing: validate --target needs a scenario with a [target] section",
         )));
     };
-    let axes = if axes.is_empty() { default_axes(&sc) } else { axes.to_vec() };
+    let axes = target_axes(&sc, axes, fixed)?;
     for a in &axes {
         spec.check_settable(&a.path).map_err(scenario_err)?;
     }
