@@ -7,15 +7,18 @@
 //! Mini-GPT request is about 260 segments of 22 and 15 µs). The pool has `POOL` threads; a
 //! new job goes to the thread idle longest (a FIFO of idle threads, as a futex wakes its
 //! waiters) or, with `--lifo`, to the one idle least. For each configuration it prints the
-//! jobs per second, the lock's hand-offs per job, and how often a running segment shared its
-//! CPU with another job's thread (`sched_getcpu`).
+//! jobs per second, the lock's hand-offs per job, how often a running segment shared its
+//! CPU with another job's thread (`sched_getcpu`), and where a thread woken for a new job
+//! starts it: on the CPU it ended its last job on or not, and, when that CPU is the one
+//! where another job runs, how often it goes back there anyway.
 //!
 //! What it shows on a 2-vCPU VM (see the README, *Where it misses, and why*): two threads
 //! that trade the lock at every release point run at about half the rate of one thread at a
 //! time; with a pool of two threads they stay on different CPUs and trade it all the time,
 //! while a thread of a larger pool, woken after a long idle, often lands on the CPU where
-//! the other job runs — the two then take turns by time slice and trade no lock. The
-//! simulator puts a woken thread on any idle core, so it sees no difference between pools.
+//! the other job runs — the CPU it last ran on — and the two then take turns by time slice
+//! and trade no lock. The simulator puts a woken thread on any idle core, so it sees no
+//! difference between pools.
 //!
 //! Run: `cargo run --release --example pool_placement -- [SEGMENTS HOLD FREE SECONDS]`
 //! (defaults 260 22 15 1.5); three rounds of six configurations, about 30 s. Measure on an
@@ -48,6 +51,8 @@ fn cpu() -> u64 {
 struct Slot {
     job: Mutex<bool>,
     cv: Condvar,
+    /// The CPU this thread ended its last job on (`u64::MAX`: none yet).
+    last_cpu: AtomicU64,
 }
 
 /// What one configuration measured.
@@ -55,6 +60,12 @@ struct Outcome {
     jobs_per_s: f64,
     handoffs_per_job: f64,
     shared_cpu: f64,
+    /// Of the jobs started while another ran: the share whose thread started on the CPU it
+    /// ended its last job on, the share whose last CPU was the other job's, and of those the
+    /// share that started there (on the other job's CPU).
+    start_on_last: f64,
+    last_was_other: f64,
+    then_stacked: f64,
 }
 
 /// The work of every job: segments of held and free time (µs).
@@ -76,6 +87,9 @@ struct Pool {
     cpus: Vec<AtomicU64>,
     same: AtomicU64,
     apart: AtomicU64,
+    /// Jobs started while another ran: all, on the thread's last CPU, with that CPU the
+    /// other job's, and then on it.
+    starts: [AtomicU64; 4],
 }
 
 impl Pool {
@@ -89,10 +103,11 @@ impl Pool {
                     if self.stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    has = self.slots[i].cv.wait_timeout(has, Duration::from_millis(50)).unwrap().0;
+                    has = self.slots[i].cv.wait_timeout(has, Duration::from_secs(5)).unwrap().0;
                 }
                 *has = false;
             }
+            self.note_start(i);
             self.gil.acquire();
             for _ in 0..job.segments {
                 let me = cpu();
@@ -113,9 +128,28 @@ impl Pool {
                 self.gil.acquire();
             }
             self.gil.release();
+            self.slots[i].last_cpu.store(cpu(), Ordering::Relaxed);
             self.cpus[i].store(u64::MAX, Ordering::Relaxed);
             *self.done.0.lock().unwrap() += 1;
             self.done.1.notify_one();
+        }
+    }
+
+    /// Notes where pool thread `i`, woken for a new job, starts it: on the CPU it ended its
+    /// last job on or not, and on the CPU of another job's thread or not.
+    fn note_start(&self, i: usize) {
+        let (me, last) = (cpu(), self.slots[i].last_cpu.load(Ordering::Relaxed));
+        let others: Vec<u64> = (self.cpus.iter().enumerate())
+            .filter(|&(j, _)| j != i)
+            .map(|(_, c)| c.load(Ordering::Relaxed))
+            .filter(|&c| c != u64::MAX)
+            .collect();
+        if others.is_empty() || last == u64::MAX {
+            return;
+        }
+        let counts = [true, me == last, others.contains(&last), others.contains(&last) && me == last];
+        for (n, hit) in self.starts.iter().zip(counts) {
+            n.fetch_add(u64::from(hit), Ordering::Relaxed);
         }
     }
 
@@ -150,6 +184,7 @@ fn run(threads: usize, users: u64, lifo: bool, job: Job, secs: f64) -> Outcome {
         cpus: (0..threads).map(|_| AtomicU64::new(u64::MAX)).collect(),
         same: AtomicU64::new(0),
         apart: AtomicU64::new(0),
+        starts: Default::default(),
     });
     let handles: Vec<_> = (0..threads)
         .map(|i| {
@@ -187,10 +222,15 @@ fn run(threads: usize, users: u64, lifo: bool, job: Job, secs: f64) -> Outcome {
     }
     let counted = seen - warm.unwrap_or(seen);
     let (same, apart) = (pool.same.load(Ordering::Relaxed) as f64, pool.apart.load(Ordering::Relaxed) as f64);
+    let [all, on_last, last_other, stacked] =
+        pool.starts.each_ref().map(|n| n.load(Ordering::Relaxed) as f64);
     Outcome {
         jobs_per_s: counted as f64 / since.elapsed().as_secs_f64(),
         handoffs_per_job: pool.gil.stats().handoffs as f64 / seen.max(1) as f64,
         shared_cpu: same / (same + apart).max(1.0),
+        start_on_last: on_last / all.max(1.0),
+        last_was_other: last_other / all.max(1.0),
+        then_stacked: stacked / last_other.max(1.0),
     }
 }
 
@@ -209,11 +249,16 @@ fn main() {
             let o = run(threads, users, lifo, job, secs);
             println!(
                 "round {round}  pool {threads}  jobs in flight {users}  next job to the thread idle {}: \
-                 {:6.1} jobs/s  {:4.0} hand-offs/job  CPU shared with another job {:3.0}% of segments",
+                 {:6.1} jobs/s  {:4.0} hand-offs/job  CPU shared with another job {:3.0}% of segments; \
+                 a job starts on its thread's last CPU {:3.0}%, that CPU another job's {:3.0}% (then \
+                 back on it {:3.0}%)",
                 if lifo { "least" } else { "longest" },
                 o.jobs_per_s,
                 o.handoffs_per_job,
-                o.shared_cpu * 100.0
+                o.shared_cpu * 100.0,
+                o.start_on_last * 100.0,
+                o.last_was_other * 100.0,
+                o.then_stacked * 100.0
             );
         }
     }
