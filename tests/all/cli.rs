@@ -12,6 +12,18 @@ pub(crate) fn servesim(args: &[&str]) -> Output {
         .expect("run servesim")
 }
 
+/// Runs each of `cases` (arguments, a part of the message wanted) and checks that it is
+/// refused: a failing exit that is not a panic, the message on stderr, nothing on stdout.
+fn expect_refusals<S: AsRef<str>>(cases: &[(Vec<&str>, S)]) {
+    for (args, want) in cases {
+        let out = servesim(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code() != Some(101), "{args:?}: {:?} {err}", out.status);
+        assert!(err.contains(want.as_ref()) && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+}
+
 fn json(args: &[&str]) -> Value {
     let out = servesim(args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -255,13 +267,7 @@ fn flags_and_files_out_of_bounds_are_refused_before_any_work() {
             "--max-wall-s must be a number of seconds > 0 and ≤ 86400 (a day), got 1e300",
         ));
     }
-    for (args, want) in cases {
-        let out = servesim(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && out.status.code() != Some(101), "{args:?}: {:?} {err}", out.status);
-        assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
-    }
+    expect_refusals(&cases);
 }
 
 /// A `--csv` file that cannot be created fails the run before a request is sent, rather than
@@ -333,13 +339,7 @@ fn input_files_past_the_bound_are_refused_naming_the_file() {
             format!("validate --from /dev/zero: longer than the 64 MiB an input file may have; {fix}"),
         ));
     }
-    for (args, want) in cases {
-        let out = servesim(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && out.status.code() != Some(101), "{args:?}: {:?} {err}", out.status);
-        assert!(err.contains(&want) && !err.contains("panicked"), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
-    }
+    expect_refusals(&cases);
     assert!(!dir.path().join("out").exists(), "merge wrote an output");
 }
 
@@ -408,12 +408,6 @@ fn a_set_field_that_is_also_swept_and_a_value_swept_twice_are_refused() {
             "--set clients.users=4: the default suite `handlers` sweeps clients.users",
         ));
     }
-    for (args, want) in cases {
-        let out = servesim(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && out.status.code() != Some(101), "{args:?}: {:?} {err}", out.status);
-        assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
-    }
+    expect_refusals(&cases);
     assert!(!dir.path().join("out").exists(), "a refused run wrote its output");
 }
