@@ -199,6 +199,9 @@ pub fn get_status(url: &str, timeout: Duration) -> Result<u16, String> {
         .ok_or_else(|| format!("not an HTTP response: {:?}", line.trim()))
 }
 
+/// How much of the end of a service's log is read for the last lines an error shows (bytes).
+const LOG_TAIL_BYTES: u64 = 64 << 10;
+
 /// The last `n` lines of `text`, each marked as quoted output.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -288,12 +291,26 @@ impl Service {
     /// Writes the service's output so far back to [`Service::log`], for an error to name,
     /// and returns its last lines.
     fn keep_log(&mut self) -> String {
-        use std::io::Seek;
-        // Bytes, not text: output that is not UTF-8 is written back whole all the same.
-        let mut bytes = Vec::new();
+        use std::io::{Seek, SeekFrom};
+        // Copied back as bytes, not text, so that output that is not UTF-8 is kept whole;
+        // and streamed, not read into memory, for a service that never got ready may have
+        // written a great deal in the meantime.
         let _ = self.log_reader.rewind();
-        let _ = self.log_reader.read_to_end(&mut bytes);
-        let _ = std::fs::write(&self.log, &bytes);
+        if let Ok(mut kept) = std::fs::File::create(&self.log) {
+            let _ = std::io::copy(&mut self.log_reader, &mut kept);
+        }
+        // The last lines, from the log's last LOG_TAIL_BYTES only.
+        let len = self.log_reader.seek(SeekFrom::End(0)).unwrap_or(0);
+        let from = len.saturating_sub(LOG_TAIL_BYTES);
+        let mut bytes = Vec::new();
+        if self.log_reader.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = (&mut self.log_reader).take(LOG_TAIL_BYTES).read_to_end(&mut bytes);
+        }
+        // Started inside a line: that line's end is not a line of its own.
+        if from > 0 {
+            let cut = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
+            bytes.drain(..cut);
+        }
         tail(&String::from_utf8_lossy(&bytes), 15)
     }
 
@@ -443,6 +460,31 @@ mod tests {
         std::fs::remove_file(log).unwrap();
         let e = e.to_string();
         assert!(e.contains("exited") && e.contains("boom"), "{e}");
+    }
+
+    /// A service that writes more than the tail an error reads: the log is kept whole, and
+    /// the error shows its last lines, not a line cut in two.
+    #[test]
+    fn a_long_log_is_kept_whole_and_its_last_lines_shown() {
+        let port = free_port().unwrap();
+        let l = launch(
+            "yes 'a line of output the service repeats' | head -n 40000; echo the last line >&2; exit 3",
+            format!("http://127.0.0.1:{port}/health"),
+            port,
+        );
+        let e = Service::start(l, Duration::from_secs(20), Duration::from_secs(2)).unwrap_err();
+        let ServiceError::Exited { log, tail, .. } = &e else { panic!("{e}") };
+        let kept = std::fs::read(log).unwrap();
+        std::fs::remove_file(log).unwrap();
+        assert_eq!(
+            kept.len(),
+            40000 * "a line of output the service repeats\n".len() + "the last line\n".len()
+        );
+        assert!(kept.len() as u64 > 2 * LOG_TAIL_BYTES);
+        let lines: Vec<&str> = tail.lines().collect();
+        assert_eq!(lines.len(), 15, "{tail}");
+        assert_eq!(lines[14], "  | the last line");
+        assert!(lines[..14].iter().all(|l| *l == "  | a line of output the service repeats"), "{tail}");
     }
 
     #[test]
