@@ -445,14 +445,15 @@ mod tests {
         Launch { command: command.into(), cwd: std::env::temp_dir(), env: Vec::new(), port, health }
     }
 
+    /// `command` launched with a free port whose health URL nobody answers.
+    fn launch_unanswered(command: &str) -> Launch {
+        let port = free_port().unwrap();
+        launch(command, format!("http://127.0.0.1:{port}/health"), port)
+    }
+
     #[test]
     fn a_command_that_exits_early_is_reported_with_its_output() {
-        let port = free_port().unwrap();
-        let l = launch(
-            "echo starting; echo boom >&2; printf '\\377\\n'; exit 3",
-            format!("http://127.0.0.1:{port}/health"),
-            port,
-        );
+        let l = launch_unanswered("echo starting; echo boom >&2; printf '\\377\\n'; exit 3");
         let e = Service::start(l, Duration::from_secs(20), Duration::from_secs(2)).unwrap_err();
         let ServiceError::Exited { log, .. } = &e else { panic!("{e}") };
         // The error names the log, and the log is there to read, whole, bytes that are not UTF-8 included.
@@ -466,11 +467,8 @@ mod tests {
     /// the error shows its last lines, not a line cut in two.
     #[test]
     fn a_long_log_is_kept_whole_and_its_last_lines_shown() {
-        let port = free_port().unwrap();
-        let l = launch(
+        let l = launch_unanswered(
             "yes 'a line of output the service repeats' | head -n 40000; echo the last line >&2; exit 3",
-            format!("http://127.0.0.1:{port}/health"),
-            port,
         );
         let e = Service::start(l, Duration::from_secs(20), Duration::from_secs(2)).unwrap_err();
         let ServiceError::Exited { log, tail, .. } = &e else { panic!("{e}") };
@@ -505,9 +503,8 @@ mod tests {
 
     #[test]
     fn a_service_that_never_gets_ready_is_stopped_with_its_whole_group() {
-        let port = free_port().unwrap();
         // A shell whose child sleeps: both are in the group and both must go.
-        let l = launch("sleep 300 & echo child $! ; wait", format!("http://127.0.0.1:{port}/health"), port);
+        let l = launch_unanswered("sleep 300 & echo child $! ; wait");
         let t0 = Instant::now();
         let e = Service::start(l, Duration::from_millis(600), Duration::from_secs(2)).unwrap_err();
         let ServiceError::NotReady { log, .. } = &e else { panic!("{e}") };
