@@ -29,12 +29,40 @@ impl Default for Config {
     }
 }
 
+/// Most parameters a model may have: 2^30, 4 GiB of `f32` weights — far beyond what one
+/// CPU serves at interactive speed, and small enough that a mistyped dimension is refused
+/// before anything is allocated or read.
+pub const MAX_PARAMS: usize = 1 << 30;
+
 impl Config {
     /// Parameters: the token embedding (tied with the LM head), the blocks and the final
     /// LayerNorm; positions are sinusoidal and have none. Default: 56·64 + 2·49,984 + 128
     /// = 103,680.
     pub fn param_count(&self) -> usize {
         self.vocab * self.d_model + self.n_layer * self.param_count_per_block() + 2 * self.d_model
+    }
+
+    /// [`Config::param_count`], or `None` where it would overflow `usize`.
+    pub fn checked_param_count(&self) -> Option<usize> {
+        let (d, f) = (self.d_model, self.d_ff);
+        let sq = d.checked_mul(d)?;
+        let block = [
+            4usize.checked_mul(d)?,
+            sq.checked_mul(3)?,
+            d.checked_mul(3)?,
+            sq,
+            d,
+            d.checked_mul(f)?,
+            f,
+            f.checked_mul(d)?,
+            d,
+        ]
+        .into_iter()
+        .try_fold(0usize, usize::checked_add)?;
+        self.vocab
+            .checked_mul(d)?
+            .checked_add(self.n_layer.checked_mul(block)?)?
+            .checked_add(d.checked_mul(2)?)
     }
 
     /// Parameters of one block: 2 LayerNorms (gain, bias), the QKV and output projections
@@ -73,6 +101,16 @@ impl Config {
                 return bad(format!("{name} must be ≥ 1, got 0"));
             }
         }
+        match self.checked_param_count() {
+            Some(n) if n <= MAX_PARAMS => {}
+            n => {
+                let n = n.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+                return bad(format!(
+                    "these dimensions make {n} parameters; at most {MAX_PARAMS} (4 GiB of f32 \
+                     weights) are accepted: lower d_model, d_ff, n_layer or vocab"
+                ));
+            }
+        }
         if self.d_model % self.n_head != 0 {
             return bad(format!("n_head ({}) must divide d_model ({})", self.n_head, self.d_model));
         }
@@ -99,5 +137,25 @@ mod tests {
         assert!(err(Config { n_layer: 0, ..c }).contains("n_layer must be ≥ 1"));
         assert!(err(Config { context: 2, ..c }).contains("context must be in 4..=65536, got 2"));
         assert!(err(Config { vocab: 10, ..c }).contains("vocab must be ≥ 56"));
+    }
+
+    #[test]
+    fn dimensions_too_large_are_refused_before_anything_is_built() {
+        let c = Config::default();
+        assert_eq!(c.checked_param_count(), Some(c.param_count()));
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        // A mistyped layer count: 5 × 10^12 parameters, which would otherwise be built tensor
+        // by tensor.
+        let e = err(Config { n_layer: 100_000_000, ..c });
+        assert!(
+            e.contains("4998400003712 parameters") && e.contains("lower d_model, d_ff, n_layer or vocab"),
+            "{e}"
+        );
+        // Dimensions whose product overflows are refused, not wrapped.
+        let e = err(Config { d_model: 1 << 40, n_head: 1, ..c });
+        assert!(e.contains("more than 2^64 parameters"), "{e}");
+        // The largest accepted model is accepted.
+        let wide = Config { vocab: 56, d_model: 1024, n_layer: 85, n_head: 16, d_ff: 4096, context: 128 };
+        assert!(wide.param_count() <= MAX_PARAMS && wide.validate().is_ok(), "{}", wide.param_count());
     }
 }
