@@ -122,6 +122,33 @@ fn check_shard(path: &Path, s: &SweepOutput) -> Result<(), MergeError> {
     if let Some((p, want)) = s.points.iter().zip(expected).find(|(p, want)| p.index != *want) {
         return bad(format!("holds point {} where point {want} belongs", p.index));
     }
+    check_grid(s).map_err(|message| MergeError::Corrupt { path: path.to_owned(), message })
+}
+
+/// Checks that a shard's grid makes its sweep's size, and that each of its points carries
+/// the parameters the grid gives its index: the CSV's columns and the plots are laid out
+/// from the grid, so a point that disagrees would land in the wrong cell or none.
+fn check_grid(s: &SweepOutput) -> Result<(), String> {
+    let (grid, total) = (&s.sweep.grid, s.sweep.points);
+    let size: u128 = grid.axes.iter().map(|a| a.values.len() as u128).product();
+    if grid.axes.is_empty() || size != total as u128 {
+        return Err(format!(
+            "its grid has {size} points over {} axes, but its sweep {total}",
+            grid.axes.len()
+        ));
+    }
+    for p in &s.points {
+        let want: Vec<(String, String)> =
+            grid.point(p.index).into_iter().map(|o| (o.path, super::grid::show(&o.value))).collect();
+        if p.params != want {
+            return Err(format!(
+                "point {} has parameters {}, but the grid gives it {}",
+                p.index,
+                super::sweep::label(&p.params),
+                super::sweep::label(&want)
+            ));
+        }
+    }
     Ok(())
 }
 

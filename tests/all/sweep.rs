@@ -113,6 +113,16 @@ fn merge_refuses_shards_whose_points_do_not_add_up() {
         (|v| v["shard"]["count"] = 0.into(), "shard 0/0 is no shard"),
         (|v| v["shard"]["index"] = 5.into(), "shard 5/2 is no shard"),
         (|v| v["sweep"]["scenario"] = "other".into(), "its sweep (scenario, grid or size) differs"),
+        // The plots index points by the grid: a grid larger than the points once panicked.
+        (
+            |v| v["sweep"]["grid"]["axes"][0]["values"] = serde_json::json!([1, 2, 3, 4, 5]),
+            "its grid has 5 points over 1 axes, but its sweep 4",
+        ),
+        (|v| v["sweep"]["grid"]["axes"] = serde_json::json!([]), "its grid has 1 points over 0 axes"),
+        (
+            |v| v["points"][1]["params"][0][1] = "7".into(),
+            "point 2 has parameters clients.users=7, but the grid gives it clients.users=3",
+        ),
     ] {
         let e = merge_edited(&dirs, edit);
         assert!(e.contains(want) && e.contains("run that shard again"), "{e}");
