@@ -188,7 +188,7 @@ impl LoadPlan {
                 if !(r.is_finite() && r > 0.0 && r <= MAX_RATE_RPS) {
                     return Err(LoadError::flag(
                         "--open",
-                        format!("must be a rate in (0, {MAX_RATE_RPS}] requests/s, got {r}"),
+                        format!("must be a rate in (0, {MAX_RATE_RPS}] requests/s, got {r:?}"),
                     ));
                 }
                 Ok(())
@@ -208,6 +208,20 @@ impl LoadPlan {
                 "--requests",
                 format!("is {n} but a burst sends exactly --burst {b} requests; drop --requests"),
             )),
+            // The last send time must exist: past it the schedule ends, and the run would
+            // send fewer requests than asked without a word.
+            (Stop::Requests(n), Mode::Open { rate_rps, .. })
+                if (n - 1) as f64 / rate_rps > MAX_SECONDS as f64 =>
+            {
+                let secs = (n - 1) as f64 / rate_rps;
+                Err(LoadError::flag(
+                    "--requests",
+                    format!(
+                        "{n} at --open {rate_rps:?} req/s would take {secs:.3e} s to send, more than the \
+                         {MAX_SECONDS} s (a week) a run may take; raise --open or send fewer requests"
+                    ),
+                ))
+            }
             (Stop::Duration(d), _) if d.is_zero() => {
                 Err(LoadError::flag("--duration", "must be more than 0 seconds"))
             }
@@ -217,7 +231,7 @@ impl LoadPlan {
                     return Err(LoadError::flag(
                         "--duration",
                         format!(
-                            "with --open {rate_rps} would send {n:.0} requests, more than {MAX_REQUESTS}; shorten it"
+                            "with --open {rate_rps:?} would send {n:.0} requests, more than {MAX_REQUESTS}; shorten it"
                         ),
                     ));
                 }
@@ -332,6 +346,9 @@ mod tests {
         cases.push((p, "--duration"));
         let open = Mode::Open { rate_rps: 1e6, poisson: false };
         cases.push((LoadPlan::new(URL, open, secs(3600)), "--duration"));
+        // The second send would come after 1e300 s: it was silently never sent.
+        let open = Mode::Open { rate_rps: 1e-300, poisson: false };
+        cases.push((LoadPlan::new(URL, open, Stop::Requests(2)), "--requests 2 at --open 1e-300 req/s"));
         let mut p = closed(1);
         p.timeout = Duration::ZERO;
         cases.push((p, "--timeout"));

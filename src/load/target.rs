@@ -41,7 +41,13 @@ impl Target {
         if host.is_empty() {
             return Err(bad("missing host"));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        // The text after the host's last colon: `Authority::port` is `None` for a port past
+        // 65535 as for no port, and that must not become port 80.
+        let after_host = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |(_, rest)| rest);
+        let port = match after_host.rsplit_once(':').map(|(_, p)| p) {
+            None | Some("") => 80,
+            Some(p) => p.parse::<u16>().map_err(|_| bad(&format!("port {p} is not in 1..=65535")))?,
+        };
         if port == 0 {
             return Err(bad("port 0 is not a server port"));
         }
@@ -76,6 +82,8 @@ mod tests {
             ("http://localhost/", "localhost", 80, "/"),
             ("http://localhost", "localhost", 80, "/"),
             ("http://[::1]:9/a?b=1", "::1", 9, "/a?b=1"),
+            ("http://[::1]/", "::1", 80, "/"),
+            ("http://127.0.0.1:65535/", "127.0.0.1", 65535, "/"),
         ];
         for (url, host, port, path) in cases {
             let t = Target::parse(url).unwrap();
@@ -92,6 +100,8 @@ mod tests {
             ("http://", ""),
             ("http://u@127.0.0.1/", "user info"),
             ("http://127.0.0.1:0/", "port 0"),
+            ("http://127.0.0.1:99999/correct", "port 99999 is not in 1..=65535"),
+            ("http://[::1]:65536/", "port 65536 is not in 1..=65535"),
             ("not a url", ""),
         ];
         for (url, needle) in cases {
