@@ -2,7 +2,7 @@
 
 use clap::Args;
 use servesim::scenario::{Override, Scenario, ScenarioError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A scenario file and overrides.
 #[derive(Debug, Args)]
@@ -36,4 +36,19 @@ pub fn load_scenario(file: &std::path::Path, overrides: &[Override]) -> anyhow::
 /// An override built from a dedicated flag (`--seed 7` is `--set run.seed=7`).
 pub fn flag_override(path: &str, value: impl Into<toml::Value>) -> Override {
     Override { path: path.to_owned(), value: value.into() }
+}
+
+/// Checks, before any work, that directory `dir` of `flag` can take the output written at
+/// the end; the error names the flag, the path in the way and the fix.
+pub fn check_out_dir(flag: &str, dir: &Path) -> anyhow::Result<()> {
+    servesim::experiment::report::check_dir(dir).map_err(|e| {
+        anyhow::anyhow!("{flag} {}: {e}; give a directory that can be created and written", dir.display())
+    })
+}
+
+/// Checks, before any work, that file `path` of `flag` can be written at the end; the error
+/// names the flag, the path in the way and the fix.
+pub fn check_out_file(flag: &str, path: &Path) -> anyhow::Result<()> {
+    servesim::experiment::report::check_file(path)
+        .map_err(|e| anyhow::anyhow!("{flag} {}: {e}; give a file path that can be written", path.display()))
 }

@@ -1,6 +1,6 @@
 //! `servesim sweep` and `servesim merge`.
 
-use super::common::{ScenarioArgs, flag_override};
+use super::common::{ScenarioArgs, check_out_dir, flag_override};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -104,11 +104,12 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     }
     let shard = args.shard.unwrap_or_default();
     let plan = SweepPlan::new(&args.scenario.file, &sets, grid, shard)?;
+    let dir = args.out.unwrap_or_else(|| experiment::default_out(plan.info()));
+    check_out_dir("--out", &dir)?;
     let bar = progress(plan.len());
     let start = Instant::now();
     let out = plan.run(&|| bar.inc(1))?;
     bar.finish_and_clear();
-    let dir = args.out.unwrap_or_else(|| experiment::default_out(&out.sweep));
     let files = out.write(&dir)?;
     if args.json {
         println!("{}", serde_json::to_string(&out)?);
@@ -124,6 +125,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
 
 /// Runs `servesim merge`.
 pub fn run_merge(args: MergeArgs) -> anyhow::Result<()> {
+    check_out_dir("--out", &args.out)?;
     let out = experiment::merge(&args.inputs)?;
     let files = out.write(&args.out)?;
     println!("merged {} points of sweep {} ({}); wrote:", out.points.len(), out.sweep.id, out.sweep.scenario);

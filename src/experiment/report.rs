@@ -80,6 +80,37 @@ pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<(), WriteError> {
     staged.commit().map(|_| ())
 }
 
+/// Checks, before a long run, that output files can later be written into `dir`: the
+/// directory, or its nearest existing ancestor when it does not exist yet, must be a
+/// directory in which a file can be created (a file is created there and removed). Nothing
+/// is left behind. A run's results are written only at its end (see [`Staged`]), so an
+/// output path that cannot take them would otherwise be found out only then.
+pub fn check_dir(dir: &Path) -> Result<(), WriteError> {
+    let existing = dir
+        .ancestors()
+        .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
+        .find(|d| d.exists())
+        .unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotADirectory, "a file is in the way");
+        return Err(WriteError::Io { path: existing.to_owned(), source });
+    }
+    let probe = sibling(&existing.join("probe"), "probe");
+    std::fs::File::create_new(&probe).map_err(io(existing))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Checks, before a long run, that a file can later be written at `path`: it is not a
+/// directory, and its directory passes [`check_dir`].
+pub fn check_file(path: &Path) -> Result<(), WriteError> {
+    if path.is_dir() {
+        let source = std::io::Error::new(std::io::ErrorKind::IsADirectory, "a directory is in the way");
+        return Err(WriteError::Io { path: path.to_owned(), source });
+    }
+    check_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     move |source| WriteError::Io { path: path.to_owned(), source }
 }
@@ -293,6 +324,29 @@ mod tests {
         write_all(&[(nested.join("a.csv"), b"2".to_vec()), (nested.join("b.csv"), b"3".to_vec())]).unwrap();
         let names = listing(&nested);
         assert_eq!(names, [("a.csv".to_string(), Some("2".to_string())), ("b.csv".into(), Some("3".into()))]);
+    }
+
+    #[test]
+    fn output_paths_are_checked_without_leaving_anything() {
+        let scratch = fresh("check");
+        let dir = scratch.path();
+        std::fs::write(dir.join("file"), "x").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        check_dir(&dir.join("sub")).unwrap();
+        check_dir(&dir.join("new/deeper")).unwrap();
+        check_file(&dir.join("new/deeper/out.json")).unwrap();
+        check_file(&dir.join("file")).unwrap();
+        for (bad, in_the_way) in [
+            (check_dir(&dir.join("file")), "file"),
+            (check_dir(&dir.join("file/sub")), "file"),
+            (check_file(&dir.join("file/out.json")), "file"),
+            (check_file(&dir.join("sub")), "sub"),
+        ] {
+            let e = bad.unwrap_err().to_string();
+            assert!(e.starts_with(&format!("cannot write {}: a ", dir.join(in_the_way).display())), "{e}");
+        }
+        assert_eq!(listing(dir), [("file".to_string(), Some("x".to_string())), ("sub".into(), None)]);
+        assert!(listing(&dir.join("sub")).is_empty());
     }
 
     #[test]

@@ -124,6 +124,11 @@ impl SweepPlan {
         Ok(Self { info, shard, points })
     }
 
+    /// The sweep: scenario, fingerprint and grid.
+    pub fn info(&self) -> &SweepInfo {
+        &self.info
+    }
+
     /// Number of points this plan runs.
     pub fn len(&self) -> usize {
         self.points.len()

@@ -411,3 +411,42 @@ fn a_set_field_that_is_also_swept_and_a_value_swept_twice_are_refused() {
     expect_refusals(&cases);
     assert!(!dir.path().join("out").exists(), "a refused run wrote its output");
 }
+
+/// An output path that cannot take the results — a file where a directory goes, a
+/// directory where a file goes — is refused before the run, naming the flag and the path
+/// in the way; it used to fail only once the run was over, its results lost.
+#[test]
+fn unwritable_outputs_are_refused_before_the_run() {
+    let dir = crate::scratch("cli-outputs");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let (file, under) = (file.to_str().unwrap(), dir.path().join("file/out"));
+    let (under, folder) = (under.to_str().unwrap(), dir.path().to_str().unwrap());
+    let sweep =
+        ["sweep", "models/mmc.toml", "--sweep", "clients.users=1,2", "--set", "run.requests=10000000"];
+    let in_the_way =
+        |flag: &str, what: &str| format!("{flag} {folder}/file: cannot write {folder}/file: {what}");
+    let mut cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            [&sweep[..], &["--out", file]].concat(),
+            in_the_way("--out", "a file is in the way; give a directory"),
+        ),
+        (
+            [&sweep[..], &["--out", under]].concat(),
+            format!("--out {under}: cannot write {folder}/file: a file is in the way"),
+        ),
+        (vec!["merge", folder, "--out", file], in_the_way("--out", "a file is in the way")),
+    ];
+    if cfg!(all(feature = "server", feature = "load")) {
+        cases.push((
+            vec!["calibrate", "models/validate.toml", "--out", folder],
+            format!("--out {folder}: cannot write {folder}: a directory is in the way; give a file path"),
+        ));
+        cases.push((
+            vec!["calibrate", "--target", "models/target-self.toml", "--scenario-out", under],
+            format!("--scenario-out {under}: cannot write {folder}/file: a file is in the way"),
+        ));
+    }
+    expect_refusals(&cases);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a refused run left a file");
+}

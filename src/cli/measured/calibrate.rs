@@ -1,7 +1,7 @@
 //! `servesim calibrate`.
 
 use super::{bar, track};
-use crate::cli::common::load_scenario;
+use crate::cli::common::{check_out_file, load_scenario};
 use anyhow::Context;
 use clap::Args;
 use servesim::experiment::target::{FitOptions, TargetCalibration, calibrate_target, costs_of};
@@ -104,8 +104,9 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         model_dir: args.model.clone(),
         ..CalibrateOptions::default()
     };
-    let cal = calibrate(&sc, &opts, |stage| eprintln!("calibrate: {stage}…"))?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("validation/calibration.json"));
+    check_out_file("--out", &out)?;
+    let cal = calibrate(&sc, &opts, |stage| eprintln!("calibrate: {stage}…"))?;
     write(&cal, &out)?;
     print_summary(&cal, &out);
     Ok(())
@@ -132,6 +133,8 @@ fn run_target(file: &Path, args: &CalibrateArgs) -> anyhow::Result<()> {
     );
     let out = args.out.clone().unwrap_or_else(|| beside(file, ".calibration.json"));
     let scenario_out = args.scenario_out.clone().unwrap_or_else(|| beside(file, ".calibrated.toml"));
+    check_out_file("--out", &out)?;
+    check_out_file("--scenario-out", &scenario_out)?;
     let opts = FitOptions {
         budget_s: args.budget_s,
         use_server_timing: !args.no_server_timing,

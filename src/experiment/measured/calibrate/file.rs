@@ -27,12 +27,11 @@ pub fn calibration_at(
     Ok(cal)
 }
 
-/// Writes a calibration as pretty JSON, creating its directory.
+/// Writes a calibration as pretty JSON, creating its directory: whole or not at all, so a
+/// failure half-way leaves the previous calibration in place (see
+/// [`Staged`](crate::experiment::report::Staged)).
 pub fn write_calibration(cal: &Calibration, path: &Path) -> Result<(), CalibrateError> {
     let fail = |e: &dyn std::fmt::Display| CalibrateError::File { path: path.into(), message: e.to_string() };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
-    }
     let json = serde_json::to_vec_pretty(cal).map_err(|e| fail(&e))?;
-    std::fs::write(path, json).map_err(|e| fail(&e))
+    crate::experiment::report::write_all(&[(path.to_owned(), json)]).map_err(|e| fail(&e))
 }
