@@ -392,10 +392,17 @@ impl<'a> System<'a> {
         }
     }
 
+    /// The worker `client`'s request goes to: the only one, without a call, or as the
+    /// balancer picks.
+    #[inline(always)]
     fn pick_worker(&mut self, client: u32) -> u32 {
+        if self.sc.system.workers == 1 { 0 } else { self.balance(client) }
+    }
+
+    /// The balancer's pick among two workers or more.
+    fn balance(&mut self, client: u32) -> u32 {
         let n = self.sc.system.workers;
         match self.sc.system.balancer {
-            _ if n == 1 => 0,
             Balancer::RoundRobin => {
                 self.round_robin = (self.round_robin + 1) % n;
                 self.round_robin
