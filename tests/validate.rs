@@ -257,3 +257,62 @@ fn kept_measurements_are_predicted_again_without_a_server() {
         other => panic!("a point the measurements lack: {other:?}"),
     }
 }
+
+/// Several kept runs judged together: `validate --from A --from B` predicts each again from
+/// its own calibration (the one beside it), writes each run's files and, over the runs, every
+/// point's medians and ranges and the targets run by run; a run that lacks a point of the
+/// suites is refused, naming the run and the point. About 15 s: two predictions of the
+/// committed default suite.
+#[test]
+fn several_kept_runs_are_judged_together() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::Builder::new().prefix("servesim-validate-runs-").tempdir().unwrap();
+    let kept =
+        std::fs::read_to_string(root.join("validation/measurements.json")).expect("committed measurements");
+    let mut fewer: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+    let points = fewer["points"].as_array_mut().expect("points");
+    let n = points.len();
+    let dropped = points.pop().expect("a point");
+    for (run, text) in [("a", kept.clone()), ("b", fewer.to_string())] {
+        let dir = scratch.path().join(run);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("measurements.json"), text).unwrap();
+        std::fs::copy(root.join("validation/calibration.json"), dir.join("calibration.json")).unwrap();
+    }
+    let run = |runs: [&str; 2]| {
+        let mut args = vec!["validate".to_string()];
+        for r in runs {
+            args.push("--from".into());
+            args.push(scratch.path().join(r).join("measurements.json").display().to_string());
+        }
+        for (flag, dir) in [("--out", "out"), ("--plots", "plots")] {
+            args.push(flag.into());
+            args.push(scratch.path().join(dir).display().to_string());
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_servesim"))
+            .args(&args)
+            .current_dir(root)
+            .output()
+            .unwrap()
+    };
+    let out = run(["a", "a"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("over 2 runs") && stdout.contains("(met in 2 of 2 runs)"), "{stdout}");
+    let csv = std::fs::read_to_string(scratch.path().join("out/runs.csv")).expect("runs.csv");
+    assert_eq!(csv.lines().count(), 1 + n, "one row a point: {csv}");
+    for file in ["out/runs.json", "out/run-1/validation.csv", "out/run-2/report.md"] {
+        assert!(scratch.path().join(file).exists(), "{file}");
+    }
+    // A run that lacks a point is not judged with one that has it: the run is named.
+    let out = run(["a", "b"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.status.code() != Some(101), "{stderr}");
+    assert!(
+        stderr.contains("run 2 (--from") && stderr.contains("the measurements have no point"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let suite = dropped["suite"].as_str().expect("the dropped point's suite");
+    assert!(stderr.contains(suite), "{stderr}");
+}

@@ -31,8 +31,8 @@ pub use calibrate::{
 pub use measure::{MAX_WALL_S, MeasureError, MeasureOptions, MeasureReport, Window, WorkerReport, measure};
 #[cfg(feature = "plot")]
 pub use validate::{
-    Compared, ErrorSummary, HashDraws, MeasuredPoint, MeasuredRun, Measurements, PointLimits, SplitCheck,
-    SplitSource, StageCompared, StageDiff, StageMiss, Suite, Target, ValidateError, ValidateOptions,
-    ValidatedPoint, Validation, default_suites, default_target_axes, target_axes, validate, validate_target,
-    winner_wrong_pct,
+    Compared, ErrorSummary, HashDraws, MeasuredPoint, MeasuredRun, Measurements, OverRuns, PointLimits,
+    PooledPoint, Runs, SplitCheck, SplitSource, StageCompared, StageDiff, StageMiss, Suite, Target,
+    TargetOverRuns, ValidateError, ValidateOptions, ValidatedPoint, Validation, default_suites,
+    default_target_axes, target_axes, validate, validate_target, winner_wrong_pct,
 };

@@ -8,11 +8,11 @@ use anyhow::Context;
 use clap::Args;
 use servesim::experiment::grid::{Grid, GridError};
 use servesim::experiment::{
-    Axis, CalibrateOptions, MeasureOptions, Measurements, Suite, ValidateOptions, calibrate, default_suites,
-    target_axes, validate, validate_target,
+    Axis, CalibrateOptions, MeasureOptions, Measurements, Runs, Suite, ValidateOptions, Validation,
+    calibrate, default_suites, target_axes, validate, validate_target,
 };
 use servesim::scenario::{Override, Scenario};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Check the simulator's predictions against the real server, point by point.
 ///
@@ -102,8 +102,15 @@ pub struct ValidateArgs {
     /// with its --sweep, or --target FILE, the calibrated scenario); its runs per point and
     /// requests replace --repeats and --requests. The calibration is --calibration, else the
     /// calibration.json beside the measurements, else the one that run used.
+    ///
+    /// Give it once per run to judge several runs together (`--from A --from B --from C`):
+    /// each run is predicted from its own calibration and judged on its own, then every point
+    /// is taken over the runs (the median of its runs' own errors) and the targets are
+    /// judged on those, beside each run's own verdict. Writes each run's files under
+    /// OUT/run-N/ (plots under PLOTS/run-N/), and OUT/runs.csv and OUT/runs.json: every
+    /// point's medians and ranges over the runs, and the targets run by run.
     #[arg(long, value_name = "FILE")]
-    from: Option<PathBuf>,
+    from: Vec<PathBuf>,
 
     /// Print the whole validation as one JSON object on stdout instead of the table.
     #[arg(long)]
@@ -112,10 +119,19 @@ pub struct ValidateArgs {
 
 /// Runs `servesim validate`.
 pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    if let Some(file) = &args.target {
-        return run_target(file, &args);
+    if args.from.len() > 1 {
+        return run_several(&args);
     }
-    let suites = suites(&args)?;
+    let v = one(&args, args.from.first().map(PathBuf::as_path))?;
+    report(&v, &args.out, &args.plots, args.json)
+}
+
+/// One validation: measured now, or predicted again against the measurements of `from`.
+fn one(args: &ValidateArgs, from: Option<&Path>) -> anyhow::Result<Validation> {
+    if let Some(file) = &args.target {
+        return one_target(file, args, from);
+    }
+    let suites = suites(args)?;
     if args.file.is_none() {
         for s in &suites {
             anyhow::ensure!(
@@ -125,8 +141,8 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let from = saved(&args)?;
-    let calibration = match (&args.calibration, &args.from, &from) {
+    let saved = saved(from)?;
+    let calibration = match (&args.calibration, from, &saved) {
         (Some(p), _, _) => p.clone(),
         (None, Some(file), Some(m)) => {
             // The calibration beside the measurements, else the one they were predicted with.
@@ -155,11 +171,43 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
             path
         }
     };
-    let opts = options(&args, Some(calibration), from);
+    let opts = options(args, Some(calibration), saved);
     let bar = bar(POINTS_BAR);
     let v = validate(&suites, &opts, track(&bar))?;
     bar.finish_and_clear();
-    report(&v, &args)
+    Ok(v)
+}
+
+/// Several runs judged together (`--from` given more than once): each predicted again and
+/// written under OUT/run-N/, then judged over the runs.
+fn run_several(args: &ValidateArgs) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for (i, file) in args.from.iter().enumerate() {
+        let v =
+            one(args, Some(file)).with_context(|| format!("run {} (--from {})", i + 1, file.display()))?;
+        let (out, plots) =
+            (args.out.join(format!("run-{}", i + 1)), args.plots.join(format!("run-{}", i + 1)));
+        v.write(&out, &plots)?;
+        if !args.json {
+            println!("run {} (--from {}), on its own:", i + 1, file.display());
+            print!("{}", v.summary_text());
+            println!("wrote {}\n", out.display());
+        }
+        runs.push(v);
+    }
+    let sources: Vec<String> = args.from.iter().map(|f| f.display().to_string()).collect();
+    let pooled = Runs::pool(&runs, &sources, args.target.is_some())?;
+    let written = pooled.write(&args.out)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&pooled)?);
+    } else {
+        print!("{}", pooled.table());
+        println!(
+            "\nwrote {}",
+            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The progress bar of a validation.
@@ -179,17 +227,17 @@ fn options(args: &ValidateArgs, calibration: Option<PathBuf>, from: Option<Measu
 }
 
 /// The measurements of `--from`, if given.
-fn saved(args: &ValidateArgs) -> anyhow::Result<Option<Measurements>> {
-    Ok(match &args.from {
+fn saved(from: Option<&Path>) -> anyhow::Result<Option<Measurements>> {
+    Ok(match from {
         Some(file) => Some(Measurements::read(file)?),
         None => None,
     })
 }
 
-/// Writes the validation's files and prints it: the table, or JSON with `--json`.
-fn report(v: &servesim::experiment::Validation, args: &ValidateArgs) -> anyhow::Result<()> {
-    let written = v.write(&args.out, &args.plots)?;
-    if args.json {
+/// Writes the validation's files and prints it: the table, or JSON with `json`.
+fn report(v: &Validation, out: &Path, plots: &Path, json: bool) -> anyhow::Result<()> {
+    let written = v.write(out, plots)?;
+    if json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
         print!("{}", v.table());
@@ -238,7 +286,8 @@ fn stem(file: &std::path::Path) -> String {
     file.file_stem().map_or_else(|| "validation".into(), |s| s.to_string_lossy().into_owned())
 }
 
-fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()> {
+/// A validation of a `[target]` service: measured now, or predicted again against `from`.
+fn one_target(file: &Path, args: &ValidateArgs, from: Option<&Path>) -> anyhow::Result<Validation> {
     use servesim::experiment::target::{FitOptions, TargetCalibration};
     let sc = Scenario::load(file, &args.set).with_context(|| format!("in scenario {}", file.display()))?;
     let spec = sc.target.clone().with_context(|| {
@@ -267,7 +316,7 @@ fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()>
         }
         None => {
             anyhow::ensure!(
-                args.from.is_none(),
+                from.is_none(),
                 "--from predicts the calibrated scenario again, and {} has no target.calibration: give the \
                  scenario calibrate --target wrote (e.g. scenario.calibrated.toml)",
                 file.display()
@@ -286,11 +335,11 @@ fn run_target(file: &std::path::Path, args: &ValidateArgs) -> anyhow::Result<()>
             (dest, cal)
         }
     };
-    let opts = options(args, None, saved(args)?);
+    let opts = options(args, None, saved(from)?);
     let bar = bar(POINTS_BAR);
     let v = validate_target(&file, &args.set, &args.sweep, Some(&cal), &opts, track(&bar))?;
     bar.finish_and_clear();
-    report(&v, args)
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! uses the same calibration.
 
 mod present;
+mod runs;
 mod saved;
 mod split;
 mod spread;
@@ -23,6 +24,7 @@ mod stages;
 mod summary;
 mod target;
 
+pub use runs::{OverRuns, PooledPoint, Runs, TargetOverRuns};
 pub use saved::{MeasuredPoint, MeasuredRun, Measurements};
 pub use split::{HashDraws, SplitCheck, SplitSource};
 pub use spread::{BATCHES, Spread};

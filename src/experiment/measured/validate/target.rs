@@ -190,7 +190,7 @@ fn is_calibration_point(
 const TARGET_LIMITS: PointLimits = PointLimits { throughput_pct: 10.0, p95_pct: 15.0 };
 
 /// The targets of a target's validation, over its held-out points.
-fn target_targets(summary: &[(String, ErrorSummary)], held_out: &[ValidatedPoint]) -> Vec<Target> {
+pub(super) fn target_targets(summary: &[(String, ErrorSummary)], held_out: &[ValidatedPoint]) -> Vec<Target> {
     let get = |n: &str| metric(summary, n);
     let t = Target::check;
     let mut out = vec![
