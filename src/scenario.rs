@@ -53,4 +53,4 @@ pub use types::{
     Arrivals, Balancer, Batching, BatchingMode, ClientKind, Clients, Cost, Handler, LockKind, Run, Scenario,
     Scheduler, System, Worker, Workload,
 };
-pub(crate) use validate::{MAX_RATE_RPS, show};
+pub(crate) use validate::{MAX_RATE_RPS, MIN_RATE_RPS, show};

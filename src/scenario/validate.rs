@@ -30,7 +30,7 @@ const MIN_SWITCH_MS: f64 = 1e-3;
 pub(crate) const MAX_RATE_RPS: f64 = 1e6;
 
 /// Lowest open-loop rate (requests/s): a mean gap of 1e9 ms, the bound on every duration.
-const MIN_RATE_RPS: f64 = 1e-6;
+pub(crate) const MIN_RATE_RPS: f64 = 1e-6;
 
 /// Most lock release points per token: a 100-layer model releasing the lock around a
 /// hundred kernels per layer. Each slice is a simulated step, so this bounds the steps per

@@ -257,6 +257,10 @@ fn flags_and_files_out_of_bounds_are_refused_before_any_work() {
             [&["capacity", "models/seed-sync.toml", "--target-rps", "1e300"][..], &slo].concat(),
             "more than the 1e6 req/s an open loop may offer",
         ),
+        (
+            [&["capacity", "models/seed-sync.toml", "--target-rps", "5e-7"][..], &slo].concat(),
+            "--target-rps 5e-7: must be at least 1e-6 req/s, the slowest open loop the simulator offers",
+        ),
         (vec!["fit-usl", "/dev/zero"], "not a regular file"),
         (vec!["fit-usl", empty], "the file is empty"),
         (vec!["simulate", "/dev/zero"], "longer than the 64 MiB"),

@@ -8,7 +8,7 @@ use super::{
     Answer, CapacityError, CapacityQuery, CapacityReport, Config, Evaluation, Knee, Slo, SloMetric, Verdict,
     flag_err,
 };
-use crate::scenario::{ClientKind, MAX_RATE_RPS, Override, Scenario, show};
+use crate::scenario::{ClientKind, MAX_RATE_RPS, MIN_RATE_RPS, Override, Scenario, show};
 use crate::sim::{self, Figures, SimReport};
 use std::path::Path;
 
@@ -47,6 +47,16 @@ impl Planner {
     pub fn new(file: &Path, sets: &[Override], query: CapacityQuery) -> Result<Self, CapacityError> {
         if !(query.target_rps.is_finite() && query.target_rps > 0.0) {
             return Err(flag_err("--target-rps", &show(query.target_rps), "must be a rate > 0"));
+        }
+        if query.target_rps < MIN_RATE_RPS {
+            return Err(flag_err(
+                "--target-rps",
+                &show(query.target_rps),
+                &format!(
+                    "must be at least {} req/s, the slowest open loop the simulator offers (clients.rate_rps)",
+                    show(MIN_RATE_RPS)
+                ),
+            ));
         }
         if !(query.headroom.is_finite() && query.headroom >= 0.0) {
             return Err(flag_err("--headroom", &show(query.headroom), "must be ≥ 0 (0.1 = 10%)"));
