@@ -111,6 +111,7 @@ impl Clients {
         }
     }
 
+    #[inline(always)]
     fn open_gap(&mut self) -> Nanos {
         let gap = if self.poisson {
             let e: f64 = Exp1.sample(&mut self.arrivals_rng);
