@@ -223,23 +223,32 @@ impl ServerConfig {
 /// Checks the server's own limits (also for a configuration that did not come from a
 /// scenario, such as one read as JSON).
 pub(crate) fn check_limits(l: &Limits) -> Result<(), ConfigError> {
-    if l.body_limit_bytes < 64 {
+    // A body is held whole before it is parsed: the bound caps what one request may make a
+    // worker allocate.
+    if !(64..=MAX_BODY_LIMIT_BYTES).contains(&l.body_limit_bytes) {
         return Err(unsupported(
             "limits.body_limit_bytes",
-            format!("must be ≥ 64 bytes, got {}", l.body_limit_bytes),
+            format!(
+                "must be between 64 and {MAX_BODY_LIMIT_BYTES} bytes (64 MiB), got {}; set it with serve \
+                 --body-limit",
+                l.body_limit_bytes
+            ),
         ));
     }
-    for (field, ms) in [
-        ("limits.request_timeout_ms", l.request_timeout_ms),
-        ("limits.drain_timeout_ms", l.drain_timeout_ms),
-        ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
-        ("limits.body_read_timeout_ms", l.body_read_timeout_ms),
-        ("limits.keep_alive_timeout_ms", l.keep_alive_timeout_ms),
+    for (field, flag, ms) in [
+        ("limits.request_timeout_ms", "--timeout-ms", l.request_timeout_ms),
+        ("limits.drain_timeout_ms", "--drain-ms", l.drain_timeout_ms),
+        ("limits.header_read_timeout_ms", "--header-timeout-ms", l.header_read_timeout_ms),
+        ("limits.body_read_timeout_ms", "--body-timeout-ms", l.body_read_timeout_ms),
+        ("limits.keep_alive_timeout_ms", "--keep-alive-ms", l.keep_alive_timeout_ms),
     ] {
         // Above a day a timeout no longer protects anything; it also keeps the value a
         // valid `Duration`.
         if !(ms.is_finite() && ms > 0.0 && ms <= MAX_TIMEOUT_MS) {
-            return Err(unsupported(field, format!("must be > 0 and ≤ {MAX_TIMEOUT_MS} ms, got {ms}")));
+            return Err(unsupported(
+                field,
+                format!("must be > 0 and ≤ {MAX_TIMEOUT_MS} ms, got {ms}; set it with serve {flag}"),
+            ));
         }
     }
     if !HEARTBEAT_TIMEOUT_MS.contains(&l.heartbeat_timeout_ms) {
@@ -258,6 +267,10 @@ pub(crate) fn check_limits(l: &Limits) -> Result<(), ConfigError> {
 
 /// The longest timeout a limit may have (ms): one day.
 pub const MAX_TIMEOUT_MS: f64 = 86_400_000.0;
+
+/// The largest [`Limits::body_limit_bytes`]: 64 MiB, a thousand times what a request for
+/// the Mini-GPT's context needs.
+pub const MAX_BODY_LIMIT_BYTES: usize = 64 << 20;
 
 /// The scenario's emulated costs: its `cost.*` minus any calibration, with sample files
 /// inlined so the plan can travel to worker processes.
@@ -367,8 +380,10 @@ mod tests {
     fn bad_limits_are_refused_with_the_field() {
         let sc = scenario("");
         type Spoil = fn(&mut Limits);
-        let cases: [(Spoil, &str); 7] = [
+        let cases: [(Spoil, &str); 8] = [
             (|l| l.body_limit_bytes = 10, "limits.body_limit_bytes"),
+            // Accepted once: any client could then make a worker hold a body of any size.
+            (|l| l.body_limit_bytes = usize::MAX, "limits.body_limit_bytes: must be between 64 and 67108864"),
             (|l| l.request_timeout_ms = 0.0, "limits.request_timeout_ms"),
             (|l| l.drain_timeout_ms = f64::NAN, "limits.drain_timeout_ms"),
             (|l| l.header_read_timeout_ms = -1.0, "limits.header_read_timeout_ms"),
@@ -381,6 +396,7 @@ mod tests {
             spoil(&mut limits);
             let err = ServerConfig::from_scenario(&sc, limits, "m".into()).unwrap_err();
             assert!(err.to_string().starts_with(field), "{err}");
+            assert!(err.to_string().contains("serve --"), "{err}");
         }
         assert!(ServerConfig::from_scenario(&sc, Limits::default(), "m".into()).is_ok());
     }
