@@ -202,10 +202,7 @@ fn run_several(args: &ValidateArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&pooled)?);
     } else {
         print!("{}", pooled.table());
-        println!(
-            "\nwrote {}",
-            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        print_written(&written);
     }
     Ok(())
 }
@@ -241,12 +238,14 @@ fn report(v: &Validation, out: &Path, plots: &Path, json: bool) -> anyhow::Resul
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
         print!("{}", v.table());
-        println!(
-            "\nwrote {}",
-            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        print_written(&written);
     }
     Ok(())
+}
+
+/// `wrote a, b, …` after a blank line.
+fn print_written(paths: &[PathBuf]) {
+    println!("\nwrote {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
 }
 
 /// The suites to validate: the default ones, or FILE swept; `--set` applies to every point.

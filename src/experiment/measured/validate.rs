@@ -768,6 +768,15 @@ fn used_by(constant: &str, locks: &[LockKind]) -> bool {
     }
 }
 
+/// The committed validation (`validation/validation.json`), read back: a whole validation
+/// for the tests of its presentation and of judging several runs.
+#[cfg(test)]
+pub(crate) fn committed() -> Validation {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/validation.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("validation/validation.json"))
+        .expect("a validation")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

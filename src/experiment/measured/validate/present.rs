@@ -658,14 +658,7 @@ fn x_axis(points: &[&ValidatedPoint]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Validation;
-
-    /// The committed validation, read back.
-    fn committed() -> Validation {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/validation.json");
-        serde_json::from_str(&std::fs::read_to_string(path).expect("validation/validation.json"))
-            .expect("a validation")
-    }
+    use super::super::committed;
 
     #[test]
     fn a_verdict_resting_on_an_unstable_calibration_says_so() {

@@ -331,14 +331,8 @@ impl Runs {
 
 #[cfg(test)]
 mod tests {
+    use super::super::committed;
     use super::*;
-
-    /// The committed validation, read back.
-    fn committed() -> Validation {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/validation.json");
-        serde_json::from_str(&std::fs::read_to_string(path).expect("validation/validation.json"))
-            .expect("a validation")
-    }
 
     /// `v` with every point's errors shifted by `by` percentage points.
     fn shifted(v: &Validation, by: f64) -> Validation {
