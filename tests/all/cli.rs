@@ -243,6 +243,8 @@ fn flags_and_files_out_of_bounds_are_refused_before_any_work() {
     let empty = dir.path().join("empty.csv");
     std::fs::write(&empty, "").unwrap();
     let empty = empty.to_str().unwrap();
+    let calibration = dir.path().join("calibration.json");
+    let calibration = calibration.to_str().unwrap();
     let slo = ["--slo", "p95=300ms"];
     let mut cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -269,6 +271,12 @@ fn flags_and_files_out_of_bounds_are_refused_before_any_work() {
         cases.push((
             vec!["measure", "models/validate.toml", "--max-wall-s", "1e300"],
             "--max-wall-s must be a number of seconds > 0 and ≤ 86400 (a day), got 1e300",
+        ));
+        // Its samples were allocated up front: the allocation aborted the process.
+        cases.push((
+            vec!["calibrate", "models/validate.toml", "--requests", "4294967295", "--out", calibration],
+            "--requests must be between 1 and 1000000 (a million single-client requests take hours), got \
+             4294967295",
         ));
     }
     expect_refusals(&cases);

@@ -127,6 +127,10 @@ fn bare(sc: &Scenario) -> Result<Scenario, ScenarioError> {
     sc.with(&overrides)
 }
 
+/// The most single-client requests a calibration measures ([`CalibrateOptions::requests`]):
+/// their samples are held in memory, and a million take hours.
+pub const MAX_REQUESTS: u32 = 1_000_000;
+
 /// Measures the real costs of the server that `sc` describes (its CPUs, prompt length and
 /// tokens per request). `progress` is told each stage as it starts.
 pub fn calibrate(
@@ -134,8 +138,12 @@ pub fn calibrate(
     opts: &CalibrateOptions,
     mut progress: impl FnMut(&str),
 ) -> Result<Calibration, CalibrateError> {
-    if opts.requests == 0 {
-        return Err(CalibrateError::Options("--requests must be ≥ 1".into()));
+    if !(1..=MAX_REQUESTS).contains(&opts.requests) {
+        return Err(CalibrateError::Options(format!(
+            "--requests must be between 1 and {MAX_REQUESTS} (a million single-client requests take hours), \
+             got {}",
+            opts.requests
+        )));
     }
     let model_dir = server::resolve_model_dir(opts.model_dir.as_deref());
     let bare = bare(sc)?;
