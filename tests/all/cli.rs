@@ -273,6 +273,16 @@ fn flags_and_files_out_of_bounds_are_refused_before_any_work() {
             "--max-wall-s must be a number of seconds > 0 and ≤ 86400 (a day), got 1e300",
         ));
         // Its samples were allocated up front: the allocation aborted the process.
+        // Checked before the calibration; --repeats 4000000000 aborted allocating 5 TB, and
+        // --requests 500000000 held 7 GB of send times before the first request.
+        let validate = ["validate", "models/validate.toml", "--sweep", "clients.users=1", "--out", empty];
+        for (flag, value, want) in [
+            ("--repeats", "4000000000", "--repeats must be between 1 and 1000, got 4000000000"),
+            ("--repeats", "0", "--repeats must be between 1 and 1000, got 0"),
+            ("--requests", "500000000", "--requests must be between 1 and 1000000 per repeat, got 500000000"),
+        ] {
+            cases.push(([&validate[..], &["--plots", empty, flag, value]].concat(), want));
+        }
         cases.push((
             vec!["calibrate", "models/validate.toml", "--requests", "4294967295", "--out", calibration],
             "--requests must be between 1 and 1000000 (a million single-client requests take hours), got \

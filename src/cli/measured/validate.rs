@@ -119,6 +119,10 @@ pub struct ValidateArgs {
 
 /// Runs `servesim validate`.
 pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
+    if args.from.is_empty() {
+        // Checked here too, before a calibration that takes minutes.
+        options(&args, None, None).check()?;
+    }
     if args.from.len() > 1 {
         return run_several(&args);
     }

@@ -79,6 +79,9 @@ pub enum ValidateError {
     /// A plot could not be drawn.
     #[error("plot: {0}")]
     Plot(String),
+    /// An option is out of its range.
+    #[error("{0}")]
+    Options(String),
     /// A file of kept measurements (`validate --from`) could not be read.
     #[error("validate --from {path}: {message}")]
     Saved {
@@ -134,6 +137,33 @@ pub struct ValidateOptions {
     /// and compared with them, and nothing is measured. Their runs per point and measured
     /// requests take the place of `repeats` and `requests`.
     pub from: Option<Measurements>,
+}
+
+/// The most measured requests per repeat ([`ValidateOptions::requests`]): an open-loop
+/// point's send times are drawn up front, and a million take hours to send.
+pub const MAX_REQUESTS: u64 = 1_000_000;
+
+/// The most repeats of each measurement ([`ValidateOptions::repeats`]).
+pub const MAX_REPEATS: u32 = 1_000;
+
+impl ValidateOptions {
+    /// Checks the counts before anything runs: `requests` in 1..=[`MAX_REQUESTS`] and
+    /// `repeats` in 1..=[`MAX_REPEATS`]; the error names the flag that sets each.
+    pub fn check(&self) -> Result<(), ValidateError> {
+        if !(1..=MAX_REQUESTS).contains(&self.requests) {
+            return Err(ValidateError::Options(format!(
+                "--requests must be between 1 and {MAX_REQUESTS} per repeat, got {}",
+                self.requests
+            )));
+        }
+        if !(1..=MAX_REPEATS).contains(&self.repeats) {
+            return Err(ValidateError::Options(format!(
+                "--repeats must be between 1 and {MAX_REPEATS}, got {}",
+                self.repeats
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ValidateOptions {
@@ -331,6 +361,9 @@ pub fn validate(
 ) -> Result<Validation, ValidateError> {
     let t0 = std::time::Instant::now();
     let saved = opts.from.as_ref();
+    if saved.is_none() {
+        opts.check()?;
+    }
     let replay;
     let opts = match saved {
         // The kept runs decide the passes and, for open loops, the traces' length.

@@ -90,6 +90,16 @@ impl Measurements {
                 m.format
             )));
         }
+        // Kept counts take the place of --requests and --repeats: bounded as those are.
+        let (requests, repeats) = (m.requests, m.repeats);
+        if !(1..=super::MAX_REQUESTS).contains(&requests) || !(1..=super::MAX_REPEATS).contains(&repeats) {
+            return Err(bad(format!(
+                "it says {requests} requests per run and {repeats} runs per point, beyond the 1..={} and \
+                 1..={} a validation measures: not the measurements.json that `servesim validate` writes",
+                super::MAX_REQUESTS,
+                super::MAX_REPEATS
+            )));
+        }
         if let Some(p) = m.points.iter().find(|p| p.runs.len() != m.repeats as usize) {
             return Err(bad(format!(
                 "point {} {} has {} runs where the file says {} per point",
