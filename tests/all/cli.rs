@@ -460,6 +460,15 @@ fn unwritable_outputs_are_refused_before_the_run() {
         (vec!["merge", folder, "--out", file], in_the_way("--out", "a file is in the way")),
     ];
     if cfg!(all(feature = "server", feature = "load")) {
+        let validate = ["validate", "models/validate.toml", "--sweep", "clients.users=1"];
+        cases.push((
+            [&validate[..], &["--out", file]].concat(),
+            in_the_way("--out", "a file is in the way; give a directory"),
+        ));
+        cases.push((
+            [&validate[..], &["--out", folder, "--plots", under]].concat(),
+            format!("--plots {under}: cannot write {folder}/file: a file is in the way"),
+        ));
         cases.push((
             vec!["calibrate", "models/validate.toml", "--out", folder],
             format!("--out {folder}: cannot write {folder}: a directory is in the way; give a file path"),

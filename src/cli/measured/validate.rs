@@ -4,6 +4,7 @@ use super::calibrate::{
     beside, calibrate_target_with_bar, print_summary, target_summary, write, write_target_files,
 };
 use super::{bar, track};
+use crate::cli::common::check_out_dir;
 use anyhow::Context;
 use clap::Args;
 use servesim::experiment::grid::{Grid, GridError};
@@ -123,6 +124,9 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
         // Checked here too, before a calibration that takes minutes.
         options(&args, None, None).check()?;
     }
+    // The files are written at the end: a path that cannot take them is refused now.
+    check_out_dir("--out", &args.out)?;
+    check_out_dir("--plots", &args.plots)?;
     if args.from.len() > 1 {
         return run_several(&args);
     }
