@@ -59,6 +59,28 @@ impl ScenarioError {
 
 /// One `--set path=value`: a dotted path into the scenario and a TOML value
 /// (`worker.threads=8`, `worker.lock=gil`, `cost.token_free_ms={dist="exponential",mean=2}`).
+/// The longest line of a syntax error's excerpt shown as is (characters).
+const MAX_SHOWN_LINE: usize = 200;
+
+/// The parser's message with its excerpt of the file; where a line of the excerpt is too
+/// long to show (a generated file: a 200 kB line was echoed whole), the line, column and
+/// message alone.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let full = e.to_string().trim_end().to_owned();
+    if full.lines().all(|l| l.chars().count() <= MAX_SHOWN_LINE) {
+        return full;
+    }
+    let message = e.message().trim_end();
+    match e.span().and_then(|span| text.get(..span.start)) {
+        Some(before) => {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
 /// A value that is not valid TOML is taken as a string.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
@@ -162,7 +184,7 @@ impl Scenario {
     ) -> Result<Scenario, ScenarioError> {
         let mut table = toml::from_str::<toml::Table>(text).map_err(|e| ScenarioError::Syntax {
             path: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: syntax_message(text, &e),
         })?;
         for o in overrides {
             o.apply(&mut table)?;

@@ -42,6 +42,18 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(sc.run.replications, 5);
 }
 
+/// A syntax error in a very long line is shown by line and column, not echoed whole: a
+/// 200 kB line of brackets made a 200 kB error message.
+#[test]
+fn a_syntax_error_in_a_long_line_names_its_place_without_echoing_it() {
+    let text = format!("name = \"x\"\na = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let e = err(&text, &[]);
+    assert!(e.len() < 300, "{} bytes: {}", e.len(), &e[..300]);
+    assert!(e.starts_with("test.toml is not valid TOML: line 2, column "), "{e}");
+    // A short line keeps the parser's excerpt.
+    assert!(err("a = [", &[]).contains("a = ["));
+}
+
 #[test]
 fn unknown_keys_name_the_key_and_the_valid_ones() {
     let e = err("[worker]\nthread = 4\n", &[]);
