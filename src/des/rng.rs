@@ -130,23 +130,8 @@ impl RngStreams {
 #[inline]
 fn seed_from_u64(seed: u64) -> StreamRng {
     // SplitMix64's k-th output is `mix` of its seed plus k − 1 increments (`mix` adds one).
-    let word = |k: u64| scalar(mix(seed.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15))));
+    let word = |k: u64| mix(seed.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
     StreamRng { s: [word(0), word(1), word(2), word(3)] }
-}
-
-/// `x`, as a value the optimizer cannot see through, held in a general register: the four
-/// mixes that seed a stream then stay four scalar mixes. Without it LLVM packs them two by
-/// two into SSE2 lanes, where each 64-bit multiply takes three 32-bit ones and their
-/// shifts and adds — about 30 more instructions for every request's stream on x86-64.
-#[inline(always)]
-fn scalar(mut x: u64) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: an empty template: no instruction, no memory, no stack, no flags touched; it
-    // only makes `x` opaque.
-    unsafe {
-        std::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
-    }
-    x
 }
 
 #[cfg(test)]
