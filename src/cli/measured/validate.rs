@@ -56,7 +56,8 @@ use std::path::{Path, PathBuf};
 #[command(after_help = "Examples:\n  servesim validate\n  \
     servesim validate models/validate.toml --sweep clients.users=1,4,16 --sweep worker.lock=none,gil\n  \
     servesim validate models/validate.toml --sweep worker.threads=1,2,4,8 --calibration validation/calibration.json --json\n  \
-    servesim validate --from validation/measurements.json --set cost.handoff_us=20 --out /tmp/what-if")]
+    servesim validate --from validation/measurements.json --set cost.handoff_us=20 --out /tmp/what-if
+  servesim validate --from r1/measurements.json --from r2/measurements.json --from r3/measurements.json")]
 pub struct ValidateArgs {
     /// Scenario file (TOML); none: the default suite.
     #[arg(conflicts_with = "target")]

@@ -628,7 +628,9 @@ predicted − measured, of the four that add up to the server's time (`loop` is 
 
 ";
 
-fn csv_field(v: &str) -> String {
+/// `v` as one CSV field: quoted (its quotes doubled) when it holds a comma, a quote or a
+/// line break.
+pub(super) fn csv_field(v: &str) -> String {
     if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_owned() }
 }
 

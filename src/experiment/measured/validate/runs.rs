@@ -14,6 +14,7 @@
 //!  run 3: measured₃, calibration₃ ─► errors₃ ─► targets₃ ─┘   the runs ─► targets over the runs
 //! ```
 
+use super::present::csv_field;
 use super::summary::{ErrorSummary, Target, summarize, targets};
 use super::target::target_targets;
 use super::{Compared, ValidateError, ValidatedPoint, Validation};
@@ -298,7 +299,8 @@ impl Runs {
         }
         s.push('\n');
         for p in &self.points {
-            let _ = write!(s, "{},{},{},{}", p.suite, super::label_of(&p.params), p.saturated, p.used_by_fit);
+            let (suite, point) = (csv_field(&p.suite), csv_field(&super::label_of(&p.params)));
+            let _ = write!(s, "{suite},{point},{},{}", p.saturated, p.used_by_fit);
             for o in [&p.throughput_rps, &p.p50_ms, &p.p95_ms, &p.p99_ms] {
                 let _ = write!(
                     s,
@@ -393,10 +395,19 @@ mod tests {
         let table = runs.table();
         assert!(table.contains("over 3 runs") && table.contains("median |error| throughput"), "{table}");
         assert!(table.contains("run 3: run3/measurements.json"), "{table}");
-        // One row a point in the CSV, with every figure's range.
+        // One row a point in the CSV, with every figure's range; a point whose label holds
+        // commas (an empirical distribution's samples) is one quoted field.
         let csv = runs.csv();
-        assert_eq!(csv.lines().count(), v.points.len() + 1);
-        assert!(csv.lines().next().is_some_and(|h| h.contains("p95_ms_error_max_pct")));
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let header = reader.headers().expect("a header").clone();
+        assert!(header.iter().any(|h| h == "p95_ms_error_max_pct"), "{header:?}");
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a row")).collect();
+        assert_eq!(rows.len(), v.points.len());
+        assert!(rows.iter().any(|r| r[1].contains("samples = [2, 38]")), "{csv}");
+        for (r, p) in rows.iter().zip(&runs.points) {
+            assert_eq!(r.len(), header.len(), "{r:?}");
+            assert_eq!(&r[1], super::super::label_of(&p.params));
+        }
     }
 
     #[test]
