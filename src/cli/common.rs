@@ -48,6 +48,7 @@ pub fn check_out_dir(flag: &str, dir: &Path) -> anyhow::Result<()> {
 
 /// Checks, before any work, that file `path` of `flag` can be written at the end; the error
 /// names the flag, the path in the way and the fix.
+#[cfg(all(feature = "server", feature = "load"))]
 pub fn check_out_file(flag: &str, path: &Path) -> anyhow::Result<()> {
     servesim::experiment::report::check_file(path)
         .map_err(|e| anyhow::anyhow!("{flag} {}: {e}; give a file path that can be written", path.display()))

@@ -147,8 +147,9 @@ pub const MAX_REQUESTS: u64 = 1_000_000;
 pub const MAX_REPEATS: u32 = 1_000;
 
 impl ValidateOptions {
-    /// Checks the counts before anything runs: `requests` in 1..=[`MAX_REQUESTS`] and
-    /// `repeats` in 1..=[`MAX_REPEATS`]; the error names the flag that sets each.
+    /// Checks the counts before anything runs: `requests` in 1..=`MAX_REQUESTS` (a million)
+    /// and `repeats` in 1..=`MAX_REPEATS` (a thousand); the error names the flag that sets
+    /// each.
     pub fn check(&self) -> Result<(), ValidateError> {
         if !(1..=MAX_REQUESTS).contains(&self.requests) {
             return Err(ValidateError::Options(format!(
