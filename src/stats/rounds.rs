@@ -11,16 +11,33 @@ use serde::{Deserialize, Serialize};
 /// What several rounds of one measurement say.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rounds {
-    /// Each round's value, in the order measured.
+    /// Each round's value, in the order measured; a round that gave no value (a fit that
+    /// found none) is NaN, `null` in JSON, and left out of the median and the spread.
+    #[serde(deserialize_with = "nan_for_null")]
     pub rounds: Vec<f64>,
     /// Their median: the estimate used.
+    #[serde(deserialize_with = "nan_if_null")]
     pub median: f64,
     /// (75th − 25th percentile) / median: how far the middle rounds disagree.
+    #[serde(deserialize_with = "nan_if_null")]
     pub spread: f64,
     /// Rounds more than [`OUTLIER_FACTOR`] × the bound away from the median (relative).
+    #[serde(deserialize_with = "nan_for_null")]
     pub outliers: Vec<f64>,
     /// Whether `spread` is within the bound the rounds were judged against.
     pub stable: bool,
+}
+
+/// Reads a list of rounds in which `null` stands for a round with no value (JSON has no
+/// NaN: serde_json writes a NaN as `null`), so a calibration reads back what it wrote.
+fn nan_for_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let v: Vec<Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+}
+
+/// Reads a figure that may have been written as `null` (a NaN) as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A round is an outlier when it is this many bounds away from the median.
@@ -73,6 +90,27 @@ mod tests {
         assert_eq!(r.median, 30.0);
         assert!(!r.stable, "{r:?}");
         assert!((r.spread - 20.0 / 30.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_round_with_no_value_is_written_and_read_back() {
+        let r = Rounds::judge(&[10.0, f64::NAN, 11.0], 0.25).unwrap();
+        assert_eq!(r.median, 10.5);
+        let json = serde_json::to_string(&r).expect("serializes");
+        assert!(json.contains("[10.0,null,11.0]"), "{json}");
+        let back: Rounds = serde_json::from_str(&json).expect("reads back what it wrote");
+        assert_eq!(back.rounds.len(), 3);
+        assert!(back.rounds[1].is_nan() && back.rounds[0] == 10.0 && back.median == 10.5);
+        // Rounds whose median is 0 and that still differ have an infinite spread, which JSON
+        // writes as `null` too (a mutex wake-up measured 0 in most rounds): it reads back.
+        let r = Rounds::judge(&[0.0, 0.0, 0.0, 5.0, 7.0], 0.25).unwrap();
+        assert!(r.spread.is_infinite() && !r.stable, "{r:?}");
+        let back: Rounds = serde_json::from_str(&serde_json::to_string(&r).unwrap()).expect("reads back");
+        assert!(back.spread.is_nan() && back.median == 0.0 && !back.stable);
+        // Every figure of the rounds reads a `null` back as NaN, not as an error.
+        let nulls = r#"{"rounds":[null],"median":null,"spread":null,"outliers":[null],"stable":false}"#;
+        let back: Rounds = serde_json::from_str(nulls).expect("nulls read as NaN");
+        assert!(back.median.is_nan() && back.spread.is_nan() && back.outliers[0].is_nan());
     }
 
     #[test]
