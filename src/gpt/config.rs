@@ -44,25 +44,12 @@ impl Config {
 
     /// [`Config::param_count`], or `None` where it would overflow `usize`.
     pub fn checked_param_count(&self) -> Option<usize> {
-        let (d, f) = (self.d_model, self.d_ff);
-        let sq = d.checked_mul(d)?;
-        let block = [
-            4usize.checked_mul(d)?,
-            sq.checked_mul(3)?,
-            d.checked_mul(3)?,
-            sq,
-            d,
-            d.checked_mul(f)?,
-            f,
-            f.checked_mul(d)?,
-            d,
-        ]
-        .into_iter()
-        .try_fold(0usize, usize::checked_add)?;
-        self.vocab
-            .checked_mul(d)?
-            .checked_add(self.n_layer.checked_mul(block)?)?
-            .checked_add(d.checked_mul(2)?)
+        let [v, d, l, f] = [self.vocab, self.d_model, self.n_layer, self.d_ff];
+        let mul = |xs: &[usize]| xs.iter().try_fold(1usize, |p, &x| p.checked_mul(x));
+        let add = |xs: &[usize]| xs.iter().try_fold(0usize, |s, &x| s.checked_add(x));
+        // As param_count_per_block: LayerNorms 4d, QKV 3d² + 3d, output d² + d, MLP 2df + f + d.
+        let block = add(&[mul(&[4, d, d])?, mul(&[2, d, f])?, mul(&[9, d])?, f])?;
+        add(&[mul(&[v, d])?, mul(&[l, block])?, mul(&[2, d])?])
     }
 
     /// Parameters of one block: 2 LayerNorms (gain, bias), the QKV and output projections

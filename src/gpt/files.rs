@@ -98,13 +98,10 @@ const HEADER_BYTES: u64 = 64 << 10;
 /// (8 bytes), a header of at most [`HEADER_BYTES`] + [`HEADER_BYTES_PER_TENSOR`] per tensor,
 /// and 4 bytes per parameter; `None` if that is more than 2^64.
 fn weights_bytes(c: &Config) -> Option<u64> {
-    let [v, d, l, f] = [c.vocab, c.d_model, c.n_layer, c.d_ff].map(|x| x as u64);
     let mul = |xs: &[u64]| xs.iter().try_fold(1u64, |p, &x| p.checked_mul(x));
     let add = |xs: &[u64]| xs.iter().try_fold(0u64, |s, &x| s.checked_add(x));
-    // As Config::param_count: LayerNorms 4d, QKV 3d² + 3d, output d² + d, MLP 2df + f + d.
-    let block = add(&[mul(&[4, d, d])?, mul(&[2, d, f])?, mul(&[9, d])?, f])?;
-    let params = add(&[mul(&[v, d])?, mul(&[l, block])?, mul(&[2, d])?])?;
-    let tensors = add(&[mul(&[12, l])?, 3])?;
+    let params = u64::try_from(c.checked_param_count()?).ok()?;
+    let tensors = add(&[mul(&[12, c.n_layer as u64])?, 3])?;
     add(&[8, HEADER_BYTES, mul(&[HEADER_BYTES_PER_TENSOR, tensors])?, mul(&[4, params])?])
 }
 
