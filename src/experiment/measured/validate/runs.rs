@@ -159,16 +159,17 @@ impl Runs {
         let Some(first) = runs.first() else {
             return Err(refuse("no run to judge".into()));
         };
-        let key = |p: &ValidatedPoint| (p.suite.clone(), p.params.clone());
+        let same_point = |p: &ValidatedPoint, q: &ValidatedPoint| p.suite == q.suite && p.params == q.params;
+        let missing = |from: &Validation, inn: &Validation| {
+            from.points.iter().find(|p| !inn.points.iter().any(|q| same_point(p, q))).cloned()
+        };
         for (i, r) in runs.iter().enumerate().skip(1) {
-            let (a, b): (Vec<_>, Vec<_>) =
-                (first.points.iter().map(key).collect(), r.points.iter().map(key).collect());
-            if let Some(p) = a.iter().find(|k| !b.contains(k)).or_else(|| b.iter().find(|k| !a.contains(k))) {
+            if let Some(p) = missing(first, r).or_else(|| missing(r, first)) {
                 return Err(refuse(format!(
                     "the runs validated different points: `{} {}` is in one of runs 1 and {} and not in the \
                      other; give runs of the same suites and sweeps",
-                    p.0,
-                    super::label_of(&p.1),
+                    p.suite,
+                    p.label(),
                     i + 1
                 )));
             }
@@ -178,7 +179,7 @@ impl Runs {
         for p in &first.points {
             let same: Vec<&ValidatedPoint> = runs
                 .iter()
-                .filter_map(|r| r.points.iter().find(|q| key(q) == key(p)))
+                .filter_map(|r| r.points.iter().find(|q| same_point(q, p)))
                 .filter(|q| !q.stolen())
                 .collect();
             let over = |f: fn(&ValidatedPoint) -> &Compared| {
